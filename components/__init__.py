@@ -1,0 +1,1 @@
+"""KFP components: one folder each (component.py, its logic, README, tests)."""

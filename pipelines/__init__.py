@@ -1,0 +1,1 @@
+"""Pipelines built from the components, and their compiled YAML under compiled/."""

@@ -1,0 +1,58 @@
+"""The one configuration model: settings read from the environment, with embedded defaults.
+
+The same code runs on a laptop and on a cluster; only these settings differ. Defaults keep
+everything local: a model store in ``./.kfp-mlops/store``, W&B offline, no KFP host.
+
+Environment variables:
+    KFP_MLOPS_HOME: local working folder (default ``./.kfp-mlops``).
+    KFP_MLOPS_STORE: model store root, a local path or ``gs://bucket/prefix``
+        (default ``$KFP_MLOPS_HOME/store``).
+    KFP_MLOPS_IMAGE: the component image the compiled pipelines run
+        (default ``ghcr.io/kfp-mlops/component:<version>``).
+    KFP_HOST: the KFP API endpoint for ``submit``/``schedule``.
+    KFP_NAMESPACE: the Kubernetes namespace of the pipeline (default ``kubeflow``).
+    WANDB_PROJECT / WANDB_ENTITY: where runs are logged (default project ``kfp-mlops``).
+    WANDB_API_KEY: when set, W&B logs online; otherwise offline.
+    STORAGE_EMULATOR_HOST: an ``http://host:port`` GCS emulator for ``gs://`` URIs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from kfp_mlops import __version__
+
+DEFAULT_IMAGE = f"ghcr.io/kfp-mlops/component:{__version__}"
+# The Kubernetes Secret holding WANDB_API_KEY on a cluster (manifests/base/wandb-secret.template.yaml).
+WANDB_SECRET_NAME = "wandb-credentials"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where things live and how to reach them."""
+
+    home: Path
+    store_root: str
+    component_image: str = DEFAULT_IMAGE
+    kfp_host: str | None = None
+    kfp_namespace: str = "kubeflow"
+    wandb_project: str = "kfp-mlops"
+    wandb_entity: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Reads the settings from ``environ`` (default: the process environment)."""
+        env = os.environ if environ is None else environ
+        home = Path(env.get("KFP_MLOPS_HOME", ".kfp-mlops")).expanduser().resolve()
+        return cls(
+            home=home,
+            store_root=env.get("KFP_MLOPS_STORE") or str(home / "store"),
+            component_image=env.get("KFP_MLOPS_IMAGE") or DEFAULT_IMAGE,
+            kfp_host=env.get("KFP_HOST") or None,
+            kfp_namespace=env.get("KFP_NAMESPACE") or "kubeflow",
+            wandb_project=env.get("WANDB_PROJECT") or "kfp-mlops",
+            wandb_entity=env.get("WANDB_ENTITY") or None,
+        )

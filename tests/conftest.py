@@ -1,0 +1,57 @@
+"""Shared fixtures: an isolated KFP_MLOPS_HOME and W&B offline dirs per test, a real GCS emulator."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.gcs_emulator import GcsEmulator
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Keeps every test local and offline: its own home, store and W&B folders, no API key."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("KFP_MLOPS_HOME", str(home))
+    monkeypatch.delenv("KFP_MLOPS_STORE", raising=False)
+    monkeypatch.delenv("KFP_MLOPS_IMAGE", raising=False)
+    monkeypatch.delenv("KFP_HOST", raising=False)
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    for var, sub in [("WANDB_DIR", "wandb"), ("WANDB_DATA_DIR", "wandb-data"),
+                     ("WANDB_CACHE_DIR", "wandb-cache"), ("WANDB_CONFIG_DIR", "wandb-config")]:
+        (tmp_path / sub).mkdir()
+        monkeypatch.setenv(var, str(tmp_path / sub))
+    return home
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[GcsEmulator]:
+    """One fake-gcs-server process for the session."""
+    emulator = GcsEmulator().start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture()
+def gcs_bucket(gcs_emulator: GcsEmulator, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket on the emulator, as ``gs://bucket``; STORAGE_EMULATOR_HOST points at it."""
+    from kfp_mlops import storage
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.url)
+    uri = f"gs://test-{uuid.uuid4().hex[:12]}"
+    storage.ensure_bucket(uri)
+    return uri
+
+
+@pytest.fixture(params=["local", "gcs"])
+def store_root(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same test against a local folder and against the GCS emulator."""
+    if request.param == "local":
+        return str(tmp_path / "store")
+    return request.getfixturevalue("gcs_bucket") + "/store"

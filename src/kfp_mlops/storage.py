@@ -40,6 +40,18 @@ def is_gcs(uri: str) -> bool:
     return uri.startswith(GCS_SCHEME)
 
 
+def canonical_uri(path_or_uri: str) -> str:
+    """Names a location the way other tools should see it.
+
+    KFP on a cluster hands a task its ``gs://`` artifacts as local paths under ``/gcs/`` (copied
+    in open-source KFP, a FUSE mount on Vertex AI); this maps them back to ``gs://`` so W&B and
+    the model store record a location that works outside the task's container.
+    """
+    if path_or_uri.startswith("/gcs/"):
+        return GCS_SCHEME + path_or_uri.removeprefix("/gcs/")
+    return path_or_uri
+
+
 def join(uri: str, *parts: str) -> str:
     """Joins path parts onto a local path or ``gs://`` URI with single slashes."""
     stripped = [p.strip("/") for p in parts if p.strip("/")]

@@ -1,0 +1,42 @@
+"""KFP component: publish an approved model to the model store and promote it to champion."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Input, Model, Output
+
+from kfp_mlops.components_common import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def register(
+    model: Input[Model],
+    reference_profile: Input[Artifact],
+    evaluation: Input[Artifact],
+    registered: Output[Artifact],
+    store_root: str,
+    model_name: str,
+    pipeline_job_id: str = "local",
+    wandb_project: str = "",
+):
+    """Writes ``models/<model_name>/versions/<version>/`` (never overwritten) and ``champion.json``.
+
+    Args:
+        model: the approved model from train.
+        reference_profile: the training features' profile, stored beside the model for drift checks.
+        evaluation: the gate's record from evaluate.
+        registered: JSON naming the stored version (name, version, uri, previous champion).
+        store_root: the model store (local path, or gs:// on GCS or its emulator).
+        model_name: the registered model's name.
+        pipeline_job_id: groups this task's W&B run with the rest of the pipeline run.
+        wandb_project: the W&B project (empty: WANDB_PROJECT or kfp-mlops).
+    """
+    import json
+
+    from kfp_mlops.components.register.logic import run_register
+
+    record = run_register(
+        model.path, reference_profile.path, evaluation.path, store_root=store_root, model_name=model_name,
+        pipeline_job_id=pipeline_job_id, wandb_project=wandb_project,
+    )
+    with open(registered.path, "w") as out:
+        json.dump(record, out, indent=2, sort_keys=True)
+    registered.metadata.update(record)

@@ -1,0 +1,51 @@
+"""Register: publish an approved model version to the model store and make it the champion."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from kfp_mlops.errors import MlopsError
+
+
+def run_register(
+    model_dir: str,
+    profile_path: str,
+    evaluation_path: str,
+    *,
+    store_root: str,
+    model_name: str,
+    pipeline_job_id: str = "local",
+    wandb_project: str = "",
+) -> dict[str, Any]:
+    """Stores the model as a new immutable version and moves the champion pointer to it.
+
+    The champion pointer moves only if it still names the champion the evaluation compared with.
+
+    Returns:
+        name, version, uri and the champion it replaced.
+
+    Raises:
+        MlopsError: the evaluation did not pass (register must only run behind the gate).
+    """
+    from kfp_mlops.model_store import ModelStore
+    from kfp_mlops.tracking import tracked_run
+
+    evaluation = json.loads(Path(evaluation_path).read_text())
+    if not evaluation.get("passed"):
+        raise MlopsError(f"model {model_dir}: its evaluation did not pass the gate; not registered")
+    store = ModelStore(store_root)
+    params = {"store_root": store_root, "model_name": model_name}
+    with tracked_run("register", group=pipeline_job_id, config=params, project=wandb_project or None) as run:
+        registered = store.publish(model_name, model_dir, profile_path=profile_path, evaluation=evaluation)
+        store.promote(registered, expected_champion=evaluation.get("champion_version"))
+        record = {
+            "name": registered.name,
+            "version": registered.version,
+            "uri": registered.uri,
+            "previous_champion": evaluation.get("champion_version"),
+        }
+        run.run.summary.update(record)
+        run.log_artifact(model_name, "model", uri=registered.uri, metadata=record, uses=["model:latest"])
+    return record

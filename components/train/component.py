@@ -1,0 +1,43 @@
+"""KFP component: train a scikit-learn pipeline; output the model and a reference profile."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
+
+from kfp_mlops.components_common import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def train(
+    train_data: Input[Dataset],
+    model: Output[Model],
+    reference_profile: Output[Artifact],
+    label: str = "species",
+    estimator: str = "logistic_regression",
+    hyperparameters: dict = {},  # noqa: B006 - KFP reads the default from the signature
+    seed: int = 42,
+    pipeline_job_id: str = "local",
+    wandb_project: str = "",
+):
+    """Fits preprocessing + ``estimator`` on the training split.
+
+    Args:
+        train_data: training rows from ingest (validated).
+        model: a folder with model.joblib and metadata.json (versions, features, classes, metrics).
+        reference_profile: JSON quantile edges and category frequencies of the training features.
+        label: the label column.
+        estimator: logistic_regression, random_forest, gradient_boosting, decision_tree, knn or svc.
+        hyperparameters: constructor arguments of the estimator.
+        seed: random_state of the estimator.
+        pipeline_job_id: groups this task's W&B run with the rest of the pipeline run.
+        wandb_project: the W&B project (empty: WANDB_PROJECT or kfp-mlops).
+    """
+    from kfp_mlops.components.train.logic import run_train
+    from kfp_mlops.components_common import json_safe
+
+    metadata = run_train(
+        train_data.path, model.path, reference_profile.path, label=label, estimator=estimator,
+        hyperparameters=hyperparameters, seed=seed, training_data_uri=train_data.uri,
+        pipeline_job_id=pipeline_job_id, wandb_project=wandb_project,
+    )
+    model.metadata.update(json_safe(metadata))
+    reference_profile.metadata.update({"features": metadata["feature_names"], "label": label})

@@ -1,0 +1,179 @@
+"""Validate: check a labelled dataset against its expected schema before anything trains on it."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from kfp_mlops.errors import DataError
+from kfp_mlops.schema import DataSchema, FeatureSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@dataclass
+class ValidationResult:
+    """Every problem found, by column ("<table>" for problems of the whole set)."""
+
+    rows: int
+    problems: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+    def add(self, column: str, problem: str) -> None:
+        self.problems[column].append(problem)
+
+    def summary(self) -> str:
+        """One line naming every bad column and what is wrong with it."""
+        return "; ".join(f"{column}: {', '.join(found)}" for column, found in self.problems.items())
+
+
+def validate_frames(train: pd.DataFrame, test: pd.DataFrame, schema: DataSchema) -> ValidationResult:
+    """Checks columns, dtypes, ranges, nulls, categories, label and class balance.
+
+    Column checks run on train and test together; the class balance on the training split, and
+    the test split must hold every class so that evaluation can score each one.
+    """
+    import pandas as pd
+
+    data = pd.concat([train, test], ignore_index=True)
+    result = ValidationResult(rows=len(data))
+    if len(data) < schema.min_rows:
+        result.add("<table>", f"{len(data)} rows, fewer than the {schema.min_rows} required")
+
+    expected = set(schema.features) | {schema.label}
+    for name in schema.features:
+        if name not in data.columns:
+            result.add(name, "missing column")
+    if not schema.allow_extra_columns:
+        for name in data.columns:
+            if name not in expected:
+                result.add(str(name), "unexpected column")
+
+    for name, spec in schema.features.items():
+        if name in data.columns:
+            _check_feature(data[name], spec, result, name)
+
+    if schema.label not in data.columns:
+        result.add(schema.label, "missing label column")
+    else:
+        _check_label(train[schema.label], test[schema.label], schema, result)
+    return result
+
+
+def _check_feature(column: pd.Series, spec: FeatureSpec, result: ValidationResult, name: str) -> None:
+    import numpy as np
+    import pandas as pd
+
+    nulls = int(column.isna().sum())
+    if nulls == len(column):
+        result.add(name, "all values are null")
+        return
+    if nulls and not spec.nullable:
+        result.add(name, f"{nulls} null value(s)")
+    if spec.kind == "numeric":
+        if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+            result.add(name, f"dtype {column.dtype}, expected numeric")
+            return
+        values = column.dropna().to_numpy(dtype=float)
+        if not np.isfinite(values).all():
+            result.add(name, f"{int((~np.isfinite(values)).sum())} infinite value(s)")
+        finite = values[np.isfinite(values)]
+        if spec.min is not None and (finite < spec.min).any():
+            result.add(name, f"{int((finite < spec.min).sum())} value(s) below min {spec.min}")
+        if spec.max is not None and (finite > spec.max).any():
+            result.add(name, f"{int((finite > spec.max).sum())} value(s) above max {spec.max}")
+    elif spec.categories is not None:
+        unknown = sorted(set(column.dropna().astype(str)) - set(spec.categories))
+        if unknown:
+            result.add(name, f"unknown categories {', '.join(unknown[:5])}")
+
+
+def _check_label(train: pd.Series, test: pd.Series, schema: DataSchema, result: ValidationResult) -> None:
+    label = schema.label
+    nulls = int(train.isna().sum() + test.isna().sum())
+    if nulls:
+        result.add(label, f"{nulls} row(s) without a label")
+    shares = train.dropna().astype(str).value_counts(normalize=True)
+    if len(shares) < 2:
+        result.add(label, f"{len(shares)} class(es) in the training split, need at least 2")
+    if schema.classes is not None:
+        unknown = sorted(set(shares.index) - set(schema.classes))
+        if unknown:
+            result.add(label, f"unknown classes {', '.join(unknown)}")
+        absent = sorted(set(schema.classes) - set(shares.index))
+        if absent:
+            result.add(label, f"classes absent from training data: {', '.join(absent)}")
+    rare = shares[shares < schema.min_class_share]
+    for cls, share in rare.items():
+        result.add(label, f"class {cls!r} is {share:.1%} of rows, below {schema.min_class_share:.0%}")
+    missing_in_test = sorted(set(shares.index) - set(test.dropna().astype(str)))
+    if missing_in_test:
+        result.add(label, f"test split lacks classes {', '.join(missing_in_test)}")
+
+
+def render_report(result: ValidationResult, schema: DataSchema, source: str) -> str:
+    """A Markdown report for the KFP UI: the verdict, then one row per column."""
+    verdict = "PASSED" if result.passed else "FAILED"
+    lines = [
+        f"# Data validation: {verdict}",
+        "",
+        f"Source: `{source}` · rows: {result.rows} · label: `{schema.label}`",
+        "",
+        "| column | expected | problems |",
+        "|---|---|---|",
+    ]
+    columns = [schema.label, *schema.features, *(c for c in result.problems if c not in schema.features and c != schema.label)]
+    for column in dict.fromkeys(columns):
+        spec = schema.features.get(column)
+        expected = "label" if column == schema.label else (_describe(spec) if spec else "-")
+        found = "; ".join(result.problems.get(column, [])) or "ok"
+        lines.append(f"| `{column}` | {expected} | {found} |")
+    return "\n".join(lines) + "\n"
+
+
+def _describe(spec: FeatureSpec) -> str:
+    bounds = f" in [{spec.min}, {spec.max}]" if spec.min is not None or spec.max is not None else ""
+    return f"{spec.kind}{bounds}{', nullable' if spec.nullable else ''}"
+
+
+def run_validate(
+    train_path: str,
+    test_path: str,
+    report_path: str,
+    *,
+    source: str,
+    label: str,
+    schema_uri: str = "",
+    pipeline_job_id: str = "local",
+    wandb_project: str = "",
+) -> dict[str, Any]:
+    """Validates the split datasets, writes the Markdown report, and fails on unfit data.
+
+    The report is written (and logged) before failing, so the KFP UI shows why the run stopped.
+
+    Raises:
+        DataError: naming every bad column and what is wrong with it.
+    """
+    from pathlib import Path
+
+    from kfp_mlops.datasets import read_parquet
+    from kfp_mlops.schema import schema_for
+    from kfp_mlops.tracking import tracked_run
+
+    train, test = read_parquet(train_path), read_parquet(test_path)
+    schema = schema_for(source, schema_uri, train, label)
+    params = {"source": source, "label": label, "schema_uri": schema_uri}
+    with tracked_run("validate", group=pipeline_job_id, config=params, project=wandb_project or None) as run:
+        result = validate_frames(train, test, schema)
+        Path(report_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(report_path).write_text(render_report(result, schema, source))
+        run.log_metrics({"rows": result.rows, "bad_columns": len(result.problems), "passed": float(result.passed)})
+        if not result.passed:
+            raise DataError(f"data from {source!r} is unfit for training: {result.summary()}")
+    return {"passed": result.passed, "rows": result.rows, "schema": json.loads(schema.to_json())}

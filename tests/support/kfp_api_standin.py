@@ -1,0 +1,353 @@
+"""A local stand-in for the KFP v2beta1 REST API, for tests.
+
+No Kubeflow Pipelines backend can run on this machine (it needs Kubernetes, Argo Workflows, MySQL
+and object storage), so the tests talk to this instead: a real HTTP server on 127.0.0.1 that
+answers the requests ``kfp.Client`` (through ``kfp_server_api`` and urllib3) sends for the health
+check, experiments, runs created from an inline pipeline spec, and recurring runs. Everything on
+the client side is real; only the backend is imitated, in memory.
+
+It imitates the parts of the real API's behaviour the project relies on: JSON shaped like
+grpc-gateway's (ids are uuid strings, RFC 3339 timestamps, int64 fields as strings, empty fields
+left out), ``display_name`` EQUALS filters, opaque page tokens and a page size cap, 404s for
+unknown ids, and ``max_concurrency`` limited to 1-10. It runs no pipelines and has a single-user
+view of namespaces (listing ignores ``namespace``). Pipeline upload is not implemented: unknown
+paths get a 404, so a client that starts using them fails loudly.
+
+Every request is recorded (method, path, query, JSON body) so tests can assert what was sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+_API = "/apis/v2beta1"
+# grpc status codes used in error bodies, as the real API returns them.
+_GRPC_CODE = {400: 3, 404: 5, 409: 6, 500: 13, 503: 14}
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the stand-in received it."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any
+
+
+class ApiError(Exception):
+    """Answered as a JSON error body with this HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class KfpApiStandIn:
+    """An in-memory KFP v2beta1 API on a free loopback port.
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop`.
+
+    Args:
+        max_page_size: the largest page a list returns, whatever the client asks for (the real
+            server caps it too); small values let tests exercise paging.
+    """
+
+    def __init__(self, max_page_size: int = 100) -> None:
+        self.max_page_size = max_page_size
+        self.experiments: dict[str, dict[str, Any]] = {}
+        self.runs: dict[str, dict[str, Any]] = {}
+        self.recurring_runs: dict[str, dict[str, Any]] = {}
+        self._requests: list[RecordedRequest] = []
+        self._failures: list[tuple[str, str, int, str]] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._routes: list[tuple[str, re.Pattern[str], Callable[..., Any]]] = [
+            ("GET", re.compile(rf"{_API}/healthz"), self._healthz),
+            ("POST", re.compile(rf"{_API}/experiments"), self._create_experiment),
+            ("GET", re.compile(rf"{_API}/experiments"), self._list_experiments),
+            ("GET", re.compile(rf"{_API}/experiments/([^/:]+)"), self._get_experiment),
+            ("POST", re.compile(rf"{_API}/runs"), self._create_run),
+            ("GET", re.compile(rf"{_API}/runs"), self._list_runs),
+            ("GET", re.compile(rf"{_API}/runs/([^/:]+)"), self._get_run),
+            ("POST", re.compile(rf"{_API}/recurringruns"), self._create_recurring_run),
+            ("GET", re.compile(rf"{_API}/recurringruns"), self._list_recurring_runs),
+            ("GET", re.compile(rf"{_API}/recurringruns/([^/:]+)"), self._get_recurring_run),
+            ("DELETE", re.compile(rf"{_API}/recurringruns/([^/:]+)"), self._delete_recurring_run),
+        ]
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The base URL to pass to ``kfp.Client(host=...)``."""
+        if self._server is None:
+            raise RuntimeError("the KFP API stand-in is not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> KfpApiStandIn:
+        """Starts serving in a background thread."""
+        standin = self
+
+        class Handler(_Handler):
+            owner = standin
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        # A short poll interval keeps stop() (which waits for one poll) fast.
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                        daemon=True, name="kfp-api-standin")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stops serving and closes the socket."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> KfpApiStandIn:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- test helpers ------------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received so far, in order."""
+        with self._lock:
+            return list(self._requests)
+
+    def requests_to(self, method: str, path_prefix: str = _API) -> list[RecordedRequest]:
+        """The recorded requests with this method whose path starts with ``path_prefix``."""
+        return [r for r in self.requests if r.method == method and r.path.startswith(path_prefix)]
+
+    def fail_next(self, method: str, path_prefix: str, status: int, message: str) -> None:
+        """Makes the next matching request fail with ``status`` and ``message``; no state changes."""
+        with self._lock:
+            self._failures.append((method, path_prefix, status, message))
+
+    # -- dispatch ----------------------------------------------------------------------------
+
+    def _dispatch(self, method: str, path: str, query: dict[str, str], body: Any) -> Any:
+        with self._lock:
+            self._requests.append(RecordedRequest(method, path, query, body))
+            for failure in self._failures:
+                if failure[0] == method and path.startswith(failure[1]):
+                    self._failures.remove(failure)
+                    raise ApiError(failure[2], failure[3])
+            for route_method, pattern, handler in self._routes:
+                match = pattern.fullmatch(path)
+                if match and route_method == method:
+                    return handler(*match.groups(), query=query, body=body)
+            raise ApiError(404, f"the KFP API stand-in does not implement {method} {path}")
+
+    # -- endpoints (called with the lock held) -------------------------------------------------
+
+    def _healthz(self, *, query: dict[str, str], body: Any) -> dict[str, Any]:
+        return {"multi_user": False}
+
+    def _create_experiment(self, *, query: dict[str, str], body: Any) -> dict[str, Any]:
+        name = _required(body, "display_name", "experiment")
+        if any(e["display_name"] == name for e in self.experiments.values()):
+            raise ApiError(409, f"experiment {name!r} already exists")
+        experiment = {
+            "experiment_id": str(uuid.uuid4()),
+            "display_name": name,
+            "description": body.get("description") or "",
+            "created_at": _now(),
+            "namespace": body.get("namespace") or "",
+            "storage_state": "AVAILABLE",
+        }
+        self.experiments[experiment["experiment_id"]] = experiment
+        return _without_empty(experiment)
+
+    def _list_experiments(self, *, query: dict[str, str], body: Any) -> dict[str, Any]:
+        return _page(list(self.experiments.values()), query, "experiments", self.max_page_size)
+
+    def _get_experiment(self, experiment_id: str, *, query: dict[str, str],
+                        body: Any) -> dict[str, Any]:
+        return _without_empty(_lookup(self.experiments, experiment_id, "experiment"))
+
+    def _create_run(self, *, query: dict[str, str], body: Any) -> dict[str, Any]:
+        name = _required(body, "display_name", "run")
+        experiment = _lookup(self.experiments, _required(body, "experiment_id", "run"),
+                             "experiment")
+        _require_pipeline(body, "run")
+        now = _now()
+        run = {
+            **body,
+            "run_id": str(uuid.uuid4()),
+            "display_name": name,
+            "experiment_id": experiment["experiment_id"],
+            "storage_state": "AVAILABLE",
+            "created_at": now,
+            "scheduled_at": now,
+            "state": "PENDING",
+            "state_history": [{"update_time": now, "state": "PENDING"}],
+        }
+        self.runs[run["run_id"]] = run
+        return _without_empty(run)
+
+    def _list_runs(self, *, query: dict[str, str], body: Any) -> dict[str, Any]:
+        runs = [r for r in self.runs.values()
+                if query.get("experiment_id") in (None, r["experiment_id"])]
+        return _page(runs, query, "runs", self.max_page_size)
+
+    def _get_run(self, run_id: str, *, query: dict[str, str], body: Any) -> dict[str, Any]:
+        return _without_empty(_lookup(self.runs, run_id, "run"))
+
+    def _create_recurring_run(self, *, query: dict[str, str], body: Any) -> dict[str, Any]:
+        name = _required(body, "display_name", "recurring run")
+        experiment = _lookup(self.experiments,
+                             _required(body, "experiment_id", "recurring run"), "experiment")
+        _require_pipeline(body, "recurring run")
+        trigger = body.get("trigger") or {}
+        if not (trigger.get("cron_schedule") or trigger.get("periodic_schedule")):
+            raise ApiError(400, "recurring run needs a trigger: cron_schedule or periodic_schedule")
+        max_concurrency = int(body.get("max_concurrency") or 1)
+        if not 1 <= max_concurrency <= 10:
+            raise ApiError(400, f"max concurrency {max_concurrency} is out of range; support 1-10")
+        now = _now()
+        mode = body.get("mode") or "ENABLE"
+        recurring_run = {
+            **body,
+            "recurring_run_id": str(uuid.uuid4()),
+            "display_name": name,
+            "experiment_id": experiment["experiment_id"],
+            "namespace": experiment["namespace"],
+            "max_concurrency": str(max_concurrency),  # int64 travels as a JSON string
+            "mode": mode,
+            "status": "ENABLED" if mode == "ENABLE" else "DISABLED",
+            "created_at": now,
+            "updated_at": now,
+        }
+        self.recurring_runs[recurring_run["recurring_run_id"]] = recurring_run
+        return _without_empty(recurring_run)
+
+    def _list_recurring_runs(self, *, query: dict[str, str], body: Any) -> dict[str, Any]:
+        recurring_runs = [r for r in self.recurring_runs.values()
+                          if query.get("experiment_id") in (None, r["experiment_id"])]
+        # The proto field really is named recurringRuns (kfp_server_api maps it back).
+        return _page(recurring_runs, query, "recurringRuns", self.max_page_size)
+
+    def _get_recurring_run(self, recurring_run_id: str, *, query: dict[str, str],
+                           body: Any) -> dict[str, Any]:
+        return _without_empty(_lookup(self.recurring_runs, recurring_run_id, "recurring run"))
+
+    def _delete_recurring_run(self, recurring_run_id: str, *, query: dict[str, str],
+                              body: Any) -> dict[str, Any]:
+        _lookup(self.recurring_runs, recurring_run_id, "recurring run")
+        del self.recurring_runs[recurring_run_id]
+        return {}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    owner: KfpApiStandIn
+
+    def _handle(self) -> None:
+        parts = urlsplit(self.path)
+        query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except json.JSONDecodeError:
+            self._send(400, {"code": 3, "message": "request body is not JSON"})
+            return
+        try:
+            self._send(200, self.owner._dispatch(self.command, parts.path, query, body))
+        except ApiError as err:
+            self._send(err.status, {"code": _GRPC_CODE.get(err.status, 2), "message": err.message,
+                                    "details": []})
+
+    do_GET = do_POST = do_DELETE = _handle
+
+    def _send(self, status: int, payload: Any) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status, HTTPStatus(status).phrase)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keeps test output quiet; the request log is :attr:`KfpApiStandIn.requests`."""
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+def _required(body: Any, field: str, kind: str) -> str:
+    if not isinstance(body, dict) or not body.get(field):
+        raise ApiError(400, f"{kind} needs a non-empty {field}")
+    return body[field]
+
+
+def _require_pipeline(body: dict[str, Any], kind: str) -> None:
+    if not (body.get("pipeline_spec") or body.get("pipeline_version_reference")):
+        raise ApiError(400, f"{kind} needs pipeline_spec or pipeline_version_reference")
+
+
+def _lookup(table: dict[str, dict[str, Any]], key: str, kind: str) -> dict[str, Any]:
+    if key not in table:
+        raise ApiError(404, f"{kind} {key} not found")
+    return table[key]
+
+
+def _without_empty(resource: dict[str, Any]) -> dict[str, Any]:
+    """Drops empty fields, as grpc-gateway does when it marshals a response."""
+    return {k: v for k, v in resource.items() if v not in (None, "", [], {})}
+
+
+def _page(items: list[dict[str, Any]], query: dict[str, str], key: str,
+          max_page_size: int) -> dict[str, Any]:
+    """Filters ``items`` by the query's ``filter`` and returns the page its token points at."""
+    items = [i for i in items if _matches(i, query.get("filter"))]
+    size = min(int(query.get("page_size") or max_page_size), max_page_size)
+    token = query.get("page_token")
+    try:
+        start = int(base64.urlsafe_b64decode(token.encode()).decode()) if token else 0
+    except ValueError:
+        raise ApiError(400, f"invalid page token {token!r}") from None
+    page = items[start:start + size]
+    response: dict[str, Any] = {key: [_without_empty(i) for i in page], "total_size": len(items)}
+    if start + size < len(items):
+        response["next_page_token"] = base64.urlsafe_b64encode(str(start + size).encode()).decode()
+    return _without_empty(response)
+
+
+def _matches(item: dict[str, Any], filter_json: str | None) -> bool:
+    """Applies a JSON ``Filter``; only EQUALS on string fields is implemented."""
+    if not filter_json:
+        return True
+    for predicate in json.loads(filter_json).get("predicates", []):
+        if predicate.get("operation") not in (1, "EQUALS"):
+            raise ApiError(400, f"the KFP API stand-in does not implement filter {predicate}")
+        value = predicate.get("string_value", predicate.get("stringValue"))
+        if item.get(predicate["key"]) != value:
+            return False
+    return True

@@ -1,6 +1,7 @@
 """The training pipeline: ingest -> validate -> train -> evaluate -> (if passed) register."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from kfp import dsl
 
@@ -9,6 +10,7 @@ from kfp_mlops.components.ingest.component import ingest
 from kfp_mlops.components.register.component import register
 from kfp_mlops.components.train.component import train
 from kfp_mlops.components.validate.component import validate
+from kfp_mlops.errors import ConfigError
 from kfp_mlops.pipelines.platform import attach_wandb_secret
 
 
@@ -72,3 +74,30 @@ def build_training_pipeline(*, kubernetes: bool = True) -> Callable:
 
 
 training = build_training_pipeline()
+
+
+def check_arguments(arguments: Mapping[str, Any]) -> None:
+    """Refuses arguments that would fail a task, before anything runs or is submitted.
+
+    Raises:
+        ConfigError: naming the parameter and what is wrong with it.
+    """
+    from kfp_mlops.components.evaluate.logic import GATE_METRICS
+    from kfp_mlops.estimators import make_estimator
+    from kfp_mlops.model_store import ModelStore
+
+    inputs = training.component_spec.inputs
+    unknown = sorted(set(arguments) - set(inputs))
+    if unknown:
+        raise ConfigError(f"pipeline training: unknown parameter(s) {', '.join(unknown)}; it takes {', '.join(inputs)}")
+    values = {name: spec.default for name, spec in inputs.items()} | dict(arguments)
+    if not values.get("store_root"):
+        raise ConfigError("pipeline training: store_root is required (a local path or gs://bucket/prefix)")
+    if not isinstance(values["hyperparameters"], dict):
+        raise ConfigError(f"hyperparameters: must be a JSON object, got {values['hyperparameters']!r}")
+    make_estimator(values["estimator"], values["hyperparameters"], int(values["seed"]))
+    if values["gate_metric"] not in GATE_METRICS:
+        raise ConfigError(f"gate_metric {values['gate_metric']!r}: unknown; choose one of {', '.join(GATE_METRICS)}")
+    if not 0.0 < float(values["test_size"]) < 1.0:
+        raise ConfigError(f"test_size={values['test_size']}: must be a fraction between 0 and 1")
+    ModelStore(values["store_root"]).model_uri(values["model_name"])  # checks the name

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from kfp_mlops import __version__
+from kfp_mlops.compiling import check_pipeline_arguments
 from kfp_mlops.config import Settings
 from kfp_mlops.errors import ConfigError, MlopsError
 
@@ -103,6 +104,7 @@ def pipeline_arguments(args: argparse.Namespace, settings: Settings) -> dict[str
             arguments[name] = raw
     if settings.wandb_project != "kfp-mlops":
         arguments.setdefault("wandb_project", settings.wandb_project)
+    check_pipeline_arguments(args.pipeline, arguments)
     return arguments
 
 

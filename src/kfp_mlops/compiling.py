@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kfp_mlops.errors import ConfigError, MlopsError
 
-COMPILED_DIR = Path(__file__).resolve().parents[2] / "pipelines" / "compiled"
+# Relative to the working directory: in a checkout, the committed golden files.
+COMPILED_DIR = Path("pipelines") / "compiled"
 
 
 def pipeline_builders() -> dict[str, Callable[..., Callable]]:
@@ -16,6 +18,16 @@ def pipeline_builders() -> dict[str, Callable[..., Callable]]:
     from kfp_mlops.pipelines.training import build_training_pipeline
 
     return {"training": build_training_pipeline}
+
+
+def check_pipeline_arguments(name: str, arguments: Mapping[str, Any]) -> None:
+    """Refuses unknown parameters and values that would fail a task (see each pipeline's check)."""
+    from kfp_mlops.pipelines import training
+
+    checks = {"training": training.check_arguments}
+    if name not in checks:
+        raise ConfigError(f"pipeline {name!r}: unknown; choose one of {', '.join(checks)}")
+    checks[name](arguments)
 
 
 @dataclass(frozen=True)
@@ -38,6 +50,7 @@ def compile_pipeline(name: str, out_dir: Path = COMPILED_DIR) -> CompiledPipelin
     builders = pipeline_builders()
     if name not in builders:
         raise ConfigError(f"pipeline {name!r}: unknown; choose one of {', '.join(builders)}")
+    out_dir = out_dir.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     result = CompiledPipeline(name, out_dir / f"{name}.yaml", out_dir / f"{name}.vertex.yaml")
     compiler.Compiler().compile(builders[name](kubernetes=True), str(result.kfp_path))

@@ -41,7 +41,7 @@ def load_source(source: str) -> pd.DataFrame:
         )
     try:
         with storage.local_copy(source) as path:
-            frame = _read(path, kind)
+            frame = _read(path, kind, where=source)  # name the source, not a temp download
     except StorageError as exc:
         raise DataError(f"data source {exc}") from None
     if frame.empty or len(frame.columns) == 0:
@@ -72,15 +72,17 @@ def write_parquet(frame: pd.DataFrame, path: str | Path) -> None:
     frame.to_parquet(path, index=False)
 
 
-def _read(path: Path, kind: str) -> pd.DataFrame:
+def _read(path: Path, kind: str, where: str | None = None) -> pd.DataFrame:
     import pandas as pd
+
+    where = where or str(path)
 
     try:
         if kind == "csv":
             return pd.read_csv(path)
         return pd.read_parquet(path)
     except pd.errors.EmptyDataError:
-        raise DataError(f"data source {path}: the file is empty") from None
+        raise DataError(f"data source {where}: the file is empty") from None
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"data source {path}: cannot read as {kind}: {first_line}") from None
+        raise DataError(f"data source {where}: cannot read as {kind}: {first_line}") from None

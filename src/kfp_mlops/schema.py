@@ -64,7 +64,7 @@ class DataSchema:
                     min=spec.get("min"),
                     max=spec.get("max"),
                     nullable=bool(spec.get("nullable", False)),
-                    categories=tuple(spec["categories"]) if spec.get("categories") else None,
+                    categories=tuple(map(str, spec["categories"])) if spec.get("categories") else None,
                 )
                 for name, spec in doc["features"].items()
             }
@@ -74,7 +74,7 @@ class DataSchema:
             return cls(
                 label=doc["label"],
                 features=features,
-                classes=tuple(doc["classes"]) if doc.get("classes") else None,
+                classes=tuple(map(str, doc["classes"])) if doc.get("classes") else None,  # labels compare as str
                 min_rows=int(doc.get("min_rows", 10)),
                 min_class_share=float(doc.get("min_class_share", 0.05)),
                 allow_extra_columns=bool(doc.get("allow_extra_columns", False)),

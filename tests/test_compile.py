@@ -1,0 +1,101 @@
+"""Compiled pipelines: golden files, determinism, strict protobuf parsing, no secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kfp_mlops.compiling import check_compiled, compile_all, pipeline_builders
+from kfp_mlops.config import DEFAULT_IMAGE, WANDB_SECRET_NAME
+from kfp_mlops.errors import MlopsError
+
+COMPILED_DIR = Path(__file__).resolve().parents[1] / "pipelines" / "compiled"
+COMPONENTS = {"ingest", "validate", "train", "evaluate", "register"}
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("compiled")
+    files = {}
+    for result in compile_all(out):
+        files[result.kfp_path.name] = result.kfp_path
+        files[result.vertex_path.name] = result.vertex_path
+    return files
+
+
+def test_golden_files_are_current(compiled: dict[str, Path]) -> None:
+    """pipelines/compiled/ must be what the code compiles to; `make compile` refreshes it."""
+    assert sorted(compiled) == sorted(p.name for p in COMPILED_DIR.glob("*.yaml"))
+    for name, path in compiled.items():
+        assert path.read_bytes() == (COMPILED_DIR / name).read_bytes(), f"{name} is stale: run `make compile`"
+
+
+def test_compilation_is_deterministic(compiled: dict[str, Path], tmp_path: Path) -> None:
+    again = {r.kfp_path.name: r.kfp_path for r in compile_all(tmp_path)}
+    for name, path in again.items():
+        assert path.read_bytes() == compiled[name].read_bytes()
+
+
+def test_kfp_file_parses_strictly_with_platform_spec(compiled: dict[str, Path]) -> None:
+    spec, platform = check_compiled(compiled["training.yaml"])
+    assert spec.pipeline_info.name == "training"
+    from google.protobuf import json_format
+
+    deployment = json_format.MessageToDict(platform.platforms["kubernetes"].deployment_spec)
+    executors = deployment["executors"]
+    assert {name.removeprefix("exec-") for name in executors} == COMPONENTS
+    for executor in executors.values():
+        secret = executor["secretAsEnv"][0]
+        assert secret["secretName"] == WANDB_SECRET_NAME
+        assert secret["keyToEnv"][0]["envVar"] == "WANDB_API_KEY"
+
+
+def test_vertex_file_is_a_single_document(compiled: dict[str, Path]) -> None:
+    documents = list(yaml.safe_load_all(compiled["training.vertex.yaml"].read_text()))
+    assert len(documents) == 1
+    spec, platform = check_compiled(compiled["training.vertex.yaml"])
+    assert platform is None and spec.pipeline_info.name == "training"
+
+
+def test_components_are_thin_and_pinned_to_the_image(compiled: dict[str, Path]) -> None:
+    spec = yaml.safe_load_all(compiled["training.yaml"].read_text()).__next__()
+    executors = spec["deploymentSpec"]["executors"]
+    assert {name.removeprefix("exec-") for name in executors} == COMPONENTS
+    for executor in executors.values():
+        container = executor["container"]
+        assert container["image"] == DEFAULT_IMAGE
+        script = "\n".join(container["command"])
+        assert "pip install" not in script  # install_kfp_package=False, no packages_to_install
+        assert "from kfp_mlops.components." in script
+
+
+def test_register_is_gated_on_the_evaluate_output(compiled: dict[str, Path]) -> None:
+    spec = next(yaml.safe_load_all(compiled["training.yaml"].read_text()))
+    condition = spec["root"]["dag"]["tasks"]["condition-1"]["triggerPolicy"]["condition"]
+    assert "evaluate-Output" in condition
+    assert "register" in spec["components"]["comp-condition-1"]["dag"]["tasks"]
+
+
+def test_no_secret_values_in_compiled_files(compiled: dict[str, Path]) -> None:
+    for path in compiled.values():
+        text = path.read_text()
+        assert "WANDB_API_KEY=" not in text
+        assert "apiKey" not in text and "api_key:" not in text
+
+
+def test_check_compiled_rejects_unknown_fields(tmp_path: Path, compiled: dict[str, Path]) -> None:
+    doc = yaml.safe_load(compiled["training.vertex.yaml"].read_text())
+    doc["notAPipelineField"] = 1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(doc))
+    with pytest.raises(MlopsError, match="does not match the KFP pipeline spec"):
+        check_compiled(bad)
+    (tmp_path / "three.yaml").write_text("a: 1\n---\nb: 2\n---\nc: 3\n")
+    with pytest.raises(MlopsError, match="expected 1 or 2 YAML documents"):
+        check_compiled(tmp_path / "three.yaml")
+
+
+def test_every_pipeline_is_compiled() -> None:
+    assert set(pipeline_builders()) == {"training"}

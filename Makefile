@@ -1,0 +1,58 @@
+# kfp-mlops: every target creates the virtual environment it needs first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE_REPO ?= ghcr.io/kfp-mlops
+COMPONENT_IMAGE ?= $(IMAGE_REPO)/component:$(VERSION)
+PYTEST_ARGS ?=
+
+.PHONY: env run test test-fast compile images push-images bench constraints clean
+
+env: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $@
+
+## run: the main job — the training pipeline on Iris, locally (kfp.local, W&B offline)
+run: env
+	$(BIN)/kfp-mlops run training
+
+## test: every test, including whole-pipeline and notebook runs
+test: env
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## test-fast: skip the tests that run whole pipelines or notebooks
+test-fast: env
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+## compile: pipelines/compiled/<name>.yaml (KFP) and <name>.vertex.yaml (Vertex AI)
+compile: env
+	$(BIN)/kfp-mlops compile
+
+## images: the component image (needs a Docker engine)
+images:
+	docker build -f images/component/Dockerfile -t $(COMPONENT_IMAGE) .
+
+push-images: images
+	docker push $(COMPONENT_IMAGE)
+
+## bench: local pipeline timings and per-task overhead
+bench: env
+	$(BIN)/python bench/bench_local_run.py
+
+## constraints: re-pin every version after changing pyproject.toml
+constraints:
+	rm -rf .constraints-venv
+	$(PYTHON) -m venv .constraints-venv
+	.constraints-venv/bin/python -m pip install --quiet --upgrade pip
+	.constraints-venv/bin/python -m pip install --quiet ".[dev]"
+	{ sed -n '1,2p' constraints.txt; .constraints-venv/bin/pip freeze --exclude-editable | grep -v '^kfp-mlops' | sort -f; } > constraints.new
+	mv constraints.new constraints.txt
+	rm -rf .constraints-venv
+
+clean:
+	rm -rf $(VENV) .kfp-mlops .pytest_cache build *.egg-info

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from kfp_mlops.errors import ConfigError
-from kfp_mlops.tracking import resolve_mode, run_location, shared_service, tracked_run
+from kfp_mlops.tracking import resolve_mode, run_location, tracked_run
 from tests.support.wandb_offline import find_offline_runs, read_offline_run
 
 CLASSES = ["setosa", "versicolor", "virginica"]
@@ -205,26 +205,7 @@ def _child(env: dict[str, str]) -> tuple[Path, bool]:
     return Path(run_dir), owns_service == "True"
 
 
-def test_child_processes_attach_to_a_shared_service(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("WANDB_SERVICE", raising=False)  # set by this process's own runs
-    with shared_service() as token:
-        assert token and os.environ["WANDB_SERVICE"] == token
-        child_dir, owns_service = _child(dict(os.environ))
-        assert not owns_service
-        with tracked_run("parent", group="g", config={}) as inside:
-            pass
-    assert "WANDB_SERVICE" not in os.environ
-    assert not Path(token.split("-unix-", 1)[1]).exists()  # the service is gone
-    # finish() can return before a shared service has flushed the run; by now it has.
-    assert read_offline_run(child_dir, timeout=1).summary["accuracy"] == 1.0
-    assert read_offline_run(inside.dir, timeout=1).exit_code == 0
-    # This process detached from the stopped service: its next run starts its own.
-    with tracked_run("parent", group="g", config={}) as after:
-        pass
-    assert read_offline_run(after.dir).exit_code == 0
-
-
-def test_a_stale_shared_service_falls_back_to_a_private_one() -> None:
+def test_a_stale_inherited_service_falls_back_to_a_private_one() -> None:
     env = dict(os.environ, WANDB_SERVICE="3-1-unix-/nonexistent/wandb/socket")
     run_dir, owns_service = _child(env)
     assert owns_service

@@ -126,11 +126,12 @@ def evaluate(
         f"{gate_metric} {value:.4f} {'meets' if meets_threshold else 'misses'} the threshold {threshold}"
     )
     beats_champion = True
+    # Named even when not compared: register moves the champion pointer only if it still names it.
+    result.champion_version = champion_version
     if champion is not None:
         if champion.feature_names != candidate.feature_names or champion.classes != candidate.classes:
             result.reasons.append(f"champion {champion_version} has other features or classes: not compared")
         else:
-            result.champion_version = champion_version
             result.champion_metrics, _, _ = score(champion, test)
             best = result.champion_metrics[gate_metric]
             beats_champion = sign * (value - best) >= -max_regression
@@ -138,7 +139,7 @@ def evaluate(
                 f"{gate_metric} {value:.4f} vs champion {champion_version} {best:.4f}: "
                 f"{'not worse' if beats_champion else 'worse'} (tolerance {max_regression})"
             )
-    else:
+    elif champion_version is None:  # a champion that could not be loaded is reported by the caller
         result.reasons.append("no champion yet")
     result.passed = meets_threshold and beats_champion
     return result

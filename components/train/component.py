@@ -25,7 +25,7 @@ def train(
         model: a folder with model.joblib and metadata.json (versions, features, classes, metrics).
         reference_profile: JSON quantile edges and category frequencies of the training features.
         label: the label column.
-        estimator: logistic_regression, random_forest, gradient_boosting, decision_tree, knn or svc.
+        estimator: logistic_regression, random_forest, gradient_boosting, decision_tree or knn.
         hyperparameters: constructor arguments of the estimator.
         seed: random_state of the estimator.
         pipeline_job_id: groups this task's W&B run with the rest of the pipeline run.

@@ -103,7 +103,8 @@ def _check_label(train: pd.Series, test: pd.Series, schema: DataSchema, result: 
     if len(shares) < 2:
         result.add(label, f"{len(shares)} class(es) in the training split, need at least 2")
     if schema.classes is not None:
-        unknown = sorted(set(shares.index) - set(schema.classes))
+        seen = set(shares.index) | set(test.dropna().astype(str))  # a test-only class is unknown too
+        unknown = sorted(seen - set(schema.classes))
         if unknown:
             result.add(label, f"unknown classes {', '.join(unknown)}")
         absent = sorted(set(schema.classes) - set(shares.index))

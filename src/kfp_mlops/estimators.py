@@ -15,7 +15,6 @@ ESTIMATORS: dict[str, tuple[str, dict[str, Any]]] = {
     "gradient_boosting": ("sklearn.ensemble:HistGradientBoostingClassifier", {}),
     "decision_tree": ("sklearn.tree:DecisionTreeClassifier", {}),
     "knn": ("sklearn.neighbors:KNeighborsClassifier", {}),
-    "svc": ("sklearn.svm:SVC", {"probability": True}),
 }
 
 

@@ -75,7 +75,6 @@ def run_pipeline(
     from kfp import local
 
     from kfp_mlops.compiling import pipeline_builders
-    from kfp_mlops.tracking import shared_service
 
     settings = settings or Settings.from_env()
     builders = pipeline_builders()
@@ -90,13 +89,15 @@ def run_pipeline(
 
     # Tasks inherit the environment: their offline W&B runs land beside the run outputs.
     os.environ.setdefault("WANDB_DIR", str(settings.home))
+    # A task attached to this process's wandb service (set by any wandb.init here) could exit
+    # before the service wrote its run; with a service of its own, a task exits only once flushed.
+    inherited_service = os.environ.pop("WANDB_SERVICE", None)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(runs_root), raise_on_error=True)
     started = time.perf_counter()
     with (
         open(log_path, "w") as log,
         contextlib.redirect_stdout(_Tee(log, echo)),
         warnings.catch_warnings(),
-        shared_service(),
     ):
         # Expected locally: the component image and resource limits only matter on a cluster.
         warnings.filterwarnings("ignore", message=".*custom or non-Python base image", category=RuntimeWarning)
@@ -106,6 +107,9 @@ def run_pipeline(
         except RuntimeError as exc:
             log.flush()
             raise MlopsError(_failure_reason(name, log_path, exc)) from None
+        finally:
+            if inherited_service:
+                os.environ["WANDB_SERVICE"] = inherited_service
     seconds = time.perf_counter() - started
     created = sorted(set(runs_root.iterdir()) - before)
     if not created:

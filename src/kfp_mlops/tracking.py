@@ -9,19 +9,15 @@ uploaded later with ``wandb sync``.
 ``wandb`` is imported inside the functions that use it: the import alone costs ~0.3-1 s and not
 every caller logs.
 
-Local pipelines run every task in a fresh Python process, and each would start its own wandb-core
-service (~0.3-0.4 s). :func:`shared_service` lets the local runner start one service that every
-task process attaches to.
-
-wandb 0.31.0 is pinned exactly; this module relies on two of its internals, each noted where used:
-the service launcher behind ``wandb beta core`` and the GCS manifest entry for references.
+wandb 0.31.0 is pinned exactly; this module relies on one of its internals, noted where used: the
+GCS manifest entry for references.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,8 +30,6 @@ if TYPE_CHECKING:
     import wandb
 
 MODES = ("online", "offline", "disabled")
-# How long a shared service outlives its last client, e.g. after the parent was killed.
-SHARED_SERVICE_IDLE_TIMEOUT = "60s"
 
 
 def resolve_mode(environ: Mapping[str, str] | None = None) -> str:
@@ -266,67 +260,10 @@ def _init(**kwargs: Any) -> wandb.sdk.wandb_run.Run:
     try:
         return wandb.init(**run_kwargs)
     except WandbServiceConnectionError:
-        # WANDB_SERVICE names a shared service that is gone (killed, or idle-timed out): a
-        # private service is slower but keeps the task running.
+        # WANDB_SERVICE, inherited from a parent process that ran wandb, names a service that is
+        # gone: a private service keeps the task running.
         os.environ.pop("WANDB_SERVICE", None)
         return wandb.init(**run_kwargs)
-
-
-@contextmanager
-def shared_service(idle_timeout: str = SHARED_SERVICE_IDLE_TIMEOUT) -> Iterator[str | None]:
-    """Starts one wandb-core service that child processes started inside the block attach to.
-
-    wandb-core attaches to the service named by ``WANDB_SERVICE`` instead of spawning one
-    (what ``wandb beta core start`` sets up); this sets that variable for the block, so each
-    task process of a local pipeline saves ~0.2-0.35 s. This process keeps a connection open so the
-    service's idle timer only starts once it is gone; the service is stopped on exit. Nothing is
-    started when ``WANDB_SERVICE`` is already set (e.g. by an earlier ``wandb.init`` here) or
-    W&B is disabled.
-
-    Args:
-        idle_timeout: Go duration after which an orphaned service (this process was killed)
-            shuts itself down.
-
-    Yields:
-        The ``WANDB_SERVICE`` value children inherit, or None when W&B is disabled.
-    """
-    if os.environ.get("WANDB_SERVICE") or resolve_mode() == "disabled":
-        yield os.environ.get("WANDB_SERVICE")
-        return
-
-    import wandb
-    from wandb.proto import wandb_server_pb2
-    from wandb.sdk.lib import asyncio_manager
-    from wandb.sdk.lib.service import service_process
-
-    # Internal API, the same calls `wandb beta core start/stop` make; in-process it costs
-    # ~0.2 s instead of ~0.6 s per CLI call.
-    process = service_process.start_detached(wandb.Settings(), idle_timeout=idle_timeout)
-    asyncer = asyncio_manager.AsyncioManager()
-    asyncer.start()
-    try:
-        client = process.token.connect(asyncer=asyncer)
-        os.environ["WANDB_SERVICE"] = process.token.env_value
-        try:
-            yield process.token.env_value
-        finally:
-            os.environ.pop("WANDB_SERVICE", None)
-            # Runs opened in this process inside the block attached it to the service too;
-            # detach so later runs here start their own instead of using a stopped one.
-            wandb.teardown()
-
-            async def teardown() -> None:
-                request = wandb_server_pb2.ServerRequest(
-                    inform_teardown=wandb_server_pb2.ServerInformTeardownRequest(exit_code=0)
-                )
-                await client.publish(request)
-                await client.close()
-
-            with suppress(ConnectionError):  # it died already: nothing to stop
-                asyncer.run(teardown)
-            process.join()
-    finally:
-        asyncer.join()
 
 
 def _class_indices(labels: Sequence[Any], class_names: list[str]) -> list[int]:

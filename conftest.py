@@ -1,4 +1,7 @@
-"""Shared fixtures: an isolated KFP_MLOPS_HOME and W&B offline dirs per test, a real GCS emulator."""
+"""Fixtures for every test, in tests/ and components/*/tests/.
+
+An isolated KFP_MLOPS_HOME and offline W&B folders per test, and a real GCS emulator process.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,232 @@
+"""The local stack's router: nginx honouring a DeploymentSpec's traffic split and shadow.
+
+What the rendered configuration does, for every request to the router's port:
+
+* **weighted split** over the live predictors (``split_clients`` on a random key), or a **sticky**
+  one when the caller sends ``X-Session-Id`` (the same id always reaches the same predictor);
+* **override**: ``X-Predictor: <name>`` picks a live predictor outright (unknown names are ignored);
+* **shadow**: every request is mirrored to the shadow relay (:mod:`.shadow_relay`), which
+  acknowledges at once and forwards the copy; the shadow's answer never reaches a client;
+* the response carries ``X-Predictor`` naming the predictor that answered;
+* ``/predictors/<name>/...`` goes straight to one predictor, shadow included (feedback must reach
+  the predictor that served a request, not a fresh split);
+* ``/router/health`` answers 200 while nginx runs.
+
+nginx is Debian's ``nginx-light`` (``apt-get install nginx-light``).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+from kfp_mlops.errors import MlopsError
+from kfp_mlops.serving.spec import DeploymentSpec
+
+PREDICTOR_HEADER = "X-Predictor"
+SESSION_HEADER = "X-Session-Id"
+
+
+def render_config(
+    spec: DeploymentSpec,
+    backends: Mapping[str, str],
+    *,
+    port: int,
+    workdir: Path,
+    relay: str | None = None,
+) -> str:
+    """The nginx configuration for ``spec``.
+
+    Args:
+        spec: a validated deployment spec.
+        backends: predictor name -> ``host:port`` of its server.
+        port: the router's loopback port.
+        workdir: where nginx keeps its pid, logs and temporary files.
+        relay: ``host:port`` of the shadow relay; required when the spec has a shadow.
+    """
+    spec.validate()
+    if spec.shadow is not None and relay is None:
+        raise MlopsError(f"deployment {spec.name}: has shadow {spec.shadow.name!r} but no relay address")
+    live = spec.live
+    upstreams = "\n".join(
+        f"    upstream p_{name} {{ server {address}; keepalive 32; }}" for name, address in backends.items()
+    )
+    # split_clients takes percentages; the last predictor with traffic takes the rest ("*"), which
+    # is exact because live traffic sums to 100. Zero-traffic predictors are reachable only by name.
+    serving = [p for p in live if p.traffic > 0]
+    shares = [f"        {p.traffic}% {p.name};" for p in serving[:-1]] + [f"        * {serving[-1].name};"]
+    overrides = "\n".join(f"        {p.name} {p.name};" for p in live)
+    direct = "\n".join(f"        {name} p_{name};" for name in backends)
+    mirror = ""
+    if spec.shadow is not None:
+        mirror = "            mirror /_shadow;\n            mirror_request_body on;\n"
+    shadow_location = ""
+    if spec.shadow is not None:
+        shadow_location = f"""
+        location = /_shadow {{
+            internal;
+            proxy_pass http://relay$request_uri;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Shadow-Of {spec.name};
+            proxy_connect_timeout 1s;
+            proxy_read_timeout 2s;
+        }}"""
+    relay_upstream = f"    upstream relay {{ server {relay}; keepalive 16; }}\n" if relay else ""
+    tmp = workdir / "tmp"
+    return f"""# Rendered by kfp_mlops.serving.router for deployment {spec.name}; do not edit.
+worker_processes 1;
+daemon off;
+user {getpass.getuser()};
+pid {workdir / "nginx.pid"};
+error_log {workdir / "error.log"} warn;
+events {{ worker_connections 1024; }}
+http {{
+    log_format routed '$time_iso8601 $status $request_time $upstream_response_time $predictor "$request"';
+    access_log {workdir / "access.log"} routed;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    client_max_body_size 64m;
+    client_body_buffer_size 1m;
+    default_type application/json;
+
+{upstreams}
+{relay_upstream}
+    map $http_{SESSION_HEADER.lower().replace("-", "_")} $split_key {{
+        "" $request_id;
+        default $http_{SESSION_HEADER.lower().replace("-", "_")};
+    }}
+    split_clients "${{split_key}}" $split_predictor {{
+{chr(10).join(shares)}
+    }}
+    map $http_{PREDICTOR_HEADER.lower().replace("-", "_")} $predictor {{
+        default $split_predictor;
+{overrides}
+    }}
+    map $direct_name $direct_upstream {{
+        default "";
+{direct}
+    }}
+
+    server {{
+        listen 127.0.0.1:{port};
+        keepalive_requests 100000;
+
+        location = /router/health {{
+            return 200 '{{"status": "ok", "deployment": "{spec.name}"}}';
+        }}
+
+        location ~ ^/predictors/(?<direct_name>[a-z0-9-]+)(?<direct_path>/.*)$ {{
+            if ($direct_upstream = "") {{
+                return 404 '{{"error": "no predictor $direct_name in deployment {spec.name}"}}';
+            }}
+            proxy_pass http://$direct_upstream$direct_path$is_args$args;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            add_header {PREDICTOR_HEADER} $direct_name always;
+        }}
+
+        location / {{
+{mirror}            proxy_pass http://p_$predictor;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            add_header {PREDICTOR_HEADER} $predictor always;
+        }}
+{shadow_location}
+    }}
+}}
+"""
+
+
+class Router:
+    """An nginx process serving a rendered configuration; reloads in place on change."""
+
+    def __init__(self, workdir: Path, port: int) -> None:
+        self.workdir = workdir
+        self.port = port
+        self.config_path = workdir / "nginx.conf"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, config: str, ready_timeout: float = 10.0) -> None:
+        """Writes ``config`` and starts nginx on it.
+
+        Raises:
+            MlopsError: nginx is not installed, the configuration is refused, or it does not answer.
+        """
+        nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+        if nginx is None:
+            raise MlopsError("nginx not found: the local stack's router needs it (apt-get install nginx-light)")
+        self._write(config)
+        self._check(nginx)
+        log = open(self.workdir / "nginx.out", "ab")
+        self.process = subprocess.Popen([nginx, "-p", str(self.workdir), "-c", str(self.config_path)],
+                                        stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + ready_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise MlopsError(f"router: nginx exited with {self.process.returncode}; see {self.workdir}/error.log")
+            try:
+                with urllib.request.urlopen(f"{self.url}/router/health", timeout=1):
+                    return
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.05)
+        self.stop()
+        raise MlopsError(f"router: nginx did not answer on {self.url} within {ready_timeout} s")
+
+    def reload(self, config: str) -> None:
+        """Swaps in ``config`` without dropping connections (nginx re-reads it on SIGHUP).
+
+        The new configuration is checked first; a refused one leaves the running one in place.
+        """
+        if self.process is None or self.process.poll() is not None:
+            raise MlopsError("router: not running")
+        previous = self.config_path.read_text()
+        self._write(config)
+        try:
+            self._check(shutil.which("nginx") or "/usr/sbin/nginx")
+        except MlopsError:
+            self._write(previous)
+            raise
+        self.process.send_signal(signal.SIGHUP)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stops nginx (graceful quit, then kill)."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGQUIT)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def _write(self, config: str) -> None:
+        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (self.workdir / "tmp" / sub).mkdir(parents=True, exist_ok=True)
+        tmp = self.config_path.with_suffix(".tmp")
+        tmp.write_text(config)
+        os.replace(tmp, self.config_path)
+
+    def _check(self, nginx: str) -> None:
+        checked = subprocess.run([nginx, "-t", "-q", "-p", str(self.workdir), "-c", str(self.config_path)],
+                                 capture_output=True, text=True)
+        if checked.returncode != 0:
+            raise MlopsError(f"router: nginx refused the configuration: {checked.stderr.strip().splitlines()[-1]}")

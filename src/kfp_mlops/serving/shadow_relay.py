@@ -1,0 +1,151 @@
+"""The shadow relay: takes the router's mirrored requests and forwards them to the shadow predictor.
+
+nginx's ``mirror`` holds a keep-alive client connection until the mirror subrequest has finished,
+so a slow shadow would slow the live traffic. The router therefore mirrors to this relay, which
+acknowledges at once (``202``) and forwards the copy from a bounded queue with its own worker
+threads. When the shadow falls behind, the queue fills and further copies are dropped (and
+counted) rather than delaying anyone.
+
+Run as ``python -m kfp_mlops.serving.shadow_relay --port P --target http://127.0.0.1:S``;
+``GET /relay/stats`` returns the counters as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import queue
+import signal
+import threading
+import urllib.parse
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+# Hop-by-hop headers are the connection's, not the request's: never forwarded.
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "proxy-connection", "content-length"}
+
+
+@dataclass
+class RelayStats:
+    """What the relay did with the copies it received."""
+
+    received: int = 0
+    forwarded: int = 0
+    dropped: int = 0
+    failed: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, name: str) -> None:
+        with self.lock:
+            setattr(self, name, getattr(self, name) + 1)
+
+    def as_dict(self) -> dict[str, int]:
+        with self.lock:
+            return {"received": self.received, "forwarded": self.forwarded, "dropped": self.dropped,
+                    "failed": self.failed}
+
+
+class ShadowRelay:
+    """Accepts copies on ``port`` and forwards them to ``target`` from a queue of ``capacity``.
+
+    Args:
+        port: loopback port to listen on (0 picks a free one).
+        target: the shadow predictor's base URL, ``http://host:port``.
+        capacity: how many copies may wait; beyond that they are dropped.
+        workers: concurrent forwarding connections to the shadow.
+        timeout: seconds a forward may take before it counts as failed.
+    """
+
+    def __init__(self, port: int, target: str, *, capacity: int = 1000, workers: int = 4, timeout: float = 10.0):
+        parsed = urllib.parse.urlsplit(target)
+        self.target_host, self.target_port = parsed.hostname or "127.0.0.1", parsed.port or 80
+        self.timeout = timeout
+        self.stats = RelayStats()
+        self.copies: queue.Queue[tuple[str, str, dict[str, str], bytes] | None] = queue.Queue(maxsize=capacity)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self._workers = [threading.Thread(target=self._forward_loop, daemon=True) for _ in range(workers)]
+
+    def serve_forever(self) -> None:
+        """Serves until :meth:`shutdown`."""
+        for worker in self._workers:
+            worker.start()
+        self.server.serve_forever(poll_interval=0.2)
+
+    def shutdown(self) -> None:
+        """Stops accepting copies and the workers (copies still queued are dropped)."""
+        self.server.shutdown()
+        for _ in self._workers:
+            self.copies.put(None)
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        relay = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive: nginx reuses its connections to the relay
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                if self.path == "/relay/stats":
+                    self._reply(200, json.dumps(relay.stats.as_dict()).encode())
+                else:
+                    self._reply(404, b'{"error": "the relay only accepts mirrored POSTs"}')
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                relay.stats.add("received")
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+                try:
+                    relay.copies.put_nowait(("POST", self.path, headers, body))
+                except queue.Full:
+                    relay.stats.add("dropped")
+                self._reply(202, b"{}")
+
+            def _reply(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                return  # one line per request would drown the stack's logs
+
+        return Handler
+
+    def _forward_loop(self) -> None:
+        connection: http.client.HTTPConnection | None = None
+        while (copy := self.copies.get()) is not None:
+            method, path, headers, body = copy
+            try:
+                if connection is None:
+                    connection = http.client.HTTPConnection(self.target_host, self.target_port, timeout=self.timeout)
+                connection.request(method, path, body=body, headers=headers)
+                connection.getresponse().read()  # the shadow's answer is discarded, by design
+                self.stats.add("forwarded")
+            except (OSError, http.client.HTTPException):
+                self.stats.add("failed")
+                if connection is not None:
+                    connection.close()
+                connection = None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Runs a relay until SIGTERM or SIGINT."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--target", required=True)
+    parser.add_argument("--capacity", type=int, default=1000)
+    args = parser.parse_args(argv)
+    relay = ShadowRelay(args.port, args.target, capacity=args.capacity)
+    # shutdown() blocks until serve_forever returns, so it runs beside the serving thread.
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=relay.shutdown).start())
+    try:
+        relay.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

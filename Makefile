@@ -22,8 +22,23 @@ run: env
 	$(BIN)/kfp-mlops run training
 
 ## test: every test, including whole-pipeline and notebook runs
-test: env
+test: env seldon-env
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## seldon-env: .venv-seldon, the seldon runtime's own environment (Python 3.12: seldon-core 1.19 needs it)
+SELDON_VENV ?= .venv-seldon
+SELDON_PYTHON ?= $(firstword $(shell PYENV_VERSION=3.12 python3.12 -c 'import sys; print(sys.executable)' 2>/dev/null) \
+                  $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) python3.12)
+
+seldon-env: $(SELDON_VENV)/.installed
+
+$(SELDON_VENV)/.installed: pyproject.toml constraints-seldon.txt
+	$(SELDON_PYTHON) -m venv $(SELDON_VENV)
+	$(SELDON_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SELDON_VENV)/bin/python -m pip install --quiet -r constraints-seldon.txt
+	$(SELDON_VENV)/bin/python -m pip check
+	$(SELDON_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	touch $@
 
 ## test-fast: skip the tests that run whole pipelines or notebooks
 test-fast: env
@@ -36,6 +51,8 @@ compile: env
 ## images: the component image (needs a Docker engine)
 images:
 	docker build -f images/component/Dockerfile -t $(COMPONENT_IMAGE) .
+	docker build -f images/mlserver/Dockerfile -t $(IMAGE_REPO)/mlserver:$(VERSION) .
+	docker build -f images/seldon/Dockerfile -t $(IMAGE_REPO)/seldon:$(VERSION) .
 
 push-images: images
 	docker push $(COMPONENT_IMAGE)

@@ -129,7 +129,11 @@ class ServedModel:
     def predict(self, rows: Any, names: Sequence[str] | None = None) -> Prediction:
         """Validates ``rows`` and predicts every row's class and class probabilities."""
         frame = self.frame(rows, names)
-        probabilities = self.bundle.model.predict_proba(frame)
+        try:
+            probabilities = self.bundle.model.predict_proba(frame)
+        except ValueError as exc:
+            # scikit-learn's way to refuse an input, e.g. a finite value that overflows once scaled.
+            raise InvalidRequest(f"the model cannot score this batch: {exc}", status=422) from None
         labels = [self.classes[i] for i in probabilities.argmax(axis=1)]
         return Prediction(labels=labels, probabilities=probabilities, classes=self.classes)
 
@@ -165,8 +169,12 @@ class ServedModel:
             if numeric:
                 if isinstance(value, bool) or not isinstance(value, numbers.Real):
                     raise InvalidRequest(f"feature {name!r} row {i}: expected a number, got {_describe(value)}")
-                if not math.isfinite(value):
-                    raise InvalidRequest(f"feature {name!r} row {i}: {value} is not a finite number")
+                try:
+                    finite = math.isfinite(value)
+                except OverflowError:  # an integer beyond the float range
+                    finite = False
+                if not finite:
+                    raise InvalidRequest(f"feature {name!r} row {i}: expected a finite number, got {_describe(value)}")
             elif not isinstance(value, (str, numbers.Real)) or isinstance(value, bool):
                 raise InvalidRequest(f"feature {name!r} row {i}: expected a category string, got {_describe(value)}")
 

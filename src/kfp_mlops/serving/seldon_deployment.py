@@ -1,0 +1,362 @@
+"""Render a :class:`DeploymentSpec` as a Seldon Core v1 ``SeldonDeployment``, and check it before use.
+
+Rendering fills the YAML templates in ``manifests/templates/`` (package data of
+``kfp_mlops.manifests``): ``seldondeployment.yaml`` for the object, ``predictor.yaml`` once per
+predictor, and ``runtimes/<protocol>.yaml`` for the model-server container, whose image comes from
+:class:`~kfp_mlops.config.Settings`. Every predictor runs one custom container with
+``MODEL_URI``, ``PREDICTOR_NAME`` and ``DEPLOYMENT_NAME`` in its environment; it and its one graph
+node are named after the deployment (Seldon's executor addresses a v2 model by the node's name, and
+the server serves the model under the deployment's name).
+
+:func:`problems` checks a SeldonDeployment document (rendered here, or built by kustomize) three
+ways: against the CRD schema vendored in ``manifests/schemas/`` (with undeclared fields reported
+rather than silently pruned), against the rules Seldon's admission webhook enforces (traffic,
+shadows, graph nodes matching containers, modelUri for prepackaged servers), and against the
+runtime contract (named ports, probes on declared ports, a model URI).
+
+Run ``python -m kfp_mlops.serving.seldon_deployment SPEC.json [-o OUT.yaml]`` to render a spec file
+(such as the one the deploy component writes for the local stack) for ``kubectl apply``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import re
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kfp_mlops.config import Settings
+from kfp_mlops.errors import ConfigError, MlopsError
+from kfp_mlops.serving.spec import DeploymentSpec, InvalidSpec, PredictorSpec
+
+API_VERSION = "machinelearning.seldon.io/v1"
+KIND = "SeldonDeployment"
+# Pod labels (from predictor.yaml) the metrics Services select by.
+DEPLOYMENT_LABEL = "kfp-mlops/deployment"
+PREDICTOR_LABEL = "kfp-mlops/predictor"
+PROTOCOL_LABEL = "kfp-mlops/protocol"
+# The environment every model-server image reads (images/mlserver, images/seldon).
+MODEL_URI_ENV = "MODEL_URI"
+PREDICTOR_ENV = "PREDICTOR_NAME"
+DEPLOYMENT_ENV = "DEPLOYMENT_NAME"
+# What Seldon Core 1.18's webhook accepts for spec.protocol ("" means its default, seldon).
+SELDON_PROTOCOLS = ("", "seldon", "tensorflow", "v2", "kfserving")
+
+_PACKAGE = "kfp_mlops.manifests"
+_SCHEMA = "schemas/seldondeployment_v1.json"
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MAX_MESSAGE = 200
+
+
+def render(spec: DeploymentSpec, *, settings: Settings | None = None) -> dict[str, Any]:
+    """The SeldonDeployment for ``spec``, checked by :func:`problems`.
+
+    Args:
+        spec: what to deploy; validated first.
+        settings: where the model-server images come from (default: the environment).
+
+    Raises:
+        InvalidSpec: the spec, or the object rendered from it, breaks a rule; lists every problem.
+        ConfigError: a template is unreadable or leaves a value unfilled.
+    """
+    spec.validate()
+    settings = settings or Settings.from_env()
+    images = {"v2": settings.serving_image_v2, "seldon": settings.serving_image_seldon}
+    doc = _template("seldondeployment.yaml")
+    doc["metadata"].update(name=spec.name, namespace=spec.namespace)
+    doc["metadata"]["labels"].update(spec.labels)
+    doc["spec"]["protocol"] = spec.protocol
+    doc["spec"]["predictors"] = [_predictor(spec, p, images[spec.protocol]) for p in spec.predictors]
+    _require_filled(doc, "seldondeployment.yaml")
+    return validate(doc)
+
+
+def validate(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """Returns ``doc`` (as a plain dict) if :func:`problems` finds nothing.
+
+    Raises:
+        InvalidSpec: naming the SeldonDeployment and listing every problem.
+    """
+    found = problems(doc)
+    if found:
+        metadata = doc.get("metadata") if isinstance(doc.get("metadata"), Mapping) else {}
+        where = f"{metadata.get('namespace') or '<no namespace>'}/{metadata.get('name') or '<no name>'}"
+        raise InvalidSpec(f"SeldonDeployment {where} is invalid: {'; '.join(found)}")
+    return dict(doc)
+
+
+def problems(doc: Mapping[str, Any]) -> list[str]:
+    """Every rule a SeldonDeployment document breaks (empty when it is fit to apply).
+
+    Schema errors come first; the webhook and runtime rules run only on a document that matches
+    the schema, since they assume its types.
+    """
+    found = schema_problems(doc)
+    if not found and not isinstance(doc.get("spec"), Mapping):
+        found.append("spec: missing")
+    if found:
+        return found
+    spec = doc["spec"]
+    metadata = doc.get("metadata") or {}
+    if doc.get("apiVersion") != API_VERSION or doc.get("kind") != KIND:
+        found.append(f"apiVersion/kind: expected {API_VERSION} {KIND}, got {doc.get('apiVersion')} {doc.get('kind')}")
+    for key in ("name", "namespace"):
+        value = metadata.get(key)
+        if not isinstance(value, str) or not _DNS1123_LABEL.match(value) or len(value) > 63:
+            found.append(f"metadata.{key}: {value!r} must be a DNS-1123 label")
+    found += _label_problems("metadata.labels", metadata.get("labels"))
+    if spec.get("protocol", "") not in SELDON_PROTOCOLS:
+        found.append(f"spec.protocol: {spec['protocol']!r} is not one of {', '.join(p for p in SELDON_PROTOCOLS if p)}")
+    found += _traffic_problems(spec["predictors"])
+    names = [p["name"] for p in spec["predictors"]]
+    for index, predictor in enumerate(spec["predictors"]):
+        where = f"spec.predictors[{index}] ({predictor['name']})"
+        if names.count(predictor["name"]) > 1:
+            found.append(f"{where}: duplicate predictor name")
+        if not _DNS1123_LABEL.match(predictor["name"]):
+            found.append(f"{where}: the name must be a DNS-1123 label")
+        found += _label_problems(f"{where}.labels", predictor.get("labels"))
+        found += _graph_problems(where, predictor)
+    return found
+
+
+def schema_problems(doc: Mapping[str, Any]) -> list[str]:
+    """Where ``doc`` departs from the vendored CRD schema, fields it does not declare included."""
+    found = []
+    for error in sorted(_validator().iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path]):
+        where = _path(error.absolute_path)
+        if error.validator == "additionalProperties":
+            unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+            found.append(f"{where}: unknown field(s) {', '.join(unknown)}: not in the SeldonDeployment schema "
+                         "(the API server would drop them)")
+        else:
+            found.append(f"{where}: {_shorten(error.message)}")
+    return found
+
+
+def to_yaml(doc: Mapping[str, Any]) -> str:
+    """The document as block-style YAML, keys in template order."""
+    return yaml.safe_dump(dict(doc), sort_keys=False, default_flow_style=False, width=120)
+
+
+def render_file(spec_path: Path, *, settings: Settings | None = None) -> str:
+    """The YAML file for the spec document at ``spec_path``, with a header naming its source.
+
+    Raises:
+        MlopsError: the file is unreadable or not JSON; InvalidSpec as :func:`render`.
+    """
+    try:
+        document = json.loads(spec_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise MlopsError(f"deployment spec {spec_path}: cannot read: {exc}") from None
+    spec = DeploymentSpec.from_dict(document)
+    header = (f"# Rendered from {spec_path.name} by `python -m kfp_mlops.serving.seldon_deployment`: "
+              "edit the spec, then render again.\n")
+    return header + to_yaml(render(spec, settings=settings))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Renders a spec file to a SeldonDeployment YAML file (or stdout)."""
+    parser = argparse.ArgumentParser(prog="python -m kfp_mlops.serving.seldon_deployment",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("spec", type=Path, help="deployment spec JSON (DeploymentSpec.to_dict)")
+    parser.add_argument("-o", "--output", type=Path, default=None, help="write here instead of stdout")
+    args = parser.parse_args(argv)
+    try:
+        text = render_file(args.spec)
+    except MlopsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text)
+    return 0
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+
+def _predictor(spec: DeploymentSpec, predictor: PredictorSpec, image: str) -> dict[str, Any]:
+    doc = _template("predictor.yaml")
+    doc.update(name=predictor.name, traffic=predictor.traffic, shadow=predictor.shadow, replicas=predictor.replicas)
+    doc["graph"]["name"] = spec.name
+    doc["labels"].update(spec.labels)
+    [component] = doc["componentSpecs"]
+    component["metadata"]["labels"].update(
+        {DEPLOYMENT_LABEL: spec.name, PREDICTOR_LABEL: predictor.name, PROTOCOL_LABEL: spec.protocol})
+    runtime = f"runtimes/{spec.protocol}.yaml"
+    container = _template(runtime)
+    container.update(name=doc["graph"]["name"], image=image)
+    values = {MODEL_URI_ENV: predictor.model_uri, PREDICTOR_ENV: predictor.name, DEPLOYMENT_ENV: spec.name}
+    present = {entry["name"] for entry in container["env"]}
+    if not set(values) <= present:
+        raise ConfigError(f"template {runtime}: env must declare {', '.join(sorted(set(values) - present))}")
+    for entry in container["env"]:
+        if entry["name"] in values:
+            entry["value"] = values[entry["name"]]
+    component["spec"]["containers"] = [container]
+    _require_filled(doc, "predictor.yaml")
+    return doc
+
+
+@lru_cache(maxsize=None)
+def _template_text(name: str) -> str:
+    try:
+        return resources.files(_PACKAGE).joinpath("templates", *name.split("/")).read_text()
+    except OSError as exc:
+        raise ConfigError(f"template {name}: cannot read from {_PACKAGE}: {exc}") from None
+
+
+def _template(name: str) -> dict[str, Any]:
+    # A fresh copy each time: renders fill the templates in place.
+    return copy.deepcopy(yaml.safe_load(_template_text(name)))
+
+
+def _require_filled(doc: Any, template: str, where: str = "") -> None:
+    if doc is None:
+        raise ConfigError(f"template {template}: {where or '<root>'} has no value after rendering")
+    if isinstance(doc, Mapping):
+        for key, value in doc.items():
+            _require_filled(value, template, f"{where}.{key}" if where else str(key))
+    elif isinstance(doc, list):
+        for index, value in enumerate(doc):
+            _require_filled(value, template, f"{where}[{index}]")
+
+
+# -- checks ------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _validator() -> Any:
+    import jsonschema
+
+    schema = json.loads(resources.files(_PACKAGE).joinpath(*_SCHEMA.split("/")).read_text())
+    return jsonschema.Draft7Validator(_closed(schema))
+
+
+def _closed(schema: Any) -> Any:
+    """The schema with every declared object closed to undeclared fields.
+
+    The API server prunes fields a structural schema does not declare instead of refusing them;
+    closing the objects makes such a field an error here, so a typo or a misplaced field (say
+    ``protocol`` on a predictor) cannot vanish on apply.
+    """
+    if isinstance(schema, list):
+        return [_closed(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    closed = {key: _closed(value) for key, value in schema.items()}
+    if "properties" in closed and "additionalProperties" not in closed \
+            and not closed.get("x-kubernetes-preserve-unknown-fields"):
+        closed["additionalProperties"] = False
+    return closed
+
+
+def _traffic_problems(predictors: list[dict[str, Any]]) -> list[str]:
+    """Seldon 1.18's checkTraffic and validateShadow, on the rendered predictors."""
+    found = []
+    shadows = [p["name"] for p in predictors if p.get("shadow")]
+    live = [p for p in predictors if not p.get("shadow")]
+    if len(shadows) > 1:
+        found.append(f"spec.predictors: at most one shadow, got {', '.join(shadows)}")
+    if predictors and not live:
+        found.append("spec.predictors: a shadow cannot be the only predictor")
+    total = sum(p.get("traffic", 0) for p in predictors)
+    if len(live) > 1 and total != 100:
+        found.append(f"spec.predictors: traffic sums to {total}, must be 100 with several live predictors")
+    if len(predictors) == 1 and 0 < total < 100:
+        found.append(f"spec.predictors: a single predictor's traffic must be 100 when set, got {total}")
+    return found
+
+
+def _graph_problems(where: str, predictor: dict[str, Any]) -> list[str]:
+    found = []
+    containers = {
+        c["name"]: c
+        for component in predictor.get("componentSpecs") or []
+        for c in (component.get("spec") or {}).get("containers") or []
+    }
+    nodes = list(_graph_nodes(predictor["graph"]))
+    node_names = {node["name"] for node in nodes}
+    for node in nodes:
+        if node.get("implementation"):
+            if not node.get("modelUri"):  # a prepackaged server
+                found.append(f"{where}: graph node {node['name']!r} uses {node['implementation']} and needs modelUri")
+        elif node["name"] not in containers:
+            found.append(f"{where}: graph node {node['name']!r} has no container of that name "
+                         f"(containers: {', '.join(sorted(containers)) or 'none'})")
+    for name, container in containers.items():
+        if name not in node_names:
+            found.append(f"{where}: container {name!r} is not a node of the graph ({', '.join(sorted(node_names))})")
+        found += _container_problems(f"{where}: container {name!r}", container)
+    return found
+
+
+def _graph_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("children") or []:
+        yield from _graph_nodes(child)
+
+
+def _container_problems(where: str, container: dict[str, Any]) -> list[str]:
+    found = []
+    if not _DNS1123_LABEL.match(container["name"]) or len(container["name"]) > 63:
+        found.append(f"{where}: the name must be a DNS-1123 label")
+    if not container.get("image"):
+        found.append(f"{where}: no image")
+    env = {}
+    for entry in container.get("env") or []:
+        if not _ENV_NAME.match(entry["name"]):
+            found.append(f"{where}: env name {entry['name']!r} is not a C identifier")
+        env[entry["name"]] = entry.get("value")
+    if not env.get(MODEL_URI_ENV):
+        found.append(f"{where}: {MODEL_URI_ENV} is missing or empty: the server would have no model to load")
+    ports = {port.get("name"): port["containerPort"] for port in container.get("ports") or []}
+    if "http" not in ports:
+        found.append(f"{where}: no port named 'http': Seldon would assume 9000 without the server being told")
+    for probe in ("readinessProbe", "livenessProbe"):
+        port = ((container.get(probe) or {}).get("httpGet") or {}).get("port")
+        if isinstance(port, str) and port not in ports:
+            found.append(f"{where}: {probe} uses port {port!r}, which the container does not declare")
+        if container.get(probe) is None:
+            found.append(f"{where}: no {probe}")
+    return found
+
+
+def _label_problems(where: str, labels: Any) -> list[str]:
+    found = []
+    for key, value in (labels or {}).items():
+        prefix, _, name = key.rpartition("/")
+        if (prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix))) \
+                or not name or len(name) > 63 or not _LABEL_NAME.match(name):
+            found.append(f"{where}: {key!r} is not a valid label key")
+        if not isinstance(value, str) or len(value) > 63 or not _LABEL_NAME.match(value):
+            found.append(f"{where}: the value of {key!r} ({value!r}) is not a valid label value")
+    return found
+
+
+def _path(parts: Sequence[Any]) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "<root>"
+
+
+def _shorten(message: str) -> str:
+    return message if len(message) <= _MAX_MESSAGE else message[: _MAX_MESSAGE - 3] + "..."
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,206 @@
+"""The ``seldon`` runtime: Seldon Core's Python wrapper (Seldon protocol) around ServedModel.
+
+Runs in its own environment (``.venv-seldon`` from ``make seldon-env``, or ``images/seldon``):
+``seldon-core-microservice kfp_mlops.serving.seldon_runtime.SeldonRuntime --workers 1`` with
+``MODEL_URI`` (or Seldon's ``model_uri`` parameter), ``DEPLOYMENT_NAME`` and ``PREDICTOR_NAME`` in
+the environment. The model is loaded when the wrapper builds this class, before it starts its
+servers, so a model that cannot load ends the process with a one-line error and exit code 1.
+
+Endpoints (Seldon protocol):
+
+* ``POST /api/v1.0/predictions``: ``{"data": {"ndarray": [[...], ...]}}`` with rows in the model's
+  feature order, or with ``"names": [...]`` naming the columns (an ndarray of ``{feature: value}``
+  records works too). The answer is ``{"jsonData": {"labels": [...], "probabilities": [[...]],
+  "classes": [...]}, "meta": {"tags": {"deployment", "predictor", "model_version"}}}``.
+* ``POST /api/v1.0/feedback``: ``{"response": <an answer above>, "truth": {"data": {"ndarray":
+  [true labels]}}}``; the answer's ``jsonData`` counts the correct ones and the live accuracy.
+* ``GET /health/ping``, ``GET /health/status``, ``GET /api/v1.0/metadata``.
+* ``GET /prometheus`` on the HTTP port: the metrics of :mod:`kfp_mlops.serving.metrics`. They live
+  in the gunicorn worker, hence one worker (use ``--threads`` for concurrency); Seldon's own
+  metrics port serves only Seldon's counters, from another process.
+
+Every malformed request gets a 4xx JSON answer in Seldon's error shape ``{"status": {"code",
+"info", "reason", "status"}}``, unknown paths included (the wrapper alone answers those with 500).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+from flask import Blueprint, Response, g, request
+from google.protobuf import json_format
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from seldon_core.flask_utils import SeldonMicroserviceException
+from seldon_core.proto import prediction_pb2
+from werkzeug.exceptions import HTTPException
+
+from kfp_mlops.errors import MlopsError
+from kfp_mlops.serving.metrics import FEEDBACK, PREDICT, ServingMetrics
+from kfp_mlops.serving.model import InvalidRequest, ServedModel
+from kfp_mlops.serving.servers import DEPLOYMENT_ENV, METRICS_PATH, MODEL_URI_ENV, PREDICTOR_ENV
+
+# The wrapper's routes for each counted endpoint (v1.0, the legacy v0.1, and the internal ones).
+_ENDPOINTS = {
+    "/api/v1.0/predictions": PREDICT, "/api/v0.1/predictions": PREDICT, "/predict": PREDICT,
+    "/api/v1.0/feedback": FEEDBACK, "/api/v0.1/feedback": FEEDBACK, "/send-feedback": FEEDBACK,
+}
+
+
+class SeldonRuntime:
+    """The user model class Seldon's wrapper serves.
+
+    Args:
+        model_uri: the model folder; Seldon passes it as a parameter when its storage initializer
+            downloaded the model. Default: ``MODEL_URI`` from the environment.
+    """
+
+    def __init__(self, model_uri: str = "") -> None:
+        model_uri = model_uri or os.environ.get(MODEL_URI_ENV, "")
+        deployment, predictor = os.environ.get(DEPLOYMENT_ENV, ""), os.environ.get(PREDICTOR_ENV, "")
+        settings = {MODEL_URI_ENV: model_uri, DEPLOYMENT_ENV: deployment, PREDICTOR_ENV: predictor}
+        missing = [name for name, value in settings.items() if not value]
+        if missing:
+            raise SystemExit(f"error: seldon model server: set {', '.join(missing)} in the environment")
+        try:
+            self._served = ServedModel.load(model_uri)
+        except MlopsError as exc:
+            raise SystemExit(f"error: cannot serve model {deployment!r}: {exc}") from None
+        self._tags = {"deployment": deployment, "predictor": predictor, "model_version": self._served.version}
+        self._metrics = ServingMetrics(**self._tags)
+        # Seldon registers this attribute's blueprint on its Flask app (its hook for error handlers).
+        self.model_error_handler = self._blueprint()
+        print(f"serving model {model_uri} version {self._served.version}", file=sys.stderr, flush=True)
+
+    def tags(self) -> dict[str, str]:
+        """The deployment, predictor and model version, in every answer's ``meta.tags``."""
+        return dict(self._tags)
+
+    def predict_raw(self, message: Any) -> dict[str, Any]:
+        """Answers a Seldon prediction request (the decoded JSON body)."""
+        try:
+            prediction = self._served.predict(*_rows(message))
+        except InvalidRequest as exc:
+            raise SeldonMicroserviceException(str(exc), status_code=exc.status) from None
+        self._metrics.observe_predictions(prediction.labels)
+        return {
+            "jsonData": {
+                "labels": prediction.labels,
+                "probabilities": prediction.probabilities.tolist(),
+                "classes": prediction.classes,
+            },
+            "meta": {"tags": self.tags()},
+        }
+
+    def send_feedback_raw(self, feedback: prediction_pb2.Feedback) -> prediction_pb2.SeldonMessage:
+        """Scores the labels of ``feedback.response`` against ``feedback.truth``; updates the live accuracy."""
+        doc = json_format.MessageToDict(feedback)
+        predicted = _get(doc, "response", "jsonData", "labels")
+        truth = _get(doc, "truth", "data", "ndarray")
+        if not isinstance(predicted, list) or not isinstance(truth, list):
+            raise SeldonMicroserviceException(
+                'feedback: expected {"response": {"jsonData": {"labels": [...]}}, '
+                '"truth": {"data": {"ndarray": [...]}}}'
+            )
+        # One label per row, as a list or a one-column ndarray; protobuf turns every number into a float.
+        truth = [_label(row[0] if isinstance(row, list) and len(row) == 1 else row) for row in truth]
+        try:
+            correct = self._served.correct_answers([_label(label) for label in predicted], truth)
+        except InvalidRequest as exc:
+            raise SeldonMicroserviceException(f"feedback: {exc}", status_code=exc.status) from None
+        accuracy = self._metrics.observe_feedback(len(truth), correct)
+        answer = {"jsonData": {"rows": len(truth), "correct": correct, "live_accuracy": accuracy},
+                  "meta": {"tags": self.tags()}}
+        return json_format.ParseDict(answer, prediction_pb2.SeldonMessage())
+
+    def health_status(self) -> dict[str, Any]:
+        """What ``/health/status`` answers: ready, and who is serving."""
+        return {"ready": True, **self.tags()}
+
+    def init_metadata(self) -> dict[str, Any]:
+        """What ``/api/v1.0/metadata`` answers: the input forms and the output."""
+        features = self._served.feature_names
+        return {
+            "name": self._tags["deployment"],
+            "versions": [self._served.version],
+            "platform": "scikit-learn",
+            "inputs": [{"messagetype": "ndarray", "schema": {"names": features, "shape": [len(features)]}}],
+            "outputs": [{"messagetype": "jsonData", "schema": {"classes": self._served.classes}}],
+            "custom": self.tags(),
+        }
+
+    def _blueprint(self) -> Blueprint:
+        blueprint = Blueprint("kfp_mlops", __name__)
+
+        @blueprint.before_app_request
+        def start() -> None:
+            g.kfp_mlops_started = time.perf_counter()
+            if _ENDPOINTS.get(request.path) == FEEDBACK:
+                _check_feedback(request.get_json(silent=True))
+
+        @blueprint.after_app_request
+        def count(response: Response) -> Response:
+            endpoint = _ENDPOINTS.get(request.path)
+            if endpoint is not None:
+                self._metrics.observe_request(endpoint, response.status_code,
+                                              time.perf_counter() - g.kfp_mlops_started)
+            return response
+
+        @blueprint.app_errorhandler(HTTPException)
+        def http_error(exc: HTTPException) -> tuple[dict[str, Any], int]:
+            # The wrapper's catch-all turns these (404, 405, 415...) into 500.
+            code = exc.code or 400
+            return _error(f"{exc.name}: {request.method} {request.path}", code, "MICROSERVICE_BAD_REQUEST"), code
+
+        @blueprint.app_errorhandler(RecursionError)
+        def too_deep(exc: RecursionError) -> tuple[dict[str, Any], int]:
+            return _error("the request body is nested too deeply", 400, "MICROSERVICE_BAD_DATA"), 400
+
+        @blueprint.route(METRICS_PATH, methods=["GET"])
+        def metrics() -> Response:
+            return Response(generate_latest(REGISTRY), mimetype=CONTENT_TYPE_LATEST)
+
+        return blueprint
+
+
+def _rows(message: Any) -> tuple[Any, list[str] | None]:
+    """The rows of a Seldon request and the names of its columns (None: the model's order)."""
+    data = message.get("data") if isinstance(message, dict) else None
+    if not isinstance(data, dict) or "ndarray" not in data:
+        raise InvalidRequest('expected {"data": {"ndarray": [[...], ...]}} (optionally with "names"); '
+                             "tensor, jsonData, strData and binData payloads are not supported")
+    names = data.get("names")
+    if names is not None and not isinstance(names, list):
+        raise InvalidRequest(f"data.names must be a list of feature names, got {type(names).__name__}")
+    # Seldon's clients send "names": [] for "no names".
+    return data["ndarray"], names or None
+
+
+def _check_feedback(body: Any) -> None:
+    """Refuses a feedback body that does not survive the trip through Seldon's protobuf.
+
+    The wrapper answers 400 only for protobuf's ParseError; a body that is not an object, a number
+    beyond the float range, or an infinity (parsed, but not serialisable back) would get a 500.
+    """
+    if not isinstance(body, dict):
+        raise SeldonMicroserviceException("feedback: expected a JSON object with response and truth")
+    try:
+        json_format.MessageToDict(json_format.ParseDict(body, prediction_pb2.Feedback()))
+    except Exception as exc:  # whatever protobuf refuses is the client's input
+        raise SeldonMicroserviceException(f"feedback: not a Seldon Feedback message: {exc}") from None
+
+
+def _get(doc: Any, *keys: str) -> Any:
+    for key in keys:
+        doc = doc.get(key) if isinstance(doc, dict) else None
+    return doc
+
+
+def _label(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _error(message: str, code: int, reason: str) -> dict[str, Any]:
+    return SeldonMicroserviceException(message, status_code=code, reason=reason).to_dict()

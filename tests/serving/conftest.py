@@ -1,0 +1,67 @@
+"""Fixtures for the serving tests: an Iris model trained here, and real model servers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kfp_mlops.serving.servers import PredictorServer
+from tests.serving.support import FEATURES, IrisModel, serving
+from tests.support.gcs_emulator import GcsEmulator
+
+
+@pytest.fixture(scope="session")
+def iris_model(tmp_path_factory: pytest.TempPathFactory) -> IrisModel:
+    from kfp_mlops.components.train.logic import fit_model
+    from kfp_mlops.datasets import IRIS_LABEL, load_iris_frame
+    from kfp_mlops.model_bundle import save_bundle
+
+    frame = load_iris_frame()
+    model, metadata = fit_model(frame, IRIS_LABEL, "logistic_regression", {}, seed=0)
+    folder = tmp_path_factory.mktemp("iris-model")
+    metadata = save_bundle(folder, model, metadata)
+    assert metadata["feature_names"] == FEATURES
+    return IrisModel(uri=str(folder), model=model, rows=frame[FEATURES].values.tolist(),
+                     labels=frame[IRIS_LABEL].tolist(), metadata=metadata)
+
+
+@pytest.fixture(scope="session")
+def old_sklearn_model(iris_model: IrisModel, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The Iris model folder, claiming it was trained with scikit-learn 0.24."""
+    folder = tmp_path_factory.mktemp("old-model")
+    shutil.copytree(iris_model.uri, folder, dirs_exist_ok=True)
+    metadata = json.loads((folder / "metadata.json").read_text())
+    metadata["versions"]["sklearn"] = "0.24.2"
+    (folder / "metadata.json").write_text(json.dumps(metadata))
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def gcs_model(gcs_emulator: GcsEmulator, iris_model: IrisModel) -> tuple[str, dict[str, str]]:
+    """The Iris model as a model-store version folder on the GCS emulator, and the server's environment."""
+    from kfp_mlops import storage
+
+    uri = f"gs://serving-{uuid.uuid4().hex[:10]}/store/models/iris/versions/v20261126T000000Z-test"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.url)
+        storage.ensure_bucket(uri)
+        for name in ("model.joblib", "metadata.json"):
+            storage.upload_file(Path(iris_model.uri) / name, storage.join(uri, name))
+    return uri, {"STORAGE_EMULATOR_HOST": gcs_emulator.url}
+
+
+@pytest.fixture(scope="module")
+def v2_server(iris_model: IrisModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PredictorServer]:
+    with serving("v2", iris_model.uri, tmp_path_factory.mktemp("v2")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def seldon_server(iris_model: IrisModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PredictorServer]:
+    with serving("seldon", iris_model.uri, tmp_path_factory.mktemp("seldon")) as server:
+        yield server

@@ -1,0 +1,114 @@
+"""Helpers for the serving tests: the Iris model's shape, a running server, an HTTP client, metrics."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from kfp_mlops.serving.servers import PredictorServer, start_predictor
+
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+DEPLOYMENT = "iris"
+
+
+@dataclass(frozen=True)
+class IrisModel:
+    """A model folder trained on Iris, the fitted pipeline, and the rows it was trained on."""
+
+    uri: str
+    model: Any
+    rows: list[list[float]]
+    labels: list[str]
+    metadata: dict[str, Any]
+
+
+@contextmanager
+def serving(protocol: str, model_uri: str, workdir: Path, env: dict[str, str] | None = None,
+            ) -> Iterator[PredictorServer]:
+    """A running server for predictor ``main`` of deployment ``iris``, stopped afterwards."""
+    server = start_predictor(protocol=protocol, model_uri=model_uri, predictor="main", deployment=DEPLOYMENT,
+                             workdir=workdir, env=env)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One HTTP answer; ``json`` is the parsed body, or None when it is not JSON."""
+
+    status: int
+    content_type: str
+    text: str
+    json: Any
+
+
+class Client:
+    """Sends requests to one server over a kept-alive connection (reopened when the server closes it)."""
+
+    def __init__(self, url: str) -> None:
+        parsed = urllib.parse.urlsplit(url)
+        self.host, self.port = parsed.hostname or "127.0.0.1", parsed.port or 80
+        self._connection: http.client.HTTPConnection | None = None
+        self.sent = 0
+
+    def request(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
+                content_type: str = "application/json") -> Reply:
+        """Sends ``raw`` bytes, or ``body`` as JSON (None: no body)."""
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        headers = {"Content-Type": content_type} if data is not None else {}
+        for attempt in (1, 2):
+            if self._connection is None:
+                self._connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
+            try:
+                self._connection.request(method, path, body=data, headers=headers)
+                response = self._connection.getresponse()
+                text = response.read().decode("utf-8", errors="replace")
+                break
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                self.close()
+                if attempt == 2:
+                    raise
+        self.sent += 1
+        if response.getheader("Connection", "").lower() == "close":
+            self.close()
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = None
+        return Reply(response.status, response.getheader("Content-Type", ""), text, parsed)
+
+    def post(self, path: str, body: Any) -> Reply:
+        return self.request("POST", path, body)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of a Prometheus text endpoint, by name and labels."""
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def total(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
+    """The sum of the samples called ``name`` whose labels include ``labels``."""
+    wanted = set(labels.items())
+    return sum(value for (sample, have), value in samples.items() if sample == name and wanted <= have)

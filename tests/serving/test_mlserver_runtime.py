@@ -1,0 +1,234 @@
+"""The v2 runtime (MLServer) as a real server on a gs:// model: answers, metadata, tags, metrics, errors, stop."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kfp_mlops.errors import MlopsError
+from kfp_mlops.serving.servers import PredictorServer, start_predictor
+from tests.serving.support import DEPLOYMENT, FEATURES, Client, IrisModel, scrape, serving, total
+
+INFER = f"/v2/models/{DEPLOYMENT}/infer"
+FEEDBACK = f"/v2/models/{DEPLOYMENT}/feedback"
+ROW = [5.1, 3.5, 1.4, 0.2]
+
+
+@pytest.fixture(scope="module")
+def server(gcs_model: tuple[str, dict[str, str]], tmp_path_factory: pytest.TempPathFactory,
+           ) -> Iterator[PredictorServer]:
+    uri, env = gcs_model
+    with serving("v2", uri, tmp_path_factory.mktemp("v2-gcs"), env) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def client(server: PredictorServer) -> Iterator[Client]:
+    connection = Client(server.url)
+    yield connection
+    connection.close()
+
+
+@pytest.fixture(scope="module")
+def version(gcs_model: tuple[str, dict[str, str]]) -> str:
+    return gcs_model[0].rsplit("/", 1)[1]
+
+
+def ndarray(rows: list[list[Any]], name: str = "input-0") -> dict[str, Any]:
+    return {"inputs": [{"name": name, "shape": [len(rows), len(rows[0]) if rows else 4], "datatype": "FP64",
+                        "data": rows}]}
+
+
+def named(rows: list[list[Any]], names: list[str] = FEATURES) -> dict[str, Any]:
+    return {"inputs": [{"name": name, "shape": [len(rows)], "datatype": "FP64", "data": [row[i] for row in rows]}
+                       for i, name in enumerate(names)]}
+
+
+def outputs(answer: dict[str, Any]) -> tuple[list[str], np.ndarray]:
+    by_name = {output["name"]: output for output in answer["outputs"]}
+    probabilities = by_name["probabilities"]
+    return by_name["label"]["data"], np.array(probabilities["data"]).reshape(probabilities["shape"])
+
+
+def test_predictions_equal_the_pipeline_in_every_input_form(
+    server: PredictorServer, client: Client, iris_model: IrisModel
+) -> None:
+    rows = iris_model.rows[::7]
+    expected = iris_model.model.predict_proba(pd.DataFrame(rows, columns=FEATURES))
+    order = random.Random(1).sample(range(4), 4)
+    flat = ndarray(rows)
+    flat["inputs"][0]["data"] = [value for row in rows for value in row]
+    column = named(rows)
+    for tensor in column["inputs"]:
+        tensor["shape"] = [len(rows), 1]
+    bodies = {
+        "ndarray": ndarray(rows),
+        "ndarray, flat data": flat,
+        "ndarray, another name": ndarray(rows, "features"),
+        "named, shuffled": named([[row[i] for i in order] for row in rows], [FEATURES[i] for i in order]),
+        "named, [rows, 1]": column,
+    }
+    assert server.predict_path() == INFER
+    for form, body in bodies.items():
+        reply = client.post(INFER, body)
+        assert reply.status == 200, (form, reply.text)
+        labels, probabilities = outputs(reply.json)
+        np.testing.assert_array_equal(probabilities, expected, err_msg=form)
+        assert labels == [["setosa", "versicolor", "virginica"][i] for i in expected.argmax(axis=1)], form
+        classes = next(o for o in reply.json["outputs"] if o["name"] == "probabilities")["parameters"]["classes"]
+        assert classes == ["setosa", "versicolor", "virginica"]
+
+
+def test_metadata_declares_every_input_form_and_the_outputs(client: Client, version: str) -> None:
+    reply = client.request("GET", f"/v2/models/{DEPLOYMENT}")
+    assert reply.status == 200, reply.text
+    meta = reply.json
+    assert meta["name"] == DEPLOYMENT and meta["versions"] == [version] and meta["platform"] == "scikit-learn"
+    assert [(i["name"], i["datatype"], i["shape"]) for i in meta["inputs"]] == [
+        *[(name, "FP64", [-1]) for name in FEATURES], ("input-0", "FP64", [-1, 4])]
+    assert meta["inputs"][-1]["parameters"]["features"] == FEATURES
+    assert [(o["name"], o["datatype"], o["shape"]) for o in meta["outputs"]] == [
+        ("label", "BYTES", [-1]), ("probabilities", "FP64", [-1, 3])]
+    assert meta["outputs"][1]["parameters"]["classes"] == ["setosa", "versicolor", "virginica"]
+    assert meta["parameters"] == {"deployment": DEPLOYMENT, "predictor": "main", "model_version": version,
+                                  "max_batch": 10_000}
+    assert client.request("GET", "/v2/health/ready").status == 200
+    assert client.request("GET", f"/v2/models/{DEPLOYMENT}/ready").status == 200
+
+
+def test_every_answer_is_tagged_with_version_and_predictor(client: Client, version: str) -> None:
+    tags = {"deployment": DEPLOYMENT, "predictor": "main", "model_version": version}
+    answer = client.post(INFER, ndarray([ROW])).json
+    assert answer["model_name"] == DEPLOYMENT and answer["model_version"] == version
+    assert answer["parameters"] == tags
+    feedback = client.post(FEEDBACK, {"predicted": ["setosa"], "truth": ["setosa"]})
+    assert feedback.status == 200, feedback.text
+    assert {k: feedback.json[k] for k in tags} == tags
+
+
+def _deep(depth: int) -> bytes:
+    data = "[" * depth + "1" + "]" * depth
+    return ('{"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": ' + data + "}]}").encode()
+
+
+def _raw(body: Any) -> bytes:
+    return json.dumps(body).encode()
+
+
+MALFORMED = {
+    "invalid JSON": ("POST", INFER, b'{"inputs": [', 422),
+    "NaN literal": ("POST", INFER, _raw(ndarray([ROW])).replace(b"5.1", b"NaN"), 422),
+    "Infinity literal": ("POST", INFER, _raw(ndarray([ROW])).replace(b"5.1", b"-Infinity"), 422),
+    "not an object": ("POST", INFER, b"[]", 422),
+    "no inputs": ("POST", INFER, _raw({"inputs": []}), 400),
+    "shape not a list": ("POST", INFER, _raw(ndarray([ROW])).replace(b"[1, 4]", b'"1x4"'), 422),
+    "unknown datatype": ("POST", INFER, _raw(ndarray([ROW])).replace(b"FP64", b"FP128"), 422),
+    "wrong feature count": ("POST", INFER, _raw(ndarray([ROW[:3]])), 400),
+    "unknown feature name": ("POST", INFER, _raw(named([ROW], [*FEATURES[:3], "petal_size"])), 400),
+    "missing feature": ("POST", INFER, _raw(named([ROW[:3]], FEATURES[:3])), 400),
+    "duplicate feature": ("POST", INFER, _raw(named([[*ROW, 1.0]], [*FEATURES, "sepal_width"])), 400),
+    "feature inputs of different lengths": (
+        "POST", INFER, _raw({"inputs": [*named([ROW])["inputs"][:3], named([ROW, ROW])["inputs"][3]]}), 400),
+    "string value": ("POST", INFER, _raw(ndarray([["5.1", 3.5, 1.4, 0.2]])), 400),
+    "boolean value": ("POST", INFER, _raw(ndarray([[True, 3.5, 1.4, 0.2]])), 400),
+    "null value": ("POST", INFER, _raw(ndarray([[None, 3.5, 1.4, 0.2]])), 400),
+    "object value": ("POST", INFER, _raw(ndarray([[{"v": 1}, 3.5, 1.4, 0.2]])), 400),
+    "data not a list": ("POST", INFER, _raw({"inputs": [{**ndarray([ROW])["inputs"][0], "data": "5.1"}]}), 400),
+    "empty batch": ("POST", INFER, _raw({"inputs": [{**ndarray([ROW])["inputs"][0], "shape": [0, 4], "data": []}]}),
+                    400),
+    "1-D input": ("POST", INFER, _raw({"inputs": [{**ndarray([ROW])["inputs"][0], "shape": [4], "data": ROW}]}), 400),
+    "shape and data disagree": ("POST", INFER, _raw({"inputs": [{**ndarray([ROW])["inputs"][0], "shape": [2, 4]}]}),
+                                400),
+    "negative shape": ("POST", INFER, _raw({"inputs": [{**ndarray([ROW])["inputs"][0], "shape": [-1, -4]}]}), 400),
+    "integer beyond the float range": ("POST", INFER, _raw(ndarray([[10**400, 3.5, 1.4, 0.2]])), 422),
+    "value the model cannot score": ("POST", INFER, _raw(ndarray([[1e308, 1e308, 1e308, 1e308]])), 422),
+    "nested deeper than Python recurses": ("POST", INFER, _deep(5000), 422),
+    "oversized batch": ("POST", INFER, _raw(ndarray([ROW] * 10_001)), 413),
+    "unknown model": ("POST", "/v2/models/nobody/infer", _raw(ndarray([ROW])), 404),
+    "unknown path": ("POST", "/v2/models/iris/predict", _raw(ndarray([ROW])), 404),
+    "unknown top-level path": ("GET", "/nothing/here", None, 404),
+    "wrong method": ("GET", INFER, None, 405),
+    "streaming variant": ("POST", f"/v2/models/{DEPLOYMENT}/infer_stream", _raw(ndarray([ROW])), 404),
+    "feedback not JSON": ("POST", FEEDBACK, b"setosa", 400),
+    "feedback without truth": ("POST", FEEDBACK, _raw({"predicted": ["setosa"]}), 400),
+    "feedback truth not a list": ("POST", FEEDBACK, _raw({"predicted": ["setosa"], "truth": "setosa"}), 400),
+    "feedback of different lengths": ("POST", FEEDBACK, _raw({"predicted": ["setosa"], "truth": []}), 400),
+    "feedback with an unknown class": ("POST", FEEDBACK, _raw({"predicted": ["setosa"], "truth": ["rose"]}), 400),
+    "feedback for an unknown model": ("POST", "/v2/models/nobody/feedback", _raw({"predicted": [], "truth": []}), 404),
+}
+
+
+@pytest.mark.parametrize(("method", "path", "raw", "status"), MALFORMED.values(), ids=MALFORMED.keys())
+def test_malformed_requests_get_a_4xx_json_answer(
+    client: Client, method: str, path: str, raw: bytes | None, status: int
+) -> None:
+    reply = client.request(method, path, raw=raw)
+    assert reply.status == status, reply.text
+    assert reply.content_type.startswith("application/json"), reply.content_type
+    reason = reply.json.get("error") or reply.json.get("detail")
+    assert reason, reply.text
+
+
+def test_error_messages_say_what_is_wrong(client: Client) -> None:
+    reply = client.post(INFER, ndarray([["5.1", 3.5, 1.4, 0.2]]))
+    assert reply.json == {"error": "feature 'sepal_length' row 0: expected a number, got str '5.1'"}
+    reply = client.post(INFER, named([ROW], [*FEATURES[:3], "petal_size"]))
+    assert "unknown feature(s) petal_size; expected sepal_length" in reply.json["error"]
+
+
+def test_metrics_count_requests_classes_and_feedback(server: PredictorServer, client: Client, version: str) -> None:
+    identity = {"deployment": DEPLOYMENT, "predictor": "main", "model_version": version}
+    before = scrape(server.metrics_url)
+    for _ in range(3):
+        assert client.post(INFER, ndarray([ROW])).status == 200
+    assert client.post(INFER, ndarray([ROW[:3]])).status == 400
+    assert client.request("POST", INFER, raw=b"{").status == 422  # rejected by MLServer, counted all the same
+    feedback = client.post(FEEDBACK, {"predicted": ["setosa"] * 4,
+                                      "truth": ["setosa", "setosa", "setosa", "virginica"]})
+    assert feedback.status == 200 and feedback.json["rows"] == 4 and feedback.json["correct"] == 3
+    assert client.post(FEEDBACK, {"predicted": ["setosa"], "truth": ["rose"]}).status == 400
+    after = scrape(server.metrics_url)
+
+    def delta(name: str, **labels: str) -> float:
+        return total(after, name, **identity, **labels) - total(before, name, **identity, **labels)
+
+    counted = {(e, s): delta("kfp_mlops_requests_total", endpoint=e, status=s)
+               for e, s in [("predict", "200"), ("predict", "400"), ("predict", "422"), ("feedback", "200"),
+                            ("feedback", "400")]}
+    assert counted == {("predict", "200"): 3, ("predict", "400"): 1, ("predict", "422"): 1, ("feedback", "200"): 1,
+                       ("feedback", "400"): 1}
+    assert delta("kfp_mlops_request_duration_seconds_count", endpoint="predict", status="200") == 3
+    assert delta("kfp_mlops_request_duration_seconds_sum", endpoint="predict", status="200") > 0
+    assert delta("kfp_mlops_predictions_total", **{"class": "setosa"}) == 3
+    assert delta("kfp_mlops_feedback_total") == 4 and delta("kfp_mlops_feedback_correct_total") == 3
+    accuracy = total(after, "kfp_mlops_feedback_correct_total", **identity) / total(
+        after, "kfp_mlops_feedback_total", **identity)
+    assert total(after, "kfp_mlops_live_accuracy", **identity) == pytest.approx(accuracy)
+    assert feedback.json["live_accuracy"] == pytest.approx(accuracy)
+    # MLServer's own metrics are on the same endpoint.
+    assert total(after, "model_infer_request_duration_count", model=DEPLOYMENT) > 0
+
+
+def test_a_model_that_cannot_load_ends_the_server_with_a_clear_error(old_sklearn_model: str, tmp_path: Path) -> None:
+    with pytest.raises(MlopsError, match="v2 server for predictor 'p' of 'old' exited with code 1") as caught:
+        start_predictor(protocol="v2", model_uri=old_sklearn_model, predictor="p", deployment="old", workdir=tmp_path)
+    last = str(caught.value).splitlines()[-1]
+    assert last.startswith("error: cannot serve model 'old': model ")
+    assert "trained with scikit-learn 0.24.2, this environment has 1.9." in last
+
+
+def test_stop_is_clean_and_idempotent(server: PredictorServer) -> None:
+    server.stop()
+    assert server.process.returncode == 0
+    server.stop()
+    port = int(server.url.rsplit(":", 1)[1])
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass

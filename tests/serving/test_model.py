@@ -1,0 +1,146 @@
+"""ServedModel, the one model code path of every runtime: loading, validation, prediction, feedback."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kfp_mlops.errors import MlopsError
+from kfp_mlops.serving.model import InvalidRequest, ServedModel
+from tests.serving.support import FEATURES, IrisModel
+
+ROW = [5.1, 3.5, 1.4, 0.2]
+
+
+@pytest.fixture(scope="module")
+def served(iris_model: IrisModel) -> ServedModel:
+    return ServedModel.load(iris_model.uri, max_batch=50)
+
+
+def test_predictions_equal_the_pipeline_in_every_input_form(served: ServedModel, iris_model: IrisModel) -> None:
+    rows = iris_model.rows[::15]
+    expected = iris_model.model.predict_proba(pd.DataFrame(rows, columns=FEATURES))
+    order = random.Random(0).sample(range(len(FEATURES)), len(FEATURES))
+    forms = {
+        "ndarray": served.predict(rows),
+        "numpy": served.predict(np.array(rows)),
+        "named": served.predict([[row[i] for i in order] for row in rows], [FEATURES[i] for i in order]),
+        "records": served.predict([dict(zip(FEATURES, row)) for row in rows]),
+    }
+    for form, prediction in forms.items():
+        np.testing.assert_array_equal(prediction.probabilities, expected, err_msg=form)
+        assert prediction.labels == [served.classes[i] for i in expected.argmax(axis=1)], form
+        assert prediction.classes == ["setosa", "versicolor", "virginica"]
+
+
+def test_integers_are_numbers(served: ServedModel) -> None:
+    assert served.predict([[5, 3, 1, 0]]).labels == ["setosa"]
+
+
+@pytest.mark.parametrize(
+    ("rows", "names", "status", "reason"),
+    [
+        ("5.1,3.5", None, 400, "expected a list of rows, got str"),
+        ({"sepal_length": 5.1}, None, 400, "expected a list of rows, got dict"),
+        ([], None, 400, "empty batch"),
+        ([ROW] * 51, None, 413, "batch of 51 rows exceeds the limit of 50"),
+        (ROW, None, 400, "expected a 2-D batch"),
+        (np.array(ROW), None, 400, "got a 1-D array"),
+        ([[5.1, 3.5, 1.4]], None, 400, "row 0 has 3 values, expected 4"),
+        ([ROW, [*ROW, 1.0]], None, 400, "row 1 has 5 values, expected 4"),
+        ([ROW], ["sepal_length", "sepal_width", "petal_length", "petal_size"], 400, "unknown feature(s) petal_size"),
+        ([ROW[:3]], FEATURES[:3], 400, "missing feature(s) petal_width"),
+        ([[*ROW, 1.0]], [*FEATURES, "sepal_length"], 400, "duplicate feature names"),
+        ([ROW], [1, 2, 3, 4], 400, "feature names must be strings"),
+        ([{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "colour": "red"}], None, 400,
+         "unknown feature(s) colour"),
+        ([{"sepal_length": 5.1}], None, 400, "missing feature(s) sepal_width, petal_length, petal_width"),
+        ([["5.1", 3.5, 1.4, 0.2]], None, 400, "feature 'sepal_length' row 0: expected a number, got str '5.1'"),
+        ([[5.1, True, 1.4, 0.2]], None, 400, "feature 'sepal_width' row 0: expected a number, got bool"),
+        ([[5.1, 3.5, None, 0.2]], None, 400, "feature 'petal_length' row 0: expected a number, got NoneType"),
+        ([[5.1, 3.5, 1.4, [0.2]]], None, 400, "feature 'petal_width' row 0: expected a number, got list"),
+        ([[math.nan, 3.5, 1.4, 0.2]], None, 400,
+         "feature 'sepal_length' row 0: expected a finite number, got float nan"),
+        ([ROW, [5.1, math.inf, 1.4, 0.2]], None, 400, "feature 'sepal_width' row 1: expected a finite number"),
+        ([[5.1, 3.5, 1.4, -math.inf]], None, 400, "expected a finite number, got float -inf"),
+        ([[10**400, 3.5, 1.4, 0.2]], None, 400, "expected a finite number, got int 1000"),
+        ([[1e308, 1e308, 1e308, 1e308]], None, 422, "the model cannot score this batch"),
+        ([ROW, "5.1"], None, 400, "each row must be a list"),
+    ],
+)
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+def test_malformed_requests_name_what_is_wrong(
+    served: ServedModel, rows: object, names: list | None, status: int, reason: str
+) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        served.predict(rows, names)
+    assert caught.value.status == status
+    assert reason in str(caught.value)
+
+
+def test_categorical_features_take_strings(tmp_path: Path) -> None:
+    from kfp_mlops.components.train.logic import fit_model
+    from kfp_mlops.model_bundle import save_bundle
+
+    frame = pd.DataFrame({"size": [1.0, 2.0, 3.0, 4.0] * 5, "colour": ["red", "blue"] * 10,
+                          "label": ["a", "b", "a", "b"] * 5})
+    model, metadata = fit_model(frame, "label", "logistic_regression", {}, seed=0)
+    save_bundle(tmp_path, model, metadata)
+    served = ServedModel.load(str(tmp_path))
+    assert served.predict([[1.0, "red"], [2.0, "never seen"]]).labels[0] in {"a", "b"}
+    with pytest.raises(InvalidRequest, match="feature 'colour' row 0: expected a category string, got NoneType"):
+        served.predict([[1.0, None]])
+    with pytest.raises(InvalidRequest, match="feature 'size' row 0: expected a number, got str"):
+        served.predict([["big", "red"]])
+
+
+def test_correct_answers(served: ServedModel) -> None:
+    assert served.correct_answers(["setosa", "virginica", "setosa"], ["setosa", "setosa", "setosa"]) == 2
+    assert served.correct_answers([], []) == 0
+    with pytest.raises(InvalidRequest, match="feedback has 1 true labels for 2 predictions"):
+        served.correct_answers(["setosa", "setosa"], ["setosa"])
+    with pytest.raises(InvalidRequest, match="unknown class.*: rose; expected setosa, versicolor, virginica"):
+        served.correct_answers(["setosa"], ["rose"])
+
+
+def test_version_is_the_store_version_or_a_checksum_prefix(iris_model: IrisModel, tmp_path: Path) -> None:
+    assert ServedModel.load(iris_model.uri).version == iris_model.metadata["model_sha256"][:12]
+    version_folder = tmp_path / "models" / "iris" / "versions" / "v20261126T000000Z-abc"
+    version_folder.mkdir(parents=True)
+    for name in ("model.joblib", "metadata.json"):
+        (version_folder / name).write_bytes((Path(iris_model.uri) / name).read_bytes())
+    assert ServedModel.load(str(version_folder)).version == "v20261126T000000Z-abc"
+
+
+def test_load_from_gcs(iris_model: IrisModel, gcs_bucket: str) -> None:
+    from kfp_mlops import storage
+
+    uri = f"{gcs_bucket}/models/iris/versions/v1"
+    for name in ("model.joblib", "metadata.json"):
+        storage.upload_file(Path(iris_model.uri) / name, storage.join(uri, name))
+    served = ServedModel.load(uri)
+    assert served.version == "v1"
+    assert served.predict([ROW]).labels == ["setosa"]
+
+
+def test_load_refuses_another_scikit_learn_minor(old_sklearn_model: str) -> None:
+    with pytest.raises(MlopsError, match=r"trained with scikit-learn 0\.24\.2, this environment has 1\.9\.\d+"):
+        ServedModel.load(old_sklearn_model)
+
+
+def test_load_refuses_a_tampered_model(iris_model: IrisModel, tmp_path: Path) -> None:
+    (tmp_path / "metadata.json").write_text(json.dumps(iris_model.metadata))
+    (tmp_path / "model.joblib").write_bytes((Path(iris_model.uri) / "model.joblib").read_bytes() + b"x")
+    with pytest.raises(MlopsError, match="model.joblib does not match the sha256 in metadata.json"):
+        ServedModel.load(str(tmp_path))
+
+
+def test_load_names_a_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(MlopsError, match="no such file"):
+        ServedModel.load(str(tmp_path / "nothing"))

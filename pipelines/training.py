@@ -1,10 +1,11 @@
-"""The training pipeline: ingest -> validate -> train -> evaluate -> (if passed) register."""
+"""The training pipeline: ingest -> validate -> train -> evaluate -> (if passed) register -> deploy."""
 
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from kfp import dsl
 
+from kfp_mlops.components.deploy.component import deploy
 from kfp_mlops.components.evaluate.component import evaluate
 from kfp_mlops.components.ingest.component import ingest
 from kfp_mlops.components.register.component import register
@@ -24,7 +25,9 @@ def build_training_pipeline(*, kubernetes: bool = True) -> Callable:
 
     @dsl.pipeline(
         name="training",
-        description="Ingest, validate, train and evaluate a scikit-learn model; register it if it passes the gate.",
+        description=(
+            "Ingest, validate, train and evaluate a scikit-learn model; if it passes the gate, register and deploy it."
+        ),
     )
     def training(
         store_root: str,
@@ -40,6 +43,10 @@ def build_training_pipeline(*, kubernetes: bool = True) -> Callable:
         threshold: float = 0.9,
         max_regression: float = 0.0,
         wandb_project: str = "kfp-mlops",
+        deployment_name: str = "iris",
+        deploy_target: str = "local",
+        namespace: str = "models",
+        protocol: str = "v2",
     ):
         tracking = {"pipeline_job_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER, "wandb_project": wandb_project}
         ingest_task = ingest(source=source, label=label, test_size=test_size, seed=seed, **tracking)
@@ -65,7 +72,12 @@ def build_training_pipeline(*, kubernetes: bool = True) -> Callable:
                 evaluation=evaluate_task.outputs["evaluation"], store_root=store_root, model_name=model_name,
                 **tracking,
             ).set_display_name("register").set_caching_options(False)
-            tasks.append(register_task)
+            deploy_task = deploy(
+                registered=register_task.outputs["registered"], store_root=store_root,
+                deployment_name=deployment_name, namespace=namespace, protocol=protocol, target=deploy_target,
+                **tracking,
+            ).set_display_name("deploy").set_caching_options(False)  # the cluster's state is not an input
+            tasks += [register_task, deploy_task]
         if kubernetes:
             for task in tasks:
                 attach_wandb_secret(task)
@@ -82,9 +94,11 @@ def check_arguments(arguments: Mapping[str, Any]) -> None:
     Raises:
         ConfigError: naming the parameter and what is wrong with it.
     """
+    from kfp_mlops.components.deploy.logic import TARGETS
     from kfp_mlops.components.evaluate.logic import GATE_METRICS
     from kfp_mlops.estimators import make_estimator
     from kfp_mlops.model_store import ModelStore
+    from kfp_mlops.serving.spec import DeploymentSpec
 
     inputs = training.component_spec.inputs
     unknown = sorted(set(arguments) - set(inputs))
@@ -101,3 +115,11 @@ def check_arguments(arguments: Mapping[str, Any]) -> None:
     if not 0.0 < float(values["test_size"]) < 1.0:
         raise ConfigError(f"test_size={values['test_size']}: must be a fraction between 0 and 1")
     ModelStore(values["store_root"]).model_uri(values["model_name"])  # checks the name
+    if values["deploy_target"] not in TARGETS:
+        raise ConfigError(f"deploy_target {values['deploy_target']!r}: unknown; choose one of {', '.join(TARGETS)}")
+    if values["deploy_target"] == "cluster" and not str(values["store_root"]).startswith("gs://"):
+        raise ConfigError(f"deploy_target cluster: model servers cannot read store_root {values['store_root']!r}; "
+                          "use a gs:// store")
+    # Name, namespace and protocol rules, on a stand-in model URI (the real one exists only after register).
+    DeploymentSpec.single(values["deployment_name"], "pending", namespace=values["namespace"],
+                          protocol=values["protocol"]).validate()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from kfp_mlops.config import DEFAULT_IMAGE, WANDB_SECRET_NAME
 from kfp_mlops.errors import MlopsError
 
 COMPILED_DIR = Path(__file__).resolve().parents[1] / "pipelines" / "compiled"
-COMPONENTS = {"ingest", "validate", "train", "evaluate", "register"}
+COMPONENTS = {"ingest", "validate", "train", "evaluate", "register", "deploy"}
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +72,23 @@ def test_components_are_thin_and_pinned_to_the_image(compiled: dict[str, Path]) 
         assert "from kfp_mlops.components." in script
 
 
-def test_register_is_gated_on_the_evaluate_output(compiled: dict[str, Path]) -> None:
+def test_register_and_deploy_are_gated_on_the_evaluate_output(compiled: dict[str, Path]) -> None:
     spec = next(yaml.safe_load_all(compiled["training.yaml"].read_text()))
     condition = spec["root"]["dag"]["tasks"]["condition-1"]["triggerPolicy"]["condition"]
     assert "evaluate-Output" in condition
-    assert "register" in spec["components"]["comp-condition-1"]["dag"]["tasks"]
+    gated = spec["components"]["comp-condition-1"]["dag"]["tasks"]
+    assert {"register", "deploy"} <= set(gated)
+    deploy = gated["deploy"]
+    assert deploy["dependentTasks"] == ["register"]
+    assert deploy["inputs"]["artifacts"]["registered"]["taskOutputArtifact"] == {
+        "outputArtifactKey": "registered", "producerTask": "register"}
+    parameters = deploy["inputs"]["parameters"]
+    for name, pipeline_input in [("deployment_name", "deployment_name"), ("target", "deploy_target"),
+                                 ("namespace", "namespace"), ("protocol", "protocol"), ("store_root", "store_root")]:
+        assert parameters[name]["componentInputParameter"] == f"pipelinechannel--{pipeline_input}", name
+    defaults = {name: p.get("defaultValue") for name, p in spec["root"]["inputDefinitions"]["parameters"].items()}
+    assert {k: defaults[k] for k in ("deployment_name", "deploy_target", "namespace", "protocol")} == {
+        "deployment_name": "iris", "deploy_target": "local", "namespace": "models", "protocol": "v2"}
 
 
 def test_no_secret_values_in_compiled_files(compiled: dict[str, Path]) -> None:
@@ -99,3 +112,18 @@ def test_check_compiled_rejects_unknown_fields(tmp_path: Path, compiled: dict[st
 
 def test_every_pipeline_is_compiled() -> None:
     assert set(pipeline_builders()) == {"training"}
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    ({"deploy_target": "k8s"}, "deploy_target 'k8s': unknown; choose one of local, cluster"),
+    ({"deploy_target": "cluster"}, "deploy_target cluster: model servers cannot read store_root '/tmp/store'; "
+                                   "use a gs:// store"),
+    ({"deployment_name": "Iris_1"}, "deployment name 'Iris_1' must be a DNS-1123 label"),
+    ({"namespace": "models/prod"}, "namespace 'models/prod' must be a DNS-1123 label"),
+    ({"protocol": "grpc"}, "protocol 'grpc': use one of v2, seldon"),
+])
+def test_deploy_parameters_are_checked_before_anything_runs(arguments: dict[str, str], message: str) -> None:
+    from kfp_mlops.pipelines.training import check_arguments
+
+    with pytest.raises(MlopsError, match=re.escape(message)):
+        check_arguments({"store_root": "/tmp/store", **arguments})

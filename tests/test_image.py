@@ -42,7 +42,7 @@ def test_every_runtime_dependency_is_pinned_exactly_and_matches_constraints() ->
 def test_dockerfile_installs_the_package_with_the_constraints() -> None:
     text = DOCKERFILE.read_text()
     assert re.search(r"^RUN pip install -c constraints\.txt \. && pip check$", text, re.M)
-    for folder in ("src", "components", "pipelines"):
+    for folder in ("src", "components", "pipelines", "manifests"):
         assert re.search(rf"^COPY {folder} \./{folder}$", text, re.M), folder
     assert "packages_to_install" not in text and "WANDB_API_KEY" not in text
 

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 
 from kfp_mlops import storage
 from kfp_mlops.config import Settings
@@ -15,11 +16,13 @@ from kfp_mlops.errors import MlopsError
 from kfp_mlops.local_run import read_json_output, run_pipeline
 from kfp_mlops.model_bundle import load_bundle
 from kfp_mlops.model_store import ModelStore
+from kfp_mlops.serving import seldon_deployment
+from kfp_mlops.serving.spec import DeploymentSpec
 from kfp_mlops.summary import task_outputs
 from tests.support.wandb_offline import find_offline_runs, read_offline_run
 
 pytestmark = pytest.mark.slow
-TASKS = ["ingest", "validate", "train", "evaluate", "register"]
+TASKS = ["ingest", "validate", "train", "evaluate", "register", "deploy"]
 
 
 def test_iris_run_registers_champion_and_logs_to_wandb(tmp_path: Path) -> None:
@@ -56,6 +59,16 @@ def test_iris_run_registers_champion_and_logs_to_wandb(tmp_path: Path) -> None:
     assert by_type["ingest"].artifact("train-data")["type"] == "dataset"
     assert by_type["register"].summary["version"] == registered["version"]
 
+    # deploy_target=local: the spec the local stack serves, and the manifest a cluster would run.
+    spec_file = settings.home / "deployments" / "iris.json"
+    assert DeploymentSpec.from_dict(json.loads(spec_file.read_text())) == DeploymentSpec.single(
+        "iris", registered["uri"])
+    deployment = read_json_output(run, "deploy", "deployment")
+    assert (deployment["state"], deployment["target"], deployment["spec_path"]) == ("written", "local", str(spec_file))
+    manifest = yaml.safe_load(run.artifact("deploy", "manifest").read_text())
+    assert seldon_deployment.problems(manifest) == []
+    assert by_type["deploy"].summary["state"] == "written"
+
 
 def test_failed_gate_skips_register_and_keeps_the_champion(tmp_path: Path) -> None:
     settings = Settings.from_env()
@@ -68,8 +81,9 @@ def test_failed_gate_skips_register_and_keeps_the_champion(tmp_path: Path) -> No
         {"store_root": settings.store_root, "estimator": "random_forest", "threshold": 0.999},
         settings=settings,
     )
-    assert second.tasks == TASKS[:-1]
+    assert second.tasks == TASKS[:-2]
     assert not second.artifact("register", "registered").exists()
+    assert not second.artifact("deploy", "deployment").exists()
     assert task_outputs(second, "evaluate")["parameters"]["Output"] is False
     reasons = task_outputs(second, "evaluate")["artifacts"]["evaluation"]["metadata"]["reasons"]
     assert any("misses the threshold 0.999" in r for r in reasons)

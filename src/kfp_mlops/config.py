@@ -9,6 +9,10 @@ Environment variables:
         (default ``$KFP_MLOPS_HOME/store``).
     KFP_MLOPS_IMAGE: the component image the compiled pipelines run
         (default ``ghcr.io/kfp-mlops/component:<version>``).
+    KFP_MLOPS_SERVING_IMAGE: the protocol-v2 (MLServer) model server image a SeldonDeployment runs
+        (default ``ghcr.io/kfp-mlops/mlserver:<version>``).
+    KFP_MLOPS_SELDON_IMAGE: the Seldon-protocol model server image
+        (default ``ghcr.io/kfp-mlops/seldon:<version>``).
     KFP_HOST: the KFP API endpoint for ``submit``/``schedule``.
     KFP_NAMESPACE: the Kubernetes namespace of the pipeline (default ``kubeflow``).
     WANDB_PROJECT / WANDB_ENTITY: where runs are logged (default project ``kfp-mlops``).
@@ -26,6 +30,9 @@ from pathlib import Path
 from kfp_mlops import __version__
 
 DEFAULT_IMAGE = f"ghcr.io/kfp-mlops/component:{__version__}"
+# Model server images (images/mlserver, images/seldon), one per serving protocol.
+DEFAULT_SERVING_IMAGE_V2 = f"ghcr.io/kfp-mlops/mlserver:{__version__}"
+DEFAULT_SERVING_IMAGE_SELDON = f"ghcr.io/kfp-mlops/seldon:{__version__}"
 # The Kubernetes Secret holding WANDB_API_KEY on a cluster (manifests/base/wandb-secret.template.yaml).
 WANDB_SECRET_NAME = "wandb-credentials"
 
@@ -37,6 +44,8 @@ class Settings:
     home: Path
     store_root: str
     component_image: str = DEFAULT_IMAGE
+    serving_image_v2: str = DEFAULT_SERVING_IMAGE_V2
+    serving_image_seldon: str = DEFAULT_SERVING_IMAGE_SELDON
     kfp_host: str | None = None
     kfp_namespace: str = "kubeflow"
     wandb_project: str = "kfp-mlops"
@@ -51,6 +60,8 @@ class Settings:
             home=home,
             store_root=env.get("KFP_MLOPS_STORE") or str(home / "store"),
             component_image=env.get("KFP_MLOPS_IMAGE") or DEFAULT_IMAGE,
+            serving_image_v2=env.get("KFP_MLOPS_SERVING_IMAGE") or DEFAULT_SERVING_IMAGE_V2,
+            serving_image_seldon=env.get("KFP_MLOPS_SELDON_IMAGE") or DEFAULT_SERVING_IMAGE_SELDON,
             kfp_host=env.get("KFP_HOST") or None,
             kfp_namespace=env.get("KFP_NAMESPACE") or "kubeflow",
             wandb_project=env.get("WANDB_PROJECT") or "kfp-mlops",

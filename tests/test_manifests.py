@@ -1,0 +1,372 @@
+"""manifests/ and the SeldonDeployment renderer: every kustomize overlay builds, and every resource is valid.
+
+SeldonDeployments are checked against the vendored CRD schema and Seldon's webhook rules
+(``seldon_deployment.problems``), core kinds with kubernetes-validate, the Prometheus Operator kinds
+structurally and against the metric names the serving runtimes export.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from kfp_mlops.config import Settings
+from kfp_mlops.errors import ConfigError
+from kfp_mlops.serving import seldon_deployment as sd
+from kfp_mlops.serving.spec import DeploymentSpec, InvalidSpec, PredictorSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+MANIFESTS = ROOT / "manifests"
+OVERLAYS = ("single", "ab", "shadow")
+# The predictors each overlay must end up with: (name, traffic, shadow).
+PREDICTORS = {
+    "single": [("main", 100, False)],
+    "ab": [("a", 90, False), ("b", 10, False)],
+    "shadow": [("main", 100, False), ("shadow", 0, True)],
+}
+# Core kinds are validated against these Kubernetes versions' schemas.
+K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
+CORE_API_VERSIONS = ("v1", "rbac.authorization.k8s.io/v1")
+# Rendered files and the spec documents they come from.
+RENDERED = ["base", "overlays/ab", "overlays/shadow"]
+
+
+def _kubectl() -> str:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.fail("kubectl (with kustomize v5 built in) is needed to build manifests/ and is not on PATH; "
+                    "install it, e.g. `apt-get install kubectl` or from your cloud SDK")
+    return kubectl
+
+
+@pytest.fixture(scope="module")
+def built() -> dict[str, list[dict[str, Any]]]:
+    """Each overlay's resources, as `kubectl kustomize` builds them."""
+    kubectl = _kubectl()
+    result = {}
+    for overlay in OVERLAYS:
+        done = subprocess.run([kubectl, "kustomize", str(MANIFESTS / "overlays" / overlay)],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, f"kubectl kustomize overlays/{overlay} failed: {done.stderr}"
+        result[overlay] = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+    return result
+
+
+@pytest.fixture()
+def default_images(monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings with the default (versioned) model-server images, as the committed files use."""
+    monkeypatch.delenv("KFP_MLOPS_SERVING_IMAGE", raising=False)
+    monkeypatch.delenv("KFP_MLOPS_SELDON_IMAGE", raising=False)
+    return Settings.from_env()
+
+
+@pytest.fixture(scope="module")
+def exported_metrics() -> set[str]:
+    """Every sample name the serving runtimes export (kfp_mlops.serving.metrics), once each is used."""
+    from prometheus_client import CollectorRegistry
+
+    from kfp_mlops.serving.metrics import FEEDBACK, PREDICT, ServingMetrics
+
+    registry = CollectorRegistry()
+    metrics = ServingMetrics(deployment="iris", predictor="main", model_version="v1", registry=registry)
+    metrics.observe_request(PREDICT, 200, 0.01)
+    metrics.observe_request(FEEDBACK, 200, 0.01)
+    metrics.observe_predictions(["setosa"])
+    metrics.observe_feedback(1, 1)
+    return {sample.name for family in registry.collect() for sample in family.samples}
+
+
+def _one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    [doc] = [d for d in docs if d["kind"] == kind]
+    return doc
+
+
+def _metric_names(expr: str) -> set[str]:
+    return set(re.findall(r"\bkfp_mlops_[a-z_]+\b", expr))
+
+
+# -- the kustomize build -------------------------------------------------------------------------
+
+
+def test_every_overlay_builds_the_same_kinds(built: dict[str, list[dict[str, Any]]]) -> None:
+    for overlay, docs in built.items():
+        kinds = sorted(d["kind"] for d in docs)
+        assert kinds == sorted(["SeldonDeployment", "ServiceAccount", "Role", "RoleBinding", "Service", "Service",
+                                "ServiceMonitor", "PrometheusRule", "ConfigMap"]), overlay
+        for doc in docs:
+            assert doc["metadata"]["namespace"] in ("models", "kubeflow"), (overlay, doc["kind"])
+
+
+def test_seldon_deployments_pass_the_schema_and_the_webhook_rules(built: dict[str, list[dict[str, Any]]]) -> None:
+    for overlay, docs in built.items():
+        sdep = _one(docs, "SeldonDeployment")
+        assert sd.problems(sdep) == [], overlay
+        predictors = [(p["name"], p["traffic"], p["shadow"]) for p in sdep["spec"]["predictors"]]
+        assert predictors == PREDICTORS[overlay], overlay
+        assert sdep["spec"]["protocol"] == "v2"
+
+
+def test_core_kinds_validate_against_kubernetes_schemas(built: dict[str, list[dict[str, Any]]]) -> None:
+    checked = set()
+    for docs in built.values():
+        for doc in docs:
+            if doc["apiVersion"] in CORE_API_VERSIONS:
+                for version in K8S_VERSIONS:
+                    kubernetes_validate.validate(doc, version, strict=True)  # raises on any problem
+                checked.add(doc["kind"])
+    assert checked == {"ServiceAccount", "Role", "RoleBinding", "Service", "ConfigMap"}
+
+
+def test_rbac_allows_only_seldondeployments_in_the_serving_namespace(built: dict[str, list[dict[str, Any]]]) -> None:
+    docs = built["single"]
+    role, binding, account = _one(docs, "Role"), _one(docs, "RoleBinding"), _one(docs, "ServiceAccount")
+    sdep = _one(docs, "SeldonDeployment")
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == sdep["metadata"]["namespace"]
+    assert role["rules"] == [{"apiGroups": ["machinelearning.seldon.io"], "resources": ["seldondeployments"],
+                              "verbs": ["get", "create", "patch", "delete"]}]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": role["metadata"]["name"]}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"],
+                                    "namespace": account["metadata"]["namespace"]}]
+
+
+@pytest.mark.parametrize("protocol", ["v2", "seldon"])
+def test_metrics_are_scraped_where_each_runtime_serves_them(built: dict[str, list[dict[str, Any]]],
+                                                            protocol: str) -> None:
+    """ServiceMonitor -> the protocol's metrics Service -> the container port that serves /prometheus."""
+    from kfp_mlops.serving.servers import METRICS_PATH
+
+    docs = built["single"]
+    monitor = _one(docs, "ServiceMonitor")
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert endpoint["path"] == METRICS_PATH
+    assert monitor["spec"]["namespaceSelector"]["matchNames"] == ["models"]
+    doc = sd.render(DeploymentSpec.with_shadow("iris", "gs://b/1", "gs://b/2", protocol=protocol))
+    for predictor in doc["spec"]["predictors"]:
+        [component] = predictor["componentSpecs"]
+        pod_labels = component["metadata"]["labels"]
+        [service] = [s for s in docs if s["kind"] == "Service" and s["spec"]["selector"].items() <= pod_labels.items()]
+        assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+        [port] = service["spec"]["ports"]
+        assert port["name"] == endpoint["port"]
+        [container] = component["spec"]["containers"]
+        target = next(p for p in container["ports"] if p["name"] == port["targetPort"])
+        assert target["containerPort"] == port["port"]
+        env = {e["name"]: e["value"] for e in container["env"]}
+        if protocol == "v2":  # MLServer's metrics server
+            assert port["targetPort"] == "metrics"
+            assert (env["MLSERVER_METRICS_PORT"], env["MLSERVER_METRICS_ENDPOINT"]) == (str(port["port"]), METRICS_PATH)
+        else:  # Seldon's wrapper: kfp_mlops_* on the HTTP port
+            assert port["targetPort"] == "http"
+
+
+def test_alerts_are_well_formed_and_use_exported_metrics(
+    built: dict[str, list[dict[str, Any]]], exported_metrics: set[str]
+) -> None:
+    rule = _one(built["single"], "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    [group] = rule["spec"]["groups"]
+    alerts = {r["alert"]: r for r in group["rules"]}
+    assert set(alerts) == {"KfpMlopsHighErrorRate", "KfpMlopsHighLatencyP99", "KfpMlopsLiveAccuracyDrop",
+                           "KfpMlopsModelServerDown"}
+    used = set()
+    for name, alert in alerts.items():
+        assert set(alert) == {"alert", "expr", "for", "labels", "annotations"}, name
+        assert re.fullmatch(r"\d+[smh]", alert["for"]), name
+        assert alert["labels"]["severity"] in ("warning", "critical"), name
+        assert alert["annotations"]["summary"] and alert["annotations"]["description"], name
+        assert alert["expr"].count("(") == alert["expr"].count(")"), name
+        used |= _metric_names(alert["expr"])
+    assert used <= exported_metrics, f"alerts use metrics no runtime exports: {sorted(used - exported_metrics)}"
+    assert {"kfp_mlops_requests_total", "kfp_mlops_request_duration_seconds_bucket", "kfp_mlops_feedback_total",
+            "kfp_mlops_feedback_correct_total"} <= used
+
+
+def test_grafana_dashboard_parses_and_queries_exported_metrics(
+    built: dict[str, list[dict[str, Any]]], exported_metrics: set[str]
+) -> None:
+    source = (MANIFESTS / "base" / "dashboards" / "kfp-mlops-serving.json").read_text()
+    dashboard = json.loads(source)
+    config_map = _one(built["single"], "ConfigMap")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert config_map["data"] == {"kfp-mlops-serving.json": source}
+    assert dashboard["uid"] and dashboard["title"] and dashboard["panels"]
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    used = set()
+    for panel in dashboard["panels"]:
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["expr"].count("(") == target["expr"].count(")"), panel["title"]
+            used |= _metric_names(target["expr"])
+    assert used <= exported_metrics, f"the dashboard queries unknown metrics: {sorted(used - exported_metrics)}"
+
+
+def test_no_secret_values_anywhere() -> None:
+    """No Secret is built, and no file under manifests/ carries a key or token value."""
+    texts = {path: path.read_text() for path in MANIFESTS.rglob("*") if path.suffix in (".yaml", ".json", ".md")}
+    for path, text in texts.items():
+        assert not re.search(r"\b[0-9a-f]{40}\b", text), f"{path}: looks like an API key"
+        # A value, not a reference to one ($WANDB_API_KEY in a shell example is fine).
+        assert not re.search(r"(?i)(token|password|api-key|apikey)\s*[:=]\s*[\"']?(?!\$)[^\s\"'#]{8,}", text), path
+    template = yaml.safe_load(texts[MANIFESTS / "base" / "wandb-secret.template.yaml"])
+    assert template["stringData"] == {"api-key": ""}
+    assert "wandb-secret" not in (MANIFESTS / "base" / "kustomization.yaml").read_text().split("resources:")[1]
+
+
+def test_no_secret_kind_is_built(built: dict[str, list[dict[str, Any]]]) -> None:
+    assert all(doc["kind"] != "Secret" for docs in built.values() for doc in docs)
+
+
+# -- the rendered files --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("folder", RENDERED)
+def test_rendered_seldondeployments_are_current(folder: str, default_images: Settings) -> None:
+    """Each seldondeployment.yaml is what its deployment-spec.json renders to."""
+    spec_path = MANIFESTS / folder / "deployment-spec.json"
+    expected = sd.render_file(spec_path, settings=default_images)
+    assert (MANIFESTS / folder / "seldondeployment.yaml").read_text() == expected, (
+        f"manifests/{folder}/seldondeployment.yaml is stale: run `.venv/bin/python -m "
+        f"kfp_mlops.serving.seldon_deployment manifests/{folder}/deployment-spec.json "
+        f"-o manifests/{folder}/seldondeployment.yaml`"
+    )
+
+
+def test_render_cli_writes_the_file_and_refuses_a_bad_spec(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(DeploymentSpec.single("iris", "gs://b/m").to_dict()))
+    assert sd.main([str(spec), "-o", str(tmp_path / "out.yaml")]) == 0
+    assert yaml.safe_load((tmp_path / "out.yaml").read_text())["kind"] == "SeldonDeployment"
+
+    spec.write_text(json.dumps(DeploymentSpec.single("Iris", "").to_dict()))
+    assert sd.main([str(spec)]) == 1
+    error = capsys.readouterr().err
+    assert "deployment name 'Iris' must be a DNS-1123 label" in error and "missing model URI" in error
+
+
+# -- rendering ----------------------------------------------------------------------------------
+
+
+MODES = {
+    "single": DeploymentSpec.single("iris", "gs://b/m/v1"),
+    "ab": DeploymentSpec.ab("iris", "gs://b/m/v1", "gs://b/m/v2", 25),
+    "shadow": DeploymentSpec.with_shadow("iris", "gs://b/m/v1", "gs://b/m/v2"),
+}
+
+
+@pytest.mark.parametrize("protocol", ["v2", "seldon"])
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_rendered_modes_validate_against_the_crd_schema(mode: str, protocol: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KFP_MLOPS_SERVING_IMAGE", "registry.example/mlserver:7")
+    monkeypatch.setenv("KFP_MLOPS_SELDON_IMAGE", "registry.example/seldon:7")
+    spec = DeploymentSpec(**{**MODES[mode].__dict__, "protocol": protocol, "labels": {"team": "ml"}})
+
+    doc = sd.render(spec)
+
+    assert sd.schema_problems(doc) == [] and sd.problems(doc) == []
+    assert (doc["apiVersion"], doc["kind"]) == ("machinelearning.seldon.io/v1", "SeldonDeployment")
+    assert doc["metadata"]["name"] == "iris" and doc["metadata"]["namespace"] == "models"
+    assert doc["metadata"]["labels"]["team"] == "ml"
+    assert doc["spec"]["protocol"] == protocol
+    for predictor, expected in zip(doc["spec"]["predictors"], spec.predictors, strict=True):
+        assert (predictor["name"], predictor["traffic"], predictor["shadow"], predictor["replicas"]) == (
+            expected.name, expected.traffic, expected.shadow, expected.replicas)
+        [component] = predictor["componentSpecs"]
+        [container] = component["spec"]["containers"]
+        assert container["name"] == predictor["graph"]["name"]  # the webhook's rule for custom containers
+        assert predictor["graph"]["name"] == "iris"  # v2: the executor calls /v2/models/<node>/infer
+        assert container["image"] == f"registry.example/{'mlserver' if protocol == 'v2' else 'seldon'}:7"
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert (env["MODEL_URI"], env["PREDICTOR_NAME"], env["DEPLOYMENT_NAME"]) == (expected.model_uri,
+                                                                                     expected.name, "iris")
+        assert container["readinessProbe"]["httpGet"]["path"] == (
+            "/v2/health/ready" if protocol == "v2" else "/health/ping")
+        assert component["metadata"]["labels"]["kfp-mlops/predictor"] == expected.name
+        assert predictor["labels"] == {"team": "ml"}
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    (DeploymentSpec("iris", (PredictorSpec("a", "gs://b/1", 60), PredictorSpec("b", "gs://b/2", 60))),
+     ["traffic of live predictors sums to 120, must be 100"]),
+    (DeploymentSpec("iris", (PredictorSpec("main", "gs://b/1"), PredictorSpec("s1", "gs://b/2", 0, shadow=True),
+                             PredictorSpec("s2", "gs://b/3", 0, shadow=True))),
+     ["at most one shadow predictor, got 2: s1, s2"]),
+    (DeploymentSpec.single("iris", ""), ["predictor 'main': missing model URI"]),
+    (DeploymentSpec("Iris", (PredictorSpec("a", "", 50), PredictorSpec("b", "gs://b/2", 20))),
+     ["deployment name 'Iris' must be a DNS-1123 label", "predictor 'a': missing model URI",
+      "traffic of live predictors sums to 70"]),
+])
+def test_invalid_specs_are_refused_listing_every_problem(spec: DeploymentSpec, expected: list[str]) -> None:
+    with pytest.raises(InvalidSpec) as refused:
+        sd.render(spec)
+    for problem in expected:
+        assert problem in str(refused.value)
+
+
+def _rendered() -> dict[str, Any]:
+    return sd.render(MODES["ab"])
+
+
+def test_problems_reports_what_the_webhook_and_the_schema_would_refuse() -> None:
+    """Tampered documents: each rule names the predictor and what is wrong; nothing is silently pruned."""
+    doc = _rendered()
+    a, b = doc["spec"]["predictors"]
+    a["componentSpecs"][0]["spec"]["containers"][0]["name"] = "server"
+    b["traffic"] = 30
+    a["protocol"] = "v2"  # belongs on spec, not on a predictor: the API server would drop it
+    problems = sd.problems(doc)
+    assert problems == ["spec.predictors[0]: unknown field(s) protocol: not in the SeldonDeployment schema "
+                        "(the API server would drop them)"]  # schema first
+
+    del a["protocol"]
+    problems = sd.problems(doc)
+    assert "spec.predictors: traffic sums to 105, must be 100 with several live predictors" in problems
+    assert "spec.predictors[0] (a): graph node 'iris' has no container of that name (containers: server)" in problems
+    assert "spec.predictors[0] (a): container 'server' is not a node of the graph (iris)" in problems
+
+    doc = _rendered()
+    container = doc["spec"]["predictors"][1]["componentSpecs"][0]["spec"]["containers"][0]
+    container["env"] = [e for e in container["env"] if e["name"] != "MODEL_URI"]
+    container["ports"] = [p for p in container["ports"] if p["name"] != "http"]
+    doc["spec"]["predictors"][1]["shadow"] = True
+    doc["spec"]["predictors"][0]["shadow"] = True
+    problems = sd.problems(doc)
+    assert "spec.predictors: at most one shadow, got a, b" in problems
+    assert "spec.predictors: a shadow cannot be the only predictor" in problems
+    assert any("container 'iris': MODEL_URI is missing or empty" in p for p in problems)
+    assert any("readinessProbe uses port 'http', which the container does not declare" in p for p in problems)
+
+    doc = _rendered()
+    doc["spec"]["predictors"][0]["replicas"] = "two"
+    doc["metadata"]["labels"]["bad label"] = "x"
+    assert sd.problems(doc) == ["spec.predictors[0].replicas: 'two' is not of type 'integer'"]
+    doc["spec"]["predictors"][0]["replicas"] = 2
+    assert sd.problems(doc) == ["metadata.labels: 'bad label' is not a valid label key"]
+
+
+def test_validate_names_the_deployment_and_lists_all_problems() -> None:
+    doc = _rendered()
+    doc["spec"]["predictors"][0]["traffic"] = 10
+    doc["spec"]["predictors"][0]["componentSpecs"][0]["spec"]["containers"][0]["image"] = ""
+    with pytest.raises(InvalidSpec, match=r"^SeldonDeployment models/iris is invalid: .*traffic sums to 35.*; "
+                                          r"spec.predictors\[0\] \(a\): container 'iris': no image$"):
+        sd.validate(doc)
+
+
+def test_a_template_left_unfilled_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = sd._template_text("runtimes/v2.yaml") + "serviceAccountName: null\n"
+    original = sd._template_text
+    monkeypatch.setattr(sd, "_template_text", lambda name: text if name == "runtimes/v2.yaml" else original(name))
+    with pytest.raises(ConfigError, match=r"^template predictor.yaml: componentSpecs\[0\]\.spec\.containers\[0\]"
+                                          r"\.serviceAccountName has no value after rendering$"):
+        sd.render(MODES["single"])

@@ -1,0 +1,63 @@
+"""KFP component: the drift check; its single bool output says whether the current window drifted."""
+
+from typing import Optional
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
+
+from kfp_mlops.components_common import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def drift_check(
+    current_data: Input[Dataset],
+    verdict: Output[Artifact],
+    metrics: Output[Metrics],
+    report: Output[HTML],
+    reference_profile: Optional[Input[Artifact]] = None,
+    model: Optional[Input[Model]] = None,
+    reference_uri: str = "",
+    model_uri: str = "",
+    store_root: str = "",
+    model_name: str = "",
+    label: str = "",
+    config: Optional[dict] = None,
+    pipeline_job_id: str = "local",
+    wandb_project: str = "",
+) -> bool:
+    """Compares the current window with the reference (profile or data) and the model's predictions.
+
+    Args:
+        current_data: the window to check (Parquet).
+        verdict: JSON verdict: drift, drift_share, per-feature scores, prediction, performance, reasons.
+        metrics: drift, drift_share, drifted_features, psi_<feature>, prediction_psi, accuracy, roc_auc.
+        report: Evidently's data drift report (or a page saying why it was skipped).
+        reference_profile: the reference profile from train (or give reference_uri).
+        model: the model from train (optional; or give model_uri).
+        reference_uri: a profile JSON, a model folder, or reference data (.csv/.parquet), local or gs://.
+        model_uri: a model folder, e.g. a store version.
+        store_root: with model_name: the champion provides the reference profile and model not given otherwise.
+        model_name: the registered model's name.
+        label: the label column of reference data given without a model.
+        config: DriftConfig fields, e.g. {"psi_threshold": 0.25, "ignore_columns": ["week"]}.
+        pipeline_job_id: groups this task's W&B run with the rest of the pipeline run.
+        wandb_project: the W&B project (empty: WANDB_PROJECT or kfp-mlops).
+
+    Returns:
+        Whether the data, the predictions or the performance drifted (a single output: kfp.local
+        skips conditions on NamedTuple fields).
+    """
+    from kfp_mlops.components.drift_check.logic import kfp_metrics, run_drift_check
+
+    result = run_drift_check(
+        current_data.path, verdict.path, report.path,
+        reference_profile_path=reference_profile.path if reference_profile else "",
+        reference_uri=reference_uri, model_path=model.path if model else "", model_uri=model_uri,
+        store_root=store_root, model_name=model_name, label=label, config=config,
+        pipeline_job_id=pipeline_job_id, wandb_project=wandb_project,
+    )
+    for name, value in kfp_metrics(result).items():
+        metrics.log_metric(name, value)
+    verdict.metadata.update({"drift": result["drift"], "drift_share": result["drift_share"],
+                             "drifted_features": result["drifted_features"], "reasons": result["reasons"]})
+    return result["drift"]

@@ -1,0 +1,132 @@
+"""Drift check: compare a window of current data with the model's reference; log and decide.
+
+The verdict itself is :func:`kfp_mlops.drift.check_drift`'s; this module resolves where the
+reference and the model come from (artifacts, URIs, or the champion in the model store), runs the
+check inside a W&B run and shapes the per-feature scores for W&B and the KFP UI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from kfp_mlops.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+TABLE_COLUMNS = ("feature", "kind", "psi", "ks", "js", "missing_share", "out_of_range_share", "drifted")
+
+
+def resolve_sources(
+    *,
+    reference_profile_path: str = "",
+    reference_uri: str = "",
+    model_path: str = "",
+    model_uri: str = "",
+    store_root: str = "",
+    model_name: str = "",
+) -> tuple[str, str | None]:
+    """Where the reference and the model come from.
+
+    An explicit reference (the profile artifact, or ``reference_uri``) and model (the model
+    artifact, or ``model_uri``) win; ``store_root`` + ``model_name`` name the champion, whose store
+    version provides both the reference profile and the model otherwise.
+
+    Returns:
+        The reference location and the model location (None: no model).
+
+    Raises:
+        ConfigError: two sources for the reference or the model, only one of store_root and
+            model_name, no reference at all, or no champion in the store.
+    """
+    from kfp_mlops.model_store import ModelStore
+
+    if reference_profile_path and reference_uri:
+        raise ConfigError("drift_check: give the reference as the reference_profile artifact or as reference_uri, "
+                          "not both")
+    if model_path and model_uri:
+        raise ConfigError("drift_check: give the model as the model artifact or as model_uri, not both")
+    if bool(store_root) != bool(model_name):
+        raise ConfigError("drift_check: store_root and model_name name the champion together; give both or neither")
+    reference = reference_profile_path or reference_uri
+    model = model_path or model_uri or None
+    if store_root:
+        champion = ModelStore(store_root).champion(model_name)
+        if champion is None:
+            raise ConfigError(f"drift_check: model {model_name!r} has no champion in {store_root}")
+        reference = reference or champion.uri  # the version folder holds reference_profile.json
+        model = model or champion.uri
+    if not reference:
+        raise ConfigError("drift_check: no reference: give reference_profile, reference_uri, "
+                          "or store_root and model_name")
+    return reference, model
+
+
+def features_table(verdict: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per feature: its scores and whether it drifted (for W&B and notebooks)."""
+    import pandas as pd
+
+    rows = [{"feature": name, **{k: scores.get(k) for k in TABLE_COLUMNS[1:]}}
+            for name, scores in verdict["features"].items()]
+    return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+
+
+def kfp_metrics(verdict: Mapping[str, Any]) -> dict[str, float]:
+    """Scalars for the KFP Metrics artifact and the W&B summary: drift, drift_share, psi_<feature>..."""
+    metrics = {
+        "drift": float(verdict["drift"]),
+        "drift_share": float(verdict["drift_share"]),
+        "drifted_features": float(len(verdict["drifted_features"])),
+        **{f"psi_{name}": float(scores["psi"]) for name, scores in verdict["features"].items()},
+    }
+    if verdict["prediction"] is not None:
+        metrics["prediction_psi"] = float(verdict["prediction"]["psi"])
+    if verdict["performance"] is not None:
+        metrics.update({k: float(verdict["performance"][k]) for k in ("accuracy", "roc_auc")
+                        if k in verdict["performance"]})
+    return metrics
+
+
+def run_drift_check(
+    current_path: str,
+    verdict_path: str,
+    report_path: str,
+    *,
+    reference_profile_path: str = "",
+    reference_uri: str = "",
+    model_path: str = "",
+    model_uri: str = "",
+    store_root: str = "",
+    model_name: str = "",
+    label: str = "",
+    config: Mapping[str, Any] | None = None,
+    pipeline_job_id: str = "local",
+    wandb_project: str = "",
+) -> dict[str, Any]:
+    """Checks drift, writes the verdict JSON and the HTML report, logs scores to W&B.
+
+    Inputs are resolved by :func:`resolve_sources`; ``config`` is :class:`DriftConfig` as a dict.
+
+    Returns:
+        The verdict (also written to ``verdict_path``).
+
+    Raises:
+        ConfigError, DataError, StorageError: bad inputs (named); no verdict is written.
+    """
+    from kfp_mlops.drift import DriftConfig, run_drift
+    from kfp_mlops.tracking import tracked_run
+
+    drift_config = DriftConfig.from_dict(config or {})
+    reference, model = resolve_sources(
+        reference_profile_path=reference_profile_path, reference_uri=reference_uri, model_path=model_path,
+        model_uri=model_uri, store_root=store_root, model_name=model_name,
+    )
+    params = {"reference": reference, "model": model, "label": label, "config": drift_config.to_dict()}
+    with tracked_run("drift_check", group=pipeline_job_id, config=params, project=wandb_project or None) as run:
+        verdict = run_drift(reference, current_path, model=model, label=label or None, config=drift_config,
+                            verdict_path=verdict_path, report_path=report_path)
+        run.log_metrics(kfp_metrics(verdict))
+        run.log_table("drift_features", features_table(verdict))
+        run.run.summary["drift_reasons"] = "; ".join(verdict["reasons"]) or "no drift"
+    return verdict

@@ -61,6 +61,14 @@ def _parser() -> argparse.ArgumentParser:
     _add_pipeline_arguments(schedule_cmd)
     _add_cluster_arguments(schedule_cmd)
     schedule_cmd.set_defaults(handler=_schedule)
+
+    serve_cmd = commands.add_parser("serve", help="serve a model locally (router + one server per predictor)")
+    serve_cmd.add_argument("--spec", type=Path, default=None, help="deployment spec JSON (default: see README)")
+    serve_cmd.add_argument("--deployment", default="iris", help="deployment name")
+    serve_cmd.add_argument("--model-name", default="iris-classifier", help="registered model to serve")
+    serve_cmd.add_argument("--protocol", choices=["v2", "seldon"], default="v2")
+    serve_cmd.add_argument("--port", type=int, default=8000, help="router port on 127.0.0.1 (0: any free port)")
+    serve_cmd.set_defaults(handler=_serve)
     return parser
 
 
@@ -180,6 +188,23 @@ def _schedule(args: argparse.Namespace) -> int:
     )
     replaced = f", replacing {', '.join(created.replaced)}" if created.replaced else ""
     print(f"scheduled {created.name} ({created.cron}) as recurring run {created.recurring_run_id}{replaced}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from kfp_mlops.local_run import run_pipeline
+    from kfp_mlops.serving.serve import resolve_spec, serve_until_stopped
+
+    settings = Settings.from_env()
+
+    def train() -> None:
+        print(f"No champion of {args.model_name} yet: running the training pipeline first ...", flush=True)
+        run_pipeline("training", {"store_root": settings.store_root, "model_name": args.model_name}, settings=settings)
+
+    spec, watch = resolve_spec(settings, spec_path=args.spec, deployment=args.deployment,
+                               model_name=args.model_name, protocol=args.protocol, train=train)
+    serve_until_stopped(spec, workdir=settings.home / "serving" / spec.name, port=args.port, watch=watch,
+                        announce=lambda line: print(line, flush=True))
     return 0
 
 

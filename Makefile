@@ -7,7 +7,7 @@ IMAGE_REPO ?= ghcr.io/kfp-mlops
 COMPONENT_IMAGE ?= $(IMAGE_REPO)/component:$(VERSION)
 PYTEST_ARGS ?=
 
-.PHONY: env run test test-fast compile images push-images bench constraints clean
+.PHONY: env tools run test test-fast compile images push-images bench constraints clean
 
 env: $(VENV)/.installed
 
@@ -17,12 +17,20 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $@
 
+## tools: system programs the tests use — nginx (local router), wrk (benchmarks); kubectl must exist
+tools:
+	@if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then \
+	  echo "installing nginx-light and wrk (Debian packages)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null; \
+	fi
+	@command -v kubectl >/dev/null || { echo "kubectl is required for kustomize builds (Debian/Google Cloud SDK package kubectl)"; exit 1; }
+
 ## run: the main job — the training pipeline on Iris, locally (kfp.local, W&B offline)
 run: env
 	$(BIN)/kfp-mlops run training
 
 ## test: every test, including whole-pipeline and notebook runs
-test: env seldon-env
+test: env seldon-env tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## seldon-env: .venv-seldon, the seldon runtime's own environment (Python 3.12: seldon-core 1.19 needs it)

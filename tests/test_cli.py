@@ -6,6 +6,7 @@ REST API, because no KFP backend can run on this machine; kfp.Client and HTTP ar
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -161,3 +162,17 @@ def _csv(path: Path, *, drop: str | None = None, text_column: str | None = None)
         frame[text_column] = frame[text_column].map(lambda v: f"{v} cm")
     frame.to_csv(path, index=False)
     return str(path)
+
+
+def test_drift_command_prints_a_verdict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from kfp_mlops.ecommerce import generate
+
+    generate(range(0, 4), 1500, seed=1).to_parquet(tmp_path / "reference.parquet")
+    generate(range(46, 47), 1500, seed=2).to_parquet(tmp_path / "holidays.parquet")
+    argv = ["drift", "--reference", str(tmp_path / "reference.parquet"), "--current", str(tmp_path / "holidays.parquet"),
+            "--label", "purchased", "--ignore-columns", "week"]
+    assert main([*argv, "--fail-on-drift"]) == 3
+    verdict = json.loads(capsys.readouterr().out)
+    assert verdict["drift"] is True and "week" not in verdict["features"]
+    assert main([*argv, "--config", "{oops"]) == 1
+    assert "--config: not valid JSON" in _error_line(capsys)

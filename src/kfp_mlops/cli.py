@@ -69,6 +69,18 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--protocol", choices=["v2", "seldon"], default="v2")
     serve_cmd.add_argument("--port", type=int, default=8000, help="router port on 127.0.0.1 (0: any free port)")
     serve_cmd.set_defaults(handler=_serve)
+
+    drift_cmd = commands.add_parser("drift", help="check a data window for drift against a reference; prints JSON")
+    drift_cmd.add_argument("--reference", required=True,
+                           help="reference profile .json, model/store-version folder, or .csv/.parquet data")
+    drift_cmd.add_argument("--current", required=True, help="current window: .csv or .parquet (local or gs://)")
+    drift_cmd.add_argument("--out", type=Path, default=None, help="write verdict.json and report.html (Evidently) here")
+    drift_cmd.add_argument("--model", default=None, help="model folder, for prediction and performance drift")
+    drift_cmd.add_argument("--label", default=None, help="label column (when the reference is data)")
+    drift_cmd.add_argument("--config", default=None, help='DriftConfig as JSON, e.g. \'{"psi_threshold": 0.25}\'')
+    drift_cmd.add_argument("--ignore-columns", default="", help="comma-separated columns that are not features")
+    drift_cmd.add_argument("--fail-on-drift", action="store_true", help="exit 3 when drift is found")
+    drift_cmd.set_defaults(handler=_drift)
     return parser
 
 
@@ -189,6 +201,18 @@ def _schedule(args: argparse.Namespace) -> int:
     replaced = f", replacing {', '.join(created.replaced)}" if created.replaced else ""
     print(f"scheduled {created.name} ({created.cron}) as recurring run {created.recurring_run_id}{replaced}")
     return 0
+
+
+def _drift(args: argparse.Namespace) -> int:
+    from kfp_mlops.drift import DriftConfig, run_drift_cli
+
+    config_doc = _parse_json_object(args.config, "--config") if args.config else {}
+    ignored = [c for c in args.ignore_columns.split(",") if c]
+    if ignored:
+        config_doc["ignore_columns"] = sorted({*config_doc.get("ignore_columns", []), *ignored})
+    config = DriftConfig.from_dict(config_doc) if config_doc else None
+    verdict = run_drift_cli(args.reference, args.current, args.out, model=args.model, label=args.label, config=config)
+    return 3 if args.fail_on_drift and verdict["drift"] else 0
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -133,3 +133,33 @@ def test_relay_drops_copies_when_the_shadow_falls_behind(slow_target) -> None:
         assert stats["received"] == 8 and stats["dropped"] >= 4
     finally:
         relay.shutdown()
+
+
+class _Closing(_SlowTarget):
+    """Closes every connection after answering without saying so, like an idle keep-alive timeout."""
+
+    def do_POST(self) -> None:  # noqa: N802
+        super().do_POST()
+        self.close_connection = True
+
+
+def test_relay_retries_a_connection_the_shadow_closed() -> None:
+    handler = type("Closing", (_Closing,), {"delay": 0.0, "received": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    relay = ShadowRelay(0, f"http://127.0.0.1:{server.server_address[1]}", workers=1)
+    threading.Thread(target=relay.serve_forever, daemon=True).start()
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", relay.port, timeout=5)
+        for _ in range(20):
+            connection.request("POST", "/x", body=b"{}")
+            connection.getresponse().read()
+            time.sleep(0.01)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and relay.stats.as_dict()["forwarded"] < 20:
+            time.sleep(0.05)
+        assert relay.stats.as_dict() == {"received": 20, "forwarded": 20, "dropped": 0, "failed": 0}
+        assert len(handler.received) == 20
+    finally:
+        relay.shutdown()
+        server.shutdown()

@@ -117,18 +117,31 @@ class ShadowRelay:
     def _forward_loop(self) -> None:
         connection: http.client.HTTPConnection | None = None
         while (copy := self.copies.get()) is not None:
-            method, path, headers, body = copy
-            try:
-                if connection is None:
-                    connection = http.client.HTTPConnection(self.target_host, self.target_port, timeout=self.timeout)
-                connection.request(method, path, body=body, headers=headers)
-                connection.getresponse().read()  # the shadow's answer is discarded, by design
-                self.stats.add("forwarded")
-            except (OSError, http.client.HTTPException):
-                self.stats.add("failed")
-                if connection is not None:
-                    connection.close()
-                connection = None
+            # A kept-alive connection the shadow closed while idle fails at once: one retry on a
+            # fresh connection, as HTTP clients do, so such a copy is not lost.
+            for attempt in range(2):
+                reused = connection is not None
+                try:
+                    connection = connection or self._connect()
+                    self._forward(connection, *copy)
+                    self.stats.add("forwarded")
+                    break
+                except (OSError, http.client.HTTPException):
+                    if connection is not None:
+                        connection.close()
+                    connection = None
+                    if not reused or attempt == 1:
+                        self.stats.add("failed")
+                        break
+
+    def _connect(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(self.target_host, self.target_port, timeout=self.timeout)
+
+    @staticmethod
+    def _forward(connection: http.client.HTTPConnection, method: str, path: str, headers: dict[str, str],
+                 body: bytes) -> None:
+        connection.request(method, path, body=body, headers=headers)
+        connection.getresponse().read()  # the shadow's answer is discarded, by design
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -27,9 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.support.loopback import LoopbackServer
 
 _API = "/apis/v2beta1"
 # grpc status codes used in error bodies, as the real API returns them.
@@ -59,7 +61,7 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class KfpApiStandIn:
+class KfpApiStandIn(LoopbackServer):
     """An in-memory KFP v2beta1 API on a free loopback port.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`.
@@ -77,8 +79,6 @@ class KfpApiStandIn:
         self._requests: list[RecordedRequest] = []
         self._failures: list[tuple[str, str, int, str]] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self._routes: list[tuple[str, re.Pattern[str], Callable[..., Any]]] = [
             ("GET", re.compile(rf"{_API}/healthz"), self._healthz),
             ("POST", re.compile(rf"{_API}/experiments"), self._create_experiment),
@@ -95,44 +95,6 @@ class KfpApiStandIn:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    @property
-    def url(self) -> str:
-        """The base URL to pass to ``kfp.Client(host=...)``."""
-        if self._server is None:
-            raise RuntimeError("the KFP API stand-in is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> KfpApiStandIn:
-        """Starts serving in a background thread."""
-        standin = self
-
-        class Handler(_Handler):
-            owner = standin
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        # A short poll interval keeps stop() (which waits for one poll) fast.
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        daemon=True, name="kfp-api-standin")
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stops serving and closes the socket."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> KfpApiStandIn:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     # -- test helpers ------------------------------------------------------------------------
 
@@ -351,3 +313,6 @@ def _matches(item: dict[str, Any], filter_json: str | None) -> bool:
         if item.get(predicate["key"]) != value:
             return False
     return True
+
+
+KfpApiStandIn.handler = _Handler

@@ -34,13 +34,15 @@ import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
+
+from tests.support.loopback import LoopbackServer
 
 _PATH = re.compile(r"/apis/machinelearning\.seldon\.io/v1/namespaces/([^/]+)/seldondeployments/([^/]+)")
 _API_VERSION, _KIND = "machinelearning.seldon.io/v1", "SeldonDeployment"
@@ -94,7 +96,7 @@ class _Entry:
 
 
 @dataclass
-class KubeApiStandIn:
+class KubeApiStandIn(LoopbackServer):
     """An in-memory SeldonDeployment API on a free loopback port; use as a context manager.
 
     Args:
@@ -110,46 +112,10 @@ class KubeApiStandIn:
     _requests: list[RecordedRequest] = field(default_factory=list)
     _refusals: list[list[Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _server: ThreadingHTTPServer | None = None
-    _thread: threading.Thread | None = None
     _version: int = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the Kubernetes API stand-in is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> KubeApiStandIn:
-        standin = self
-
-        class Handler(_Handler):
-            owner = standin
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True,
-                                        name="kube-api-standin")
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> KubeApiStandIn:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     def write_kubeconfig(self, path: Path) -> Path:
         """A kubeconfig whose current context is this server."""
@@ -347,3 +313,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         pass  # quiet test output
+
+
+KubeApiStandIn.handler = _Handler

@@ -144,3 +144,27 @@ def test_load_refuses_a_tampered_model(iris_model: IrisModel, tmp_path: Path) ->
 def test_load_names_a_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(MlopsError, match="no such file"):
         ServedModel.load(str(tmp_path / "nothing"))
+
+
+def test_numeric_models_take_the_positional_fast_path(served: ServedModel, iris_model: IrisModel) -> None:
+    """The name-free copy of the pipeline scores exactly like the original, on every Iris row."""
+    assert served._positional is not None
+    rows = iris_model.rows[:: len(iris_model.rows) // served.max_batch + 1]
+    fast = served.predict(rows).probabilities
+    slow = iris_model.model.predict_proba(pd.DataFrame(rows, columns=FEATURES))
+    np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-12)
+    reordered = served.predict([row[::-1] for row in rows], names=FEATURES[::-1]).probabilities
+    np.testing.assert_allclose(reordered, slow, rtol=0, atol=1e-12)
+
+
+def test_categorical_models_keep_the_dataframe_path(tmp_path: Path) -> None:
+    from kfp_mlops.components.train.logic import fit_model
+    from kfp_mlops.model_bundle import load_bundle, save_bundle
+
+    frame = pd.DataFrame({"x": [0.1, 0.2, 0.9, 1.0] * 5, "colour": ["red", "red", "blue", "blue"] * 5,
+                          "y": ["a", "a", "b", "b"] * 5})
+    model, metadata = fit_model(frame, "y", "logistic_regression", {}, seed=0)
+    save_bundle(tmp_path, model, metadata)
+    served = ServedModel(load_bundle(str(tmp_path)), version="v")
+    assert served._positional is None
+    assert served.predict([[0.95, "blue"]], names=["x", "colour"]).labels == ["b"]

@@ -163,3 +163,80 @@ def test_relay_retries_a_connection_the_shadow_closed() -> None:
     finally:
         relay.shutdown()
         server.shutdown()
+
+
+class _Echo(BaseHTTPRequestHandler):
+    """A predictor stand-in: answers ``status`` with its name and the X-Request-Id it received."""
+
+    protocol_version = "HTTP/1.1"
+    name = "x"
+    status = 200
+    seen: list[str] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        type(self).seen.append(self.headers.get("X-Request-Id", ""))
+        body = json.dumps({"predictor": self.name}).encode()
+        self.send_response(self.status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
+def test_request_ids_and_fallback_from_a_failing_predictor(tmp_path: Path) -> None:
+    """X-Request-Id: the client's or nginx's, sent upstream and back; a 500 or a dead predictor is retried on the other."""
+    import socket
+
+    servers = {}
+    for name, status in (("legacy", 200), ("challenger", 500)):
+        handler = type(name, (_Echo,), {"name": name, "status": status, "seen": []})
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers[name] = (server, handler)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{sock.getsockname()[1]}"  # nothing listens once closed
+    spec = DeploymentSpec("fraud", (PredictorSpec("legacy", "m1", 50), PredictorSpec("challenger", "m2", 50)))
+    backends = {name: f"127.0.0.1:{server.server_address[1]}" for name, (server, _) in servers.items()}
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    router = Router(tmp_path / "router", port)
+    router.workdir.mkdir(parents=True)
+    try:
+        router.start(render_config(spec, backends, port=port, workdir=router.workdir))
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        ids = []
+        for i in range(20):
+            headers = {"X-Request-Id": f"client-{i}"} if i % 2 else {}
+            connection.request("POST", "/v2/models/fraud/infer", body=b"{}", headers=headers)
+            response = connection.getresponse()
+            assert response.status == 200 and json.loads(response.read()) == {"predictor": "legacy"}
+            assert response.getheader("X-Predictor") == "legacy"
+            ids.append(response.getheader("X-Request-Id"))
+            if i % 2:
+                assert ids[-1] == f"client-{i}"
+        assert len(set(ids)) == 20 and set(ids) == set(servers["legacy"][1].seen)
+        assert servers["challenger"][1].seen  # it was tried, and its 500s never reached the client
+
+        # The direct route does not fall back: feedback must reach the named predictor or fail.
+        connection.request("POST", "/predictors/challenger/v2/models/fraud/feedback", body=b"{}")
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 500 and response.getheader("X-Predictor") == "challenger"
+
+        router.reload(render_config(spec, {**backends, "challenger": dead}, port=port, workdir=router.workdir))
+        time.sleep(0.5)
+        connection.close()  # the old worker closed its idle connections
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for _ in range(10):
+            connection.request("POST", "/v2/models/fraud/infer", body=b"{}")
+            response = connection.getresponse()
+            assert response.status == 200 and json.loads(response.read()) == {"predictor": "legacy"}
+    finally:
+        router.stop()
+        for server, _ in servers.values():
+            server.shutdown()

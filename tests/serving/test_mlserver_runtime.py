@@ -232,3 +232,37 @@ def test_stop_is_clean_and_idempotent(server: PredictorServer) -> None:
     port = int(server.url.rsplit(":", 1)[1])
     with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=2):
         pass
+
+
+def test_every_prediction_is_logged_with_its_request_id(iris_model: IrisModel, tmp_path: Path) -> None:
+    """PREDICTION_LOG_URI set: ok rows (header id, V2 id, multi-row ids) and refused requests, flushed at stop."""
+    import http.client
+
+    from kfp_mlops.prediction_log import read_predictions
+
+    log = str(tmp_path / "log")
+    with serving("v2", iris_model.uri, tmp_path / "server", {"PREDICTION_LOG_URI": log,
+                                                              "PREDICTION_LOG_FLUSH_SECONDS": "60"}) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+        def post(body: dict[str, Any], headers: dict[str, str]) -> int:
+            connection.request("POST", INFER, body=json.dumps(body), headers={"Content-Type": "application/json",
+                                                                               **headers})
+            response = connection.getresponse()
+            response.read()
+            return response.status
+
+        assert post(named([ROW]), {"X-Request-Id": "from-header"}) == 200
+        assert post({**named([ROW]), "id": "from-body"}, {}) == 200
+        assert post({**ndarray([ROW, ROW]), "id": "batch"}, {}) == 200
+        assert post({**named([ROW]), "id": "bad"} | {"inputs": [{"name": "sepal_length", "shape": [2],
+                                                                "datatype": "FP64", "data": [1.0]}]}, {}) == 400
+        connection.close()
+    frame = read_predictions(log).set_index("request_id")  # written at shutdown (flush period 60 s)
+    assert sorted(frame.index) == ["bad", "batch-0", "batch-1", "from-body", "from-header"]
+    assert set(frame["predictor"]) == {"main"}
+    ok = frame[frame["status"] == "ok"]
+    assert len(ok) == 4 and ok["score"].between(0, 1).all() and set(ok["decision"]) == {"setosa"}
+    assert frame.loc["from-header", "features"] == dict(zip(FEATURES, ROW))
+    assert frame.loc["bad", "status"] == "error" and "shape" in frame.loc["bad", "error"]

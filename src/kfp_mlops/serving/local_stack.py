@@ -40,10 +40,15 @@ class _Relay:
 
 
 class LocalStack:
-    """Serves a DeploymentSpec on ``port`` (0 picks a free one), keeping files under ``workdir``."""
+    """Serves a DeploymentSpec on ``port`` (0 picks a free one), keeping files under ``workdir``.
 
-    def __init__(self, workdir: Path, port: int = 0) -> None:
+    With ``prediction_log`` (a :mod:`kfp_mlops.prediction_log` root), every ``v2`` predictor logs
+    its predictions there.
+    """
+
+    def __init__(self, workdir: Path, port: int = 0, *, prediction_log: str | None = None) -> None:
         self.workdir = workdir
+        self.prediction_log = prediction_log
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.router = Router(workdir / "router", port or free_port())
         self.router.workdir.mkdir(parents=True, exist_ok=True)
@@ -78,6 +83,7 @@ class LocalStack:
                     started[name] = start_predictor(
                         protocol=spec.protocol, model_uri=predictor.model_uri, predictor=name, deployment=spec.name,
                         workdir=self.workdir / f"{name}-{self._generation}",
+                        prediction_log=self.prediction_log,
                     )
             servers = {name: started.get(name) or self.servers[name] for name in wanted}
             relay = self._relay_for(spec, servers)

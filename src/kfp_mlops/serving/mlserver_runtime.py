@@ -30,6 +30,18 @@ Endpoints (Open Inference Protocol; ``<m>`` is the deployment name):
   ``GET /v2/health/ready``, ``GET /v2/health/live``; metrics on ``MLSERVER_METRICS_PORT`` at
   ``MLSERVER_METRICS_ENDPOINT``.
 
+**Prediction log**: with ``PREDICTION_LOG_URI`` set (a :mod:`kfp_mlops.prediction_log` root),
+every answered or failed ``infer`` row is logged through a
+:class:`~kfp_mlops.prediction_log.PredictionLogWriter`: the request id (the ``X-Request-Id``
+header the router sets, else the V2 request ``id``; row ``i`` of a multi-row request gets
+``<id>-<i>``), the predictor, the model version, the inputs, the score (the probability of
+class ``PREDICTION_LOG_POSITIVE_CLASS``, default ``"1"``; a model without that class logs its
+top probability), the decision (``decline`` when the score reaches
+``PREDICTION_LOG_THRESHOLD``, default: when the model predicts the positive class; else
+``approve``; a model without the class logs its predicted label), the latency and ``ok`` /
+``error``. Records are written every ``PREDICTION_LOG_FLUSH_SECONDS`` (default 1) and at
+shutdown; a logging failure is reported in the server log and never fails a prediction.
+
 Every malformed request gets a 4xx JSON answer ``{"error": "..."}`` (MLServer's own, 422
 ``{"detail": [...]}``, when the body is not JSON or not an inference request at all); the
 streaming and ``generate`` variants of ``infer`` are refused with 404.
@@ -71,7 +83,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from kfp_mlops.errors import MlopsError
 from kfp_mlops.serving.metrics import FEEDBACK, PREDICT, ServingMetrics
 from kfp_mlops.serving.model import InvalidRequest, ServedModel
-from kfp_mlops.serving.servers import DEPLOYMENT_ENV, MODEL_URI_ENV, PREDICTOR_ENV
+from kfp_mlops.serving.servers import DEPLOYMENT_ENV, MODEL_URI_ENV, PREDICTION_LOG_ENV, PREDICTOR_ENV
 
 # A child of MLServer's logger, so it goes through MLServer's handler and format.
 logger = logging.getLogger("mlserver.kfp_mlops")
@@ -88,6 +100,104 @@ _HEADER_SAFE_ID = re.compile(r"[\x20-\x7e]{0,256}")
 # exit code. Module state is safe because the model runs in the server process (parallel_workers 0).
 _ACTIVE: dict[str, ServingMetrics] = {}
 _LOAD_FAILURES: list[str] = []
+POSITIVE_CLASS_ENV = "PREDICTION_LOG_POSITIVE_CLASS"
+THRESHOLD_ENV = "PREDICTION_LOG_THRESHOLD"
+FLUSH_SECONDS_ENV = "PREDICTION_LOG_FLUSH_SECONDS"
+REQUEST_ID_HEADER = "x-request-id"
+DECLINE, APPROVE = "decline", "approve"
+
+
+class PredictionLogger:
+    """Turns answered (or failed) requests into prediction-log records; flushes in the background."""
+
+    def __init__(self, root: str, *, predictor: str, version: str, classes: list[str],
+                 positive: str = "1", threshold: float | None = None, flush_seconds: float = 1.0) -> None:
+        from kfp_mlops.prediction_log import PredictionLogWriter
+
+        self.writer = PredictionLogWriter(root, max_records=10_000, max_age_s=float("inf"))
+        self.predictor = predictor
+        self.version = version
+        self.positive = positive
+        self.positive_index = classes.index(positive) if positive in classes else None
+        self.threshold = threshold
+        self.flush_seconds = flush_seconds
+        self._task: asyncio.Task | None = None
+
+    @classmethod
+    def from_env(cls, predictor: str, version: str, classes: list[str]) -> PredictionLogger | None:
+        """A logger when :data:`PREDICTION_LOG_ENV` is set, else None."""
+        root = os.environ.get(PREDICTION_LOG_ENV)
+        if not root:
+            return None
+        threshold = os.environ.get(THRESHOLD_ENV)
+        return cls(root, predictor=predictor, version=version, classes=classes,
+                   positive=os.environ.get(POSITIVE_CLASS_ENV, "1"),
+                   threshold=float(threshold) if threshold else None,
+                   flush_seconds=float(os.environ.get(FLUSH_SECONDS_ENV, "1")))
+
+    def start(self) -> None:
+        """Starts the periodic flush on the running event loop."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._flush_periodically())
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_seconds)
+            await asyncio.to_thread(self.flush)
+
+    def flush(self) -> None:
+        """Writes every buffered record; a failure is logged (the records stay for the next flush)."""
+        try:
+            self.writer.flush()
+        except Exception as exc:  # noqa: BLE001 - logging must never take the server down
+            logger.warning("prediction log %s: flush failed, will retry: %s", self.writer.root, exc)
+
+    def stop(self) -> None:
+        """Stops the periodic flush and writes what is buffered."""
+        if self._task is not None:
+            try:
+                self._task.cancel()
+            except RuntimeError:  # its event loop is already closed (shutdown)
+                pass
+            self._task = None
+        self.flush()
+
+    def log(self, request_id: str, features: list[dict[str, Any]], *, latency_ms: float,
+            labels: list[str] | None = None, probabilities: Any = None, error: str | None = None) -> None:
+        """Logs one record per row (``error`` set: every row failed)."""
+        from datetime import datetime, timedelta, timezone
+
+        from kfp_mlops.prediction_log import PredictionRecord
+
+        now = datetime.now(timezone.utc) - timedelta(milliseconds=latency_ms)  # when the request arrived
+        rows = max(len(features), 1)
+        for i in range(rows):
+            row_id = request_id if rows == 1 else f"{request_id}-{i}"
+            inputs = features[i] if i < len(features) else {}
+            try:
+                if error is not None:
+                    record = PredictionRecord(row_id, self.predictor, self.version, inputs, None, None,
+                                              latency_ms, "error", now, error=error[:500])
+                else:
+                    score, decision = self._score(labels[i], probabilities[i])
+                    record = PredictionRecord(row_id, self.predictor, self.version, inputs, score, decision,
+                                              latency_ms, "ok", now)
+                self.writer.log(record)
+            except Exception as exc:  # noqa: BLE001 - logging must never fail a prediction
+                logger.warning("prediction log: request %s not logged: %s", row_id, exc)
+
+    def _score(self, label: str, probabilities: Any) -> tuple[float, str]:
+        if self.positive_index is None:
+            return float(max(probabilities)), str(label)
+        score = float(probabilities[self.positive_index])
+        if self.threshold is None:
+            declined = str(label) == self.positive
+        else:
+            declined = score >= self.threshold
+        return score, DECLINE if declined else APPROVE
+
+
+_LOGGERS: list[PredictionLogger] = []
 
 
 class KfpMlopsRuntime(MLModel):
@@ -109,6 +219,11 @@ class KfpMlopsRuntime(MLModel):
         self._tags = {"deployment": self.name, "predictor": predictor, "model_version": self._served.version}
         self._metrics = ServingMetrics(**self._tags)
         _ACTIVE[self.name] = self._metrics
+        self._log = PredictionLogger.from_env(predictor, self._served.version, list(self._served.classes))
+        if self._log is not None:
+            self._log.start()
+            _LOGGERS.append(self._log)
+            logger.info("logging predictions to %s", self._log.writer.root)
         logger.info("serving model %s version %s from %s", self.name, self._served.version, parameters.uri)
         return True
 
@@ -116,6 +231,11 @@ class KfpMlopsRuntime(MLModel):
         """Stops counting requests for this model (unless a reloaded copy took its place)."""
         if _ACTIVE.get(self.name) is getattr(self, "_metrics", None):
             _ACTIVE.pop(self.name, None)
+        log = getattr(self, "_log", None)
+        if log is not None:
+            log.stop()
+            if log in _LOGGERS:
+                _LOGGERS.remove(log)
         return True
 
     async def metadata(self) -> MetadataModelResponse:
@@ -145,11 +265,20 @@ class KfpMlopsRuntime(MLModel):
         if payload.id is not None and not _HEADER_SAFE_ID.fullmatch(payload.id):
             # Else a control character breaks the HTTP answer, and a non-Latin-1 one makes it a 500.
             raise MLServerError(f"id {payload.id[:40]!r}: use at most 256 printable ASCII characters")
+        started = time.perf_counter()
+        rows: list[list[Any]] = []
+        names: list[str] | None = None
         try:
             rows, names = request_rows(payload.inputs, self._served.feature_names)
             prediction = self._served.predict(rows, names)
         except InvalidRequest as exc:
+            self._log_request(payload, rows, names, started, error=str(exc))
             raise MLServerError(str(exc), status_code=exc.status) from None
+        except Exception as exc:
+            self._log_request(payload, rows, names, started, error=f"{type(exc).__name__}: {exc}")
+            raise
+        self._log_request(payload, rows, names, started, labels=prediction.labels,
+                          probabilities=prediction.probabilities)
         self._metrics.observe_predictions(prediction.labels)
         rows_out, classes = prediction.probabilities.shape
         return InferenceResponse(
@@ -164,6 +293,23 @@ class KfpMlopsRuntime(MLModel):
                 ),
             ],
         )
+
+    def _log_request(self, payload: InferenceRequest, rows: list[list[Any]], names: list[str] | None,
+                     started: float, **outcome: Any) -> None:
+        if self._log is None:
+            return
+        headers = (payload.parameters.headers if payload.parameters is not None else None) or {}
+        request_id = next((str(v) for k, v in headers.items() if k.lower() == REQUEST_ID_HEADER and v), None)
+        request_id = request_id or payload.id or ""
+        if not request_id:
+            logger.warning("prediction log: a request without an id was not logged")
+            return
+        columns = names or self._served.feature_names
+        features = [
+            {name: (value.decode() if isinstance(value, bytes) else value) for name, value in zip(columns, row)}
+            for row in rows if isinstance(row, (list, tuple))
+        ]
+        self._log.log(request_id, features, latency_ms=(time.perf_counter() - started) * 1000, **outcome)
 
     @custom_handler(rest_path="/v2/models/{model_name}/feedback")
     async def feedback(self, request: Request, model_name: str) -> dict[str, Any]:
@@ -350,7 +496,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     configure_logger(settings)
     install_uvloop_event_loop()
-    asyncio.run(_serve(settings, model))
+    try:
+        asyncio.run(_serve(settings, model))
+    finally:
+        for log in list(_LOGGERS):
+            log.stop()  # the last records, at shutdown
     if _LOAD_FAILURES:
         print(f"error: {'; '.join(_LOAD_FAILURES)}", file=sys.stderr)
         return 1

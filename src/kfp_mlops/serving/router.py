@@ -8,6 +8,13 @@ What the rendered configuration does, for every request to the router's port:
 * **shadow**: every request is mirrored to the shadow relay (:mod:`.shadow_relay`), which
   acknowledges at once and forwards the copy; the shadow's answer never reaches a client;
 * the response carries ``X-Predictor`` naming the predictor that answered;
+* **request ids**: ``X-Request-Id`` (the client's, else nginx's ``$request_id``) is set on the
+  proxied request and on the mirrored copy, and returned to the client, so every predictor logs
+  the request under the same id (:mod:`kfp_mlops.prediction_log`);
+* **fallback**: a live predictor that refuses the connection, times out or answers 500/502/503
+  is retried once on the other live predictors (nginx ``backup`` servers and
+  ``proxy_next_upstream``), so a dead or failing challenger costs no client request; the
+  response's ``X-Predictor`` names the predictor that actually answered;
 * ``/predictors/<name>/...`` goes straight to one predictor, shadow included (feedback must reach
   the predictor that served a request, not a fresh split);
 * ``/router/health`` answers 200 while nginx runs.
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -33,6 +41,7 @@ from kfp_mlops.serving.spec import DeploymentSpec
 
 PREDICTOR_HEADER = "X-Predictor"
 SESSION_HEADER = "X-Session-Id"
+REQUEST_ID_HEADER = "X-Request-Id"
 
 
 def render_config(
@@ -56,15 +65,25 @@ def render_config(
     if spec.shadow is not None and relay is None:
         raise MlopsError(f"deployment {spec.name}: has shadow {spec.shadow.name!r} but no relay address")
     live = spec.live
-    upstreams = "\n".join(
-        f"    upstream p_{name} {{ server {address}; keepalive 32; }}" for name, address in backends.items()
+    fallback_names = [p.name for p in live if p.traffic > 0]
+    routed = []
+    for name, address in backends.items():
+        backups = "".join(
+            f" server {backends[other]} backup;" for other in fallback_names if other != name and other in backends
+        )
+        routed.append(f"    upstream p_{name} {{ server {address};{backups} keepalive 32; }}")
+        # The direct route never falls back: feedback must reach this predictor or fail.
+        routed.append(f"    upstream d_{name} {{ server {address}; keepalive 16; }}")
+    upstreams = "\n".join(routed)
+    answered = "\n".join(
+        f'        "~(^|, ){re.escape(address)}$" {name};' for name, address in backends.items()
     )
     # split_clients takes percentages; the last predictor with traffic takes the rest ("*"), which
     # is exact because live traffic sums to 100. Zero-traffic predictors are reachable only by name.
     serving = [p for p in live if p.traffic > 0]
     shares = [f"        {p.traffic}% {p.name};" for p in serving[:-1]] + [f"        * {serving[-1].name};"]
     overrides = "\n".join(f"        {p.name} {p.name};" for p in live)
-    direct = "\n".join(f"        {name} p_{name};" for name in backends)
+    direct = "\n".join(f"        {name} d_{name};" for name in backends)
     mirror = ""
     if spec.shadow is not None:
         mirror = "            mirror /_shadow;\n            mirror_request_body on;\n"
@@ -77,6 +96,7 @@ def render_config(
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header X-Shadow-Of {spec.name};
+            proxy_set_header {REQUEST_ID_HEADER} $req_id;
             proxy_connect_timeout 1s;
             proxy_read_timeout 2s;
         }}"""
@@ -90,7 +110,7 @@ pid {workdir / "nginx.pid"};
 error_log {workdir / "error.log"} warn;
 events {{ worker_connections 1024; }}
 http {{
-    log_format routed '$time_iso8601 $status $request_time $upstream_response_time $predictor "$request"';
+    log_format routed '$time_iso8601 $status $request_time $upstream_response_time $predictor $answered_by $req_id "$request"';
     access_log {workdir / "access.log"} routed;
     client_body_temp_path {tmp}/body;
     proxy_temp_path {tmp}/proxy;
@@ -109,6 +129,14 @@ http {{
     }}
     split_clients "${{split_key}}" $split_predictor {{
 {chr(10).join(shares)}
+    }}
+    map $http_{REQUEST_ID_HEADER.lower().replace("-", "_")} $req_id {{
+        "" $request_id;
+        default $http_{REQUEST_ID_HEADER.lower().replace("-", "_")};
+    }}
+    map $upstream_addr $answered_by {{
+        default $predictor;
+{answered}
     }}
     map $http_{PREDICTOR_HEADER.lower().replace("-", "_")} $predictor {{
         default $split_predictor;
@@ -134,14 +162,21 @@ http {{
             proxy_pass http://$direct_upstream$direct_path$is_args$args;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            proxy_set_header {REQUEST_ID_HEADER} $req_id;
             add_header {PREDICTOR_HEADER} $direct_name always;
+            add_header {REQUEST_ID_HEADER} $req_id always;
         }}
 
         location / {{
 {mirror}            proxy_pass http://p_$predictor;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
-            add_header {PREDICTOR_HEADER} $predictor always;
+            proxy_set_header {REQUEST_ID_HEADER} $req_id;
+            proxy_connect_timeout 1s;
+            proxy_next_upstream error timeout http_500 http_502 http_503 non_idempotent;
+            proxy_next_upstream_tries 2;
+            add_header {PREDICTOR_HEADER} $answered_by always;
+            add_header {REQUEST_ID_HEADER} $req_id always;
         }}
 {shadow_location}
     }}

@@ -36,6 +36,8 @@ from kfp_mlops.errors import ConfigError, MlopsError
 MODEL_URI_ENV = "MODEL_URI"
 DEPLOYMENT_ENV = "DEPLOYMENT_NAME"
 PREDICTOR_ENV = "PREDICTOR_NAME"
+# The v2 runtime logs every prediction to this prediction-log root (kfp_mlops.prediction_log) when set.
+PREDICTION_LOG_ENV = "PREDICTION_LOG_URI"
 SELDON_PYTHON_ENV = "KFP_MLOPS_SELDON_PYTHON"
 # Where both runtimes serve kfp_mlops.serving.metrics (v2: on the metrics port; seldon: on the HTTP port).
 METRICS_PATH = "/prometheus"
@@ -125,6 +127,7 @@ def start_predictor(
     port: int | None = None,
     ready_timeout: float = 90.0,
     env: Mapping[str, str] | None = None,
+    prediction_log: str | None = None,
 ) -> PredictorServer:
     """Starts a model server for one predictor and waits until it answers.
 
@@ -137,6 +140,8 @@ def start_predictor(
         port: the HTTP port (default: a free one).
         ready_timeout: seconds to wait for the model to be loaded and served.
         env: extra environment for the server (e.g. ``STORAGE_EMULATOR_HOST``).
+        prediction_log: a prediction-log root; the ``v2`` server logs every prediction there
+            (sets :data:`PREDICTION_LOG_ENV`).
 
     Raises:
         ConfigError: unknown protocol.
@@ -150,6 +155,8 @@ def start_predictor(
         **os.environ, **(env or {}),
         MODEL_URI_ENV: model_uri, DEPLOYMENT_ENV: deployment, PREDICTOR_ENV: predictor,
     }
+    if prediction_log:
+        child_env[PREDICTION_LOG_ENV] = prediction_log
     if protocol == "v2":
         metrics_port = free_port()
         child_env.update(

@@ -1,0 +1,53 @@
+"""KFP component: one step of a safe rollout (promote, hold or roll back the challenger)."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Output
+
+from kfp_mlops.components_common import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def rollout_step(
+    decision: Output[Artifact],
+    state_uri: str,
+    log_root: str,
+    deployment_name: str = "fraud",
+    namespace: str = "models",
+    protocol: str = "v2",
+    target: str = "local",
+    as_of: str = "",
+    live_config: dict = {},  # noqa: B006 - KFP reads the default from the signature
+    timeout_seconds: int = 600,
+    pipeline_job_id: str = "local",
+    wandb_project: str = "",
+) -> str:
+    """Joins the prediction log, compares the predictors live, decides, records and applies the stage.
+
+    Args:
+        decision: JSON: action, stage, next stage, reasons, challenger share, applied spec, comparison.
+        state_uri: the rollout state document (started with `kfp-mlops rollout start`).
+        log_root: the prediction log's root.
+        deployment_name: the deployment every stage keeps.
+        namespace: its Kubernetes namespace.
+        protocol: v2 or seldon.
+        target: local (the spec file `kfp-mlops serve` watches), cluster (SeldonDeployment) or none.
+        as_of: ISO time the step looks from (empty: now).
+        live_config: LiveConfig fields, e.g. {"bootstrap": 2000, "target_fpr": 0.01}.
+        timeout_seconds: how long a cluster rollout may take to become Available.
+        pipeline_job_id: groups this task's W&B run with the rest of the pipeline run.
+        wandb_project: the W&B project (empty: WANDB_PROJECT or kfp-mlops).
+
+    Returns:
+        The action taken: promote, hold, rollback or none (the rollout was already over).
+    """
+    from kfp_mlops.components.rollout.logic import run_rollout_step
+    from kfp_mlops.components_common import json_safe
+
+    record = run_rollout_step(
+        decision.path, state_uri=state_uri, log_root=log_root, deployment_name=deployment_name,
+        namespace=namespace, protocol=protocol, target=target, as_of=as_of, live_config=live_config,
+        timeout_seconds=timeout_seconds, pipeline_job_id=pipeline_job_id, wandb_project=wandb_project,
+    )
+    decision.metadata.update(json_safe({k: record[k] for k in ("action", "stage", "next_stage", "status",
+                                                                "challenger_share", "reasons")}))
+    return record["action"]

@@ -56,7 +56,10 @@ def test_run_training_is_the_main_job(tmp_path: Path) -> None:
 def test_compile_writes_both_variants(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "compiled"
     assert main(["compile", "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["training.vertex.yaml", "training.yaml"]
+    from kfp_mlops.compiling import pipeline_builders
+
+    expected = sorted(f"{name}{suffix}" for name in pipeline_builders() for suffix in (".yaml", ".vertex.yaml"))
+    assert sorted(p.name for p in out.iterdir()) == expected
     assert "training.vertex.yaml" in capsys.readouterr().out
 
 
@@ -176,3 +179,31 @@ def test_drift_command_prints_a_verdict(tmp_path: Path, capsys: pytest.CaptureFi
     assert verdict["drift"] is True and "week" not in verdict["features"]
     assert main([*argv, "--config", "{oops"]) == 1
     assert "--config: not valid JSON" in _error_line(capsys)
+
+
+def test_schedule_monitoring_replaces_rather_than_duplicates(
+    standin: KfpApiStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    argv = ["schedule", "monitoring", "--host", standin.url, "--store", "gs://bucket/store", "--name", "weekly-drift",
+            "--source", "gs://bucket/windows/current.parquet", "--label", "purchased", "--model-name", "shop",
+            "--param", 'drift_config={"psi_threshold": 0.25}', "--param", "kfp_host=http://ml-pipeline.kubeflow:8888"]
+    assert main([*argv, "--cron", "0 0 6 * * 1"]) == 0
+    assert main([*argv, "--cron", "0 30 6 * * 1"]) == 0
+    [recurring] = standin.recurring_runs.values()
+    assert recurring["trigger"]["cron_schedule"]["cron"] == "0 30 6 * * 1"
+    assert recurring["runtime_config"]["parameters"] == {
+        "store_root": "gs://bucket/store", "source": "gs://bucket/windows/current.parquet", "label": "purchased",
+        "model_name": "shop", "drift_config": {"psi_threshold": 0.25}, "kfp_host": "http://ml-pipeline.kubeflow:8888"}
+    assert recurring["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "monitoring"
+    out = capsys.readouterr().out.splitlines()
+    assert "scheduled weekly-drift" in out[-1] and "replacing" in out[-1]
+
+
+def test_monitoring_without_a_window_fails_before_anything_is_sent(
+    standin: KfpApiStandIn, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["submit", "monitoring", "--host", standin.url, "--store", "gs://b/s"])
+    assert code == 1
+    assert "give the data window as a .csv or .parquet file" in _error_line(capsys)
+    assert not standin.runs

@@ -111,7 +111,7 @@ def test_check_compiled_rejects_unknown_fields(tmp_path: Path, compiled: dict[st
 
 
 def test_every_pipeline_is_compiled() -> None:
-    assert set(pipeline_builders()) == {"training"}
+    assert set(pipeline_builders()) == {"training", "monitoring", "rollout"}
 
 
 @pytest.mark.parametrize(("arguments", "message"), [
@@ -127,3 +127,91 @@ def test_deploy_parameters_are_checked_before_anything_runs(arguments: dict[str,
 
     with pytest.raises(MlopsError, match=re.escape(message)):
         check_arguments({"store_root": "/tmp/store", **arguments})
+
+
+def test_rollout_pipeline_is_one_uncached_step_with_the_wandb_secret(compiled: dict[str, Path]) -> None:
+    spec, platform = check_compiled(compiled["rollout.yaml"])
+    assert spec.pipeline_info.name == "rollout"
+    doc = next(yaml.safe_load_all(compiled["rollout.yaml"].read_text()))
+    task = doc["root"]["dag"]["tasks"]["rollout-step"]
+    assert task["cachingOptions"] == {} and task["taskInfo"]["name"] == "rollout-step"
+    assert {"state_uri", "log_root", "target", "live_config"} <= set(doc["root"]["inputDefinitions"]["parameters"])
+    from google.protobuf import json_format
+
+    executors = json_format.MessageToDict(platform.platforms["kubernetes"].deployment_spec)["executors"]
+    assert executors["exec-rollout-step"]["secretAsEnv"][0]["secretName"] == WANDB_SECRET_NAME
+    vertex, none = check_compiled(compiled["rollout.vertex.yaml"])
+    assert none is None and vertex.pipeline_info.name == "rollout"
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    ({"log_root": ""}, "log_root is required"),
+    ({"target": "k8s"}, "target 'k8s': unknown; choose one of local, cluster, none"),
+    ({"live_config": {"boot": 1}}, "live_config: unknown key(s) boot"),
+    ({"live_config": {"bootstrap": 5}}, "bootstrap=5 must be at least 100"),
+    ({"deployment_name": "Fraud_1"}, "must be a DNS-1123 label"),
+])
+def test_rollout_parameters_are_checked_before_anything_runs(arguments: dict, message: str) -> None:
+    from kfp_mlops.compiling import check_pipeline_arguments
+
+    with pytest.raises(MlopsError, match=re.escape(message)):
+        check_pipeline_arguments("rollout", {"state_uri": "/tmp/rollout.json", "log_root": "/tmp/log", **arguments})
+
+
+MONITORING_COMPONENTS = {"importer", "drift-check", "retrain"}
+
+
+def test_monitoring_pipeline_parses_strictly_with_platform_spec(compiled: dict[str, Path]) -> None:
+    spec, platform = check_compiled(compiled["monitoring.yaml"])
+    assert spec.pipeline_info.name == "monitoring"
+    from google.protobuf import json_format
+
+    executors = json_format.MessageToDict(platform.platforms["kubernetes"].deployment_spec)["executors"]
+    assert set(executors) == {"exec-drift-check", "exec-retrain"}  # the importer runs no container
+    for executor in executors.values():
+        assert executor["secretAsEnv"][0]["secretName"] == WANDB_SECRET_NAME
+    vertex, none = check_compiled(compiled["monitoring.vertex.yaml"])
+    assert none is None and vertex.pipeline_info.name == "monitoring"
+
+
+def test_monitoring_imports_checks_and_retrains_only_on_drift_without_cache(compiled: dict[str, Path]) -> None:
+    doc = next(yaml.safe_load_all(compiled["monitoring.yaml"].read_text()))
+    executors = doc["deploymentSpec"]["executors"]
+    assert {name.removeprefix("exec-") for name in executors} == MONITORING_COMPONENTS
+    importer = executors["exec-importer"]["importer"]
+    assert importer["artifactUri"] == {"runtimeParameter": "uri"} and importer["reimport"] is True
+    for name in ("drift-check", "retrain"):
+        container = executors[f"exec-{name}"]["container"]
+        assert container["image"] == DEFAULT_IMAGE
+        assert "pip install" not in "\n".join(container["command"])
+    tasks = doc["root"]["dag"]["tasks"]
+    assert tasks["importer"]["inputs"]["parameters"]["uri"]["componentInputParameter"] == "source"
+    drift = tasks["drift-check"]
+    assert drift["inputs"]["artifacts"]["current_data"]["taskOutputArtifact"]["producerTask"] == "importer"
+    assert drift["inputs"]["parameters"]["model_name"]["componentInputParameter"] == "model_name"
+    for task in ("importer", "drift-check"):
+        assert tasks[task]["cachingOptions"] == {}, task  # never cached: the window and the champion change
+    condition = tasks["condition-1"]["triggerPolicy"]["condition"]
+    assert condition == "inputs.parameter_values['pipelinechannel--drift-check-Output'] == true"
+    retrain = doc["components"]["comp-condition-1"]["dag"]["tasks"]["retrain"]
+    assert retrain["cachingOptions"] == {}
+    assert retrain["inputs"]["parameters"]["source"]["componentInputParameter"] == "pipelinechannel--source"
+    assert retrain["inputs"]["parameters"]["kfp_host"]["componentInputParameter"] == "pipelinechannel--kfp_host"
+    # Inside the condition, the verdict arrives as an input of the condition's sub-DAG.
+    assert retrain["inputs"]["artifacts"]["drift_verdict"] == {
+        "componentInputArtifact": "pipelinechannel--drift-check-verdict"}
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    ({"source": "iris"}, "source 'iris': give the data window as a .csv or .parquet file"),
+    ({"source": "w.csv", "drift_config": {"psi": 1}}, "drift config: unknown key(s) psi"),
+    ({"source": "w.csv", "kfp_host": "kfp:8888"}, "kfp_host 'kfp:8888' has no scheme"),
+    ({"source": "w.csv", "estimator": "svm"}, "estimator 'svm'"),
+    ({"source": "w.csv", "window": "w.csv"}, "pipeline monitoring: unknown parameter(s) window"),
+    ({"source": "w.csv", "deploy_target": "k8s"}, "deploy_target 'k8s': unknown"),
+])
+def test_monitoring_parameters_are_checked_before_anything_runs(arguments: dict, message: str) -> None:
+    from kfp_mlops.compiling import check_pipeline_arguments
+
+    with pytest.raises(MlopsError, match=re.escape(message)):
+        check_pipeline_arguments("monitoring", {"store_root": "/tmp/store", **arguments})

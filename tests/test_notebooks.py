@@ -108,3 +108,91 @@ def test_quickstart_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     # Everything went to the notebook's working folder, none of it into the repository.
     assert list((home / "runs").glob("training-*/evaluate/executor_output.json"))
     assert list((home / "compiled").glob("training*.yaml"))
+
+
+DRIFT_NOTEBOOK = NOTEBOOKS / "02_drift_and_retrain.ipynb"
+
+
+def test_drift_notebook_is_committed_clean() -> None:
+    """02_drift_and_retrain is valid nbformat 4, for the python3 kernel, with no outputs."""
+    import nbformat
+
+    nb = nbformat.read(DRIFT_NOTEBOOK, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec.name == "python3"
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert code, "the notebook has no code cells"
+    dirty = [cell.id for cell in code if cell.outputs or cell.execution_count is not None]
+    assert not dirty, f"clear the outputs of cells {dirty} before committing"
+
+
+@pytest.mark.slow
+def test_drift_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """02_drift_and_retrain runs a short drift demo, retrains on the holiday week and passes its own check."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("KFP_MLOPS_HOME", str(home))  # the kernel inherits this environment
+    kernel_name = _kernel_name(tmp_path, monkeypatch)
+    nb = nbformat.read(DRIFT_NOTEBOOK, as_version=4)
+    client = NotebookClient(
+        nb, kernel_name=kernel_name, timeout=CELL_TIMEOUT_S, resources={"metadata": {"path": str(tmp_path)}}
+    )
+    try:
+        client.execute()
+    except CellExecutionError as exc:
+        pytest.fail(f"{DRIFT_NOTEBOOK.name} failed:\n{exc}")
+
+    outputs = [output for cell in nb.cells if cell.cell_type == "code" for output in cell.outputs]
+    assert not [_text(o) for o in outputs if o.get("output_type") == "error"]
+    texts = [_text(output) for output in outputs]
+    assert any(text.startswith("check passed") for text in texts), texts[-1]
+    assert any("image/png" in output.get("data", {}) for output in outputs), "the plot is not shown"
+    # Everything went to the notebook's working folder, none of it into the repository.
+    assert (tmp_path / "demo-drift" / "weeks.csv").is_file()
+    assert list((home / "runs").glob("monitoring-*/retrain/outcome"))
+
+
+ROLLOUT_NOTEBOOK = NOTEBOOKS / "03_safe_rollout.ipynb"
+
+
+def test_rollout_notebook_is_committed_clean() -> None:
+    """03_safe_rollout is valid nbformat 4, for the python3 kernel, with no outputs."""
+    import nbformat
+
+    nb = nbformat.read(ROLLOUT_NOTEBOOK, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec.name == "python3"
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert code, "the notebook has no code cells"
+    dirty = [cell.id for cell in code if cell.outputs or cell.execution_count is not None]
+    assert not dirty, f"clear the outputs of cells {dirty} before committing"
+
+
+@pytest.mark.slow
+def test_rollout_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """03_safe_rollout trains, rolls out a better and a poor challenger on the local stack, and passes its check."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("KFP_MLOPS_HOME", str(home))  # the kernel inherits this environment
+    kernel_name = _kernel_name(tmp_path, monkeypatch)
+    nb = nbformat.read(ROLLOUT_NOTEBOOK, as_version=4)
+    client = NotebookClient(
+        nb, kernel_name=kernel_name, timeout=CELL_TIMEOUT_S, resources={"metadata": {"path": str(tmp_path)}}
+    )
+    try:
+        client.execute()
+    except CellExecutionError as exc:
+        pytest.fail(f"{ROLLOUT_NOTEBOOK.name} failed:\n{exc}")
+
+    outputs = [output for cell in nb.cells if cell.cell_type == "code" for output in cell.outputs]
+    assert not [_text(o) for o in outputs if o.get("output_type") == "error"]
+    texts = [_text(output) for output in outputs]
+    assert any(text.startswith("check passed") for text in texts), texts[-1]
+    assert any("image/png" in output.get("data", {}) for output in outputs), "the plot is not shown"
+    assert (tmp_path / "demo-rollout" / "rollouts" / "challenger.json").is_file()

@@ -17,6 +17,8 @@ from kfp_mlops.compiling import check_pipeline_arguments
 from kfp_mlops.config import Settings
 from kfp_mlops.errors import ConfigError, MlopsError
 
+PIPELINES = ["training", "monitoring"]
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
@@ -42,20 +44,20 @@ def _parser() -> argparse.ArgumentParser:
     compile_cmd.set_defaults(handler=_compile)
 
     run_cmd = commands.add_parser("run", help="run a pipeline on this machine with kfp.local")
-    run_cmd.add_argument("pipeline", choices=["training"])
+    run_cmd.add_argument("pipeline", choices=PIPELINES)
     _add_pipeline_arguments(run_cmd)
     run_cmd.add_argument("--verbose", action="store_true", help="show every task's log as it runs")
     run_cmd.set_defaults(handler=_run)
 
     submit_cmd = commands.add_parser("submit", help="submit a compiled pipeline to a KFP backend")
-    submit_cmd.add_argument("pipeline", choices=["training"])
+    submit_cmd.add_argument("pipeline", choices=PIPELINES)
     _add_pipeline_arguments(submit_cmd)
     _add_cluster_arguments(submit_cmd)
     submit_cmd.add_argument("--run-name", default=None, help="display name of the run")
     submit_cmd.set_defaults(handler=_submit)
 
     schedule_cmd = commands.add_parser("schedule", help="create (or replace) a recurring run on a KFP backend")
-    schedule_cmd.add_argument("pipeline", choices=["training"])
+    schedule_cmd.add_argument("pipeline", choices=PIPELINES)
     schedule_cmd.add_argument("--cron", required=True, help='6-field cron, seconds first: "0 0 2 * * *"')
     schedule_cmd.add_argument("--name", default=None, help="schedule name (default: <pipeline>-schedule)")
     _add_pipeline_arguments(schedule_cmd)
@@ -81,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     drift_cmd.add_argument("--ignore-columns", default="", help="comma-separated columns that are not features")
     drift_cmd.add_argument("--fail-on-drift", action="store_true", help="exit 3 when drift is found")
     drift_cmd.set_defaults(handler=_drift)
+    _add_rollout_commands(commands)
     return parser
 
 
@@ -156,7 +159,12 @@ def _run(args: argparse.Namespace) -> int:
     compiled = compile_pipeline(args.pipeline)
     print(f"Running pipeline {args.pipeline} locally (kfp.local, W&B {_wandb_mode()}) ...", flush=True)
     run = run_pipeline(args.pipeline, arguments, settings=settings, echo=args.verbose)
-    print(render_summary(run, settings, compiled=[compiled.kfp_path, compiled.vertex_path]))
+    if args.pipeline == "monitoring":
+        from kfp_mlops.pipelines.monitoring import summarize
+
+        print(summarize(run))
+    else:
+        print(render_summary(run, settings, compiled=[compiled.kfp_path, compiled.vertex_path]))
     return 0
 
 
@@ -234,3 +242,120 @@ def _serve(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _add_rollout_commands(commands: Any) -> None:
+    rollout_cmd = commands.add_parser("rollout", help="safe rollout of a challenger: start, step, status")
+    actions = rollout_cmd.add_subparsers(required=True, metavar="ACTION")
+    for action, text in (("start", "record a new rollout and apply its first stage"),
+                         ("step", "one controller step: compare live, decide, record, apply"),
+                         ("status", "print the rollout's stage and decisions as JSON")):
+        cmd = actions.add_parser(action, help=text)
+        cmd.add_argument("--deployment", default="fraud", help="deployment name")
+        cmd.add_argument("--state", default=None,
+                         help="rollout state document (default $KFP_MLOPS_HOME/rollouts/<deployment>.json)")
+        if action == "status":
+            cmd.set_defaults(handler=_rollout_status)
+            continue
+        cmd.add_argument("--namespace", default="models")
+        cmd.add_argument("--protocol", choices=["v2", "seldon"], default="v2")
+        cmd.add_argument("--target", choices=["local", "cluster", "none"], default="local",
+                         help="local: the spec file `kfp-mlops serve` watches; cluster: SeldonDeployment")
+        if action == "start":
+            cmd.add_argument("--legacy", required=True, help="the legacy model folder")
+            cmd.add_argument("--challenger", required=True, help="the challenger model folder")
+            cmd.add_argument("--plan", default="{}", help='StagePlan as JSON, e.g. \'{"steps": [5, 25, 100]}\'')
+            cmd.set_defaults(handler=_rollout_start)
+        else:
+            cmd.add_argument("--log", default=None,
+                             help="prediction log root (default $KFP_MLOPS_HOME/prediction-log)")
+            cmd.add_argument("--as-of", default=None, help="ISO time the step looks from (default now)")
+            cmd.add_argument("--live-config", default="{}", help='LiveConfig as JSON, e.g. \'{"bootstrap": 2000}\'')
+            cmd.set_defaults(handler=_rollout_step)
+    demo_cmd = commands.add_parser("demo", help="end-to-end demonstrations on this machine")
+    demos = demo_cmd.add_subparsers(required=True, metavar="DEMO")
+    demo_rollout = demos.add_parser("rollout", help="train legacy and challenger on fraud data, roll out live")
+    demo_rollout.add_argument("--out", type=Path, default=None, help="working folder (default a temporary one)")
+    demo_rollout.add_argument("--quick", action="store_true", help="fewer transactions (a faster, noisier run)")
+    demo_rollout.set_defaults(handler=_demo_rollout)
+    _add_demo_drift(demos)
+
+
+def _add_demo_drift(demos: Any) -> None:
+    demo_drift = demos.add_parser("drift", help="a year of weekly windows: drift checks, live accuracy, retraining")
+    demo_drift.add_argument("--weeks", type=int, default=52, help="weeks to simulate (default 52)")
+    demo_drift.add_argument("--start-week", type=int, default=0, help="first week, 0..51 (default 0)")
+    demo_drift.add_argument("--rows-per-week", type=int, default=2000, help="rows in each weekly window")
+    demo_drift.add_argument("--seed", type=int, default=0)
+    demo_drift.add_argument("--out", type=Path, default=None, help="work folder (default $KFP_MLOPS_HOME/demo-drift)")
+    demo_drift.set_defaults(handler=_demo_drift)
+
+
+def _demo_drift(args: argparse.Namespace) -> int:
+    from kfp_mlops.demo_drift import DemoConfig, render_table, run_demo
+
+    config = DemoConfig(weeks=args.weeks, start_week=args.start_week, rows_per_week=args.rows_per_week,
+                        seed=args.seed)
+    config.check()
+    result = run_demo(config, workdir=args.out, announce=lambda line: print(line, flush=True))
+    print()
+    print(render_table(result))
+    return 0
+
+
+def _rollout_paths(args: argparse.Namespace) -> tuple[str, str]:
+    home = Settings.from_env().home
+    state = args.state or str(home / "rollouts" / f"{args.deployment}.json")
+    log = getattr(args, "log", None) or str(home / "prediction-log")
+    return state, log
+
+
+def _rollout_start(args: argparse.Namespace) -> int:
+    from kfp_mlops import rollout_controller as rc
+    from kfp_mlops.components.rollout.logic import make_target
+
+    state, _ = _rollout_paths(args)
+    base = rc.base_spec(args.deployment, namespace=args.namespace, protocol=args.protocol).validate()
+    result = rc.start(state, _parse_json_object(args.plan, "--plan"), args.legacy, args.challenger, base=base,
+                      target=make_target(args.target))
+    print(f"Rollout of {args.challenger} started at {result.stage}; state {state}")
+    return 0
+
+
+def _rollout_step(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from kfp_mlops.components.rollout.logic import run_rollout_step
+
+    state, log = _rollout_paths(args)
+    decision = Settings.from_env().home / "rollouts" / "last-decision.json"
+    if args.as_of:
+        try:
+            datetime.fromisoformat(args.as_of)
+        except ValueError:
+            raise ConfigError(f"--as-of {args.as_of!r}: not an ISO date-time") from None
+    record = run_rollout_step(str(decision), state_uri=state, log_root=log, deployment_name=args.deployment,
+                              namespace=args.namespace, protocol=args.protocol, target=args.target,
+                              as_of=args.as_of or "", live_config=_parse_json_object(args.live_config, "--live-config"))
+    print(f"{record['action']}: {record['stage']} -> {record['next_stage']} (challenger share "
+          f"{record.get('challenger_share', 0)} %)")
+    for reason in record.get("reasons", []):
+        print(f"  {reason}")
+    if record.get("artifact"):
+        print(f"Decision recorded at {record['artifact']}")
+    return 0
+
+
+def _rollout_status(args: argparse.Namespace) -> int:
+    from kfp_mlops import rollout_controller as rc
+
+    state, _ = _rollout_paths(args)
+    print(json.dumps(rc.status(state), indent=2))
+    return 0
+
+
+def _demo_rollout(args: argparse.Namespace) -> int:
+    from kfp_mlops.demo_rollout import run_demo
+
+    run_demo(out=args.out, quick=args.quick, announce=print)
+    return 0

@@ -15,16 +15,20 @@ COMPILED_DIR = Path("pipelines") / "compiled"
 
 def pipeline_builders() -> dict[str, Callable[..., Callable]]:
     """Pipeline name -> builder taking ``kubernetes=`` (imported lazily: kfp costs ~1 s)."""
+    from kfp_mlops.pipelines.monitoring import build_monitoring_pipeline
+    from kfp_mlops.pipelines.rollout import build_rollout_pipeline
     from kfp_mlops.pipelines.training import build_training_pipeline
 
-    return {"training": build_training_pipeline}
+    return {"training": build_training_pipeline, "monitoring": build_monitoring_pipeline,
+            "rollout": build_rollout_pipeline}
 
 
 def check_pipeline_arguments(name: str, arguments: Mapping[str, Any]) -> None:
     """Refuses unknown parameters and values that would fail a task (see each pipeline's check)."""
-    from kfp_mlops.pipelines import training
+    from kfp_mlops.pipelines import monitoring, rollout, training
 
-    checks = {"training": training.check_arguments}
+    checks = {"training": training.check_arguments, "monitoring": monitoring.check_arguments,
+              "rollout": rollout.check_arguments}
     if name not in checks:
         raise ConfigError(f"pipeline {name!r}: unknown; choose one of {', '.join(checks)}")
     checks[name](arguments)

@@ -17,6 +17,8 @@ import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 QUICKSTART = NOTEBOOKS / "01_quickstart.ipynb"
+DRIFT_NOTEBOOK = NOTEBOOKS / "02_drift_and_retrain.ipynb"
+ROLLOUT_NOTEBOOK = NOTEBOOKS / "03_safe_rollout.ipynb"
 CELL_TIMEOUT_S = 300
 _EXECUTABLE_MARK = "kernel executable: "
 
@@ -65,11 +67,12 @@ def _text(output: dict) -> str:
     return "\n".join(str(data.get(kind, "")) for kind in ("text/plain", "text/html"))
 
 
-def test_quickstart_is_committed_clean() -> None:
-    """The committed notebook is valid nbformat 4, for the python3 kernel, with no outputs."""
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.stem)
+def test_notebook_is_committed_clean(path: Path) -> None:
+    """Each committed notebook is valid nbformat 4, for the python3 kernel, with no outputs."""
     import nbformat
 
-    nb = nbformat.read(QUICKSTART, as_version=4)
+    nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
     assert nb.metadata.kernelspec.name == "python3"
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
@@ -78,18 +81,18 @@ def test_quickstart_is_committed_clean() -> None:
     assert not dirty, f"clear the outputs of cells {dirty} before committing"
 
 
-@pytest.mark.slow
-def test_quickstart_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """01_quickstart runs the training pipeline locally, shows the metrics and passes its own check."""
+def _execute(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[list[dict], list[str]]:
+    """Runs a notebook in ``tmp_path`` with its own KFP_MLOPS_HOME; returns its outputs and their texts.
+
+    A last cell printing the kernel's interpreter is added to the executed copy only.
+    """
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
-    home = tmp_path / "home"
-    monkeypatch.setenv("KFP_MLOPS_HOME", str(home))  # the kernel inherits this environment
+    monkeypatch.setenv("KFP_MLOPS_HOME", str(tmp_path / "home"))  # the kernel inherits this environment
     kernel_name = _kernel_name(tmp_path, monkeypatch)
-    nb = nbformat.read(QUICKSTART, as_version=4)
-    # Proves which interpreter ran the kernel; added to this copy only.
+    nb = nbformat.read(path, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(f"import sys; print({_EXECUTABLE_MARK!r} + sys.executable)"))
     client = NotebookClient(
         nb, kernel_name=kernel_name, timeout=CELL_TIMEOUT_S, resources={"metadata": {"path": str(tmp_path)}}
@@ -97,102 +100,39 @@ def test_quickstart_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     try:
         client.execute()
     except CellExecutionError as exc:
-        pytest.fail(f"{QUICKSTART.name} failed:\n{exc}")
-
+        pytest.fail(f"{path.name} failed:\n{exc}")
     outputs = [output for cell in nb.cells if cell.cell_type == "code" for output in cell.outputs]
-    errors = [_text(output) for output in outputs if output.get("output_type") == "error"]
-    assert not errors, errors
     texts = [_text(output) for output in outputs]
-    assert any("accuracy" in text for text in texts), "no output mentions accuracy"
+    assert not [_text(o) for o in outputs if o.get("output_type") == "error"]
     assert f"{_EXECUTABLE_MARK}{sys.executable}" in texts[-1], texts[-1]
+    return outputs, texts
+
+
+@pytest.mark.slow
+def test_quickstart_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """01_quickstart runs the training pipeline locally, shows the metrics and passes its own check."""
+    _, texts = _execute(QUICKSTART, tmp_path, monkeypatch)
+    assert any("accuracy" in text for text in texts), "no output mentions accuracy"
     # Everything went to the notebook's working folder, none of it into the repository.
+    home = tmp_path / "home"
     assert list((home / "runs").glob("training-*/evaluate/executor_output.json"))
     assert list((home / "compiled").glob("training*.yaml"))
-
-
-DRIFT_NOTEBOOK = NOTEBOOKS / "02_drift_and_retrain.ipynb"
-
-
-def test_drift_notebook_is_committed_clean() -> None:
-    """02_drift_and_retrain is valid nbformat 4, for the python3 kernel, with no outputs."""
-    import nbformat
-
-    nb = nbformat.read(DRIFT_NOTEBOOK, as_version=4)
-    nbformat.validate(nb)
-    assert nb.metadata.kernelspec.name == "python3"
-    code = [cell for cell in nb.cells if cell.cell_type == "code"]
-    assert code, "the notebook has no code cells"
-    dirty = [cell.id for cell in code if cell.outputs or cell.execution_count is not None]
-    assert not dirty, f"clear the outputs of cells {dirty} before committing"
 
 
 @pytest.mark.slow
 def test_drift_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """02_drift_and_retrain runs a short drift demo, retrains on the holiday week and passes its own check."""
-    import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
-
-    home = tmp_path / "home"
-    monkeypatch.setenv("KFP_MLOPS_HOME", str(home))  # the kernel inherits this environment
-    kernel_name = _kernel_name(tmp_path, monkeypatch)
-    nb = nbformat.read(DRIFT_NOTEBOOK, as_version=4)
-    client = NotebookClient(
-        nb, kernel_name=kernel_name, timeout=CELL_TIMEOUT_S, resources={"metadata": {"path": str(tmp_path)}}
-    )
-    try:
-        client.execute()
-    except CellExecutionError as exc:
-        pytest.fail(f"{DRIFT_NOTEBOOK.name} failed:\n{exc}")
-
-    outputs = [output for cell in nb.cells if cell.cell_type == "code" for output in cell.outputs]
-    assert not [_text(o) for o in outputs if o.get("output_type") == "error"]
-    texts = [_text(output) for output in outputs]
-    assert any(text.startswith("check passed") for text in texts), texts[-1]
+    outputs, texts = _execute(DRIFT_NOTEBOOK, tmp_path, monkeypatch)
+    assert any(text.startswith("check passed") for text in texts), texts[-2]
     assert any("image/png" in output.get("data", {}) for output in outputs), "the plot is not shown"
-    # Everything went to the notebook's working folder, none of it into the repository.
     assert (tmp_path / "demo-drift" / "weeks.csv").is_file()
-    assert list((home / "runs").glob("monitoring-*/retrain/outcome"))
-
-
-ROLLOUT_NOTEBOOK = NOTEBOOKS / "03_safe_rollout.ipynb"
-
-
-def test_rollout_notebook_is_committed_clean() -> None:
-    """03_safe_rollout is valid nbformat 4, for the python3 kernel, with no outputs."""
-    import nbformat
-
-    nb = nbformat.read(ROLLOUT_NOTEBOOK, as_version=4)
-    nbformat.validate(nb)
-    assert nb.metadata.kernelspec.name == "python3"
-    code = [cell for cell in nb.cells if cell.cell_type == "code"]
-    assert code, "the notebook has no code cells"
-    dirty = [cell.id for cell in code if cell.outputs or cell.execution_count is not None]
-    assert not dirty, f"clear the outputs of cells {dirty} before committing"
+    assert list((tmp_path / "home" / "runs").glob("monitoring-*/retrain/outcome"))
 
 
 @pytest.mark.slow
 def test_rollout_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """03_safe_rollout trains, rolls out a better and a poor challenger on the local stack, and passes its check."""
-    import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
-
-    home = tmp_path / "home"
-    monkeypatch.setenv("KFP_MLOPS_HOME", str(home))  # the kernel inherits this environment
-    kernel_name = _kernel_name(tmp_path, monkeypatch)
-    nb = nbformat.read(ROLLOUT_NOTEBOOK, as_version=4)
-    client = NotebookClient(
-        nb, kernel_name=kernel_name, timeout=CELL_TIMEOUT_S, resources={"metadata": {"path": str(tmp_path)}}
-    )
-    try:
-        client.execute()
-    except CellExecutionError as exc:
-        pytest.fail(f"{ROLLOUT_NOTEBOOK.name} failed:\n{exc}")
-
-    outputs = [output for cell in nb.cells if cell.cell_type == "code" for output in cell.outputs]
-    assert not [_text(o) for o in outputs if o.get("output_type") == "error"]
-    texts = [_text(output) for output in outputs]
-    assert any(text.startswith("check passed") for text in texts), texts[-1]
+    outputs, texts = _execute(ROLLOUT_NOTEBOOK, tmp_path, monkeypatch)
+    assert any(text.startswith("check passed") for text in texts), texts[-2]
     assert any("image/png" in output.get("data", {}) for output in outputs), "the plot is not shown"
     assert (tmp_path / "demo-rollout" / "rollouts" / "challenger.json").is_file()

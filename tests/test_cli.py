@@ -48,6 +48,7 @@ def test_run_training_is_the_main_job(tmp_path: Path) -> None:
     accuracy = float(out.split("Test      accuracy ")[1].split(",")[0])
     assert accuracy >= 0.9
     assert "Gate      PASSED" in out and "as champion" in out
+    assert "Deployed  iris (v2, single, local): written" in out
     assert str(tmp_path / "pipelines" / "compiled" / "training.yaml") in out
     assert str(tmp_path / "pipelines" / "compiled" / "training.vertex.yaml") in out
     assert "offline runs in" in out

@@ -48,6 +48,13 @@ def render_summary(run: LocalRun, settings: Settings, compiled: list[Path] | Non
         lines.append(f"          {registered['uri']}")
     else:
         lines.append("Registered nothing: the gate did not pass, so register was skipped")
+    deployment = task_outputs(run, "deploy")["artifacts"].get("deployment")
+    if deployment:
+        meta = deployment["metadata"]
+        where = meta.get("spec_path") or f"namespace {meta.get('namespace')}"
+        lines.append(f"Deployed  {meta['name']} ({meta['protocol']}, {meta['mode']}, {meta['target']}): {meta['state']}, {where}")
+        if meta.get("target") == "local":
+            lines.append("          serve it with: kfp-mlops serve")
     lines += ["", "Artifacts"]
     for task in run.tasks:
         for name, artifact in task_outputs(run, task)["artifacts"].items():

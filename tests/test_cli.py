@@ -208,3 +208,17 @@ def test_monitoring_without_a_window_fails_before_anything_is_sent(
     assert code == 1
     assert "give the data window as a .csv or .parquet file" in _error_line(capsys)
     assert not standin.runs
+
+
+def test_rollout_pipeline_can_be_scheduled_without_a_store(
+    standin: KfpApiStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    argv = ["schedule", "rollout", "--host", standin.url, "--name", "fraud-rollout", "--cron", "0 */10 * * * *",
+            "--param", "state_uri=gs://bucket/rollouts/challenger.json", "--param", "log_root=gs://bucket/log"]
+    assert main(argv) == 0, capsys.readouterr().err
+    [recurring] = standin.recurring_runs.values()
+    assert recurring["runtime_config"]["parameters"] == {
+        "state_uri": "gs://bucket/rollouts/challenger.json", "log_root": "gs://bucket/log"}
+    assert main(["submit", "rollout", "--host", standin.url]) == 1
+    assert "state_uri is required" in _error_line(capsys)

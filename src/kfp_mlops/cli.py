@@ -17,7 +17,9 @@ from kfp_mlops.compiling import check_pipeline_arguments
 from kfp_mlops.config import Settings
 from kfp_mlops.errors import ConfigError, MlopsError
 
-PIPELINES = ["training", "monitoring"]
+PIPELINES = ["training", "monitoring", "rollout"]
+# A local rollout step is `kfp-mlops rollout step`; `run` covers the pipelines with a local summary.
+LOCAL_PIPELINES = ["training", "monitoring"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     compile_cmd.set_defaults(handler=_compile)
 
     run_cmd = commands.add_parser("run", help="run a pipeline on this machine with kfp.local")
-    run_cmd.add_argument("pipeline", choices=PIPELINES)
+    run_cmd.add_argument("pipeline", choices=LOCAL_PIPELINES)
     _add_pipeline_arguments(run_cmd)
     run_cmd.add_argument("--verbose", action="store_true", help="show every task's log as it runs")
     run_cmd.set_defaults(handler=_run)
@@ -109,8 +111,13 @@ def _add_cluster_arguments(cmd: argparse.ArgumentParser) -> None:
 
 
 def pipeline_arguments(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    """The pipeline parameters the command line sets; the store root is always set."""
-    arguments: dict[str, Any] = {"store_root": args.store_root or settings.store_root}
+    """The pipeline parameters the command line sets; the store root is set for pipelines that take one."""
+    from kfp_mlops.compiling import pipeline_builders
+
+    inputs = pipeline_builders()[args.pipeline](kubernetes=False).component_spec.inputs
+    arguments: dict[str, Any] = {}
+    if "store_root" in inputs:
+        arguments["store_root"] = args.store_root or settings.store_root
     for name in ("source", "label", "model_name", "estimator", "threshold", "gate_metric", "schema_uri"):
         value = getattr(args, name)
         if value is not None:

@@ -8,6 +8,7 @@ from kfp import dsl
 from kfp_mlops.components.drift_check.component import drift_check
 from kfp_mlops.components.retrain.component import retrain
 from kfp_mlops.errors import ConfigError
+from kfp_mlops.pipelines.arguments import with_defaults
 from kfp_mlops.pipelines.platform import attach_wandb_secret
 
 WINDOW_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -96,12 +97,7 @@ def check_arguments(arguments: Mapping[str, Any]) -> None:
     from kfp_mlops.drift import DriftConfig
     from kfp_mlops.pipelines import training
 
-    inputs = monitoring.component_spec.inputs
-    unknown = sorted(set(arguments) - set(inputs))
-    if unknown:
-        raise ConfigError(f"pipeline monitoring: unknown parameter(s) {', '.join(unknown)}; "
-                          f"it takes {', '.join(inputs)}")
-    values = {name: spec.default for name, spec in inputs.items()} | dict(arguments)
+    values = with_defaults(monitoring, arguments)
     if not values.get("store_root"):
         raise ConfigError("pipeline monitoring: store_root is required (a local path or gs://bucket/prefix)")
     source = values.get("source") or ""

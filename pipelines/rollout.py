@@ -7,6 +7,7 @@ from kfp import dsl
 
 from kfp_mlops.components.rollout.component import rollout_step
 from kfp_mlops.errors import ConfigError
+from kfp_mlops.pipelines.arguments import with_defaults
 from kfp_mlops.pipelines.platform import attach_wandb_secret
 
 
@@ -63,11 +64,7 @@ def check_arguments(arguments: Mapping[str, Any]) -> None:
     from kfp_mlops.rollout import LiveConfig
     from kfp_mlops.rollout_controller import base_spec
 
-    inputs = rollout.component_spec.inputs
-    unknown = sorted(set(arguments) - set(inputs))
-    if unknown:
-        raise ConfigError(f"pipeline rollout: unknown parameter(s) {', '.join(unknown)}; it takes {', '.join(inputs)}")
-    values = {name: spec.default for name, spec in inputs.items()} | dict(arguments)
+    values = with_defaults(rollout, arguments)
     for name in ("state_uri", "log_root"):
         if not values.get(name):
             raise ConfigError(f"pipeline rollout: {name} is required (a local path or gs://bucket/prefix)")

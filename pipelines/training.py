@@ -12,6 +12,7 @@ from kfp_mlops.components.register.component import register
 from kfp_mlops.components.train.component import train
 from kfp_mlops.components.validate.component import validate
 from kfp_mlops.errors import ConfigError
+from kfp_mlops.pipelines.arguments import with_defaults
 from kfp_mlops.pipelines.platform import attach_wandb_secret
 
 
@@ -100,11 +101,7 @@ def check_arguments(arguments: Mapping[str, Any]) -> None:
     from kfp_mlops.model_store import ModelStore
     from kfp_mlops.serving.spec import DeploymentSpec
 
-    inputs = training.component_spec.inputs
-    unknown = sorted(set(arguments) - set(inputs))
-    if unknown:
-        raise ConfigError(f"pipeline training: unknown parameter(s) {', '.join(unknown)}; it takes {', '.join(inputs)}")
-    values = {name: spec.default for name, spec in inputs.items()} | dict(arguments)
+    values = with_defaults(training, arguments)
     if not values.get("store_root"):
         raise ConfigError("pipeline training: store_root is required (a local path or gs://bucket/prefix)")
     if not isinstance(values["hyperparameters"], dict):

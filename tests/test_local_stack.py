@@ -72,12 +72,21 @@ def _send(stack: LocalStack, count: int, headers: dict[str, str] | None = None, 
         return [r for chunk in pool.map(worker, per_thread) for r in chunk]
 
 
-def _served(stack: LocalStack, predictor: str) -> float:
-    """Successful inference requests a predictor's server counted itself (its /metrics)."""
+def _served(stack: LocalStack, predictor: str, status: str | None = "200") -> float | dict[str, float]:
+    """Successful inference requests a predictor's server counted itself (its /metrics).
+
+    With ``status=None``, the counts by status instead (for failure messages).
+    """
     with urllib.request.urlopen(stack.servers[predictor].metrics_url, timeout=5) as response:
         text = response.read().decode()
     pattern = re.compile(r'^kfp_mlops_requests_total\{([^}]*)\} ([0-9.e+]+)$', re.M)
-    return sum(float(value) for labels, value in pattern.findall(text) if 'status="200"' in labels)
+    if status is None:
+        counts: dict[str, float] = {}
+        for labels, value in pattern.findall(text):
+            key = re.search(r'status="([^"]*)"', labels).group(1)
+            counts[key] = counts.get(key, 0.0) + float(value)
+        return counts
+    return sum(float(value) for labels, value in pattern.findall(text) if f'status="{status}"' in labels)
 
 
 def test_ab_split_matches_the_spec(stack: LocalStack) -> None:
@@ -151,8 +160,8 @@ def test_shadow_sees_every_request_and_no_client_gets_its_answer(stack: LocalSta
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and _served(stack, "shadow") - shadow_before < 300:
         time.sleep(0.2)
-    assert _served(stack, "shadow") - shadow_before == 300
-    assert stack.relay_stats()["received"] - before == 300
+    assert (_served(stack, "shadow") - shadow_before, stack.relay_stats()["received"] - before) == (300, 300), (
+        stack.relay_stats(), _served(stack, "shadow", status=None))
 
 
 def test_a_frozen_shadow_does_not_slow_the_primary(stack: LocalStack, models: dict[str, str]) -> None:

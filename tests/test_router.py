@@ -240,3 +240,30 @@ def test_request_ids_and_fallback_from_a_failing_predictor(tmp_path: Path) -> No
         router.stop()
         for server, _ in servers.values():
             server.shutdown()
+
+
+def test_relay_accepts_a_burst_of_new_connections(slow_target) -> None:
+    """nginx opens many mirror connections at once; none may wait out a connect timeout."""
+    url, _ = slow_target
+    relay = ShadowRelay(0, url, capacity=1000, workers=1)
+    threading.Thread(target=relay.serve_forever, daemon=True).start()
+    start = threading.Barrier(48)
+
+    def post() -> float:
+        connection = http.client.HTTPConnection("127.0.0.1", relay.port, timeout=5)
+        start.wait()
+        began = time.perf_counter()
+        connection.request("POST", "/x", body=b"{}")
+        connection.getresponse().read()
+        connection.close()
+        return time.perf_counter() - began
+
+    try:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(48) as pool:
+            took = list(pool.map(lambda _: post(), range(48)))
+        assert relay.stats.as_dict()["received"] == 48
+        assert max(took) < 0.9  # a dropped SYN is retried after 1 s
+    finally:
+        relay.shutdown()

@@ -46,6 +46,12 @@ class RelayStats:
                     "failed": self.failed}
 
 
+class _RelayServer(ThreadingHTTPServer):
+    # nginx opens a burst of mirror connections at once; the default listen backlog of 5 dropped
+    # some, and a retried SYN outlasts the mirror's 1 s connect timeout, losing those copies.
+    request_queue_size = 1024
+
+
 class ShadowRelay:
     """Accepts copies on ``port`` and forwards them to ``target`` from a queue of ``capacity``.
 
@@ -63,7 +69,7 @@ class ShadowRelay:
         self.timeout = timeout
         self.stats = RelayStats()
         self.copies: queue.Queue[tuple[str, str, dict[str, str], bytes] | None] = queue.Queue(maxsize=capacity)
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self.server = _RelayServer(("127.0.0.1", port), self._handler())
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self._workers = [threading.Thread(target=self._forward_loop, daemon=True) for _ in range(workers)]

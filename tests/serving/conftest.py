@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from kfp_mlops.serving.servers import PredictorServer
-from tests.serving.support import FEATURES, IrisModel, serving
+from tests.serving.support import FEATURES, Client, IrisModel, serving
 from tests.support.gcs_emulator import GcsEmulator
 
 
@@ -65,3 +65,18 @@ def v2_server(iris_model: IrisModel, tmp_path_factory: pytest.TempPathFactory) -
 def seldon_server(iris_model: IrisModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PredictorServer]:
     with serving("seldon", iris_model.uri, tmp_path_factory.mktemp("seldon")) as server:
         yield server
+
+
+# Each runtime's test module defines its own ``server``; these build on it.
+@pytest.fixture(scope="module")
+def client(server: PredictorServer) -> Iterator[Client]:
+    """A keep-alive HTTP client of the module's server."""
+    connection = Client(server.url)
+    yield connection
+    connection.close()
+
+
+@pytest.fixture(scope="module")
+def version(gcs_model: tuple[str, dict[str, str]]) -> str:
+    """The store version the module's server was started on."""
+    return gcs_model[0].rsplit("/", 1)[1]

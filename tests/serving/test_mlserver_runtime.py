@@ -30,18 +30,6 @@ def server(gcs_model: tuple[str, dict[str, str]], tmp_path_factory: pytest.TempP
         yield started
 
 
-@pytest.fixture(scope="module")
-def client(server: PredictorServer) -> Iterator[Client]:
-    connection = Client(server.url)
-    yield connection
-    connection.close()
-
-
-@pytest.fixture(scope="module")
-def version(gcs_model: tuple[str, dict[str, str]]) -> str:
-    return gcs_model[0].rsplit("/", 1)[1]
-
-
 def ndarray(rows: list[list[Any]], name: str = "input-0") -> dict[str, Any]:
     return {"inputs": [{"name": name, "shape": [len(rows), len(rows[0]) if rows else 4], "datatype": "FP64",
                         "data": rows}]}

@@ -30,18 +30,6 @@ def server(gcs_model: tuple[str, dict[str, str]], tmp_path_factory: pytest.TempP
         yield started
 
 
-@pytest.fixture(scope="module")
-def client(server: PredictorServer) -> Iterator[Client]:
-    connection = Client(server.url)
-    yield connection
-    connection.close()
-
-
-@pytest.fixture(scope="module")
-def version(gcs_model: tuple[str, dict[str, str]]) -> str:
-    return gcs_model[0].rsplit("/", 1)[1]
-
-
 def ndarray(rows: Any, names: list[str] | None = None) -> dict[str, Any]:
     data: dict[str, Any] = {"ndarray": rows}
     if names is not None:

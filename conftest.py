@@ -5,7 +5,6 @@ An isolated KFP_MLOPS_HOME and offline W&B folders per test, and a real GCS emul
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,8 +25,12 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("WANDB_MODE", "offline")
-    for var, sub in [("WANDB_DIR", "wandb"), ("WANDB_DATA_DIR", "wandb-data"),
-                     ("WANDB_CACHE_DIR", "wandb-cache"), ("WANDB_CONFIG_DIR", "wandb-config")]:
+    for var, sub in [
+        ("WANDB_DIR", "wandb"),
+        ("WANDB_DATA_DIR", "wandb-data"),
+        ("WANDB_CACHE_DIR", "wandb-cache"),
+        ("WANDB_CONFIG_DIR", "wandb-config"),
+    ]:
         (tmp_path / sub).mkdir()
         monkeypatch.setenv(var, str(tmp_path / sub))
     return home
@@ -44,7 +47,7 @@ def gcs_emulator() -> Iterator[GcsEmulator]:
 @pytest.fixture()
 def gcs_bucket(gcs_emulator: GcsEmulator, monkeypatch: pytest.MonkeyPatch) -> str:
     """A fresh bucket on the emulator, as ``gs://bucket``; STORAGE_EMULATOR_HOST points at it."""
-    from kfp_mlops import storage
+    from kfp_mlops.core import storage
 
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.url)
     uri = f"gs://test-{uuid.uuid4().hex[:12]}"

@@ -15,7 +15,7 @@ categories), in three scenarios:
 
 For each scenario, in separate processes (so peak memory is each one's own):
 
-* **ours**: :func:`kfp_mlops.drift.check_drift` against a profile built beforehand from the
+* **ours**: :func:`kfp_mlops.drift.check.check_drift` against a profile built beforehand from the
   reference rows (the profile build is timed apart); median of ``--repeat`` runs;
 * **Evidently** 0.7: ``Report([DataDriftPreset(num_method="psi", cat_method="psi", threshold=0.2)])``
   on the reference and current rows, once (it takes about a minute).
@@ -98,7 +98,7 @@ def write_data(folder: Path, rows: int) -> dict[str, float]:
     """Writes reference.parquet, <scenario>.parquet and profile.json; returns timings."""
     import pandas as pd
 
-    from kfp_mlops.profile import build_profile
+    from kfp_mlops.modeling.profile import build_profile
 
     started = time.perf_counter()
     reference = pd.DataFrame(_columns(rows, 0, set()))
@@ -107,7 +107,7 @@ def write_data(folder: Path, rows: int) -> dict[str, float]:
         pd.DataFrame(_columns(rows, 100 + i, _shifted(scenario))).to_parquet(folder / f"{scenario}.parquet")
     generated = time.perf_counter() - started
     started = time.perf_counter()
-    kinds = {**{n: "numeric" for n in NUMERIC}, **{c: "categorical" for c in CATEGORICAL}}
+    kinds = {**dict.fromkeys(NUMERIC, "numeric"), **dict.fromkeys(CATEGORICAL, "categorical")}
     profile = build_profile(reference, kinds, LABEL)
     profile_seconds = time.perf_counter() - started
     (folder / "profile.json").write_text(json.dumps(profile))
@@ -125,7 +125,7 @@ def _rss_mb() -> float:
 def worker_ours(folder: Path, scenario: str, repeat: int) -> dict[str, Any]:
     import pandas as pd
 
-    from kfp_mlops.drift import check_drift
+    from kfp_mlops.drift.check import check_drift
 
     profile = json.loads((folder / "profile.json").read_text())
     current = pd.read_parquet(folder / f"{scenario}.parquet")
@@ -148,8 +148,12 @@ def worker_ours(folder: Path, scenario: str, repeat: int) -> dict[str, Any]:
         "rss_peak_mb": peak_rss,
         "traced_peak_mb": traced_peak,
         "columns": {
-            name: {"psi": f["psi"], "distance": f.get("ks", f.get("js")), "drifted": f["drifted"],
-                   "drifted_psi": f["psi"] >= THRESHOLD}
+            name: {
+                "psi": f["psi"],
+                "distance": f.get("ks", f.get("js")),
+                "drifted": f["drifted"],
+                "drifted_psi": f["psi"] >= THRESHOLD,
+            }
             for name, f in verdict["features"].items()
         },
     }
@@ -191,8 +195,18 @@ def worker_evidently(folder: Path, scenario: str) -> dict[str, Any]:
 
 
 def _run_worker(kind: str, folder: Path, scenario: str, repeat: int) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--worker", kind, "--folder", str(folder), "--scenario", scenario,
-               "--repeat", str(repeat)]
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        kind,
+        "--folder",
+        str(folder),
+        "--scenario",
+        scenario,
+        "--repeat",
+        str(repeat),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{kind} worker failed on {scenario}:\n{done.stderr[-3000:]}")
@@ -204,25 +218,32 @@ def _run_worker(kind: str, folder: Path, scenario: str, repeat: int) -> dict[str
 
 
 def _print_results(rows: int, setup: dict[str, float], results: dict[str, dict[str, Any]]) -> None:
-    print(f"\n{rows:,} reference rows vs {rows:,} current rows; {len(NUMERIC)} numeric + {len(CATEGORICAL)} "
-          f"categorical columns. Data generation + Parquet: {setup['generate_and_write_s']:.1f} s; "
-          f"profile of the reference (ours, once): {setup['profile_s']:.2f} s\n")
-    print("| scenario | ours: check (median) | Evidently: Report.run | ratio | ours: peak RSS (traced peak of "
-          "the check) | Evidently: peak RSS (rise over loaded data) | decisions agree (ours PSI-or-KS/JS) "
-          "| agree (ours PSI only) |")
+    print(
+        f"\n{rows:,} reference rows vs {rows:,} current rows; {len(NUMERIC)} numeric + {len(CATEGORICAL)} "
+        f"categorical columns. Data generation + Parquet: {setup['generate_and_write_s']:.1f} s; "
+        f"profile of the reference (ours, once): {setup['profile_s']:.2f} s\n"
+    )
+    print(
+        "| scenario | ours: check (median) | Evidently: Report.run | ratio | ours: peak RSS (traced peak of "
+        "the check) | Evidently: peak RSS (rise over loaded data) | decisions agree (ours PSI-or-KS/JS) "
+        "| agree (ours PSI only) |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for scenario in SCENARIOS:
         ours, theirs = results[scenario]["ours"], results[scenario]["evidently"]
         ours_s, theirs_s = statistics.median(ours["seconds"]), theirs["seconds"][0]
         agree = sum(ours["columns"][c]["drifted"] == theirs["columns"][c]["drifted"] for c in theirs["columns"])
-        agree_psi = sum(ours["columns"][c]["drifted_psi"] == theirs["columns"][c]["drifted"]
-                        for c in theirs["columns"])
-        print(f"| {scenario} | {ours_s:.2f} s | {theirs_s:.1f} s | {theirs_s / ours_s:.0f}x "
-              f"| {ours['rss_peak_mb']:.0f} MB ({ours['traced_peak_mb']:.0f} MB) "
-              f"| {theirs['rss_peak_mb']:.0f} MB (+{theirs['rss_peak_mb'] - theirs['rss_loaded_mb']:.0f}) "
-              f"| {agree}/{len(theirs['columns'])} | {agree_psi}/{len(theirs['columns'])} |")
-    print(f"\nEvidently {results[SCENARIOS[0]]['evidently']['version']}: `import evidently` took "
-          f"{results[SCENARIOS[0]]['evidently']['import_seconds']:.1f} s (not in the times above).")
+        agree_psi = sum(ours["columns"][c]["drifted_psi"] == theirs["columns"][c]["drifted"] for c in theirs["columns"])
+        print(
+            f"| {scenario} | {ours_s:.2f} s | {theirs_s:.1f} s | {theirs_s / ours_s:.0f}x "
+            f"| {ours['rss_peak_mb']:.0f} MB ({ours['traced_peak_mb']:.0f} MB) "
+            f"| {theirs['rss_peak_mb']:.0f} MB (+{theirs['rss_peak_mb'] - theirs['rss_loaded_mb']:.0f}) "
+            f"| {agree}/{len(theirs['columns'])} | {agree_psi}/{len(theirs['columns'])} |"
+        )
+    print(
+        f"\nEvidently {results[SCENARIOS[0]]['evidently']['version']}: `import evidently` took "
+        f"{results[SCENARIOS[0]]['evidently']['import_seconds']:.1f} s (not in the times above)."
+    )
     for scenario in SCENARIOS[1:]:
         ours, theirs = results[scenario]["ours"], results[scenario]["evidently"]
         print(f"\n{scenario}: per column (PSI values differ by construction; D = KS or JS distance)\n")
@@ -231,15 +252,19 @@ def _print_results(rows: int, setup: dict[str, float], results: dict[str, dict[s
         for column in NUMERIC + CATEGORICAL:
             mine, other = ours["columns"][column], theirs["columns"][column]
             mark = "" if mine["drifted"] == other["drifted"] else " ≠"
-            print(f"| {column} | {mine['psi']:.3f} | {mine['distance']:.3f} | {'yes' if mine['drifted'] else 'no'} "
-                  f"| {other['psi']:.3f} | {'yes' if other['drifted'] else 'no'}{mark} |")
+            print(
+                f"| {column} | {mine['psi']:.3f} | {mine['distance']:.3f} | {'yes' if mine['drifted'] else 'no'} "
+                f"| {other['psi']:.3f} | {'yes' if other['drifted'] else 'no'}{mark} |"
+            )
     # Medians over every scenario: one Evidently run per scenario is noisy on a shared machine.
     ours_s = statistics.median(t for r in results.values() for t in r["ours"]["seconds"])
     theirs_s = statistics.median(r["evidently"]["seconds"][0] for r in results.values())
     ratio = theirs_s / ours_s
     verdict = "OK" if ours_s <= TARGET_SECONDS and ratio >= TARGET_RATIO else "MISSED"
-    print(f"\ndrift check on {rows:,} rows: {ours_s:.2f} s (target <= {TARGET_SECONDS:.0f} s), "
-          f"{ratio:.0f}x faster than Evidently's {theirs_s:.0f} s (target >= {TARGET_RATIO:.0f}x): {verdict}")
+    print(
+        f"\ndrift check on {rows:,} rows: {ours_s:.2f} s (target <= {TARGET_SECONDS:.0f} s), "
+        f"{ratio:.0f}x faster than Evidently's {theirs_s:.0f} s (target >= {TARGET_RATIO:.0f}x): {verdict}"
+    )
 
 
 def main() -> None:

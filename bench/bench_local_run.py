@@ -63,8 +63,12 @@ def _isolate(root: Path) -> None:
         os.environ.pop(var, None)
     os.environ["KFP_MLOPS_HOME"] = str(root / "home")
     os.environ["WANDB_MODE"] = "offline"  # never online, even with WANDB_API_KEY set
-    for var, sub in [("WANDB_DIR", "wandb"), ("WANDB_DATA_DIR", "wandb-data"),
-                     ("WANDB_CACHE_DIR", "wandb-cache"), ("WANDB_CONFIG_DIR", "wandb-config")]:
+    for var, sub in [
+        ("WANDB_DIR", "wandb"),
+        ("WANDB_DATA_DIR", "wandb-data"),
+        ("WANDB_CACHE_DIR", "wandb-cache"),
+        ("WANDB_CONFIG_DIR", "wandb-config"),
+    ]:
         (root / sub).mkdir(parents=True, exist_ok=True)
         os.environ[var] = str(root / sub)
 
@@ -154,9 +158,9 @@ def bench_training(root: Path, repeat: int) -> tuple[list[float], list[float], l
     """Runs the training pipeline ``repeat`` times in fresh folders: wall times, run.seconds, task times."""
     from kfp import local  # noqa: F401 - imported before timing, like the CLI does
 
-    from kfp_mlops.compiling import pipeline_builders
-    from kfp_mlops.config import Settings
-    from kfp_mlops.local_run import run_pipeline
+    from kfp_mlops.app.compiling import pipeline_builders
+    from kfp_mlops.app.local_run import run_pipeline
+    from kfp_mlops.core.config import Settings
 
     pipeline_builders()  # imports the components: not part of a run
     walls, reported, tasks = [], [], []
@@ -179,10 +183,10 @@ def bench_training(root: Path, repeat: int) -> tuple[list[float], list[float], l
 _END_TO_END = textwrap.dedent("""
     import sys, time
     t0 = time.perf_counter()
-    from kfp_mlops.compiling import compile_pipeline
-    from kfp_mlops.config import Settings
-    from kfp_mlops.local_run import run_pipeline
-    from kfp_mlops.summary import render_summary
+    from kfp_mlops.app.compiling import compile_pipeline
+    from kfp_mlops.core.config import Settings
+    from kfp_mlops.app.local_run import run_pipeline
+    from kfp_mlops.app.summary import render_summary
     settings = Settings.from_env()
     compiled = compile_pipeline("training", settings.home / "compiled")
     run = run_pipeline("training", {"store_root": settings.store_root}, settings=settings)
@@ -232,8 +236,9 @@ def bench_noop(root: Path, repeat: int) -> tuple[list[float], list[dict[str, dic
     pipeline = _noop_pipeline()
     walls, tasks = [], []
     for i in range(repeat):
-        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root / "noop-runs"),
-                   raise_on_error=True)
+        local.init(
+            runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root / "noop-runs"), raise_on_error=True
+        )
         log = io.StringIO()
         started = time.perf_counter()
         with contextlib.redirect_stdout(log):
@@ -365,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
         results["imports"] = bench_imports(args.repeat)
         results["noop_wall"], results["noop_tasks"] = bench_noop(root, args.repeat)
         results["training_wall"], results["training_reported"], results["training_tasks"] = bench_training(
-            root, args.repeat)
+            root, args.repeat
+        )
         results["end_to_end_wall"] = bench_end_to_end(root, args.repeat)
         print()
         print(report(results))

@@ -124,7 +124,7 @@ def _session_cpu(sid: int) -> float:
             stat = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2:].split()
+        fields = stat[stat.rindex(")") + 2 :].split()
         if int(fields[3]) == sid:  # fields[0] is the state: session is field 6 of stat, utime 14, stime 15
             total += int(fields[11]) + int(fields[12])
     return total / TICKS
@@ -156,10 +156,12 @@ def make_models(root: Path) -> dict[str, Any]:
     # The same steps and hyper-parameters; the ColumnTransformer selects the columns by position.
     numpy_pipeline = clone(ours)
     preprocess = numpy_pipeline.named_steps["preprocess"]
-    preprocess.set_params(transformers=[
-        (name, transformer, [FEATURES.index(c) for c in columns])
-        for name, transformer, columns in preprocess.transformers
-    ])
+    preprocess.set_params(
+        transformers=[
+            (name, transformer, [FEATURES.index(c) for c in columns])
+            for name, transformer, columns in preprocess.transformers
+        ]
+    )
     numpy_pipeline.fit(x, y)
     import pandas as pd
 
@@ -167,8 +169,14 @@ def make_models(root: Path) -> dict[str, Any]:
     stock_dir = root / "stock"
     stock_dir.mkdir()
     joblib.dump(numpy_pipeline, stock_dir / "model.joblib")
-    return {"folder": folder, "ours": ours, "numpy": numpy_pipeline, "rows": x.tolist(),
-            "classes": [str(c) for c in numpy_pipeline.classes_], "train_proba_max_diff": diff}
+    return {
+        "folder": folder,
+        "ours": ours,
+        "numpy": numpy_pipeline,
+        "rows": x.tolist(),
+        "classes": [str(c) for c in numpy_pipeline.classes_],
+        "train_proba_max_diff": diff,
+    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -181,18 +189,32 @@ class StockServer:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         port = _free_port()
-        settings = {"debug": False, "parallel_workers": 0, "host": "127.0.0.1", "http_port": port,
-                    "grpc_port": _free_port(), "metrics_port": _free_port()}
-        model = {"name": DEPLOYMENT, "implementation": "mlserver_sklearn.SKLearnModel",
-                 "parameters": {"uri": "./model.joblib", "extra": {"predict_fn": "predict_proba"}}}
+        settings = {
+            "debug": False,
+            "parallel_workers": 0,
+            "host": "127.0.0.1",
+            "http_port": port,
+            "grpc_port": _free_port(),
+            "metrics_port": _free_port(),
+        }
+        model = {
+            "name": DEPLOYMENT,
+            "implementation": "mlserver_sklearn.SKLearnModel",
+            "parameters": {"uri": "./model.joblib", "extra": {"predict_fn": "predict_proba"}},
+        }
         (folder / "settings.json").write_text(json.dumps(settings, indent=2))
         (folder / "model-settings.json").write_text(json.dumps(model, indent=2))
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLSERVER_")}
         self.log_path = folder / "server.log"
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "mlserver.cli.main", "start", str(folder)], cwd=folder, env=env,
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [sys.executable, "-m", "mlserver.cli.main", "start", str(folder)],
+                cwd=folder,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self.url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 90
@@ -232,23 +254,45 @@ class StockServer:
 
 
 def v2_body(rows: list[list[float]]) -> dict[str, Any]:
-    return {"inputs": [{"name": "input-0", "shape": [len(rows), len(rows[0])], "datatype": "FP64",
-                        "data": [v for row in rows for v in row]}]}
+    return {
+        "inputs": [
+            {
+                "name": "input-0",
+                "shape": [len(rows), len(rows[0])],
+                "datatype": "FP64",
+                "data": [v for row in rows for v in row],
+            }
+        ]
+    }
 
 
 def seldon_body(rows: list[list[float]]) -> dict[str, Any]:
     return {"data": {"ndarray": rows}}
 
 
-def run_wrk(url: str, body: Any, *, seconds: int, connections: int, threads: int, workdir: Path, name: str,
-            sid: int) -> dict[str, Any]:
+def run_wrk(
+    url: str, body: Any, *, seconds: int, connections: int, threads: int, workdir: Path, name: str, sid: int
+) -> dict[str, Any]:
     """One wrk run posting ``body``; returns its summary, percentiles, and the server's and wrk's CPU."""
     body_path = workdir / f"{name}.json"
     body_path.write_text(json.dumps(body))
     script = workdir / f"{name}.lua"
     script.write_text(WRK_LUA % {"body": body_path})
-    command = ["wrk", "--latency", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
-               "--timeout", "10s", "-s", str(script), url]
+    command = [
+        "wrk",
+        "--latency",
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        url,
+    ]
     server_cpu, wrk_cpu = _session_cpu(sid), _children_cpu()
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     server_cpu, wrk_cpu = _session_cpu(sid) - server_cpu, _children_cpu() - wrk_cpu
@@ -257,10 +301,13 @@ def run_wrk(url: str, body: Any, *, seconds: int, connections: int, threads: int
     seconds_run = result["duration_us"] / 1e6
     result.update(
         rps=result["requests"] / seconds_run,
-        p50_ms=result["p50_us"] / 1000, p90_ms=result["p90_us"] / 1000, p99_ms=result["p99_us"] / 1000,
+        p50_ms=result["p50_us"] / 1000,
+        p90_ms=result["p90_us"] / 1000,
+        p99_ms=result["p99_us"] / 1000,
         max_ms=result["max_us"] / 1000,
         socket_errors=result["connect"] + result["read"] + result["write"] + result["timeout"],
-        server_cpu_s=round(server_cpu, 2), wrk_cpu_s=round(wrk_cpu, 2),
+        server_cpu_s=round(server_cpu, 2),
+        wrk_cpu_s=round(wrk_cpu, 2),
         server_cpu_ms_per_request=1000 * server_cpu / max(result["requests"], 1),
         wrk_output=out,
     )
@@ -277,15 +324,20 @@ def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
     seconds = sum(r["duration_us"] for r in runs) / 1e6
     server_cpu = sum(r["server_cpu_s"] for r in runs)
     return {
-        "rounds": runs, "requests": requests, "seconds": seconds, "rps": requests / seconds,
+        "rounds": runs,
+        "requests": requests,
+        "seconds": seconds,
+        "rps": requests / seconds,
         "rps_rounds": [r["rps"] for r in runs],
         "p50_ms": statistics.median(r["p50_ms"] for r in runs),
         "p90_ms": statistics.median(r["p90_ms"] for r in runs),
         "p99_ms": statistics.median(r["p99_ms"] for r in runs),
         "p99_worst_ms": max(r["p99_ms"] for r in runs),
         "max_ms": max(r["max_ms"] for r in runs),
-        "non2xx": sum(r["non2xx"] for r in runs), "socket_errors": sum(r["socket_errors"] for r in runs),
-        "server_cpu_s": server_cpu, "wrk_cpu_s": sum(r["wrk_cpu_s"] for r in runs),
+        "non2xx": sum(r["non2xx"] for r in runs),
+        "socket_errors": sum(r["socket_errors"] for r in runs),
+        "server_cpu_s": server_cpu,
+        "wrk_cpu_s": sum(r["wrk_cpu_s"] for r in runs),
         "server_cpu_ms_per_request": 1000 * server_cpu / max(requests, 1),
     }
 
@@ -298,20 +350,40 @@ def bench_servers(targets: dict[str, dict[str, Any]], args: argparse.Namespace, 
     """
     labels = list(targets)
     share = max(1, round(args.duration / args.rounds))
-    print(f"  warm-up {WARMUP_S} s each; then {args.rounds} rounds of {share} s per server: single row at "
-          f"{args.connections} connections, then {args.batch_rows}-row batches at 2 connections", flush=True)
+    print(
+        f"  warm-up {WARMUP_S} s each; then {args.rounds} rounds of {share} s per server: single row at "
+        f"{args.connections} connections, then {args.batch_rows}-row batches at 2 connections",
+        flush=True,
+    )
     for label, t in targets.items():
-        run_wrk(t["url"], t["single"], seconds=WARMUP_S, connections=args.connections, threads=args.threads,
-                workdir=workdir, name="warm", sid=t["sid"])
+        run_wrk(
+            t["url"],
+            t["single"],
+            seconds=WARMUP_S,
+            connections=args.connections,
+            threads=args.threads,
+            workdir=workdir,
+            name="warm",
+            sid=t["sid"],
+        )
     results: dict[str, Any] = {label: {} for label in labels}
     for kind, connections in (("single", args.connections), ("batch", 2)):
         runs: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
         for round_ in range(args.rounds):
-            for label in labels[round_ % len(labels):] + labels[:round_ % len(labels)]:
+            for label in labels[round_ % len(labels) :] + labels[: round_ % len(labels)]:
                 t = targets[label]
-                runs[label].append(run_wrk(t["url"], t[kind], seconds=share, connections=connections,
-                                           threads=min(args.threads, connections), workdir=workdir,
-                                           name=f"{kind}", sid=t["sid"]))
+                runs[label].append(
+                    run_wrk(
+                        t["url"],
+                        t[kind],
+                        seconds=share,
+                        connections=connections,
+                        threads=min(args.threads, connections),
+                        workdir=workdir,
+                        name=f"{kind}",
+                        sid=t["sid"],
+                    )
+                )
         for label in labels:
             results[label][kind] = combine(runs[label])
     for label in labels:
@@ -367,25 +439,36 @@ def _table(results: dict[str, dict[str, Any]], floor: dict[str, float], batch_ro
     for label, r in results.items():
         s = r["single"]
         rounds = "/".join(f"{x:.0f}" for x in s["rps_rounds"])
-        lines.append(f"{label:<16} {s['rps']:>6.0f} {rounds:>15} {s['p50_ms']:>7.1f} {s['p90_ms']:>7.1f}"
-                     f" {s['p99_ms']:>7.1f} {s['p99_worst_ms']:>9.1f} {s['non2xx']:>7} {s['socket_errors']:>8}"
-                     f" {s['server_cpu_ms_per_request']:>14.2f}")
-    lines += ["", f"{batch_rows}-row batch, 2 connections:",
-              f"{'server':<16} {'req/s':>6} {'rows/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>7}"
-              f" {'srv CPU ms/req':>14}"]
+        lines.append(
+            f"{label:<16} {s['rps']:>6.0f} {rounds:>15} {s['p50_ms']:>7.1f} {s['p90_ms']:>7.1f}"
+            f" {s['p99_ms']:>7.1f} {s['p99_worst_ms']:>9.1f} {s['non2xx']:>7} {s['socket_errors']:>8}"
+            f" {s['server_cpu_ms_per_request']:>14.2f}"
+        )
+    lines += [
+        "",
+        f"{batch_rows}-row batch, 2 connections:",
+        f"{'server':<16} {'req/s':>6} {'rows/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>7} {'srv CPU ms/req':>14}",
+    ]
     for label, r in results.items():
         b = r["batch"]
-        lines.append(f"{label:<16} {b['rps']:>6.1f} {b['rows_per_s']:>9,.0f} {b['p50_ms']:>7.1f} {b['p99_ms']:>7.1f}"
-                     f" {b['non2xx']:>7} {b['server_cpu_ms_per_request']:>14.2f}")
+        lines.append(
+            f"{label:<16} {b['rps']:>6.1f} {b['rows_per_s']:>9,.0f} {b['p50_ms']:>7.1f} {b['p99_ms']:>7.1f}"
+            f" {b['non2xx']:>7} {b['server_cpu_ms_per_request']:>14.2f}"
+        )
     lines += ["", "in process (median per call):"]
-    lines += [f"  {what:<68} {floor[key]:.3f} ms" for what, key in [
-        ("ServedModel.predict, 1 row (validation + DataFrame + predict_proba):", "served_predict_ms"),
-        ("model.predict_proba, 1-row DataFrame (our pipeline):", "predict_proba_frame_ms"),
-        ("predict_proba, [1, 4] numpy array (stock server's pipeline):", "predict_proba_numpy_ms"),
-    ]]
-    lines.append(f"  ServedModel.predict, {batch_rows} rows: {floor['served_predict_batch_ms']:.2f} ms"
-                 f" ({batch_rows / floor['served_predict_batch_ms'] * 1000:,.0f} rows/s);"
-                 f" numpy predict_proba, {batch_rows} rows: {floor['predict_proba_numpy_batch_ms']:.2f} ms")
+    lines += [
+        f"  {what:<68} {floor[key]:.3f} ms"
+        for what, key in [
+            ("ServedModel.predict, 1 row (validation + DataFrame + predict_proba):", "served_predict_ms"),
+            ("model.predict_proba, 1-row DataFrame (our pipeline):", "predict_proba_frame_ms"),
+            ("predict_proba, [1, 4] numpy array (stock server's pipeline):", "predict_proba_numpy_ms"),
+        ]
+    ]
+    lines.append(
+        f"  ServedModel.predict, {batch_rows} rows: {floor['served_predict_batch_ms']:.2f} ms"
+        f" ({batch_rows / floor['served_predict_batch_ms'] * 1000:,.0f} rows/s);"
+        f" numpy predict_proba, {batch_rows} rows: {floor['predict_proba_numpy_batch_ms']:.2f} ms"
+    )
     return "\n".join(lines)
 
 
@@ -394,8 +477,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=15, help="seconds per wrk measurement (default 15)")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections, single-row runs (default 16)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="split each --duration into this many interleaved rounds across the servers (default 3)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="split each --duration into this many interleaved rounds across the servers (default 3)",
+    )
     parser.add_argument("--batch-rows", type=int, default=1000, help="rows in the batch request (default 1000)")
     parser.add_argument("--skip-seldon", action="store_true", help="leave out the seldon runtime")
     parser.add_argument("--json", type=Path, help="also write every number (and wrk's raw output) here")
@@ -408,28 +495,49 @@ def main(argv: list[str] | None = None) -> int:
     from kfp_mlops.serving.servers import start_predictor
 
     machine = _machine()
-    print(f"machine: {machine['cpus']} cores, Python {machine['python']}, MLServer {machine['mlserver']}, "
-          f"scikit-learn {machine['scikit-learn']}, {machine['wrk']}; load average {machine['loadavg_at_start']}")
+    print(
+        f"machine: {machine['cpus']} cores, Python {machine['python']}, MLServer {machine['mlserver']}, "
+        f"scikit-learn {machine['scikit-learn']}, {machine['wrk']}; load average {machine['loadavg_at_start']}"
+    )
     root = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     started = time.monotonic()
     servers: list[Any] = []
     try:
         models = make_models(root)
-        print(f"numpy pipeline for stock MLServer: max |Δ probability| vs ours on the training rows "
-              f"{models['train_proba_max_diff']:.2e}")
+        print(
+            f"numpy pipeline for stock MLServer: max |Δ probability| vs ours on the training rows "
+            f"{models['train_proba_max_diff']:.2e}"
+        )
         row = models["rows"][0]
         batch_rows = [models["rows"][i % len(models["rows"])] for i in range(args.batch_rows)]
         floor = in_process(models, batch_rows)
 
         plan: list[tuple[str, Any]] = [
-            ("ours (v2)", lambda: start_predictor(protocol="v2", model_uri=str(models["folder"]), predictor="main",
-                                                  deployment=DEPLOYMENT, workdir=root / "v2")),
+            (
+                "ours (v2)",
+                lambda: start_predictor(
+                    protocol="v2",
+                    model_uri=str(models["folder"]),
+                    predictor="main",
+                    deployment=DEPLOYMENT,
+                    workdir=root / "v2",
+                ),
+            ),
             ("stock MLServer", lambda: StockServer(root / "stock")),
         ]
         if not args.skip_seldon:
-            plan.append(("ours (seldon)", lambda: start_predictor(
-                protocol="seldon", model_uri=str(models["folder"]), predictor="main", deployment=DEPLOYMENT,
-                workdir=root / "seldon")))
+            plan.append(
+                (
+                    "ours (seldon)",
+                    lambda: start_predictor(
+                        protocol="seldon",
+                        model_uri=str(models["folder"]),
+                        predictor="main",
+                        deployment=DEPLOYMENT,
+                        workdir=root / "seldon",
+                    ),
+                )
+            )
         agreement: dict[str, float] = {}
         targets: dict[str, dict[str, Any]] = {}
         for label, start in plan:
@@ -444,8 +552,12 @@ def main(argv: list[str] | None = None) -> int:
                 out = next(o for o in answer["outputs"] if o["name"] in ("probabilities", "predict_proba"))
                 proba = out["data"]
             agreement[label] = max(abs(a - b) for a, b in zip(proba, models["numpy"].predict_proba([row])[0]))
-            targets[label] = {"url": server.url + server.predict_path(), "sid": server.process.pid,
-                              "single": make_body([row]), "batch": make_body(batch_rows)}
+            targets[label] = {
+                "url": server.url + server.predict_path(),
+                "sid": server.process.pid,
+                "single": make_body([row]),
+                "batch": make_body(batch_rows),
+            }
         idle = {label: _session_cpu(t["sid"]) for label, t in targets.items()}
         time.sleep(2)
         idle = {label: (_session_cpu(t["sid"]) - idle[label]) / 2 for label, t in targets.items()}
@@ -459,25 +571,43 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print(_table(results, floor, args.batch_rows, args.connections))
-    print("single-row probabilities vs the numpy pipeline, max |Δ|: "
-          + ", ".join(f"{k} {v:.1e}" for k, v in agreement.items()))
-    print(f"whole benchmark: {time.monotonic() - started:.0f} s; load average at the end "
-          f"{[round(x, 2) for x in os.getloadavg()]}" + (f"; kept {root}" if args.keep else ""))
+    print(
+        "single-row probabilities vs the numpy pipeline, max |Δ|: "
+        + ", ".join(f"{k} {v:.1e}" for k, v in agreement.items())
+    )
+    print(
+        f"whole benchmark: {time.monotonic() - started:.0f} s; load average at the end "
+        f"{[round(x, 2) for x in os.getloadavg()]}" + (f"; kept {root}" if args.keep else "")
+    )
     ours, stock = results["ours (v2)"]["single"], results["stock MLServer"]["single"]
     ratio = ours["rps"] / stock["rps"]
     cpu_ratio = stock["server_cpu_ms_per_request"] / ours["server_cpu_ms_per_request"]
     print()
-    print(f"server CPU per single-row request: ours {ours['server_cpu_ms_per_request']:.2f} ms, stock MLServer "
-          f"{stock['server_cpu_ms_per_request']:.2f} ms (capacity ratio {cpu_ratio:.2f}, less sensitive to other load)")
-    print(f"default runtime: {ours['rps']:.0f} req/s vs stock MLServer {stock['rps']:.0f} req/s (ratio {ratio:.2f})"
-          f" — target >= {TARGET_RATIO:.1f}: {'OK' if ratio >= TARGET_RATIO else 'UNDER'};"
-          f" p99 {ours['p99_ms']:.1f} ms — target <= {TARGET_P99_MS:.0f} ms:"
-          f" {'OK' if ours['p99_ms'] <= TARGET_P99_MS else 'OVER'}")
+    print(
+        f"server CPU per single-row request: ours {ours['server_cpu_ms_per_request']:.2f} ms, stock MLServer "
+        f"{stock['server_cpu_ms_per_request']:.2f} ms (capacity ratio {cpu_ratio:.2f}, less sensitive to other load)"
+    )
+    print(
+        f"default runtime: {ours['rps']:.0f} req/s vs stock MLServer {stock['rps']:.0f} req/s (ratio {ratio:.2f})"
+        f" — target >= {TARGET_RATIO:.1f}: {'OK' if ratio >= TARGET_RATIO else 'UNDER'};"
+        f" p99 {ours['p99_ms']:.1f} ms — target <= {TARGET_P99_MS:.0f} ms:"
+        f" {'OK' if ours['p99_ms'] <= TARGET_P99_MS else 'OVER'}"
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"machine": machine, "args": {k: str(v) for k, v in vars(args).items()},
-                                         "in_process": floor, "servers": results, "agreement": agreement},
-                                        indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": machine,
+                    "args": {k: str(v) for k, v in vars(args).items()},
+                    "in_process": floor,
+                    "servers": results,
+                    "agreement": agreement,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         print(f"wrote {args.json}")
     return 0
 

@@ -3,7 +3,7 @@
 from collections.abc import Mapping
 from typing import Any
 
-from kfp_mlops.errors import ConfigError
+from kfp_mlops.core.errors import ConfigError
 
 
 def with_defaults(pipeline: Any, arguments: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from kfp import dsl
 
 from kfp_mlops.components.drift_check.component import drift_check
 from kfp_mlops.components.retrain.component import retrain
-from kfp_mlops.errors import ConfigError
+from kfp_mlops.core.errors import ConfigError
 from kfp_mlops.pipelines.arguments import with_defaults
 from kfp_mlops.pipelines.platform import attach_wandb_secret
 
@@ -37,9 +37,9 @@ def build_monitoring_pipeline(*, kubernetes: bool = True) -> Callable:
         source: str,
         label: str = "species",
         model_name: str = "iris-classifier",
-        drift_config: dict = {},  # noqa: B006 - KFP reads the default from the signature
+        drift_config: dict = {},
         estimator: str = "logistic_regression",
-        hyperparameters: dict = {},  # noqa: B006
+        hyperparameters: dict = {},
         test_size: float = 0.2,
         seed: int = 42,
         schema_uri: str = "",
@@ -58,20 +58,46 @@ def build_monitoring_pipeline(*, kubernetes: bool = True) -> Callable:
         tracking = {"pipeline_job_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER, "wandb_project": wandb_project}
         window_task = dsl.importer(artifact_uri=source, artifact_class=dsl.Dataset, reimport=True)
         window_task.set_display_name("ingest-window").set_caching_options(False)  # the window changes in place
-        drift_task = drift_check(
-            current_data=window_task.output, store_root=store_root, model_name=model_name, config=drift_config,
-            **tracking,
-        ).set_display_name("drift-check").set_caching_options(False)  # the champion it compares with changes
+        drift_task = (
+            drift_check(
+                current_data=window_task.output,
+                store_root=store_root,
+                model_name=model_name,
+                config=drift_config,
+                **tracking,
+            )
+            .set_display_name("drift-check")
+            .set_caching_options(False)
+        )  # the champion it compares with changes
         tasks = [drift_task]
         with dsl.If(drift_task.outputs["Output"] == True, name="drift-found"):  # noqa: E712
-            retrain_task = retrain(
-                source=source, store_root=store_root, drift_verdict=drift_task.outputs["verdict"], label=label,
-                model_name=model_name, estimator=estimator, hyperparameters=hyperparameters, test_size=test_size,
-                seed=seed, schema_uri=schema_uri, gate_metric=gate_metric, threshold=threshold,
-                max_regression=max_regression, deployment_name=deployment_name, deploy_target=deploy_target,
-                namespace=namespace, protocol=protocol, kfp_host=kfp_host, kfp_namespace=kfp_namespace,
-                experiment=experiment, **tracking,
-            ).set_display_name("retrain").set_caching_options(False)  # trains on the store's current state
+            retrain_task = (
+                retrain(
+                    source=source,
+                    store_root=store_root,
+                    drift_verdict=drift_task.outputs["verdict"],
+                    label=label,
+                    model_name=model_name,
+                    estimator=estimator,
+                    hyperparameters=hyperparameters,
+                    test_size=test_size,
+                    seed=seed,
+                    schema_uri=schema_uri,
+                    gate_metric=gate_metric,
+                    threshold=threshold,
+                    max_regression=max_regression,
+                    deployment_name=deployment_name,
+                    deploy_target=deploy_target,
+                    namespace=namespace,
+                    protocol=protocol,
+                    kfp_host=kfp_host,
+                    kfp_namespace=kfp_namespace,
+                    experiment=experiment,
+                    **tracking,
+                )
+                .set_display_name("retrain")
+                .set_caching_options(False)
+            )  # trains on the store's current state
             tasks.append(retrain_task)
         if kubernetes:
             for task in tasks:
@@ -94,7 +120,7 @@ def check_arguments(arguments: Mapping[str, Any]) -> None:
     from pathlib import Path
 
     from kfp_mlops.components.retrain.logic import PASSED_THROUGH
-    from kfp_mlops.drift import DriftConfig
+    from kfp_mlops.drift.check import DriftConfig
     from kfp_mlops.pipelines import training
 
     values = with_defaults(monitoring, arguments)
@@ -102,16 +128,19 @@ def check_arguments(arguments: Mapping[str, Any]) -> None:
         raise ConfigError("pipeline monitoring: store_root is required (a local path or gs://bucket/prefix)")
     source = values.get("source") or ""
     if Path(str(source).split("?", 1)[0]).suffix.lower() not in WINDOW_SUFFIXES:
-        raise ConfigError(f"pipeline monitoring: source {source!r}: give the data window as a .csv or .parquet "
-                          "file (local path or gs:// URI)")
+        raise ConfigError(
+            f"pipeline monitoring: source {source!r}: give the data window as a .csv or .parquet "
+            "file (local path or gs:// URI)"
+        )
     if not isinstance(values["drift_config"], dict):
         raise ConfigError(f"drift_config: must be a JSON object, got {values['drift_config']!r}")
     DriftConfig.from_dict(values["drift_config"])
     host = values["kfp_host"]
     if host and not str(host).startswith(("http://", "https://")):
         raise ConfigError(f"kfp_host {host!r} has no scheme: use http://{host} or https://{host}")
-    training.check_arguments({"store_root": values["store_root"], "source": source,
-                              **{name: values[name] for name in PASSED_THROUGH}})
+    training.check_arguments(
+        {"store_root": values["store_root"], "source": source, **{name: values[name] for name in PASSED_THROUGH}}
+    )
 
 
 def summarize(run: Any) -> str:
@@ -123,16 +152,20 @@ def summarize(run: Any) -> str:
     if verdict_path.exists():
         verdict = json.loads(verdict_path.read_text())
         state = "DRIFT" if verdict["drift"] else "no drift"
-        lines.append(f"Drift     {state} on {verdict['rows']} rows: share {verdict['drift_share']:.3f} of features "
-                     f"({', '.join(verdict['drifted_features']) or 'none'})")
+        lines.append(
+            f"Drift     {state} on {verdict['rows']} rows: share {verdict['drift_share']:.3f} of features "
+            f"({', '.join(verdict['drifted_features']) or 'none'})"
+        )
         lines += [f"          {reason}" for reason in verdict["reasons"]]
     if run.ran("retrain"):
         outcome = json.loads(run.artifact("retrain", "outcome").read_text())
         if outcome["mode"] == "cluster":
             lines.append(f"Retrain   submitted training run {outcome['run_id']}: {outcome['url']}")
         elif outcome["version"]:
-            lines.append(f"Retrain   registered {outcome['version']} as champion "
-                         f"(accuracy {outcome['metrics'].get('accuracy', float('nan')):.4f})")
+            lines.append(
+                f"Retrain   registered {outcome['version']} as champion "
+                f"(accuracy {outcome['metrics'].get('accuracy', float('nan')):.4f})"
+            )
         else:
             lines.append(f"Retrain   the gate refused the new model: {'; '.join(outcome['reasons'])}")
     else:

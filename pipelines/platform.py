@@ -2,7 +2,7 @@
 
 from kfp import dsl, kubernetes
 
-from kfp_mlops.config import WANDB_SECRET_NAME
+from kfp_mlops.core.config import WANDB_SECRET_NAME
 
 
 def attach_wandb_secret(task: dsl.PipelineTask) -> dsl.PipelineTask:

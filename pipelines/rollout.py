@@ -6,7 +6,7 @@ from typing import Any
 from kfp import dsl
 
 from kfp_mlops.components.rollout.component import rollout_step
-from kfp_mlops.errors import ConfigError
+from kfp_mlops.core.errors import ConfigError
 from kfp_mlops.pipelines.arguments import with_defaults
 from kfp_mlops.pipelines.platform import attach_wandb_secret
 
@@ -33,16 +33,27 @@ def build_rollout_pipeline(*, kubernetes: bool = True) -> Callable:
         protocol: str = "v2",
         target: str = "cluster",
         as_of: str = "",
-        live_config: dict = {},  # noqa: B006 - KFP reads the default from the signature
+        live_config: dict = {},
         timeout_seconds: int = 600,
         wandb_project: str = "kfp-mlops",
     ):
-        step = rollout_step(
-            state_uri=state_uri, log_root=log_root, deployment_name=deployment_name, namespace=namespace,
-            protocol=protocol, target=target, as_of=as_of, live_config=live_config,
-            timeout_seconds=timeout_seconds, pipeline_job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-            wandb_project=wandb_project,
-        ).set_display_name("rollout-step").set_caching_options(False)  # the log and the state change
+        step = (
+            rollout_step(
+                state_uri=state_uri,
+                log_root=log_root,
+                deployment_name=deployment_name,
+                namespace=namespace,
+                protocol=protocol,
+                target=target,
+                as_of=as_of,
+                live_config=live_config,
+                timeout_seconds=timeout_seconds,
+                pipeline_job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                wandb_project=wandb_project,
+            )
+            .set_display_name("rollout-step")
+            .set_caching_options(False)
+        )  # the log and the state change
         if kubernetes:
             attach_wandb_secret(step)
 
@@ -61,8 +72,8 @@ def check_arguments(arguments: Mapping[str, Any]) -> None:
     import dataclasses
 
     from kfp_mlops.components.rollout.logic import TARGETS
-    from kfp_mlops.rollout import LiveConfig
-    from kfp_mlops.rollout_controller import base_spec
+    from kfp_mlops.rollout.controller import base_spec
+    from kfp_mlops.rollout.decisions import LiveConfig
 
     values = with_defaults(rollout, arguments)
     for name in ("state_uri", "log_root"):

@@ -11,7 +11,7 @@ from kfp_mlops.components.ingest.component import ingest
 from kfp_mlops.components.register.component import register
 from kfp_mlops.components.train.component import train
 from kfp_mlops.components.validate.component import validate
-from kfp_mlops.errors import ConfigError
+from kfp_mlops.core.errors import ConfigError
 from kfp_mlops.pipelines.arguments import with_defaults
 from kfp_mlops.pipelines.platform import attach_wandb_secret
 
@@ -36,7 +36,7 @@ def build_training_pipeline(*, kubernetes: bool = True) -> Callable:
         label: str = "species",
         model_name: str = "iris-classifier",
         estimator: str = "logistic_regression",
-        hyperparameters: dict = {},  # noqa: B006 - KFP reads the default from the signature
+        hyperparameters: dict = {},
         test_size: float = 0.2,
         seed: int = 42,
         schema_uri: str = "",
@@ -53,31 +53,67 @@ def build_training_pipeline(*, kubernetes: bool = True) -> Callable:
         ingest_task = ingest(source=source, label=label, test_size=test_size, seed=seed, **tracking)
         ingest_task.set_display_name("ingest").set_caching_options(False)  # the source may change in place
         validate_task = validate(
-            train=ingest_task.outputs["train"], test=ingest_task.outputs["test"], source=source, label=label,
-            schema_uri=schema_uri, **tracking,
+            train=ingest_task.outputs["train"],
+            test=ingest_task.outputs["test"],
+            source=source,
+            label=label,
+            schema_uri=schema_uri,
+            **tracking,
         ).set_display_name("validate")
-        train_task = train(
-            train_data=ingest_task.outputs["train"], label=label, estimator=estimator,
-            hyperparameters=hyperparameters, seed=seed, **tracking,
-        ).set_display_name("train").after(validate_task)
+        train_task = (
+            train(
+                train_data=ingest_task.outputs["train"],
+                label=label,
+                estimator=estimator,
+                hyperparameters=hyperparameters,
+                seed=seed,
+                **tracking,
+            )
+            .set_display_name("train")
+            .after(validate_task)
+        )
         train_task.set_cpu_limit("2").set_memory_limit("4G")
-        evaluate_task = evaluate(
-            model=train_task.outputs["model"], test_data=ingest_task.outputs["test"], store_root=store_root,
-            model_name=model_name, gate_metric=gate_metric, threshold=threshold,
-            max_regression=max_regression, **tracking,
-        ).set_display_name("evaluate").set_caching_options(False)  # the champion it compares with changes
+        evaluate_task = (
+            evaluate(
+                model=train_task.outputs["model"],
+                test_data=ingest_task.outputs["test"],
+                store_root=store_root,
+                model_name=model_name,
+                gate_metric=gate_metric,
+                threshold=threshold,
+                max_regression=max_regression,
+                **tracking,
+            )
+            .set_display_name("evaluate")
+            .set_caching_options(False)
+        )  # the champion it compares with changes
         tasks = [ingest_task, validate_task, train_task, evaluate_task]
         with dsl.If(evaluate_task.outputs["Output"] == True, name="quality-gate-passed"):  # noqa: E712
-            register_task = register(
-                model=train_task.outputs["model"], reference_profile=train_task.outputs["reference_profile"],
-                evaluation=evaluate_task.outputs["evaluation"], store_root=store_root, model_name=model_name,
-                **tracking,
-            ).set_display_name("register").set_caching_options(False)
-            deploy_task = deploy(
-                registered=register_task.outputs["registered"], store_root=store_root,
-                deployment_name=deployment_name, namespace=namespace, protocol=protocol, target=deploy_target,
-                **tracking,
-            ).set_display_name("deploy").set_caching_options(False)  # the cluster's state is not an input
+            register_task = (
+                register(
+                    model=train_task.outputs["model"],
+                    reference_profile=train_task.outputs["reference_profile"],
+                    evaluation=evaluate_task.outputs["evaluation"],
+                    store_root=store_root,
+                    model_name=model_name,
+                    **tracking,
+                )
+                .set_display_name("register")
+                .set_caching_options(False)
+            )
+            deploy_task = (
+                deploy(
+                    registered=register_task.outputs["registered"],
+                    store_root=store_root,
+                    deployment_name=deployment_name,
+                    namespace=namespace,
+                    protocol=protocol,
+                    target=deploy_target,
+                    **tracking,
+                )
+                .set_display_name("deploy")
+                .set_caching_options(False)
+            )  # the cluster's state is not an input
             tasks += [register_task, deploy_task]
         if kubernetes:
             for task in tasks:
@@ -97,8 +133,8 @@ def check_arguments(arguments: Mapping[str, Any]) -> None:
     """
     from kfp_mlops.components.deploy.logic import TARGETS
     from kfp_mlops.components.evaluate.logic import GATE_METRICS
-    from kfp_mlops.estimators import make_estimator
-    from kfp_mlops.model_store import ModelStore
+    from kfp_mlops.modeling.estimators import make_estimator
+    from kfp_mlops.modeling.model_store import ModelStore
     from kfp_mlops.serving.spec import DeploymentSpec
 
     values = with_defaults(training, arguments)
@@ -115,8 +151,10 @@ def check_arguments(arguments: Mapping[str, Any]) -> None:
     if values["deploy_target"] not in TARGETS:
         raise ConfigError(f"deploy_target {values['deploy_target']!r}: unknown; choose one of {', '.join(TARGETS)}")
     if values["deploy_target"] == "cluster" and not str(values["store_root"]).startswith("gs://"):
-        raise ConfigError(f"deploy_target cluster: model servers cannot read store_root {values['store_root']!r}; "
-                          "use a gs:// store")
+        raise ConfigError(
+            f"deploy_target cluster: model servers cannot read store_root {values['store_root']!r}; use a gs:// store"
+        )
     # Name, namespace and protocol rules, on a stand-in model URI (the real one exists only after register).
-    DeploymentSpec.single(values["deployment_name"], "pending", namespace=values["namespace"],
-                          protocol=values["protocol"]).validate()
+    DeploymentSpec.single(
+        values["deployment_name"], "pending", namespace=values["namespace"], protocol=values["protocol"]
+    ).validate()

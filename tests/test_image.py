@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import re
 import sys
-import tomllib
 from importlib import metadata
 from pathlib import Path
 
+import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from kfp_mlops.config import DEFAULT_IMAGE
+from kfp_mlops.core.config import DEFAULT_IMAGE
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "images" / "component" / "Dockerfile"

@@ -18,8 +18,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from kfp_mlops.config import Settings
-from kfp_mlops.errors import ConfigError
+from kfp_mlops.core.config import Settings
+from kfp_mlops.core.errors import ConfigError
 from kfp_mlops.serving import seldon_deployment as sd
 from kfp_mlops.serving.spec import DeploymentSpec, InvalidSpec, PredictorSpec
 
@@ -42,8 +42,10 @@ RENDERED = ["base", "overlays/ab", "overlays/shadow"]
 def _kubectl() -> str:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
-        pytest.fail("kubectl (with kustomize v5 built in) is needed to build manifests/ and is not on PATH; "
-                    "install it, e.g. `apt-get install kubectl` or from your cloud SDK")
+        pytest.fail(
+            "kubectl (with kustomize v5 built in) is needed to build manifests/ and is not on PATH; "
+            "install it, e.g. `apt-get install kubectl` or from your cloud SDK"
+        )
     return kubectl
 
 
@@ -53,8 +55,9 @@ def built() -> dict[str, list[dict[str, Any]]]:
     kubectl = _kubectl()
     result = {}
     for overlay in OVERLAYS:
-        done = subprocess.run([kubectl, "kustomize", str(MANIFESTS / "overlays" / overlay)],
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [kubectl, "kustomize", str(MANIFESTS / "overlays" / overlay)], capture_output=True, text=True, timeout=60
+        )
         assert done.returncode == 0, f"kubectl kustomize overlays/{overlay} failed: {done.stderr}"
         result[overlay] = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
     return result
@@ -99,8 +102,19 @@ def _metric_names(expr: str) -> set[str]:
 def test_every_overlay_builds_the_same_kinds(built: dict[str, list[dict[str, Any]]]) -> None:
     for overlay, docs in built.items():
         kinds = sorted(d["kind"] for d in docs)
-        assert kinds == sorted(["SeldonDeployment", "ServiceAccount", "Role", "RoleBinding", "Service", "Service",
-                                "ServiceMonitor", "PrometheusRule", "ConfigMap"]), overlay
+        assert kinds == sorted(
+            [
+                "SeldonDeployment",
+                "ServiceAccount",
+                "Role",
+                "RoleBinding",
+                "Service",
+                "Service",
+                "ServiceMonitor",
+                "PrometheusRule",
+                "ConfigMap",
+            ]
+        ), overlay
         for doc in docs:
             assert doc["metadata"]["namespace"] in ("models", "kubeflow"), (overlay, doc["kind"])
 
@@ -130,17 +144,27 @@ def test_rbac_allows_only_seldondeployments_in_the_serving_namespace(built: dict
     role, binding, account = _one(docs, "Role"), _one(docs, "RoleBinding"), _one(docs, "ServiceAccount")
     sdep = _one(docs, "SeldonDeployment")
     assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == sdep["metadata"]["namespace"]
-    assert role["rules"] == [{"apiGroups": ["machinelearning.seldon.io"], "resources": ["seldondeployments"],
-                              "verbs": ["get", "create", "patch", "delete"]}]
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                                  "name": role["metadata"]["name"]}
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"],
-                                    "namespace": account["metadata"]["namespace"]}]
+    assert role["rules"] == [
+        {
+            "apiGroups": ["machinelearning.seldon.io"],
+            "resources": ["seldondeployments"],
+            "verbs": ["get", "create", "patch", "delete"],
+        }
+    ]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": account["metadata"]["namespace"]}
+    ]
 
 
 @pytest.mark.parametrize("protocol", ["v2", "seldon"])
-def test_metrics_are_scraped_where_each_runtime_serves_them(built: dict[str, list[dict[str, Any]]],
-                                                            protocol: str) -> None:
+def test_metrics_are_scraped_where_each_runtime_serves_them(
+    built: dict[str, list[dict[str, Any]]], protocol: str
+) -> None:
     """ServiceMonitor -> the protocol's metrics Service -> the container port that serves /prometheus."""
     from kfp_mlops.serving.servers import METRICS_PATH
 
@@ -175,8 +199,12 @@ def test_alerts_are_well_formed_and_use_exported_metrics(
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
     [group] = rule["spec"]["groups"]
     alerts = {r["alert"]: r for r in group["rules"]}
-    assert set(alerts) == {"KfpMlopsHighErrorRate", "KfpMlopsHighLatencyP99", "KfpMlopsLiveAccuracyDrop",
-                           "KfpMlopsModelServerDown"}
+    assert set(alerts) == {
+        "KfpMlopsHighErrorRate",
+        "KfpMlopsHighLatencyP99",
+        "KfpMlopsLiveAccuracyDrop",
+        "KfpMlopsModelServerDown",
+    }
     used = set()
     for name, alert in alerts.items():
         assert set(alert) == {"alert", "expr", "for", "labels", "annotations"}, name
@@ -186,8 +214,12 @@ def test_alerts_are_well_formed_and_use_exported_metrics(
         assert alert["expr"].count("(") == alert["expr"].count(")"), name
         used |= _metric_names(alert["expr"])
     assert used <= exported_metrics, f"alerts use metrics no runtime exports: {sorted(used - exported_metrics)}"
-    assert {"kfp_mlops_requests_total", "kfp_mlops_request_duration_seconds_bucket", "kfp_mlops_feedback_total",
-            "kfp_mlops_feedback_correct_total"} <= used
+    assert {
+        "kfp_mlops_requests_total",
+        "kfp_mlops_request_duration_seconds_bucket",
+        "kfp_mlops_feedback_total",
+        "kfp_mlops_feedback_correct_total",
+    } <= used
 
 
 def test_grafana_dashboard_parses_and_queries_exported_metrics(
@@ -265,8 +297,9 @@ MODES = {
 
 @pytest.mark.parametrize("protocol", ["v2", "seldon"])
 @pytest.mark.parametrize("mode", sorted(MODES))
-def test_rendered_modes_validate_against_the_crd_schema(mode: str, protocol: str,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rendered_modes_validate_against_the_crd_schema(
+    mode: str, protocol: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("KFP_MLOPS_SERVING_IMAGE", "registry.example/mlserver:7")
     monkeypatch.setenv("KFP_MLOPS_SELDON_IMAGE", "registry.example/seldon:7")
     spec = DeploymentSpec(**{**MODES[mode].__dict__, "protocol": protocol, "labels": {"team": "ml"}})
@@ -280,32 +313,58 @@ def test_rendered_modes_validate_against_the_crd_schema(mode: str, protocol: str
     assert doc["spec"]["protocol"] == protocol
     for predictor, expected in zip(doc["spec"]["predictors"], spec.predictors, strict=True):
         assert (predictor["name"], predictor["traffic"], predictor["shadow"], predictor["replicas"]) == (
-            expected.name, expected.traffic, expected.shadow, expected.replicas)
+            expected.name,
+            expected.traffic,
+            expected.shadow,
+            expected.replicas,
+        )
         [component] = predictor["componentSpecs"]
         [container] = component["spec"]["containers"]
         assert container["name"] == predictor["graph"]["name"]  # the webhook's rule for custom containers
         assert predictor["graph"]["name"] == "iris"  # v2: the executor calls /v2/models/<node>/infer
         assert container["image"] == f"registry.example/{'mlserver' if protocol == 'v2' else 'seldon'}:7"
         env = {e["name"]: e["value"] for e in container["env"]}
-        assert (env["MODEL_URI"], env["PREDICTOR_NAME"], env["DEPLOYMENT_NAME"]) == (expected.model_uri,
-                                                                                     expected.name, "iris")
+        assert (env["MODEL_URI"], env["PREDICTOR_NAME"], env["DEPLOYMENT_NAME"]) == (
+            expected.model_uri,
+            expected.name,
+            "iris",
+        )
         assert container["readinessProbe"]["httpGet"]["path"] == (
-            "/v2/health/ready" if protocol == "v2" else "/health/ping")
+            "/v2/health/ready" if protocol == "v2" else "/health/ping"
+        )
         assert component["metadata"]["labels"]["kfp-mlops/predictor"] == expected.name
         assert predictor["labels"] == {"team": "ml"}
 
 
-@pytest.mark.parametrize(("spec", "expected"), [
-    (DeploymentSpec("iris", (PredictorSpec("a", "gs://b/1", 60), PredictorSpec("b", "gs://b/2", 60))),
-     ["traffic of live predictors sums to 120, must be 100"]),
-    (DeploymentSpec("iris", (PredictorSpec("main", "gs://b/1"), PredictorSpec("s1", "gs://b/2", 0, shadow=True),
-                             PredictorSpec("s2", "gs://b/3", 0, shadow=True))),
-     ["at most one shadow predictor, got 2: s1, s2"]),
-    (DeploymentSpec.single("iris", ""), ["predictor 'main': missing model URI"]),
-    (DeploymentSpec("Iris", (PredictorSpec("a", "", 50), PredictorSpec("b", "gs://b/2", 20))),
-     ["deployment name 'Iris' must be a DNS-1123 label", "predictor 'a': missing model URI",
-      "traffic of live predictors sums to 70"]),
-])
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (
+            DeploymentSpec("iris", (PredictorSpec("a", "gs://b/1", 60), PredictorSpec("b", "gs://b/2", 60))),
+            ["traffic of live predictors sums to 120, must be 100"],
+        ),
+        (
+            DeploymentSpec(
+                "iris",
+                (
+                    PredictorSpec("main", "gs://b/1"),
+                    PredictorSpec("s1", "gs://b/2", 0, shadow=True),
+                    PredictorSpec("s2", "gs://b/3", 0, shadow=True),
+                ),
+            ),
+            ["at most one shadow predictor, got 2: s1, s2"],
+        ),
+        (DeploymentSpec.single("iris", ""), ["predictor 'main': missing model URI"]),
+        (
+            DeploymentSpec("Iris", (PredictorSpec("a", "", 50), PredictorSpec("b", "gs://b/2", 20))),
+            [
+                "deployment name 'Iris' must be a DNS-1123 label",
+                "predictor 'a': missing model URI",
+                "traffic of live predictors sums to 70",
+            ],
+        ),
+    ],
+)
 def test_invalid_specs_are_refused_listing_every_problem(spec: DeploymentSpec, expected: list[str]) -> None:
     with pytest.raises(InvalidSpec) as refused:
         sd.render(spec)
@@ -325,8 +384,10 @@ def test_problems_reports_what_the_webhook_and_the_schema_would_refuse() -> None
     b["traffic"] = 30
     a["protocol"] = "v2"  # belongs on spec, not on a predictor: the API server would drop it
     problems = sd.problems(doc)
-    assert problems == ["spec.predictors[0]: unknown field(s) protocol: not in the SeldonDeployment schema "
-                        "(the API server would drop them)"]  # schema first
+    assert problems == [
+        "spec.predictors[0]: unknown field(s) protocol: not in the SeldonDeployment schema "
+        "(the API server would drop them)"
+    ]  # schema first
 
     del a["protocol"]
     problems = sd.problems(doc)
@@ -358,8 +419,11 @@ def test_validate_names_the_deployment_and_lists_all_problems() -> None:
     doc = _rendered()
     doc["spec"]["predictors"][0]["traffic"] = 10
     doc["spec"]["predictors"][0]["componentSpecs"][0]["spec"]["containers"][0]["image"] = ""
-    with pytest.raises(InvalidSpec, match=r"^SeldonDeployment models/iris is invalid: .*traffic sums to 35.*; "
-                                          r"spec.predictors\[0\] \(a\): container 'iris': no image$"):
+    with pytest.raises(
+        InvalidSpec,
+        match=r"^SeldonDeployment models/iris is invalid: .*traffic sums to 35.*; "
+        r"spec.predictors\[0\] \(a\): container 'iris': no image$",
+    ):
         sd.validate(doc)
 
 
@@ -367,6 +431,9 @@ def test_a_template_left_unfilled_is_refused(monkeypatch: pytest.MonkeyPatch) ->
     text = sd._template_text("runtimes/v2.yaml") + "serviceAccountName: null\n"
     original = sd._template_text
     monkeypatch.setattr(sd, "_template_text", lambda name: text if name == "runtimes/v2.yaml" else original(name))
-    with pytest.raises(ConfigError, match=r"^template predictor.yaml: componentSpecs\[0\]\.spec\.containers\[0\]"
-                                          r"\.serviceAccountName has no value after rendering$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^template predictor.yaml: componentSpecs\[0\]\.spec\.containers\[0\]"
+        r"\.serviceAccountName has no value after rendering$",
+    ):
         sd.render(MODES["single"])

@@ -48,11 +48,15 @@ def _kernel_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     jupyter_path = tmp_path / "jupyter"
     kernel_dir = jupyter_path / "kernels" / "kfp-mlops-test"
     kernel_dir.mkdir(parents=True)
-    (kernel_dir / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "kfp-mlops tests",
-        "language": "python",
-    }))
+    (kernel_dir / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "kfp-mlops tests",
+                "language": "python",
+            }
+        )
+    )
     monkeypatch.setenv("JUPYTER_PATH", str(jupyter_path))
     return "kfp-mlops-test"
 

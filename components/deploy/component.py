@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Output
 
-from kfp_mlops.components_common import COMPONENT_IMAGE
+from kfp_mlops.components.common import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -44,13 +44,23 @@ def deploy(
     """
     import json
 
+    from kfp_mlops.components.common import json_safe
     from kfp_mlops.components.deploy.logic import run_deploy
-    from kfp_mlops.components_common import json_safe
 
     record = run_deploy(
-        registered.path, manifest.path, store_root=store_root, deployment_name=deployment_name, namespace=namespace,
-        protocol=protocol, mode=mode, other_model_uri=other_model_uri, ab_traffic=ab_traffic, target=target,
-        timeout_seconds=timeout_seconds, pipeline_job_id=pipeline_job_id, wandb_project=wandb_project,
+        registered.path,
+        manifest.path,
+        store_root=store_root,
+        deployment_name=deployment_name,
+        namespace=namespace,
+        protocol=protocol,
+        mode=mode,
+        other_model_uri=other_model_uri,
+        ab_traffic=ab_traffic,
+        target=target,
+        timeout_seconds=timeout_seconds,
+        pipeline_job_id=pipeline_job_id,
+        wandb_project=wandb_project,
     )
     with open(deployment.path, "w") as out:
         json.dump(record, out, indent=2, sort_keys=True)

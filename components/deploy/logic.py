@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kfp_mlops.errors import ConfigError, MlopsError
+from kfp_mlops.core.errors import ConfigError, MlopsError
 from kfp_mlops.serving.spec import DeploymentSpec
 
 MODES = ("single", "ab", "shadow")
@@ -34,7 +34,7 @@ def build_spec(
     Raises:
         ConfigError: unknown mode, or no other model for ``ab`` / ``shadow``.
     """
-    from kfp_mlops import storage
+    from kfp_mlops.core import storage
 
     if mode not in MODES:
         raise ConfigError(f"deploy mode {mode!r}: unknown; choose one of {', '.join(MODES)}")
@@ -75,7 +75,7 @@ def run_deploy(
     SeldonDeployment (every problem listed at once), ``gs://`` model URIs for a cluster, and a
     stored model behind every URI. ``manifest_path`` receives the SeldonDeployment YAML in both
     targets. ``local`` writes the spec to ``$KFP_MLOPS_HOME/deployments/<name>.json`` (atomically),
-    where ``kfp-mlops serve`` picks it up; ``cluster`` applies it with :func:`kfp_mlops.serving.kube.rollout`.
+    where ``kfp-mlops serve`` picks it up; ``cluster`` applies it with :func:`kfp_mlops.serving.kube_apply.apply_and_wait`.
 
     Returns:
         name, namespace, protocol, mode, target, state, the model's name and version, the
@@ -83,44 +83,78 @@ def run_deploy(
 
     Raises:
         ConfigError: a bad parameter; InvalidSpec: the deployment breaks a rule (lists them all);
-        MlopsError: a model URI holds no model; ClusterError / RolloutFailed: see ``rollout``.
+        MlopsError: a model URI holds no model; ClusterError / ApplyFailed: see ``apply_and_wait``.
     """
-    from kfp_mlops import storage
-    from kfp_mlops.model_bundle import METADATA_FILE
-    from kfp_mlops.serving import kube, seldon_deployment
-    from kfp_mlops.tracking import tracked_run
+    from kfp_mlops.core import storage
+    from kfp_mlops.core.tracking import tracked_run
+    from kfp_mlops.modeling.model_bundle import METADATA_FILE
+    from kfp_mlops.serving import kube_apply, seldon_deployment
 
     if target not in TARGETS:
         raise ConfigError(f"deploy target {target!r}: unknown; choose one of {', '.join(TARGETS)}")
     registered = json.loads(Path(registered_path).read_text())
-    spec = build_spec(registered, store_root=store_root, deployment_name=deployment_name, namespace=namespace,
-                      protocol=protocol, mode=mode, other_model_uri=other_model_uri, ab_traffic=ab_traffic)
+    spec = build_spec(
+        registered,
+        store_root=store_root,
+        deployment_name=deployment_name,
+        namespace=namespace,
+        protocol=protocol,
+        mode=mode,
+        other_model_uri=other_model_uri,
+        ab_traffic=ab_traffic,
+    )
     manifest = seldon_deployment.render(spec)
     if target == "cluster":
         local = [f"{p.name}: {p.model_uri}" for p in spec.predictors if not storage.is_gcs(p.model_uri)]
         if local:
-            raise ConfigError(f"deployment {spec.name!r}: pods cannot read local model paths; use a gs:// "
-                              f"store for target cluster ({'; '.join(local)})")
-    missing = [f"{p.name}: {p.model_uri}" for p in spec.predictors
-               if not storage.exists(storage.join(p.model_uri, METADATA_FILE))]
+            raise ConfigError(
+                f"deployment {spec.name!r}: pods cannot read local model paths; use a gs:// "
+                f"store for target cluster ({'; '.join(local)})"
+            )
+    missing = [
+        f"{p.name}: {p.model_uri}"
+        for p in spec.predictors
+        if not storage.exists(storage.join(p.model_uri, METADATA_FILE))
+    ]
     if missing:
         raise MlopsError(f"deployment {spec.name!r}: no stored model at {'; '.join(missing)}")
 
-    params = {"deployment_name": deployment_name, "namespace": namespace, "protocol": protocol, "mode": mode,
-              "other_model_uri": other_model_uri, "ab_traffic": ab_traffic, "target": target}
+    params = {
+        "deployment_name": deployment_name,
+        "namespace": namespace,
+        "protocol": protocol,
+        "mode": mode,
+        "other_model_uri": other_model_uri,
+        "ab_traffic": ab_traffic,
+        "target": target,
+    }
     with tracked_run("deploy", group=pipeline_job_id, config=params, project=wandb_project or None) as run:
         Path(manifest_path).write_text(seldon_deployment.to_yaml(manifest))
         record = {
-            "name": spec.name, "namespace": spec.namespace, "protocol": spec.protocol, "mode": mode,
-            "target": target, "model": registered["name"], "version": registered["version"],
-            "predictors": [{"name": p.name, "model_uri": p.model_uri, "traffic": p.traffic, "shadow": p.shadow,
-                            "replicas": p.replicas} for p in spec.predictors],
+            "name": spec.name,
+            "namespace": spec.namespace,
+            "protocol": spec.protocol,
+            "mode": mode,
+            "target": target,
+            "model": registered["name"],
+            "version": registered["version"],
+            "predictors": [
+                {
+                    "name": p.name,
+                    "model_uri": p.model_uri,
+                    "traffic": p.traffic,
+                    "shadow": p.shadow,
+                    "replicas": p.replicas,
+                }
+                for p in spec.predictors
+            ],
             "traffic": {p.name: p.traffic for p in spec.predictors},
             "model_uris": {p.name: p.model_uri for p in spec.predictors},
-            "spec_path": None, "rollout": None,
+            "spec_path": None,
+            "rollout": None,
         }
         if target == "local":
-            from kfp_mlops.config import Settings
+            from kfp_mlops.core.config import Settings
             from kfp_mlops.serving.serve import deployment_file
 
             path = deployment_file(Settings.from_env(), spec.name)
@@ -128,20 +162,25 @@ def run_deploy(
             record.update(state="written", spec_path=str(path))
         else:
             try:
-                result = kube.rollout(manifest, timeout_s=timeout_seconds)
-            except kube.RolloutFailed as failed:
+                result = kube_apply.apply_and_wait(manifest, timeout_s=timeout_seconds)
+            except kube_apply.ApplyFailed as failed:
                 run.run.summary.update({"state": failed.result.state or "timeout", "restored": failed.result.restored})
                 raise
             record.update(state=result.state, rollout=result.to_dict())
         run.run.summary.update({k: record[k] for k in ("name", "namespace", "target", "mode", "state", "version")})
         run.run.summary.update({f"traffic/{name}": share for name, share in record["traffic"].items()})
-        run.log_artifact(f"{spec.name}-seldondeployment", "deployment", uri=manifest_path, metadata=record,
-                         uses=[f"{registered['name']}:latest"])
+        run.log_artifact(
+            f"{spec.name}-seldondeployment",
+            "deployment",
+            uri=manifest_path,
+            metadata=record,
+            uses=[f"{registered['name']}:latest"],
+        )
     return record
 
 
 def _previous_champion_uri(registered: dict[str, Any], store_root: str, mode: str) -> str:
-    from kfp_mlops.model_store import ModelStore
+    from kfp_mlops.modeling.model_store import ModelStore
 
     previous = registered.get("previous_champion")
     if not previous:

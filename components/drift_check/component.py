@@ -5,7 +5,7 @@ from typing import Optional
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
 
-from kfp_mlops.components_common import COMPONENT_IMAGE
+from kfp_mlops.components.common import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -50,14 +50,28 @@ def drift_check(
     from kfp_mlops.components.drift_check.logic import kfp_metrics, run_drift_check
 
     result = run_drift_check(
-        current_data.path, verdict.path, report.path,
+        current_data.path,
+        verdict.path,
+        report.path,
         reference_profile_path=reference_profile.path if reference_profile else "",
-        reference_uri=reference_uri, model_path=model.path if model else "", model_uri=model_uri,
-        store_root=store_root, model_name=model_name, label=label, config=config,
-        pipeline_job_id=pipeline_job_id, wandb_project=wandb_project,
+        reference_uri=reference_uri,
+        model_path=model.path if model else "",
+        model_uri=model_uri,
+        store_root=store_root,
+        model_name=model_name,
+        label=label,
+        config=config,
+        pipeline_job_id=pipeline_job_id,
+        wandb_project=wandb_project,
     )
     for name, value in kfp_metrics(result).items():
         metrics.log_metric(name, value)
-    verdict.metadata.update({"drift": result["drift"], "drift_share": result["drift_share"],
-                             "drifted_features": result["drifted_features"], "reasons": result["reasons"]})
+    verdict.metadata.update(
+        {
+            "drift": result["drift"],
+            "drift_share": result["drift_share"],
+            "drifted_features": result["drifted_features"],
+            "reasons": result["reasons"],
+        }
+    )
     return result["drift"]

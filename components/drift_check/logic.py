@@ -1,6 +1,6 @@
 """Drift check: compare a window of current data with the model's reference; log and decide.
 
-The verdict itself is :func:`kfp_mlops.drift.check_drift`'s; this module resolves where the
+The verdict itself is :func:`kfp_mlops.drift.check.check_drift`'s; this module resolves where the
 reference and the model come from (artifacts, URIs, or the champion in the model store), runs the
 check inside a W&B run and shapes the per-feature scores for W&B and the KFP UI.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from kfp_mlops.errors import ConfigError
+from kfp_mlops.core.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,11 +40,12 @@ def resolve_sources(
         ConfigError: two sources for the reference or the model, only one of store_root and
             model_name, no reference at all, or no champion in the store.
     """
-    from kfp_mlops.model_store import ModelStore
+    from kfp_mlops.modeling.model_store import ModelStore
 
     if reference_profile_path and reference_uri:
-        raise ConfigError("drift_check: give the reference as the reference_profile artifact or as reference_uri, "
-                          "not both")
+        raise ConfigError(
+            "drift_check: give the reference as the reference_profile artifact or as reference_uri, not both"
+        )
     if model_path and model_uri:
         raise ConfigError("drift_check: give the model as the model artifact or as model_uri, not both")
     if bool(store_root) != bool(model_name):
@@ -58,8 +59,9 @@ def resolve_sources(
         reference = reference or champion.uri  # the version folder holds reference_profile.json
         model = model or champion.uri
     if not reference:
-        raise ConfigError("drift_check: no reference: give reference_profile, reference_uri, "
-                          "or store_root and model_name")
+        raise ConfigError(
+            "drift_check: no reference: give reference_profile, reference_uri, or store_root and model_name"
+        )
     return reference, model
 
 
@@ -67,8 +69,10 @@ def features_table(verdict: Mapping[str, Any]) -> pd.DataFrame:
     """One row per feature: its scores and whether it drifted (for W&B and notebooks)."""
     import pandas as pd
 
-    rows = [{"feature": name, **{k: scores.get(k) for k in TABLE_COLUMNS[1:]}}
-            for name, scores in verdict["features"].items()]
+    rows = [
+        {"feature": name, **{k: scores.get(k) for k in TABLE_COLUMNS[1:]}}
+        for name, scores in verdict["features"].items()
+    ]
     return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
 
 
@@ -83,8 +87,9 @@ def kfp_metrics(verdict: Mapping[str, Any]) -> dict[str, float]:
     if verdict["prediction"] is not None:
         metrics["prediction_psi"] = float(verdict["prediction"]["psi"])
     if verdict["performance"] is not None:
-        metrics.update({k: float(verdict["performance"][k]) for k in ("accuracy", "roc_auc")
-                        if k in verdict["performance"]})
+        metrics.update(
+            {k: float(verdict["performance"][k]) for k in ("accuracy", "roc_auc") if k in verdict["performance"]}
+        )
     return metrics
 
 
@@ -114,18 +119,29 @@ def run_drift_check(
     Raises:
         ConfigError, DataError, StorageError: bad inputs (named); no verdict is written.
     """
-    from kfp_mlops.drift import DriftConfig, run_drift
-    from kfp_mlops.tracking import tracked_run
+    from kfp_mlops.core.tracking import tracked_run
+    from kfp_mlops.drift.check import DriftConfig, run_drift
 
     drift_config = DriftConfig.from_dict(config or {})
     reference, model = resolve_sources(
-        reference_profile_path=reference_profile_path, reference_uri=reference_uri, model_path=model_path,
-        model_uri=model_uri, store_root=store_root, model_name=model_name,
+        reference_profile_path=reference_profile_path,
+        reference_uri=reference_uri,
+        model_path=model_path,
+        model_uri=model_uri,
+        store_root=store_root,
+        model_name=model_name,
     )
     params = {"reference": reference, "model": model, "label": label, "config": drift_config.to_dict()}
     with tracked_run("drift_check", group=pipeline_job_id, config=params, project=wandb_project or None) as run:
-        verdict = run_drift(reference, current_path, model=model, label=label or None, config=drift_config,
-                            verdict_path=verdict_path, report_path=report_path)
+        verdict = run_drift(
+            reference,
+            current_path,
+            model=model,
+            label=label or None,
+            config=drift_config,
+            verdict_path=verdict_path,
+            report_path=report_path,
+        )
         run.log_metrics(kfp_metrics(verdict))
         run.log_table("drift_features", features_table(verdict))
         run.run.summary["drift_reasons"] = "; ".join(verdict["reasons"]) or "no drift"

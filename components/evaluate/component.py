@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
-from kfp_mlops.components_common import COMPONENT_IMAGE
+from kfp_mlops.components.common import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -45,8 +45,14 @@ def evaluate(
     from kfp_mlops.components.evaluate.logic import run_evaluate
 
     result = run_evaluate(
-        model.path, test_data.path, store_root=store_root, model_name=model_name, gate_metric=gate_metric,
-        threshold=threshold, max_regression=max_regression, pipeline_job_id=pipeline_job_id,
+        model.path,
+        test_data.path,
+        store_root=store_root,
+        model_name=model_name,
+        gate_metric=gate_metric,
+        threshold=threshold,
+        max_regression=max_regression,
+        pipeline_job_id=pipeline_job_id,
         wandb_project=wandb_project,
     )
     for name, value in result.metrics.items():

@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kfp_mlops.errors import ConfigError, MlopsError
+from kfp_mlops.core.errors import ConfigError, MlopsError
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from kfp_mlops.model_bundle import ModelBundle
+    from kfp_mlops.modeling.model_bundle import ModelBundle
 
 # metric -> +1 when higher is better, -1 when lower is better
 GATE_METRICS = {"accuracy": 1, "f1_macro": 1, "roc_auc": 1, "log_loss": -1}
@@ -147,8 +147,8 @@ def evaluate(
 
 def load_champion(store_root: str, model_name: str) -> tuple[ModelBundle | None, str | None, str | None]:
     """The champion of ``model_name`` and its version, or why it could not be loaded."""
-    from kfp_mlops.model_bundle import load_bundle
-    from kfp_mlops.model_store import ModelStore
+    from kfp_mlops.modeling.model_bundle import load_bundle
+    from kfp_mlops.modeling.model_store import ModelStore
 
     pointer = ModelStore(store_root).champion(model_name)
     if pointer is None:
@@ -172,18 +172,30 @@ def run_evaluate(
     wandb_project: str = "",
 ) -> Evaluation:
     """Loads the candidate and the champion, evaluates, and logs metrics and plots to W&B."""
-    from kfp_mlops.datasets import read_parquet
-    from kfp_mlops.model_bundle import load_bundle
-    from kfp_mlops.tracking import tracked_run
+    from kfp_mlops.core.tracking import tracked_run
+    from kfp_mlops.modeling.datasets import read_parquet
+    from kfp_mlops.modeling.model_bundle import load_bundle
 
-    params = {"gate_metric": gate_metric, "threshold": threshold, "max_regression": max_regression,
-              "model_name": model_name, "store_root": store_root}
+    params = {
+        "gate_metric": gate_metric,
+        "threshold": threshold,
+        "max_regression": max_regression,
+        "model_name": model_name,
+        "store_root": store_root,
+    }
     with tracked_run("evaluate", group=pipeline_job_id, config=params, project=wandb_project or None) as run:
         candidate = load_bundle(model_dir)
         test = read_parquet(test_path)
         champion, champion_version, champion_error = load_champion(store_root, model_name)
-        result = evaluate(candidate, test, gate_metric=gate_metric, threshold=threshold,
-                          max_regression=max_regression, champion=champion, champion_version=champion_version)
+        result = evaluate(
+            candidate,
+            test,
+            gate_metric=gate_metric,
+            threshold=threshold,
+            max_regression=max_regression,
+            champion=champion,
+            champion_version=champion_version,
+        )
         if champion_error:
             result.reasons.append(f"champion {champion_version} could not be loaded: {champion_error}")
         run.log_metrics({**result.metrics, "passed": float(result.passed)})

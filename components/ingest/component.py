@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Output
 
-from kfp_mlops.components_common import COMPONENT_IMAGE
+from kfp_mlops.components.common import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -32,8 +32,14 @@ def ingest(
     from kfp_mlops.components.ingest.logic import run_ingest
 
     metadata = run_ingest(
-        source, label, train.path, test.path, test_size=test_size, seed=seed,
-        pipeline_job_id=pipeline_job_id, wandb_project=wandb_project,
+        source,
+        label,
+        train.path,
+        test.path,
+        test_size=test_size,
+        seed=seed,
+        pipeline_job_id=pipeline_job_id,
+        wandb_project=wandb_project,
     )
     train.metadata.update(metadata["train"])
     test.metadata.update(metadata["test"])

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kfp_mlops.components_common import json_safe
-from kfp_mlops.datasets import load_source, write_parquet
-from kfp_mlops.errors import ConfigError, DataError
+from kfp_mlops.components.common import json_safe
+from kfp_mlops.core.errors import ConfigError, DataError
+from kfp_mlops.modeling.datasets import load_source, write_parquet
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,15 +29,22 @@ class Split:
     def metadata(self, part: str) -> dict[str, Any]:
         """Row count, schema and class counts of ``part`` ("train" or "test")."""
         frame = self.train if part == "train" else self.test
-        return json_safe({
-            "source": self.source,
-            "split": part,
-            "rows": len(frame),
-            "columns": list(frame.columns),
-            "schema": {str(c): str(t) for c, t in frame.dtypes.items()},
-            "label": self.label,
-            "class_counts": frame[self.label].astype("string").fillna(_MISSING_LABEL).value_counts().sort_index().to_dict(),
-        })
+        return json_safe(
+            {
+                "source": self.source,
+                "split": part,
+                "rows": len(frame),
+                "columns": list(frame.columns),
+                "schema": {str(c): str(t) for c, t in frame.dtypes.items()},
+                "label": self.label,
+                "class_counts": frame[self.label]
+                .astype("string")
+                .fillna(_MISSING_LABEL)
+                .value_counts()
+                .sort_index()
+                .to_dict(),
+            }
+        )
 
 
 def split_source(source: str, label: str, test_size: float = 0.2, seed: int = 42) -> Split:
@@ -87,7 +94,7 @@ def run_ingest(
     Returns:
         The metadata of the train and test artifacts, keyed "train" and "test".
     """
-    from kfp_mlops.tracking import tracked_run
+    from kfp_mlops.core.tracking import tracked_run
 
     params = {"source": source, "label": label, "test_size": test_size, "seed": seed}
     with tracked_run("ingest", group=pipeline_job_id, config=params, project=wandb_project or None) as run:

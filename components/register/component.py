@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Model, Output
 
-from kfp_mlops.components_common import COMPONENT_IMAGE
+from kfp_mlops.components.common import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -34,8 +34,13 @@ def register(
     from kfp_mlops.components.register.logic import run_register
 
     record = run_register(
-        model.path, reference_profile.path, evaluation.path, store_root=store_root, model_name=model_name,
-        pipeline_job_id=pipeline_job_id, wandb_project=wandb_project,
+        model.path,
+        reference_profile.path,
+        evaluation.path,
+        store_root=store_root,
+        model_name=model_name,
+        pipeline_job_id=pipeline_job_id,
+        wandb_project=wandb_project,
     )
     with open(registered.path, "w") as out:
         json.dump(record, out, indent=2, sort_keys=True)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kfp_mlops.errors import MlopsError
+from kfp_mlops.core.errors import MlopsError
 
 
 def run_register(
@@ -29,8 +29,8 @@ def run_register(
     Raises:
         MlopsError: the evaluation did not pass (register must only run behind the gate).
     """
-    from kfp_mlops.model_store import ModelStore
-    from kfp_mlops.tracking import tracked_run
+    from kfp_mlops.core.tracking import tracked_run
+    from kfp_mlops.modeling.model_store import ModelStore
 
     evaluation = json.loads(Path(evaluation_path).read_text())
     if not evaluation.get("passed"):

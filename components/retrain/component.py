@@ -5,7 +5,7 @@ from typing import Optional
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Output
 
-from kfp_mlops.components_common import COMPONENT_IMAGE
+from kfp_mlops.components.common import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -57,13 +57,31 @@ def retrain(
     from kfp_mlops.components.retrain.logic import run_retrain
 
     result = run_retrain(
-        source, store_root, outcome.path, kfp_host=kfp_host, kfp_namespace=kfp_namespace, experiment=experiment,
-        drift_verdict_path=drift_verdict.path if drift_verdict else "", pipeline_job_id=pipeline_job_id,
-        label=label, model_name=model_name, estimator=estimator, hyperparameters=hyperparameters,
-        test_size=test_size, seed=seed, schema_uri=schema_uri, gate_metric=gate_metric, threshold=threshold,
-        max_regression=max_regression, deployment_name=deployment_name, deploy_target=deploy_target,
-        namespace=namespace, protocol=protocol, wandb_project=wandb_project,
+        source,
+        store_root,
+        outcome.path,
+        kfp_host=kfp_host,
+        kfp_namespace=kfp_namespace,
+        experiment=experiment,
+        drift_verdict_path=drift_verdict.path if drift_verdict else "",
+        pipeline_job_id=pipeline_job_id,
+        label=label,
+        model_name=model_name,
+        estimator=estimator,
+        hyperparameters=hyperparameters,
+        test_size=test_size,
+        seed=seed,
+        schema_uri=schema_uri,
+        gate_metric=gate_metric,
+        threshold=threshold,
+        max_regression=max_regression,
+        deployment_name=deployment_name,
+        deploy_target=deploy_target,
+        namespace=namespace,
+        protocol=protocol,
+        wandb_project=wandb_project,
     )
-    outcome.metadata.update({k: result.get(k) for k in ("mode", "passed", "version", "run_id", "reasons")
-                             if result.get(k) is not None})
+    outcome.metadata.update(
+        {k: result.get(k) for k in ("mode", "passed", "version", "run_id", "reasons") if result.get(k) is not None}
+    )
     return (result.get("version") or "") if result["mode"] == "local" else result["run_id"]

@@ -1,7 +1,7 @@
 """Retrain: run the training pipeline on a new data window, on the cluster or on this machine.
 
 On a cluster (a ``kfp_host`` argument, else ``KFP_HOST``) the compiled training pipeline shipped
-with the package is submitted through :func:`kfp_mlops.kfp_client.submit`, with the window as its
+with the package is submitted through :func:`kfp_mlops.core.kfp_client.submit`, with the window as its
 ``source``; the task returns at once with the run id (KFP has no "pipeline triggers pipeline").
 
 Locally the training pipeline runs with ``kfp.local`` inside this task's own process: a kfp.local
@@ -20,12 +20,25 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from kfp_mlops.errors import ConfigError
+from kfp_mlops.core.errors import ConfigError
 
 # The training pipeline's parameters a retrain passes through (besides source and store_root).
 PASSED_THROUGH = (
-    "label", "model_name", "estimator", "hyperparameters", "test_size", "seed", "schema_uri", "gate_metric",
-    "threshold", "max_regression", "wandb_project", "deployment_name", "deploy_target", "namespace", "protocol",
+    "label",
+    "model_name",
+    "estimator",
+    "hyperparameters",
+    "test_size",
+    "seed",
+    "schema_uri",
+    "gate_metric",
+    "threshold",
+    "max_regression",
+    "wandb_project",
+    "deployment_name",
+    "deploy_target",
+    "namespace",
+    "protocol",
 )
 
 
@@ -52,7 +65,7 @@ def training_arguments(source: str, store_root: str, **parameters: Any) -> dict[
 
 def cluster_host(kfp_host: str = "") -> str | None:
     """The KFP API to submit to: ``kfp_host``, else ``KFP_HOST``; None: run locally."""
-    from kfp_mlops.config import Settings
+    from kfp_mlops.core.config import Settings
 
     return kfp_host or Settings.from_env().kfp_host
 
@@ -65,17 +78,30 @@ def training_package() -> Path:
 
 
 def retrain_on_cluster(
-    arguments: Mapping[str, Any], *, host: str, namespace: str = "", experiment: str = "kfp-mlops",
+    arguments: Mapping[str, Any],
+    *,
+    host: str,
+    namespace: str = "",
+    experiment: str = "kfp-mlops",
     run_name: str = "retrain",
 ) -> dict[str, Any]:
     """Submits the training pipeline; returns the outcome record (mode ``cluster``)."""
-    from kfp_mlops import kfp_client
+    from kfp_mlops.core import kfp_client
 
     client = kfp_client.connect(host, namespace or None)
-    submitted = kfp_client.submit(training_package(), client=client, experiment=experiment, run_name=run_name,
-                                  arguments=dict(arguments))
-    return {"mode": "cluster", "host": host, "run_id": submitted.run_id, "experiment": submitted.experiment,
-            "url": submitted.url, "source": arguments["source"], "passed": None, "version": None}
+    submitted = kfp_client.submit(
+        training_package(), client=client, experiment=experiment, run_name=run_name, arguments=dict(arguments)
+    )
+    return {
+        "mode": "cluster",
+        "host": host,
+        "run_id": submitted.run_id,
+        "experiment": submitted.experiment,
+        "url": submitted.url,
+        "source": arguments["source"],
+        "passed": None,
+        "version": None,
+    }
 
 
 def retrain_locally(arguments: Mapping[str, Any], workdir: str | Path) -> dict[str, Any]:
@@ -91,7 +117,7 @@ def retrain_locally(arguments: Mapping[str, Any], workdir: str | Path) -> dict[s
     import subprocess
     import sys
 
-    from kfp_mlops.errors import MlopsError
+    from kfp_mlops.core.errors import MlopsError
 
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -101,7 +127,10 @@ def retrain_locally(arguments: Mapping[str, Any], workdir: str | Path) -> dict[s
     with open(workdir / "training.out", "w") as out:
         code = subprocess.run(
             [sys.executable, "-m", "kfp_mlops.components.retrain.logic", str(request), str(workdir), str(result)],
-            env=env, stdout=out, stderr=subprocess.STDOUT, check=False,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
         ).returncode
     outcome = json.loads(result.read_text()) if result.is_file() else {}
     if code != 0 or "error" in outcome:
@@ -112,9 +141,9 @@ def retrain_locally(arguments: Mapping[str, Any], workdir: str | Path) -> dict[s
 
 def _train_here(arguments: Mapping[str, Any], workdir: Path) -> dict[str, Any]:
     """The nested training run itself (in the fresh process)."""
-    from kfp_mlops.config import Settings
-    from kfp_mlops.local_run import run_pipeline
-    from kfp_mlops.model_store import ModelStore
+    from kfp_mlops.app.local_run import run_pipeline
+    from kfp_mlops.core.config import Settings
+    from kfp_mlops.modeling.model_store import ModelStore
 
     store = ModelStore(arguments["store_root"])
     before = store.champion(arguments.get("model_name", "iris-classifier"))
@@ -141,7 +170,7 @@ def _train_here(arguments: Mapping[str, Any], workdir: Path) -> dict[str, Any]:
 
 def _main(argv: list[str]) -> int:
     """``python -m kfp_mlops.components.retrain.logic ARGUMENTS.json WORKDIR OUTCOME.json``."""
-    from kfp_mlops.errors import MlopsError
+    from kfp_mlops.core.errors import MlopsError
 
     request, workdir, result = argv
     try:
@@ -180,28 +209,42 @@ def run_retrain(
         ``mode`` (``local``/``cluster``), ``source``, ``passed``, ``version`` (None when nothing
         was registered, or not known yet on a cluster), and run details.
     """
-    from kfp_mlops.tracking import tracked_run
+    from kfp_mlops.core.tracking import tracked_run
 
     arguments = training_arguments(source, store_root, **parameters)
     host = cluster_host(kfp_host)
     drift_reasons = []
     if drift_verdict_path and Path(drift_verdict_path).is_file():
         drift_reasons = json.loads(Path(drift_verdict_path).read_text()).get("reasons", [])
-    params = {"source": source, "mode": "cluster" if host else "local", "host": host or "",
-              "drift_reasons": drift_reasons}
-    with tracked_run("retrain", group=pipeline_job_id, config=params,
-                     project=parameters.get("wandb_project") or None) as run:
+    params = {
+        "source": source,
+        "mode": "cluster" if host else "local",
+        "host": host or "",
+        "drift_reasons": drift_reasons,
+    }
+    with tracked_run(
+        "retrain", group=pipeline_job_id, config=params, project=parameters.get("wandb_project") or None
+    ) as run:
         started = time.perf_counter()
         if host:
-            outcome = retrain_on_cluster(arguments, host=host, namespace=kfp_namespace, experiment=experiment,
-                                         run_name=f"retrain-{pipeline_job_id}"[:100])
+            outcome = retrain_on_cluster(
+                arguments,
+                host=host,
+                namespace=kfp_namespace,
+                experiment=experiment,
+                run_name=f"retrain-{pipeline_job_id}"[:100],
+            )
         else:
             outcome = retrain_locally(arguments, Path(outcome_path).parent / "nested")
         outcome["drift_reasons"] = drift_reasons
         outcome["wall_seconds"] = round(time.perf_counter() - started, 2)
         if outcome["passed"] is not None:
-            run.log_metrics({"passed": float(outcome["passed"]),
-                             **{f"candidate_{k}": float(v) for k, v in (outcome.get("metrics") or {}).items()}})
+            run.log_metrics(
+                {
+                    "passed": float(outcome["passed"]),
+                    **{f"candidate_{k}": float(v) for k, v in (outcome.get("metrics") or {}).items()},
+                }
+            )
         run.run.summary["version"] = outcome.get("version") or ""
         run.run.summary["run_id"] = outcome.get("run_id") or ""
     Path(outcome_path).parent.mkdir(parents=True, exist_ok=True)

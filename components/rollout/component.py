@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Artifact, Output
 
-from kfp_mlops.components_common import COMPONENT_IMAGE
+from kfp_mlops.components.common import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -16,7 +16,7 @@ def rollout_step(
     protocol: str = "v2",
     target: str = "local",
     as_of: str = "",
-    live_config: dict = {},  # noqa: B006 - KFP reads the default from the signature
+    live_config: dict = {},
     timeout_seconds: int = 600,
     pipeline_job_id: str = "local",
     wandb_project: str = "",
@@ -40,14 +40,24 @@ def rollout_step(
     Returns:
         The action taken: promote, hold, rollback or none (the rollout was already over).
     """
+    from kfp_mlops.components.common import json_safe
     from kfp_mlops.components.rollout.logic import run_rollout_step
-    from kfp_mlops.components_common import json_safe
 
     record = run_rollout_step(
-        decision.path, state_uri=state_uri, log_root=log_root, deployment_name=deployment_name,
-        namespace=namespace, protocol=protocol, target=target, as_of=as_of, live_config=live_config,
-        timeout_seconds=timeout_seconds, pipeline_job_id=pipeline_job_id, wandb_project=wandb_project,
+        decision.path,
+        state_uri=state_uri,
+        log_root=log_root,
+        deployment_name=deployment_name,
+        namespace=namespace,
+        protocol=protocol,
+        target=target,
+        as_of=as_of,
+        live_config=live_config,
+        timeout_seconds=timeout_seconds,
+        pipeline_job_id=pipeline_job_id,
+        wandb_project=wandb_project,
     )
-    decision.metadata.update(json_safe({k: record[k] for k in ("action", "stage", "next_stage", "status",
-                                                                "challenger_share", "reasons")}))
+    decision.metadata.update(
+        json_safe({k: record[k] for k in ("action", "stage", "next_stage", "status", "challenger_share", "reasons")})
+    )
     return record["action"]

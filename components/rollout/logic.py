@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from kfp_mlops.errors import ConfigError
+from kfp_mlops.core.errors import ConfigError
 
 TARGETS = ("local", "cluster", "none")
 
@@ -18,7 +18,7 @@ def make_target(target: str, *, timeout_seconds: float = 600.0) -> Any:
     Raises:
         ConfigError: unknown target.
     """
-    from kfp_mlops import rollout_controller as rc
+    from kfp_mlops.rollout import controller as rc
 
     if target == "local":
         return rc.SpecFileTarget()
@@ -54,7 +54,7 @@ def run_rollout_step(
         target: ``local`` (the spec file of ``kfp-mlops serve``), ``cluster`` (SeldonDeployment)
             or ``none`` (decide and record only).
         as_of: ISO time the step looks from (empty: now).
-        live_config: :class:`kfp_mlops.rollout.LiveConfig` fields (e.g. ``{"bootstrap": 2000}``).
+        live_config: :class:`kfp_mlops.rollout.decisions.LiveConfig` fields (e.g. ``{"bootstrap": 2000}``).
         timeout_seconds: how long a cluster rollout may take to become Available.
         pipeline_job_id, wandb_project: W&B group and project.
 
@@ -67,8 +67,8 @@ def run_rollout_step(
     import dataclasses
     import os
 
-    from kfp_mlops import rollout_controller as rc
-    from kfp_mlops.rollout import LiveConfig
+    from kfp_mlops.rollout import controller as rc
+    from kfp_mlops.rollout.decisions import LiveConfig
 
     known = {f.name for f in dataclasses.fields(LiveConfig)}
     unknown = sorted(set(live_config or {}) - known)
@@ -82,8 +82,16 @@ def run_rollout_step(
     base = rc.base_spec(deployment_name, namespace=namespace, protocol=protocol).validate()
     if wandb_project:
         os.environ.setdefault("WANDB_PROJECT", wandb_project)
-    result = rc.step(state_uri, log_root, base=base, target=make_target(target, timeout_seconds=timeout_seconds),
-                     as_of=moment, config=config, track=True, group=pipeline_job_id)
+    result = rc.step(
+        state_uri,
+        log_root,
+        base=base,
+        target=make_target(target, timeout_seconds=timeout_seconds),
+        as_of=moment,
+        config=config,
+        track=True,
+        group=pipeline_job_id,
+    )
     record = {**dict(result.record), "artifact": result.artifact, "target": target}
     Path(decision_path).parent.mkdir(parents=True, exist_ok=True)
     Path(decision_path).write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")

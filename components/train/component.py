@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
-from kfp_mlops.components_common import COMPONENT_IMAGE
+from kfp_mlops.components.common import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -13,7 +13,7 @@ def train(
     reference_profile: Output[Artifact],
     label: str = "species",
     estimator: str = "logistic_regression",
-    hyperparameters: dict = {},  # noqa: B006 - KFP reads the default from the signature
+    hyperparameters: dict = {},
     seed: int = 42,
     pipeline_job_id: str = "local",
     wandb_project: str = "",
@@ -31,13 +31,20 @@ def train(
         pipeline_job_id: groups this task's W&B run with the rest of the pipeline run.
         wandb_project: the W&B project (empty: WANDB_PROJECT or kfp-mlops).
     """
+    from kfp_mlops.components.common import json_safe
     from kfp_mlops.components.train.logic import run_train
-    from kfp_mlops.components_common import json_safe
 
     metadata = run_train(
-        train_data.path, model.path, reference_profile.path, label=label, estimator=estimator,
-        hyperparameters=hyperparameters, seed=seed, training_data_uri=train_data.uri,
-        pipeline_job_id=pipeline_job_id, wandb_project=wandb_project,
+        train_data.path,
+        model.path,
+        reference_profile.path,
+        label=label,
+        estimator=estimator,
+        hyperparameters=hyperparameters,
+        seed=seed,
+        training_data_uri=train_data.uri,
+        pipeline_job_id=pipeline_job_id,
+        wandb_project=wandb_project,
     )
     model.metadata.update(json_safe(metadata))
     reference_profile.metadata.update({"features": metadata["feature_names"], "label": label})

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kfp_mlops.errors import DataError
+from kfp_mlops.core.errors import DataError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,8 +42,8 @@ def fit_model(
     """
     from sklearn.metrics import accuracy_score
 
-    from kfp_mlops.estimators import build_pipeline, make_estimator
-    from kfp_mlops.model_bundle import environment_versions
+    from kfp_mlops.modeling.estimators import build_pipeline, make_estimator
+    from kfp_mlops.modeling.model_bundle import environment_versions
 
     if label not in train.columns:
         raise DataError(f"training data: no label column {label!r}")
@@ -96,11 +96,11 @@ def run_train(
     Returns:
         The model metadata (also written to ``model_dir/metadata.json``).
     """
-    from kfp_mlops.datasets import read_parquet
-    from kfp_mlops.model_bundle import save_bundle
-    from kfp_mlops.profile import build_profile
-    from kfp_mlops.storage import canonical_uri
-    from kfp_mlops.tracking import tracked_run
+    from kfp_mlops.core.storage import canonical_uri
+    from kfp_mlops.core.tracking import tracked_run
+    from kfp_mlops.modeling.datasets import read_parquet
+    from kfp_mlops.modeling.model_bundle import save_bundle
+    from kfp_mlops.modeling.profile import build_profile
 
     params = {"estimator": estimator, "hyperparameters": dict(hyperparameters), "seed": seed, "label": label}
     with tracked_run("train", group=pipeline_job_id, config=params, project=wandb_project or None) as run:
@@ -113,5 +113,7 @@ def run_train(
         Path(profile_path).write_text(json.dumps(profile, indent=2, sort_keys=True) + "\n")
         run.log_metrics(metadata["metrics"])
         run.log_artifact("model", "model", uri=canonical_uri(model_dir), metadata=metadata, uses=["train-data:latest"])
-        run.log_artifact("reference-profile", "profile", uri=canonical_uri(profile_path), metadata={"rows": profile["rows"]})
+        run.log_artifact(
+            "reference-profile", "profile", uri=canonical_uri(profile_path), metadata={"rows": profile["rows"]}
+        )
     return metadata

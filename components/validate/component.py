@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Markdown, Output
 
-from kfp_mlops.components_common import COMPONENT_IMAGE
+from kfp_mlops.components.common import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -32,7 +32,13 @@ def validate(
     from kfp_mlops.components.validate.logic import run_validate
 
     outcome = run_validate(
-        train.path, test.path, report.path, source=source, label=label, schema_uri=schema_uri,
-        pipeline_job_id=pipeline_job_id, wandb_project=wandb_project,
+        train.path,
+        test.path,
+        report.path,
+        source=source,
+        label=label,
+        schema_uri=schema_uri,
+        pipeline_job_id=pipeline_job_id,
+        wandb_project=wandb_project,
     )
     report.metadata.update({"passed": outcome["passed"], "rows": outcome["rows"]})

@@ -7,8 +7,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kfp_mlops.errors import DataError
-from kfp_mlops.schema import DataSchema, FeatureSpec
+from kfp_mlops.core.errors import DataError
+from kfp_mlops.modeling.schema import DataSchema, FeatureSpec
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -129,7 +129,11 @@ def render_report(result: ValidationResult, schema: DataSchema, source: str) -> 
         "| column | expected | problems |",
         "|---|---|---|",
     ]
-    columns = [schema.label, *schema.features, *(c for c in result.problems if c not in schema.features and c != schema.label)]
+    columns = [
+        schema.label,
+        *schema.features,
+        *(c for c in result.problems if c not in schema.features and c != schema.label),
+    ]
     for column in dict.fromkeys(columns):
         spec = schema.features.get(column)
         expected = "label" if column == schema.label else (_describe(spec) if spec else "-")
@@ -163,9 +167,9 @@ def run_validate(
     """
     from pathlib import Path
 
-    from kfp_mlops.datasets import read_parquet
-    from kfp_mlops.schema import schema_for
-    from kfp_mlops.tracking import tracked_run
+    from kfp_mlops.core.tracking import tracked_run
+    from kfp_mlops.modeling.datasets import read_parquet
+    from kfp_mlops.modeling.schema import schema_for
 
     train, test = read_parquet(train_path), read_parquet(test_path)
     schema = schema_for(source, schema_uri, train, label)

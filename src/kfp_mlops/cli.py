@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from kfp_mlops import __version__
-from kfp_mlops.compiling import check_pipeline_arguments
-from kfp_mlops.config import Settings
-from kfp_mlops.errors import ConfigError, MlopsError
+from kfp_mlops.app.compiling import check_pipeline_arguments
+from kfp_mlops.core.config import Settings
+from kfp_mlops.core.errors import ConfigError, MlopsError
 
 PIPELINES = ["training", "monitoring", "rollout"]
 # A local rollout step is `kfp-mlops rollout step`; `run` covers the pipelines with a local summary.
@@ -75,13 +75,14 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.set_defaults(handler=_serve)
 
     drift_cmd = commands.add_parser("drift", help="check a data window for drift against a reference; prints JSON")
-    drift_cmd.add_argument("--reference", required=True,
-                           help="reference profile .json, model/store-version folder, or .csv/.parquet data")
+    drift_cmd.add_argument(
+        "--reference", required=True, help="reference profile .json, model/store-version folder, or .csv/.parquet data"
+    )
     drift_cmd.add_argument("--current", required=True, help="current window: .csv or .parquet (local or gs://)")
     drift_cmd.add_argument("--out", type=Path, default=None, help="write verdict.json and report.html (Evidently) here")
     drift_cmd.add_argument("--model", default=None, help="model folder, for prediction and performance drift")
     drift_cmd.add_argument("--label", default=None, help="label column (when the reference is data)")
-    drift_cmd.add_argument("--config", default=None, help='DriftConfig as JSON, e.g. \'{"psi_threshold": 0.25}\'')
+    drift_cmd.add_argument("--config", default=None, help="DriftConfig as JSON, e.g. '{\"psi_threshold\": 0.25}'")
     drift_cmd.add_argument("--ignore-columns", default="", help="comma-separated columns that are not features")
     drift_cmd.add_argument("--fail-on-drift", action="store_true", help="exit 3 when drift is found")
     drift_cmd.set_defaults(handler=_drift)
@@ -94,13 +95,18 @@ def _add_pipeline_arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--label", default=None, help="label column")
     cmd.add_argument("--model-name", default=None)
     cmd.add_argument("--estimator", default=None, help="logistic_regression, random_forest, gradient_boosting, ...")
-    cmd.add_argument("--hyperparameters", default=None, help='JSON object, e.g. \'{"C": 0.5}\'')
+    cmd.add_argument("--hyperparameters", default=None, help="JSON object, e.g. '{\"C\": 0.5}'")
     cmd.add_argument("--threshold", type=float, default=None, help="gate: required value of the gate metric")
     cmd.add_argument("--gate-metric", default=None, help="accuracy, f1_macro, roc_auc or log_loss")
     cmd.add_argument("--schema", dest="schema_uri", default=None, help="schema JSON document (path or gs://)")
     cmd.add_argument("--store", dest="store_root", default=None, help="model store root (default KFP_MLOPS_STORE)")
-    cmd.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                     help="any other pipeline parameter (value parsed as JSON when it can be)")
+    cmd.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="any other pipeline parameter (value parsed as JSON when it can be)",
+    )
 
 
 def _add_cluster_arguments(cmd: argparse.ArgumentParser) -> None:
@@ -112,7 +118,7 @@ def _add_cluster_arguments(cmd: argparse.ArgumentParser) -> None:
 
 def pipeline_arguments(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     """The pipeline parameters the command line sets; the store root is set for pipelines that take one."""
-    from kfp_mlops.compiling import pipeline_builders
+    from kfp_mlops.app.compiling import pipeline_builders
 
     inputs = pipeline_builders()[args.pipeline](kubernetes=False).component_spec.inputs
     arguments: dict[str, Any] = {}
@@ -149,7 +155,7 @@ def _parse_json_object(text: str, option: str) -> dict[str, Any]:
 
 
 def _compile(args: argparse.Namespace) -> int:
-    from kfp_mlops.compiling import COMPILED_DIR, compile_all
+    from kfp_mlops.app.compiling import COMPILED_DIR, compile_all
 
     for compiled in compile_all(args.out or COMPILED_DIR):
         print(f"{compiled.name}: {compiled.kfp_path} (KFP)  {compiled.vertex_path} (Vertex AI)")
@@ -157,9 +163,9 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from kfp_mlops.compiling import compile_pipeline
-    from kfp_mlops.local_run import run_pipeline
-    from kfp_mlops.summary import render_summary
+    from kfp_mlops.app.compiling import compile_pipeline
+    from kfp_mlops.app.local_run import run_pipeline
+    from kfp_mlops.app.summary import render_summary
 
     settings = Settings.from_env()
     arguments = pipeline_arguments(args, settings)
@@ -176,26 +182,29 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _wandb_mode() -> str:
-    from kfp_mlops.tracking import resolve_mode
+    from kfp_mlops.core.tracking import resolve_mode
 
     return resolve_mode()
 
 
 def _compiled_package(pipeline: str) -> Path:
-    from kfp_mlops.compiling import compile_pipeline
+    from kfp_mlops.app.compiling import compile_pipeline
 
     return compile_pipeline(pipeline).kfp_path
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from kfp_mlops import kfp_client
+    from kfp_mlops.core import kfp_client
 
     settings = Settings.from_env()
     arguments = pipeline_arguments(args, settings)
     client = kfp_client.connect(args.host, args.namespace)
     submitted = kfp_client.submit(
-        _compiled_package(args.pipeline), client=client, experiment=args.experiment,
-        run_name=args.run_name or f"{args.pipeline}-run", arguments=arguments,
+        _compiled_package(args.pipeline),
+        client=client,
+        experiment=args.experiment,
+        run_name=args.run_name or f"{args.pipeline}-run",
+        arguments=arguments,
         service_account=args.service_account,
     )
     print(f"submitted run {submitted.run_id} in experiment {submitted.experiment}: {submitted.url}")
@@ -203,15 +212,20 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _schedule(args: argparse.Namespace) -> int:
-    from kfp_mlops import kfp_client
+    from kfp_mlops.core import kfp_client
 
     settings = Settings.from_env()
     arguments = pipeline_arguments(args, settings)
     cron = kfp_client.validate_cron(args.cron)  # before connecting: a bad cron never reaches the backend
     client = kfp_client.connect(args.host, args.namespace)
     created = kfp_client.schedule(
-        _compiled_package(args.pipeline), client=client, name=args.name or f"{args.pipeline}-schedule",
-        cron=cron, experiment=args.experiment, arguments=arguments, service_account=args.service_account,
+        _compiled_package(args.pipeline),
+        client=client,
+        name=args.name or f"{args.pipeline}-schedule",
+        cron=cron,
+        experiment=args.experiment,
+        arguments=arguments,
+        service_account=args.service_account,
     )
     replaced = f", replacing {', '.join(created.replaced)}" if created.replaced else ""
     print(f"scheduled {created.name} ({created.cron}) as recurring run {created.recurring_run_id}{replaced}")
@@ -219,7 +233,7 @@ def _schedule(args: argparse.Namespace) -> int:
 
 
 def _drift(args: argparse.Namespace) -> int:
-    from kfp_mlops.drift import DriftConfig, run_drift_cli
+    from kfp_mlops.drift.check import DriftConfig, run_drift_cli
 
     config_doc = _parse_json_object(args.config, "--config") if args.config else {}
     ignored = [c for c in args.ignore_columns.split(",") if c]
@@ -231,7 +245,7 @@ def _drift(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from kfp_mlops.local_run import run_pipeline
+    from kfp_mlops.app.local_run import run_pipeline
     from kfp_mlops.serving.serve import resolve_spec, serve_until_stopped
 
     settings = Settings.from_env()
@@ -240,44 +254,57 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"No champion of {args.model_name} yet: running the training pipeline first ...", flush=True)
         run_pipeline("training", {"store_root": settings.store_root, "model_name": args.model_name}, settings=settings)
 
-    spec, watch = resolve_spec(settings, spec_path=args.spec, deployment=args.deployment,
-                               model_name=args.model_name, protocol=args.protocol, train=train)
-    serve_until_stopped(spec, workdir=settings.home / "serving" / spec.name, port=args.port, watch=watch,
-                        announce=lambda line: print(line, flush=True))
+    spec, watch = resolve_spec(
+        settings,
+        spec_path=args.spec,
+        deployment=args.deployment,
+        model_name=args.model_name,
+        protocol=args.protocol,
+        train=train,
+    )
+    serve_until_stopped(
+        spec,
+        workdir=settings.home / "serving" / spec.name,
+        port=args.port,
+        watch=watch,
+        announce=lambda line: print(line, flush=True),
+    )
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 def _add_rollout_commands(commands: Any) -> None:
     rollout_cmd = commands.add_parser("rollout", help="safe rollout of a challenger: start, step, status")
     actions = rollout_cmd.add_subparsers(required=True, metavar="ACTION")
-    for action, text in (("start", "record a new rollout and apply its first stage"),
-                         ("step", "one controller step: compare live, decide, record, apply"),
-                         ("status", "print the rollout's stage and decisions as JSON")):
+    for action, text in (
+        ("start", "record a new rollout and apply its first stage"),
+        ("step", "one controller step: compare live, decide, record, apply"),
+        ("status", "print the rollout's stage and decisions as JSON"),
+    ):
         cmd = actions.add_parser(action, help=text)
         cmd.add_argument("--deployment", default="fraud", help="deployment name")
-        cmd.add_argument("--state", default=None,
-                         help="rollout state document (default $KFP_MLOPS_HOME/rollouts/<deployment>.json)")
+        cmd.add_argument(
+            "--state", default=None, help="rollout state document (default $KFP_MLOPS_HOME/rollouts/<deployment>.json)"
+        )
         if action == "status":
             cmd.set_defaults(handler=_rollout_status)
             continue
         cmd.add_argument("--namespace", default="models")
         cmd.add_argument("--protocol", choices=["v2", "seldon"], default="v2")
-        cmd.add_argument("--target", choices=["local", "cluster", "none"], default="local",
-                         help="local: the spec file `kfp-mlops serve` watches; cluster: SeldonDeployment")
+        cmd.add_argument(
+            "--target",
+            choices=["local", "cluster", "none"],
+            default="local",
+            help="local: the spec file `kfp-mlops serve` watches; cluster: SeldonDeployment",
+        )
         if action == "start":
             cmd.add_argument("--legacy", required=True, help="the legacy model folder")
             cmd.add_argument("--challenger", required=True, help="the challenger model folder")
-            cmd.add_argument("--plan", default="{}", help='StagePlan as JSON, e.g. \'{"steps": [5, 25, 100]}\'')
+            cmd.add_argument("--plan", default="{}", help="StagePlan as JSON, e.g. '{\"steps\": [5, 25, 100]}'")
             cmd.set_defaults(handler=_rollout_start)
         else:
-            cmd.add_argument("--log", default=None,
-                             help="prediction log root (default $KFP_MLOPS_HOME/prediction-log)")
+            cmd.add_argument("--log", default=None, help="prediction log root (default $KFP_MLOPS_HOME/prediction-log)")
             cmd.add_argument("--as-of", default=None, help="ISO time the step looks from (default now)")
-            cmd.add_argument("--live-config", default="{}", help='LiveConfig as JSON, e.g. \'{"bootstrap": 2000}\'')
+            cmd.add_argument("--live-config", default="{}", help="LiveConfig as JSON, e.g. '{\"bootstrap\": 2000}'")
             cmd.set_defaults(handler=_rollout_step)
     demo_cmd = commands.add_parser("demo", help="end-to-end demonstrations on this machine")
     demos = demo_cmd.add_subparsers(required=True, metavar="DEMO")
@@ -299,10 +326,9 @@ def _add_demo_drift(demos: Any) -> None:
 
 
 def _demo_drift(args: argparse.Namespace) -> int:
-    from kfp_mlops.demo_drift import DemoConfig, render_table, run_demo
+    from kfp_mlops.demos.drift import DemoConfig, render_table, run_demo
 
-    config = DemoConfig(weeks=args.weeks, start_week=args.start_week, rows_per_week=args.rows_per_week,
-                        seed=args.seed)
+    config = DemoConfig(weeks=args.weeks, start_week=args.start_week, rows_per_week=args.rows_per_week, seed=args.seed)
     config.check()
     result = run_demo(config, workdir=args.out, announce=lambda line: print(line, flush=True))
     print()
@@ -318,13 +344,19 @@ def _rollout_paths(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def _rollout_start(args: argparse.Namespace) -> int:
-    from kfp_mlops import rollout_controller as rc
     from kfp_mlops.components.rollout.logic import make_target
+    from kfp_mlops.rollout import controller as rc
 
     state, _ = _rollout_paths(args)
     base = rc.base_spec(args.deployment, namespace=args.namespace, protocol=args.protocol).validate()
-    result = rc.start(state, _parse_json_object(args.plan, "--plan"), args.legacy, args.challenger, base=base,
-                      target=make_target(args.target))
+    result = rc.start(
+        state,
+        _parse_json_object(args.plan, "--plan"),
+        args.legacy,
+        args.challenger,
+        base=base,
+        target=make_target(args.target),
+    )
     print(f"Rollout of {args.challenger} started at {result.stage}; state {state}")
     return 0
 
@@ -341,11 +373,21 @@ def _rollout_step(args: argparse.Namespace) -> int:
             datetime.fromisoformat(args.as_of)
         except ValueError:
             raise ConfigError(f"--as-of {args.as_of!r}: not an ISO date-time") from None
-    record = run_rollout_step(str(decision), state_uri=state, log_root=log, deployment_name=args.deployment,
-                              namespace=args.namespace, protocol=args.protocol, target=args.target,
-                              as_of=args.as_of or "", live_config=_parse_json_object(args.live_config, "--live-config"))
-    print(f"{record['action']}: {record['stage']} -> {record['next_stage']} (challenger share "
-          f"{record.get('challenger_share', 0)} %)")
+    record = run_rollout_step(
+        str(decision),
+        state_uri=state,
+        log_root=log,
+        deployment_name=args.deployment,
+        namespace=args.namespace,
+        protocol=args.protocol,
+        target=args.target,
+        as_of=args.as_of or "",
+        live_config=_parse_json_object(args.live_config, "--live-config"),
+    )
+    print(
+        f"{record['action']}: {record['stage']} -> {record['next_stage']} (challenger share "
+        f"{record.get('challenger_share', 0)} %)"
+    )
     for reason in record.get("reasons", []):
         print(f"  {reason}")
     if record.get("artifact"):
@@ -354,7 +396,7 @@ def _rollout_step(args: argparse.Namespace) -> int:
 
 
 def _rollout_status(args: argparse.Namespace) -> int:
-    from kfp_mlops import rollout_controller as rc
+    from kfp_mlops.rollout import controller as rc
 
     state, _ = _rollout_paths(args)
     print(json.dumps(rc.status(state), indent=2))
@@ -362,7 +404,11 @@ def _rollout_status(args: argparse.Namespace) -> int:
 
 
 def _demo_rollout(args: argparse.Namespace) -> int:
-    from kfp_mlops.demo_rollout import run_demo
+    from kfp_mlops.demos.rollout import run_demo
 
     run_demo(out=args.out, quick=args.quick, announce=print)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

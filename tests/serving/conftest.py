@@ -18,16 +18,21 @@ from tests.support.gcs_emulator import GcsEmulator
 @pytest.fixture(scope="session")
 def iris_model(tmp_path_factory: pytest.TempPathFactory) -> IrisModel:
     from kfp_mlops.components.train.logic import fit_model
-    from kfp_mlops.datasets import IRIS_LABEL, load_iris_frame
-    from kfp_mlops.model_bundle import save_bundle
+    from kfp_mlops.modeling.datasets import IRIS_LABEL, load_iris_frame
+    from kfp_mlops.modeling.model_bundle import save_bundle
 
     frame = load_iris_frame()
     model, metadata = fit_model(frame, IRIS_LABEL, "logistic_regression", {}, seed=0)
     folder = tmp_path_factory.mktemp("iris-model")
     metadata = save_bundle(folder, model, metadata)
     assert metadata["feature_names"] == FEATURES
-    return IrisModel(uri=str(folder), model=model, rows=frame[FEATURES].values.tolist(),
-                     labels=frame[IRIS_LABEL].tolist(), metadata=metadata)
+    return IrisModel(
+        uri=str(folder),
+        model=model,
+        rows=frame[FEATURES].values.tolist(),
+        labels=frame[IRIS_LABEL].tolist(),
+        metadata=metadata,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +49,7 @@ def old_sklearn_model(iris_model: IrisModel, tmp_path_factory: pytest.TempPathFa
 @pytest.fixture(scope="module")
 def gcs_model(gcs_emulator: GcsEmulator, iris_model: IrisModel) -> tuple[str, dict[str, str]]:
     """The Iris model as a model-store version folder on the GCS emulator, and the server's environment."""
-    from kfp_mlops import storage
+    from kfp_mlops.core import storage
 
     uri = f"gs://serving-{uuid.uuid4().hex[:10]}/store/models/iris/versions/v20261126T000000Z-test"
     with pytest.MonkeyPatch.context() as patch:

@@ -32,11 +32,16 @@ class IrisModel:
 
 
 @contextmanager
-def serving(protocol: str, model_uri: str, workdir: Path, env: dict[str, str] | None = None,
-            ) -> Iterator[PredictorServer]:
+def serving(
+    protocol: str,
+    model_uri: str,
+    workdir: Path,
+    env: dict[str, str] | None = None,
+) -> Iterator[PredictorServer]:
     """A running server for predictor ``main`` of deployment ``iris``, stopped afterwards."""
-    server = start_predictor(protocol=protocol, model_uri=model_uri, predictor="main", deployment=DEPLOYMENT,
-                             workdir=workdir, env=env)
+    server = start_predictor(
+        protocol=protocol, model_uri=model_uri, predictor="main", deployment=DEPLOYMENT, workdir=workdir, env=env
+    )
     try:
         yield server
     finally:
@@ -62,8 +67,15 @@ class Client:
         self._connection: http.client.HTTPConnection | None = None
         self.sent = 0
 
-    def request(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
-                content_type: str = "application/json") -> Reply:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        content_type: str = "application/json",
+    ) -> Reply:
         """Sends ``raw`` bytes, or ``body`` as JSON (None: no body)."""
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
         headers = {"Content-Type": content_type} if data is not None else {}

@@ -27,19 +27,31 @@ CLASSES = ["setosa", "versicolor", "virginica"]
 MALFORMED_EXAMPLES = 700
 VALID_EXAMPLES = 350  # two requests each: a prediction and its feedback
 FUZZ = settings(
-    deadline=None, database=None, print_blob=True,
+    deadline=None,
+    database=None,
+    print_blob=True,
     # The servers are module fixtures; the autouse isolated_env only sets environment variables.
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large,
-                           HealthCheck.large_base_example],
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+    ],
 )
 SENT: dict[str, int] = {}
 DEEP = b'"deeply nested data"'  # replaced by [[[...]]] in the request bytes
 
-values = st.floats(-1e6, 1e6, allow_nan=False) | st.integers(-10**6, 10**6)
+values = st.floats(-1e6, 1e6, allow_nan=False) | st.integers(-(10**6), 10**6)
 rows_of = st.lists(st.lists(values, min_size=4, max_size=4), min_size=1, max_size=12)
 junk = st.one_of(
-    st.text(max_size=6), st.booleans(), st.none(), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
-    st.lists(st.integers(), max_size=3), st.floats(), st.integers(10**300, 10**320), st.just(1e308),
+    st.text(max_size=6),
+    st.booleans(),
+    st.none(),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.lists(st.integers(), max_size=3),
+    st.floats(),
+    st.integers(10**300, 10**320),
+    st.just(1e308),
 )
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
@@ -70,8 +82,10 @@ def v2_body(draw: st.DrawFn, rows: list[list[Any]]) -> dict[str, Any]:
     if form == "named":
         order = draw(st.permutations(range(4)))
         column_shape = draw(st.sampled_from([[len(rows)], [len(rows), 1]]))
-        inputs = [{"name": FEATURES[i], "shape": column_shape, "datatype": datatype, "data": [row[i] for row in rows]}
-                  for i in order]
+        inputs = [
+            {"name": FEATURES[i], "shape": column_shape, "datatype": datatype, "data": [row[i] for row in rows]}
+            for i in order
+        ]
     else:
         data = rows if form == "nested" else [value for row in rows for value in row]
         name = draw(st.sampled_from(["input-0", "features", "x"]))
@@ -107,18 +121,45 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
     server: PredictorServer = request.getfixturevalue(f"{request.param}_server")
     client = Client(server.url)
     if request.param == "v2":
-        yield Target("v2", server, client, server.predict_path(), f"/v2/models/{DEPLOYMENT}/feedback", v2_body,
-                     v2_answer, lambda predicted, truth: {"predicted": predicted, "truth": truth},
-                     (("POST", "/v2/models/nobody/infer"), ("POST", f"/v2/models/{DEPLOYMENT}/infer_stream"),
-                      ("POST", f"/v2/models/{DEPLOYMENT}/generate"), ("GET", server.predict_path()),
-                      ("POST", f"/v2/models/{DEPLOYMENT}/versions/x/nothing"), ("PUT", "/v2/health/ready")))
+        yield Target(
+            "v2",
+            server,
+            client,
+            server.predict_path(),
+            f"/v2/models/{DEPLOYMENT}/feedback",
+            v2_body,
+            v2_answer,
+            lambda predicted, truth: {"predicted": predicted, "truth": truth},
+            (
+                ("POST", "/v2/models/nobody/infer"),
+                ("POST", f"/v2/models/{DEPLOYMENT}/infer_stream"),
+                ("POST", f"/v2/models/{DEPLOYMENT}/generate"),
+                ("GET", server.predict_path()),
+                ("POST", f"/v2/models/{DEPLOYMENT}/versions/x/nothing"),
+                ("PUT", "/v2/health/ready"),
+            ),
+        )
     else:
-        yield Target("seldon", server, client, server.predict_path(), "/api/v1.0/feedback", seldon_body,
-                     seldon_answer,
-                     lambda predicted, truth: {"response": {"jsonData": {"labels": predicted}},
-                                               "truth": {"data": {"ndarray": truth}}},
-                     (("POST", "/api/v9/predictions"), ("GET", server.predict_path()), ("DELETE", "/health/ping"),
-                      ("POST", "/api/v1.0/nothing"), ("GET", "/..%2f..%2fetc/passwd")))
+        yield Target(
+            "seldon",
+            server,
+            client,
+            server.predict_path(),
+            "/api/v1.0/feedback",
+            seldon_body,
+            seldon_answer,
+            lambda predicted, truth: {
+                "response": {"jsonData": {"labels": predicted}},
+                "truth": {"data": {"ndarray": truth}},
+            },
+            (
+                ("POST", "/api/v9/predictions"),
+                ("GET", server.predict_path()),
+                ("DELETE", "/health/ping"),
+                ("POST", "/api/v1.0/nothing"),
+                ("GET", "/..%2f..%2fetc/passwd"),
+            ),
+        )
     SENT[request.param] = SENT.get(request.param, 0) + client.sent
     client.close()
 
@@ -148,11 +189,34 @@ def malformed(draw: st.DrawFn, target: Target) -> tuple[str, str, bytes, str]:
     rows = draw(rows_of)
     body = target.valid_body(draw, rows)
     method, path, content_type = "POST", target.predict_path, "application/json"
-    kind = draw(st.sampled_from([
-        "bytes", "text", "json", "truncated", "literal", "junk value", "drop key", "bad shape", "bad datatype",
-        "rename", "duplicate", "drop input", "width", "empty", "1-D", "deep", "oversized", "path", "content type",
-        "feedback json", "feedback junk", "id",
-    ]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "bytes",
+                "text",
+                "json",
+                "truncated",
+                "literal",
+                "junk value",
+                "drop key",
+                "bad shape",
+                "bad datatype",
+                "rename",
+                "duplicate",
+                "drop input",
+                "width",
+                "empty",
+                "1-D",
+                "deep",
+                "oversized",
+                "path",
+                "content type",
+                "feedback json",
+                "feedback junk",
+                "id",
+            ]
+        )
+    )
     if kind == "bytes":
         return method, path, draw(st.binary(max_size=64)), content_type
     if kind == "text":
@@ -164,7 +228,7 @@ def malformed(draw: st.DrawFn, target: Target) -> tuple[str, str, bytes, str]:
         return method, path, raw[: draw(st.integers(0, len(raw) - 1))], content_type
     if kind == "literal":
         number = draw(st.sampled_from(list(re.finditer(rb"(?<=[ \[])-?\d[\d.eE+-]*", raw))))
-        return method, path, raw[:number.start()] + draw(literals) + raw[number.end():], content_type
+        return method, path, raw[: number.start()] + draw(literals) + raw[number.end() :], content_type
     if kind == "path":
         method, path = draw(st.sampled_from(target.unknown_paths))
         return method, path, raw, content_type
@@ -208,8 +272,14 @@ def mutate(draw: st.DrawFn, kind: str, body: dict[str, Any], rows: list[list[Any
             tensors.remove(tensor)
         elif kind == "width":
             width = draw(st.sampled_from([0, 1, 3, 5, 8]))
-            body["inputs"] = [{"name": "input-0", "shape": [len(rows), width], "datatype": "FP64",
-                               "data": [(row * 2)[:width] for row in rows]}]
+            body["inputs"] = [
+                {
+                    "name": "input-0",
+                    "shape": [len(rows), width],
+                    "datatype": "FP64",
+                    "data": [(row * 2)[:width] for row in rows],
+                }
+            ]
         elif kind == "empty":
             body["inputs"] = [{"name": "input-0", "shape": [0, 4], "datatype": "FP64", "data": []}]
         elif kind == "1-D":

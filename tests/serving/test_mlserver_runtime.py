@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kfp_mlops.errors import MlopsError
+from kfp_mlops.core.errors import MlopsError
 from kfp_mlops.serving.servers import PredictorServer, start_predictor
 from tests.serving.support import DEPLOYMENT, FEATURES, Client, IrisModel, scrape, serving, total
 
@@ -23,21 +23,28 @@ ROW = [5.1, 3.5, 1.4, 0.2]
 
 
 @pytest.fixture(scope="module")
-def server(gcs_model: tuple[str, dict[str, str]], tmp_path_factory: pytest.TempPathFactory,
-           ) -> Iterator[PredictorServer]:
+def server(
+    gcs_model: tuple[str, dict[str, str]],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[PredictorServer]:
     uri, env = gcs_model
     with serving("v2", uri, tmp_path_factory.mktemp("v2-gcs"), env) as started:
         yield started
 
 
 def ndarray(rows: list[list[Any]], name: str = "input-0") -> dict[str, Any]:
-    return {"inputs": [{"name": name, "shape": [len(rows), len(rows[0]) if rows else 4], "datatype": "FP64",
-                        "data": rows}]}
+    return {
+        "inputs": [{"name": name, "shape": [len(rows), len(rows[0]) if rows else 4], "datatype": "FP64", "data": rows}]
+    }
 
 
 def named(rows: list[list[Any]], names: list[str] = FEATURES) -> dict[str, Any]:
-    return {"inputs": [{"name": name, "shape": [len(rows)], "datatype": "FP64", "data": [row[i] for row in rows]}
-                       for i, name in enumerate(names)]}
+    return {
+        "inputs": [
+            {"name": name, "shape": [len(rows)], "datatype": "FP64", "data": [row[i] for row in rows]}
+            for i, name in enumerate(names)
+        ]
+    }
 
 
 def outputs(answer: dict[str, Any]) -> tuple[list[str], np.ndarray]:
@@ -81,13 +88,21 @@ def test_metadata_declares_every_input_form_and_the_outputs(client: Client, vers
     meta = reply.json
     assert meta["name"] == DEPLOYMENT and meta["versions"] == [version] and meta["platform"] == "scikit-learn"
     assert [(i["name"], i["datatype"], i["shape"]) for i in meta["inputs"]] == [
-        *[(name, "FP64", [-1]) for name in FEATURES], ("input-0", "FP64", [-1, 4])]
+        *[(name, "FP64", [-1]) for name in FEATURES],
+        ("input-0", "FP64", [-1, 4]),
+    ]
     assert meta["inputs"][-1]["parameters"]["features"] == FEATURES
     assert [(o["name"], o["datatype"], o["shape"]) for o in meta["outputs"]] == [
-        ("label", "BYTES", [-1]), ("probabilities", "FP64", [-1, 3])]
+        ("label", "BYTES", [-1]),
+        ("probabilities", "FP64", [-1, 3]),
+    ]
     assert meta["outputs"][1]["parameters"]["classes"] == ["setosa", "versicolor", "virginica"]
-    assert meta["parameters"] == {"deployment": DEPLOYMENT, "predictor": "main", "model_version": version,
-                                  "max_batch": 10_000}
+    assert meta["parameters"] == {
+        "deployment": DEPLOYMENT,
+        "predictor": "main",
+        "model_version": version,
+        "max_batch": 10_000,
+    }
     assert client.request("GET", "/v2/health/ready").status == 200
     assert client.request("GET", f"/v2/models/{DEPLOYMENT}/ready").status == 200
 
@@ -124,17 +139,29 @@ MALFORMED = {
     "missing feature": ("POST", INFER, _raw(named([ROW[:3]], FEATURES[:3])), 400),
     "duplicate feature": ("POST", INFER, _raw(named([[*ROW, 1.0]], [*FEATURES, "sepal_width"])), 400),
     "feature inputs of different lengths": (
-        "POST", INFER, _raw({"inputs": [*named([ROW])["inputs"][:3], named([ROW, ROW])["inputs"][3]]}), 400),
+        "POST",
+        INFER,
+        _raw({"inputs": [*named([ROW])["inputs"][:3], named([ROW, ROW])["inputs"][3]]}),
+        400,
+    ),
     "string value": ("POST", INFER, _raw(ndarray([["5.1", 3.5, 1.4, 0.2]])), 400),
     "boolean value": ("POST", INFER, _raw(ndarray([[True, 3.5, 1.4, 0.2]])), 400),
     "null value": ("POST", INFER, _raw(ndarray([[None, 3.5, 1.4, 0.2]])), 400),
     "object value": ("POST", INFER, _raw(ndarray([[{"v": 1}, 3.5, 1.4, 0.2]])), 400),
     "data not a list": ("POST", INFER, _raw({"inputs": [{**ndarray([ROW])["inputs"][0], "data": "5.1"}]}), 400),
-    "empty batch": ("POST", INFER, _raw({"inputs": [{**ndarray([ROW])["inputs"][0], "shape": [0, 4], "data": []}]}),
-                    400),
+    "empty batch": (
+        "POST",
+        INFER,
+        _raw({"inputs": [{**ndarray([ROW])["inputs"][0], "shape": [0, 4], "data": []}]}),
+        400,
+    ),
     "1-D input": ("POST", INFER, _raw({"inputs": [{**ndarray([ROW])["inputs"][0], "shape": [4], "data": ROW}]}), 400),
-    "shape and data disagree": ("POST", INFER, _raw({"inputs": [{**ndarray([ROW])["inputs"][0], "shape": [2, 4]}]}),
-                                400),
+    "shape and data disagree": (
+        "POST",
+        INFER,
+        _raw({"inputs": [{**ndarray([ROW])["inputs"][0], "shape": [2, 4]}]}),
+        400,
+    ),
     "negative shape": ("POST", INFER, _raw({"inputs": [{**ndarray([ROW])["inputs"][0], "shape": [-1, -4]}]}), 400),
     "integer beyond the float range": ("POST", INFER, _raw(ndarray([[10**400, 3.5, 1.4, 0.2]])), 422),
     "value the model cannot score": ("POST", INFER, _raw(ndarray([[1e308, 1e308, 1e308, 1e308]])), 422),
@@ -179,8 +206,9 @@ def test_metrics_count_requests_classes_and_feedback(server: PredictorServer, cl
         assert client.post(INFER, ndarray([ROW])).status == 200
     assert client.post(INFER, ndarray([ROW[:3]])).status == 400
     assert client.request("POST", INFER, raw=b"{").status == 422  # rejected by MLServer, counted all the same
-    feedback = client.post(FEEDBACK, {"predicted": ["setosa"] * 4,
-                                      "truth": ["setosa", "setosa", "setosa", "virginica"]})
+    feedback = client.post(
+        FEEDBACK, {"predicted": ["setosa"] * 4, "truth": ["setosa", "setosa", "setosa", "virginica"]}
+    )
     assert feedback.status == 200 and feedback.json["rows"] == 4 and feedback.json["correct"] == 3
     assert client.post(FEEDBACK, {"predicted": ["setosa"], "truth": ["rose"]}).status == 400
     after = scrape(server.metrics_url)
@@ -188,17 +216,30 @@ def test_metrics_count_requests_classes_and_feedback(server: PredictorServer, cl
     def delta(name: str, **labels: str) -> float:
         return total(after, name, **identity, **labels) - total(before, name, **identity, **labels)
 
-    counted = {(e, s): delta("kfp_mlops_requests_total", endpoint=e, status=s)
-               for e, s in [("predict", "200"), ("predict", "400"), ("predict", "422"), ("feedback", "200"),
-                            ("feedback", "400")]}
-    assert counted == {("predict", "200"): 3, ("predict", "400"): 1, ("predict", "422"): 1, ("feedback", "200"): 1,
-                       ("feedback", "400"): 1}
+    counted = {
+        (e, s): delta("kfp_mlops_requests_total", endpoint=e, status=s)
+        for e, s in [
+            ("predict", "200"),
+            ("predict", "400"),
+            ("predict", "422"),
+            ("feedback", "200"),
+            ("feedback", "400"),
+        ]
+    }
+    assert counted == {
+        ("predict", "200"): 3,
+        ("predict", "400"): 1,
+        ("predict", "422"): 1,
+        ("feedback", "200"): 1,
+        ("feedback", "400"): 1,
+    }
     assert delta("kfp_mlops_request_duration_seconds_count", endpoint="predict", status="200") == 3
     assert delta("kfp_mlops_request_duration_seconds_sum", endpoint="predict", status="200") > 0
     assert delta("kfp_mlops_predictions_total", **{"class": "setosa"}) == 3
     assert delta("kfp_mlops_feedback_total") == 4 and delta("kfp_mlops_feedback_correct_total") == 3
     accuracy = total(after, "kfp_mlops_feedback_correct_total", **identity) / total(
-        after, "kfp_mlops_feedback_total", **identity)
+        after, "kfp_mlops_feedback_total", **identity
+    )
     assert total(after, "kfp_mlops_live_accuracy", **identity) == pytest.approx(accuracy)
     assert feedback.json["live_accuracy"] == pytest.approx(accuracy)
     # MLServer's own metrics are on the same endpoint.
@@ -226,17 +267,19 @@ def test_every_prediction_is_logged_with_its_request_id(iris_model: IrisModel, t
     """PREDICTION_LOG_URI set: ok rows (header id, V2 id, multi-row ids) and refused requests, flushed at stop."""
     import http.client
 
-    from kfp_mlops.prediction_log import read_predictions
+    from kfp_mlops.serving.prediction_log import read_predictions
 
     log = str(tmp_path / "log")
-    with serving("v2", iris_model.uri, tmp_path / "server", {"PREDICTION_LOG_URI": log,
-                                                              "PREDICTION_LOG_FLUSH_SECONDS": "60"}) as server:
+    with serving(
+        "v2", iris_model.uri, tmp_path / "server", {"PREDICTION_LOG_URI": log, "PREDICTION_LOG_FLUSH_SECONDS": "60"}
+    ) as server:
         port = int(server.url.rsplit(":", 1)[1])
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
 
         def post(body: dict[str, Any], headers: dict[str, str]) -> int:
-            connection.request("POST", INFER, body=json.dumps(body), headers={"Content-Type": "application/json",
-                                                                               **headers})
+            connection.request(
+                "POST", INFER, body=json.dumps(body), headers={"Content-Type": "application/json", **headers}
+            )
             response = connection.getresponse()
             response.read()
             return response.status
@@ -244,8 +287,14 @@ def test_every_prediction_is_logged_with_its_request_id(iris_model: IrisModel, t
         assert post(named([ROW]), {"X-Request-Id": "from-header"}) == 200
         assert post({**named([ROW]), "id": "from-body"}, {}) == 200
         assert post({**ndarray([ROW, ROW]), "id": "batch"}, {}) == 200
-        assert post({**named([ROW]), "id": "bad"} | {"inputs": [{"name": "sepal_length", "shape": [2],
-                                                                "datatype": "FP64", "data": [1.0]}]}, {}) == 400
+        assert (
+            post(
+                {**named([ROW]), "id": "bad"}
+                | {"inputs": [{"name": "sepal_length", "shape": [2], "datatype": "FP64", "data": [1.0]}]},
+                {},
+            )
+            == 400
+        )
         connection.close()
     frame = read_predictions(log).set_index("request_id")  # written at shutdown (flush period 60 s)
     assert sorted(frame.index) == ["bad", "batch-0", "batch-1", "from-body", "from-header"]

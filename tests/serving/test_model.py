@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kfp_mlops.errors import MlopsError
+from kfp_mlops.core.errors import MlopsError
 from kfp_mlops.serving.model import InvalidRequest, ServedModel
 from tests.serving.support import FEATURES, IrisModel
 
@@ -58,15 +58,23 @@ def test_integers_are_numbers(served: ServedModel) -> None:
         ([ROW[:3]], FEATURES[:3], 400, "missing feature(s) petal_width"),
         ([[*ROW, 1.0]], [*FEATURES, "sepal_length"], 400, "duplicate feature names"),
         ([ROW], [1, 2, 3, 4], 400, "feature names must be strings"),
-        ([{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "colour": "red"}], None, 400,
-         "unknown feature(s) colour"),
+        (
+            [{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "colour": "red"}],
+            None,
+            400,
+            "unknown feature(s) colour",
+        ),
         ([{"sepal_length": 5.1}], None, 400, "missing feature(s) sepal_width, petal_length, petal_width"),
         ([["5.1", 3.5, 1.4, 0.2]], None, 400, "feature 'sepal_length' row 0: expected a number, got str '5.1'"),
         ([[5.1, True, 1.4, 0.2]], None, 400, "feature 'sepal_width' row 0: expected a number, got bool"),
         ([[5.1, 3.5, None, 0.2]], None, 400, "feature 'petal_length' row 0: expected a number, got NoneType"),
         ([[5.1, 3.5, 1.4, [0.2]]], None, 400, "feature 'petal_width' row 0: expected a number, got list"),
-        ([[math.nan, 3.5, 1.4, 0.2]], None, 400,
-         "feature 'sepal_length' row 0: expected a finite number, got float nan"),
+        (
+            [[math.nan, 3.5, 1.4, 0.2]],
+            None,
+            400,
+            "feature 'sepal_length' row 0: expected a finite number, got float nan",
+        ),
         ([ROW, [5.1, math.inf, 1.4, 0.2]], None, 400, "feature 'sepal_width' row 1: expected a finite number"),
         ([[5.1, 3.5, 1.4, -math.inf]], None, 400, "expected a finite number, got float -inf"),
         ([[10**400, 3.5, 1.4, 0.2]], None, 400, "expected a finite number, got int 1000"),
@@ -86,10 +94,11 @@ def test_malformed_requests_name_what_is_wrong(
 
 def test_categorical_features_take_strings(tmp_path: Path) -> None:
     from kfp_mlops.components.train.logic import fit_model
-    from kfp_mlops.model_bundle import save_bundle
+    from kfp_mlops.modeling.model_bundle import save_bundle
 
-    frame = pd.DataFrame({"size": [1.0, 2.0, 3.0, 4.0] * 5, "colour": ["red", "blue"] * 10,
-                          "label": ["a", "b", "a", "b"] * 5})
+    frame = pd.DataFrame(
+        {"size": [1.0, 2.0, 3.0, 4.0] * 5, "colour": ["red", "blue"] * 10, "label": ["a", "b", "a", "b"] * 5}
+    )
     model, metadata = fit_model(frame, "label", "logistic_regression", {}, seed=0)
     save_bundle(tmp_path, model, metadata)
     served = ServedModel.load(str(tmp_path))
@@ -119,7 +128,7 @@ def test_version_is_the_store_version_or_a_checksum_prefix(iris_model: IrisModel
 
 
 def test_load_from_gcs(iris_model: IrisModel, gcs_bucket: str) -> None:
-    from kfp_mlops import storage
+    from kfp_mlops.core import storage
 
     uri = f"{gcs_bucket}/models/iris/versions/v1"
     for name in ("model.joblib", "metadata.json"):
@@ -159,10 +168,11 @@ def test_numeric_models_take_the_positional_fast_path(served: ServedModel, iris_
 
 def test_categorical_models_keep_the_dataframe_path(tmp_path: Path) -> None:
     from kfp_mlops.components.train.logic import fit_model
-    from kfp_mlops.model_bundle import load_bundle, save_bundle
+    from kfp_mlops.modeling.model_bundle import load_bundle, save_bundle
 
-    frame = pd.DataFrame({"x": [0.1, 0.2, 0.9, 1.0] * 5, "colour": ["red", "red", "blue", "blue"] * 5,
-                          "y": ["a", "a", "b", "b"] * 5})
+    frame = pd.DataFrame(
+        {"x": [0.1, 0.2, 0.9, 1.0] * 5, "colour": ["red", "red", "blue", "blue"] * 5, "y": ["a", "a", "b", "b"] * 5}
+    )
     model, metadata = fit_model(frame, "y", "logistic_regression", {}, seed=0)
     save_bundle(tmp_path, model, metadata)
     served = ServedModel(load_bundle(str(tmp_path)), version="v")

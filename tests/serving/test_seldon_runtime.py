@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kfp_mlops.errors import MlopsError
+from kfp_mlops.core.errors import MlopsError
 from kfp_mlops.serving.servers import PredictorServer, start_predictor
 from tests.serving.support import DEPLOYMENT, FEATURES, Client, IrisModel, scrape, serving, total
 
@@ -23,8 +23,10 @@ ROW = [5.1, 3.5, 1.4, 0.2]
 
 
 @pytest.fixture(scope="module")
-def server(gcs_model: tuple[str, dict[str, str]], tmp_path_factory: pytest.TempPathFactory,
-           ) -> Iterator[PredictorServer]:
+def server(
+    gcs_model: tuple[str, dict[str, str]],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[PredictorServer]:
     uri, env = gcs_model
     with serving("seldon", uri, tmp_path_factory.mktemp("seldon-gcs"), env) as started:
         yield started
@@ -111,8 +113,12 @@ MALFORMED = {
     "empty batch": ("POST", PREDICT, _raw(ndarray([])), 400),
     "1-D input": ("POST", PREDICT, _raw(ndarray(ROW)), 400),
     "value the model cannot score": ("POST", PREDICT, _raw(ndarray([[1e308, 1e308, 1e308, 1e308]])), 422),
-    "nested deeper than Python recurses": ("POST", PREDICT, _raw(ndarray([ROW])).replace(
-        b"5.1", b"[" * 5000 + b"1" + b"]" * 5000), 400),
+    "nested deeper than Python recurses": (
+        "POST",
+        PREDICT,
+        _raw(ndarray([ROW])).replace(b"5.1", b"[" * 5000 + b"1" + b"]" * 5000),
+        400,
+    ),
     "oversized batch": ("POST", PREDICT, _raw(ndarray([ROW] * 10_001)), 413),
     "not JSON content": ("POST", PREDICT, "text/plain", 415),
     "unknown path": ("GET", "/api/v1.0/nothing", None, 404),
@@ -145,8 +151,12 @@ def test_malformed_requests_get_a_4xx_json_answer(
 
 def test_error_messages_say_what_is_wrong(client: Client) -> None:
     reply = client.post(PREDICT, ndarray([["5.1", 3.5, 1.4, 0.2]]))
-    assert reply.json["status"] == {"status": 1, "code": -1, "reason": "MICROSERVICE_BAD_DATA",
-                                    "info": "feature 'sepal_length' row 0: expected a number, got str '5.1'"}
+    assert reply.json["status"] == {
+        "status": 1,
+        "code": -1,
+        "reason": "MICROSERVICE_BAD_DATA",
+        "info": "feature 'sepal_length' row 0: expected a number, got str '5.1'",
+    }
     assert client.request("GET", "/nothing").json["status"]["info"] == "Not Found: GET /nothing"
 
 
@@ -167,14 +177,17 @@ def test_metrics_count_requests_classes_and_feedback(server: PredictorServer, cl
     def delta(name: str, **labels: str) -> float:
         return total(after, name, **identity, **labels) - total(before, name, **identity, **labels)
 
-    counted = {(e, s): delta("kfp_mlops_requests_total", endpoint=e, status=s)
-               for e, s in [("predict", "200"), ("predict", "400"), ("feedback", "200"), ("feedback", "400")]}
+    counted = {
+        (e, s): delta("kfp_mlops_requests_total", endpoint=e, status=s)
+        for e, s in [("predict", "200"), ("predict", "400"), ("feedback", "200"), ("feedback", "400")]
+    }
     assert counted == {("predict", "200"): 3, ("predict", "400"): 2, ("feedback", "200"): 1, ("feedback", "400"): 1}
     assert delta("kfp_mlops_request_duration_seconds_count", endpoint="predict", status="200") == 3
     assert delta("kfp_mlops_predictions_total", **{"class": "setosa"}) == 3
     assert delta("kfp_mlops_feedback_total") == 4 and delta("kfp_mlops_feedback_correct_total") == 3
     accuracy = total(after, "kfp_mlops_feedback_correct_total", **identity) / total(
-        after, "kfp_mlops_feedback_total", **identity)
+        after, "kfp_mlops_feedback_total", **identity
+    )
     assert total(after, "kfp_mlops_live_accuracy", **identity) == pytest.approx(accuracy)
     assert answer.json["jsonData"]["live_accuracy"] == pytest.approx(accuracy)
 
@@ -187,8 +200,9 @@ def test_numeric_true_labels_survive_seldons_protobuf(client: Client) -> None:
 
 def test_a_model_that_cannot_load_ends_the_server_with_a_clear_error(old_sklearn_model: str, tmp_path: Path) -> None:
     with pytest.raises(MlopsError, match="seldon server for predictor 'p' of 'old' exited with code 1") as caught:
-        start_predictor(protocol="seldon", model_uri=old_sklearn_model, predictor="p", deployment="old",
-                        workdir=tmp_path)
+        start_predictor(
+            protocol="seldon", model_uri=old_sklearn_model, predictor="p", deployment="old", workdir=tmp_path
+        )
     last = str(caught.value).splitlines()[-1]
     assert last.startswith("error: cannot serve model 'old': model ")
     assert "trained with scikit-learn 0.24.2, this environment has 1.9." in last

@@ -29,10 +29,25 @@ class GcsEmulator:
 
     def start(self, timeout_s: float = 15.0) -> GcsEmulator:
         self._process = subprocess.Popen(
-            [str(_get_binary_path()), "-scheme", "http", "-backend", "filesystem",
-             "-filesystem-root", str(Path(self._root.name).resolve()), "-host", "127.0.0.1",
-             "-port", str(self.port), "-external-url", self.url, "-log-level", "error"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                str(_get_binary_path()),
+                "-scheme",
+                "http",
+                "-backend",
+                "filesystem",
+                "-filesystem-root",
+                str(Path(self._root.name).resolve()),
+                "-host",
+                "127.0.0.1",
+                "-port",
+                str(self.port),
+                "-external-url",
+                self.url,
+                "-log-level",
+                "error",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -95,7 +95,6 @@ class KfpApiStandIn(LoopbackServer):
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-
     # -- test helpers ------------------------------------------------------------------------
 
     @property
@@ -151,14 +150,12 @@ class KfpApiStandIn(LoopbackServer):
     def _list_experiments(self, *, query: dict[str, str], body: Any) -> dict[str, Any]:
         return _page(list(self.experiments.values()), query, "experiments", self.max_page_size)
 
-    def _get_experiment(self, experiment_id: str, *, query: dict[str, str],
-                        body: Any) -> dict[str, Any]:
+    def _get_experiment(self, experiment_id: str, *, query: dict[str, str], body: Any) -> dict[str, Any]:
         return _without_empty(_lookup(self.experiments, experiment_id, "experiment"))
 
     def _create_run(self, *, query: dict[str, str], body: Any) -> dict[str, Any]:
         name = _required(body, "display_name", "run")
-        experiment = _lookup(self.experiments, _required(body, "experiment_id", "run"),
-                             "experiment")
+        experiment = _lookup(self.experiments, _required(body, "experiment_id", "run"), "experiment")
         _require_pipeline(body, "run")
         now = _now()
         run = {
@@ -176,8 +173,7 @@ class KfpApiStandIn(LoopbackServer):
         return _without_empty(run)
 
     def _list_runs(self, *, query: dict[str, str], body: Any) -> dict[str, Any]:
-        runs = [r for r in self.runs.values()
-                if query.get("experiment_id") in (None, r["experiment_id"])]
+        runs = [r for r in self.runs.values() if query.get("experiment_id") in (None, r["experiment_id"])]
         return _page(runs, query, "runs", self.max_page_size)
 
     def _get_run(self, run_id: str, *, query: dict[str, str], body: Any) -> dict[str, Any]:
@@ -185,8 +181,7 @@ class KfpApiStandIn(LoopbackServer):
 
     def _create_recurring_run(self, *, query: dict[str, str], body: Any) -> dict[str, Any]:
         name = _required(body, "display_name", "recurring run")
-        experiment = _lookup(self.experiments,
-                             _required(body, "experiment_id", "recurring run"), "experiment")
+        experiment = _lookup(self.experiments, _required(body, "experiment_id", "recurring run"), "experiment")
         _require_pipeline(body, "recurring run")
         trigger = body.get("trigger") or {}
         if not (trigger.get("cron_schedule") or trigger.get("periodic_schedule")):
@@ -212,17 +207,16 @@ class KfpApiStandIn(LoopbackServer):
         return _without_empty(recurring_run)
 
     def _list_recurring_runs(self, *, query: dict[str, str], body: Any) -> dict[str, Any]:
-        recurring_runs = [r for r in self.recurring_runs.values()
-                          if query.get("experiment_id") in (None, r["experiment_id"])]
+        recurring_runs = [
+            r for r in self.recurring_runs.values() if query.get("experiment_id") in (None, r["experiment_id"])
+        ]
         # The proto field really is named recurringRuns (kfp_server_api maps it back).
         return _page(recurring_runs, query, "recurringRuns", self.max_page_size)
 
-    def _get_recurring_run(self, recurring_run_id: str, *, query: dict[str, str],
-                           body: Any) -> dict[str, Any]:
+    def _get_recurring_run(self, recurring_run_id: str, *, query: dict[str, str], body: Any) -> dict[str, Any]:
         return _without_empty(_lookup(self.recurring_runs, recurring_run_id, "recurring run"))
 
-    def _delete_recurring_run(self, recurring_run_id: str, *, query: dict[str, str],
-                              body: Any) -> dict[str, Any]:
+    def _delete_recurring_run(self, recurring_run_id: str, *, query: dict[str, str], body: Any) -> dict[str, Any]:
         _lookup(self.recurring_runs, recurring_run_id, "recurring run")
         del self.recurring_runs[recurring_run_id]
         return {}
@@ -244,8 +238,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             self._send(200, self.owner._dispatch(self.command, parts.path, query, body))
         except ApiError as err:
-            self._send(err.status, {"code": _GRPC_CODE.get(err.status, 2), "message": err.message,
-                                    "details": []})
+            self._send(err.status, {"code": _GRPC_CODE.get(err.status, 2), "message": err.message, "details": []})
 
     do_GET = do_POST = do_DELETE = _handle
 
@@ -262,6 +255,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
 
 def _required(body: Any, field: str, kind: str) -> str:
     if not isinstance(body, dict) or not body.get(field):
@@ -285,8 +279,7 @@ def _without_empty(resource: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in resource.items() if v not in (None, "", [], {})}
 
 
-def _page(items: list[dict[str, Any]], query: dict[str, str], key: str,
-          max_page_size: int) -> dict[str, Any]:
+def _page(items: list[dict[str, Any]], query: dict[str, str], key: str, max_page_size: int) -> dict[str, Any]:
     """Filters ``items`` by the query's ``filter`` and returns the page its token points at."""
     items = [i for i in items if _matches(i, query.get("filter"))]
     size = min(int(query.get("page_size") or max_page_size), max_page_size)
@@ -295,7 +288,7 @@ def _page(items: list[dict[str, Any]], query: dict[str, str], key: str,
         start = int(base64.urlsafe_b64decode(token.encode()).decode()) if token else 0
     except ValueError:
         raise ApiError(400, f"invalid page token {token!r}") from None
-    page = items[start:start + size]
+    page = items[start : start + size]
     response: dict[str, Any] = {key: [_without_empty(i) for i in page], "total_size": len(items)}
     if start + size < len(items):
         response["next_page_token"] = base64.urlsafe_b64encode(str(start + size).encode()).decode()

@@ -32,10 +32,10 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -46,8 +46,15 @@ from tests.support.loopback import LoopbackServer
 
 _PATH = re.compile(r"/apis/machinelearning\.seldon\.io/v1/namespaces/([^/]+)/seldondeployments/([^/]+)")
 _API_VERSION, _KIND = "machinelearning.seldon.io/v1", "SeldonDeployment"
-_REASONS = {400: "BadRequest", 403: "Forbidden", 404: "NotFound", 409: "Conflict", 415: "UnsupportedMediaType",
-            422: "Invalid", 500: "InternalError"}
+_REASONS = {
+    400: "BadRequest",
+    403: "Forbidden",
+    404: "NotFound",
+    409: "Conflict",
+    415: "UnsupportedMediaType",
+    422: "Invalid",
+    500: "InternalError",
+}
 
 
 @dataclass(frozen=True)
@@ -115,7 +122,6 @@ class KubeApiStandIn(LoopbackServer):
     _version: int = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
-
 
     def write_kubeconfig(self, path: Path) -> Path:
         """A kubeconfig whose current context is this server."""
@@ -189,8 +195,13 @@ class KubeApiStandIn(LoopbackServer):
         if method == "DELETE":
             self._found(key)
             del self._objects[key]
-            return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                    "details": {"name": name, "group": "machinelearning.seldon.io", "kind": "seldondeployments"}}
+            return {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "details": {"name": name, "group": "machinelearning.seldon.io", "kind": "seldondeployments"},
+            }
         if method == "PATCH":
             return self._apply(key, query, content_type, body)
         raise _Refused(405, f"the stand-in does not implement {method}")
@@ -206,17 +217,22 @@ class KubeApiStandIn(LoopbackServer):
             raise _Refused(415, f"the stand-in implements server-side apply only, not {content_type!r}")
         manager = query.get("fieldManager")
         if not manager:
-            raise _Refused(422, "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: "
-                                "is required for apply patch")
+            raise _Refused(
+                422, 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch'
+            )
         if not isinstance(body, dict):
             raise _Refused(400, "the apply body is not an object")
         metadata = body.get("metadata") or {}
         if (body.get("apiVersion"), body.get("kind")) != (_API_VERSION, _KIND):
-            raise _Refused(400, f"apply body is {body.get('apiVersion')} {body.get('kind')}, "
-                                f"not {_API_VERSION} {_KIND}")
+            raise _Refused(
+                400, f"apply body is {body.get('apiVersion')} {body.get('kind')}, not {_API_VERSION} {_KIND}"
+            )
         if metadata.get("name") != key[1] or metadata.get("namespace", key[0]) != key[0]:
-            raise _Refused(400, f"the name/namespace of the object ({metadata.get('namespace')}/{metadata.get('name')})"
-                                f" does not match the URL ({key[0]}/{key[1]})")
+            raise _Refused(
+                400,
+                f"the name/namespace of the object ({metadata.get('namespace')}/{metadata.get('name')})"
+                f" does not match the URL ({key[0]}/{key[1]})",
+            )
         if "managedFields" in metadata:
             raise _Refused(400, "metadata.managedFields must be nil")
         previous = self._objects.get(key)
@@ -225,8 +241,9 @@ class KubeApiStandIn(LoopbackServer):
         if self.admission is not None:
             problems = self.admission(body)
             if problems:
-                raise _Refused(422, f'admission webhook "v1.vseldondeployment.kb.io" denied the request: '
-                                    f"{'; '.join(problems)}")
+                raise _Refused(
+                    422, f'admission webhook "v1.vseldondeployment.kb.io" denied the request: {"; ".join(problems)}'
+                )
         stored = self._store(body, manager, previous)
         entry = self._objects[key]
         if previous is None or entry.obj["metadata"]["generation"] != previous.obj["metadata"]["generation"]:
@@ -250,8 +267,9 @@ class KubeApiStandIn(LoopbackServer):
             managedFields=[{"manager": manager, "operation": "Apply", "apiVersion": _API_VERSION, "time": now}],
         )
         body["status"] = previous.obj.get("status", {}) if previous else {}
-        self._objects[key] = _Entry(body, manager, previous.plan if previous else None,
-                                    previous.gets if previous else 0)
+        self._objects[key] = _Entry(
+            body, manager, previous.plan if previous else None, previous.gets if previous else 0
+        )
         return body
 
     def _advance(self, entry: _Entry) -> None:
@@ -273,7 +291,9 @@ class KubeApiStandIn(LoopbackServer):
 def write_kubeconfig(path: Path, server: str) -> Path:
     """A kubeconfig whose current context is ``server`` (plain HTTP, no credentials)."""
     config = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "standin",
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "standin",
         "clusters": [{"name": "standin", "cluster": {"server": server}}],
         "users": [{"name": "standin", "user": {}}],
         "contexts": [{"name": "standin", "context": {"cluster": "standin", "user": "standin"}}],
@@ -293,13 +313,23 @@ class _Handler(BaseHTTPRequestHandler):
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip()
         try:
             with self.owner._lock:
-                answer = json.loads(json.dumps(
-                    self.owner._dispatch(self.command, parts.path, query, content_type, raw)))
+                answer = json.loads(
+                    json.dumps(self.owner._dispatch(self.command, parts.path, query, content_type, raw))
+                )
             self._send(200, answer)
         except _Refused as refused:
-            self._send(refused.code, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                                      "message": refused.message, "reason": _REASONS.get(refused.code, "Unknown"),
-                                      "code": refused.code})
+            self._send(
+                refused.code,
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Failure",
+                    "message": refused.message,
+                    "reason": _REASONS.get(refused.code, "Unknown"),
+                    "code": refused.code,
+                },
+            )
 
     def _send(self, code: int, payload: Any) -> None:
         data = json.dumps(payload).encode()

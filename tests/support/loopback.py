@@ -28,8 +28,9 @@ class LoopbackServer:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         # A short poll interval keeps stop() (which waits for one poll) fast.
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True,
-                                        name=type(self).__name__)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), daemon=True, name=type(self).__name__
+        )
         self._thread.start()
         return self
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from kfp_mlops.components.ingest.logic import split_source
 from kfp_mlops.components.train.logic import fit_model
-from kfp_mlops.model_bundle import PROFILE_FILE, save_bundle
-from kfp_mlops.profile import build_profile
+from kfp_mlops.modeling.model_bundle import PROFILE_FILE, save_bundle
+from kfp_mlops.modeling.profile import build_profile
 
 
 def iris_model(folder: Path, estimator: str = "logistic_regression", seed: int = 0) -> Path:

@@ -9,7 +9,6 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from kfp_mlops import ecommerce
 from kfp_mlops.components.drift_check.logic import (
     TABLE_COLUMNS,
     features_table,
@@ -18,11 +17,12 @@ from kfp_mlops.components.drift_check.logic import (
     run_drift_check,
 )
 from kfp_mlops.components.train.logic import fit_model
-from kfp_mlops.datasets import write_parquet
-from kfp_mlops.errors import ConfigError, DataError
-from kfp_mlops.model_bundle import save_bundle
-from kfp_mlops.model_store import ModelStore
-from kfp_mlops.profile import build_profile
+from kfp_mlops.core.errors import ConfigError, DataError
+from kfp_mlops.demos import ecommerce
+from kfp_mlops.modeling.datasets import write_parquet
+from kfp_mlops.modeling.model_bundle import save_bundle
+from kfp_mlops.modeling.model_store import ModelStore
+from kfp_mlops.modeling.profile import build_profile
 from tests.support.wandb_offline import find_offline_runs, read_offline_run
 
 
@@ -49,8 +49,12 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Inputs:
 def _crown(store_root: str, inputs: Inputs) -> str:
     """Registers the autumn model (with profile and held-out metrics) as champion; returns its uri."""
     store = ModelStore(store_root)
-    registered = store.publish("shop", inputs.model_dir, profile_path=inputs.profile,
-                               evaluation={"passed": True, "metrics": {"accuracy": 0.8, "roc_auc": 0.73}})
+    registered = store.publish(
+        "shop",
+        inputs.model_dir,
+        profile_path=inputs.profile,
+        evaluation={"passed": True, "metrics": {"accuracy": 0.8, "roc_auc": 0.73}},
+    )
     store.promote(registered, expected_champion=None)
     return registered.uri
 
@@ -83,9 +87,14 @@ def test_drift_check_with_the_profile_artifact(tmp_path: Path, inputs: Inputs) -
     """Verdict JSON, a report page saying why Evidently's is missing, and the scores in W&B."""
     verdict_path, report_path = tmp_path / "verdict", tmp_path / "report"
 
-    verdict = run_drift_check(str(inputs.december), str(verdict_path), str(report_path),
-                              reference_profile_path=str(inputs.profile), config={"ignore_columns": ["week"]},
-                              pipeline_job_id="job-7")
+    verdict = run_drift_check(
+        str(inputs.december),
+        str(verdict_path),
+        str(report_path),
+        reference_profile_path=str(inputs.profile),
+        config={"ignore_columns": ["week"]},
+        pipeline_job_id="job-7",
+    )
 
     assert json.loads(verdict_path.read_text()) == verdict
     assert verdict["drift"] is True and verdict["prediction"] is None
@@ -110,10 +119,22 @@ def test_drift_check_against_the_champion(store_root: str, tmp_path: Path, input
     """The champion's profile, model and held-out metrics: prediction drift and performance too."""
     _crown(store_root, inputs)
 
-    quiet = run_drift_check(str(inputs.quiet), str(tmp_path / "q-verdict"), str(tmp_path / "q-report"),
-                            store_root=store_root, model_name="shop", config={"ignore_columns": ["week"]})
-    december = run_drift_check(str(inputs.december), str(tmp_path / "d-verdict"), str(tmp_path / "d-report"),
-                               store_root=store_root, model_name="shop", config={"ignore_columns": ["week"]})
+    quiet = run_drift_check(
+        str(inputs.quiet),
+        str(tmp_path / "q-verdict"),
+        str(tmp_path / "q-report"),
+        store_root=store_root,
+        model_name="shop",
+        config={"ignore_columns": ["week"]},
+    )
+    december = run_drift_check(
+        str(inputs.december),
+        str(tmp_path / "d-verdict"),
+        str(tmp_path / "d-report"),
+        store_root=store_root,
+        model_name="shop",
+        config={"ignore_columns": ["week"]},
+    )
 
     assert quiet["drift"] is False
     assert quiet["performance"]["reference"] == {"accuracy": 0.8, "roc_auc": 0.73}
@@ -124,10 +145,14 @@ def test_drift_check_against_the_champion(store_root: str, tmp_path: Path, input
 def test_bad_window_fails_the_run_and_writes_no_verdict(tmp_path: Path, inputs: Inputs) -> None:
     bad = tmp_path / "bad"
     write_parquet(pd.read_parquet(inputs.quiet).drop(columns=["device"]), bad)
-    with pytest.raises(DataError, match=f"^current data {bad}: lacks the reference's feature\\(s\\) device; has "
-                                        "column\\(s\\) the reference does not know: week"):
-        run_drift_check(str(bad), str(tmp_path / "verdict"), str(tmp_path / "report"),
-                        reference_profile_path=str(inputs.profile))
+    with pytest.raises(
+        DataError,
+        match=f"^current data {bad}: lacks the reference's feature\\(s\\) device; has "
+        "column\\(s\\) the reference does not know: week",
+    ):
+        run_drift_check(
+            str(bad), str(tmp_path / "verdict"), str(tmp_path / "report"), reference_profile_path=str(inputs.profile)
+        )
     assert not (tmp_path / "verdict").exists() and not (tmp_path / "report").exists()
     [run_dir] = find_offline_runs(Path(os.environ["WANDB_DIR"]))
     assert read_offline_run(run_dir).exit_code == 1
@@ -135,24 +160,63 @@ def test_bad_window_fails_the_run_and_writes_no_verdict(tmp_path: Path, inputs: 
 
 def test_unknown_config_key_fails_before_the_run(tmp_path: Path, inputs: Inputs) -> None:
     with pytest.raises(ConfigError, match=r"unknown key\(s\) psi_treshold"):
-        run_drift_check(str(inputs.quiet), str(tmp_path / "v"), str(tmp_path / "r"),
-                        reference_profile_path=str(inputs.profile), config={"psi_treshold": 0.3})
+        run_drift_check(
+            str(inputs.quiet),
+            str(tmp_path / "v"),
+            str(tmp_path / "r"),
+            reference_profile_path=str(inputs.profile),
+            config={"psi_treshold": 0.3},
+        )
     assert find_offline_runs(Path(os.environ["WANDB_DIR"])) == []
 
 
 def test_features_table_has_one_row_per_feature() -> None:
-    verdict: dict[str, Any] = {"features": {
-        "x": {"kind": "numeric", "psi": 0.3, "ks": 0.2, "missing_share": 0.0, "out_of_range_share": 0.1,
-              "drifted": True, "reasons": ["psi"]},
-        "c": {"kind": "categorical", "psi": 0.0, "js": 0.01, "missing_share": 0.5, "out_of_range_share": 0.0,
-              "drifted": False, "reasons": []},
-    }}
-    expected = pd.DataFrame([  # the score a kind does not have is NaN
-        {"feature": "x", "kind": "numeric", "psi": 0.3, "ks": 0.2, "js": None, "missing_share": 0.0,
-         "out_of_range_share": 0.1, "drifted": True},
-        {"feature": "c", "kind": "categorical", "psi": 0.0, "ks": None, "js": 0.01, "missing_share": 0.5,
-         "out_of_range_share": 0.0, "drifted": False},
-    ])
+    verdict: dict[str, Any] = {
+        "features": {
+            "x": {
+                "kind": "numeric",
+                "psi": 0.3,
+                "ks": 0.2,
+                "missing_share": 0.0,
+                "out_of_range_share": 0.1,
+                "drifted": True,
+                "reasons": ["psi"],
+            },
+            "c": {
+                "kind": "categorical",
+                "psi": 0.0,
+                "js": 0.01,
+                "missing_share": 0.5,
+                "out_of_range_share": 0.0,
+                "drifted": False,
+                "reasons": [],
+            },
+        }
+    }
+    expected = pd.DataFrame(
+        [  # the score a kind does not have is NaN
+            {
+                "feature": "x",
+                "kind": "numeric",
+                "psi": 0.3,
+                "ks": 0.2,
+                "js": None,
+                "missing_share": 0.0,
+                "out_of_range_share": 0.1,
+                "drifted": True,
+            },
+            {
+                "feature": "c",
+                "kind": "categorical",
+                "psi": 0.0,
+                "ks": None,
+                "js": 0.01,
+                "missing_share": 0.5,
+                "out_of_range_share": 0.0,
+                "drifted": False,
+            },
+        ]
+    )
     pd.testing.assert_frame_equal(features_table(verdict), expected)
 
 
@@ -168,7 +232,7 @@ def test_component_gates_a_branch_in_kfp_local(tmp_path: Path, inputs: Inputs) -
     write_parquet(ecommerce.generate(range(35, 46), 500, seed=0), reference)
 
     @dsl.component(base_image="python:3.11", install_kfp_package=False)
-    def window(path: str, data: Output[Dataset]):  # noqa: ANN202 - KFP reads the annotations
+    def window(path: str, data: Output[Dataset]):
         import shutil
 
         shutil.copy(path, data.path)
@@ -178,10 +242,14 @@ def test_component_gates_a_branch_in_kfp_local(tmp_path: Path, inputs: Inputs) -
         return share
 
     @dsl.pipeline
-    def monitoring(path: str, reference_uri: str):  # noqa: ANN202
+    def monitoring(path: str, reference_uri: str):
         current = window(path=path)
-        check = drift_check(current_data=current.outputs["data"], reference_uri=reference_uri, label="purchased",
-                            config={"ignore_columns": ["week"]})
+        check = drift_check(
+            current_data=current.outputs["data"],
+            reference_uri=reference_uri,
+            label="purchased",
+            config={"ignore_columns": ["week"]},
+        )
         with dsl.If(check.outputs["Output"] == True):  # noqa: E712 - a KFP condition, not a Python test
             alarm(share="drift")
 

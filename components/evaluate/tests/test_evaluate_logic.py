@@ -17,10 +17,10 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss
 from kfp_mlops.components.evaluate.logic import GATE_METRICS, evaluate, load_champion, run_evaluate
 from kfp_mlops.components.ingest.logic import split_source
 from kfp_mlops.components.train.logic import fit_model
-from kfp_mlops.datasets import load_iris_frame, write_parquet
-from kfp_mlops.errors import ConfigError, MlopsError
-from kfp_mlops.model_bundle import METADATA_FILE, ModelBundle, load_bundle, save_bundle
-from kfp_mlops.model_store import ModelStore
+from kfp_mlops.core.errors import ConfigError, MlopsError
+from kfp_mlops.modeling.datasets import load_iris_frame, write_parquet
+from kfp_mlops.modeling.model_bundle import METADATA_FILE, ModelBundle, load_bundle, save_bundle
+from kfp_mlops.modeling.model_store import ModelStore
 from tests.support.wandb_offline import find_offline_runs, read_offline_run
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -86,11 +86,15 @@ def test_metrics_match_sklearn(models: Models) -> None:
         {"accuracy": 0.9333, "f1_macro": 0.9333, "roc_auc": 0.9967, "log_loss": 0.174}, abs=1e-3
     )
     assert result.classes == CLASSES
-    expected_matrix = confusion_matrix(models.test["species"], bundle.model.predict(models.test[FEATURES]),
-                                       labels=CLASSES)
+    expected_matrix = confusion_matrix(
+        models.test["species"], bundle.model.predict(models.test[FEATURES]), labels=CLASSES
+    )
     assert result.confusion_matrix == expected_matrix.tolist()
     assert result.record() == {
-        "metrics": result.metrics, "passed": True, "champion_version": None, "champion_metrics": None,
+        "metrics": result.metrics,
+        "passed": True,
+        "champion_version": None,
+        "champion_metrics": None,
         "reasons": ["accuracy 0.9333 meets the threshold 0.9", "no champion yet"],
     }
     json.dumps(result.record())  # what the model store keeps must be plain JSON
@@ -134,8 +138,9 @@ def test_worse_candidate_fails_against_the_champion(store_root: str, models: Mod
     champion, champion_version, error = load_champion(store_root, "iris")
     assert (champion_version, error) == (version, None)
 
-    result = evaluate(load_bundle(str(models.weak)), models.test, threshold=0.5,
-                      champion=champion, champion_version=champion_version)
+    result = evaluate(
+        load_bundle(str(models.weak)), models.test, threshold=0.5, champion=champion, champion_version=champion_version
+    )
 
     assert result.passed is False
     assert result.metrics["accuracy"] == pytest.approx(2 / 3)
@@ -152,8 +157,13 @@ def test_equal_candidate_passes_with_zero_tolerance(store_root: str, models: Mod
     version = _crown(store_root, models.good)
     champion, champion_version, _ = load_champion(store_root, "iris")
 
-    result = evaluate(load_bundle(str(models.good)), models.test, max_regression=0.0,
-                      champion=champion, champion_version=champion_version)
+    result = evaluate(
+        load_bundle(str(models.good)),
+        models.test,
+        max_regression=0.0,
+        champion=champion,
+        champion_version=champion_version,
+    )
 
     assert result.passed is True
     assert result.champion_metrics == pytest.approx(result.metrics)
@@ -168,7 +178,9 @@ def test_max_regression_tolerates_a_slightly_worse_candidate(models: Models) -> 
     assert tolerated.passed is True
     assert tolerated.reasons[1].endswith(": not worse (tolerance 0.3)")
 
-    by_loss = evaluate(weak, models.test, gate_metric="log_loss", threshold=1.0, champion=champion, champion_version="v1")
+    by_loss = evaluate(
+        weak, models.test, gate_metric="log_loss", threshold=1.0, champion=champion, champion_version="v1"
+    )
     assert by_loss.metrics["log_loss"] > by_loss.champion_metrics["log_loss"]
     assert (by_loss.passed, by_loss.reasons[1].endswith(": worse (tolerance 0.0)")) == (False, True)
 
@@ -190,7 +202,8 @@ def test_champion_with_other_features_is_not_compared(tmp_path: Path, models: Mo
         f"champion {version} has other features or classes: not compared",
     ]
     assert {k: result.record()[k] for k in ("champion_version", "champion_metrics")} == {
-        "champion_version": version, "champion_metrics": None
+        "champion_version": version,
+        "champion_metrics": None,
     }
 
 
@@ -258,17 +271,21 @@ def test_run_evaluate_logs_metrics_confusion_matrix_and_roc(store_root: str, mod
     """run_evaluate compares with the stored champion and logs metrics, both charts and the reasons."""
     version = _crown(store_root, models.good)
 
-    result = run_evaluate(str(models.good), str(models.test_path), store_root=store_root, model_name="iris",
-                          threshold=0.9, pipeline_job_id="job-5")
+    result = run_evaluate(
+        str(models.good),
+        str(models.test_path),
+        store_root=store_root,
+        model_name="iris",
+        threshold=0.9,
+        pipeline_job_id="job-5",
+    )
 
     assert result.passed is True
     assert result.champion_version == version
     [run_dir] = find_offline_runs(Path(os.environ["WANDB_DIR"]))
     logged = read_offline_run(run_dir)
     assert (logged.job_type, logged.group, logged.exit_code) == ("evaluate", "job-5", 0)
-    assert {k: logged.summary[k] for k in (*GATE_METRICS, "passed")} == pytest.approx(
-        {**result.metrics, "passed": 1.0}
-    )
+    assert {k: logged.summary[k] for k in (*GATE_METRICS, "passed")} == pytest.approx({**result.metrics, "passed": 1.0})
     assert logged.summary["gate_reasons"] == "; ".join(result.reasons)
     assert {"confusion_matrix_table", "roc_curve_table"} <= set(logged.summary)
     counts = {(actual, predicted): n for actual, predicted, n in logged.table("confusion_matrix_table")["data"]}
@@ -276,5 +293,10 @@ def test_run_evaluate_logs_metrics_confusion_matrix_and_roc(store_root: str, mod
         (a, p): result.confusion_matrix[i][j] for i, a in enumerate(CLASSES) for j, p in enumerate(CLASSES)
     }
     assert {row[0] for row in logged.table("roc_curve_table")["data"]} == set(CLASSES)
-    assert logged.config == {"gate_metric": "accuracy", "threshold": 0.9, "max_regression": 0.0,
-                             "model_name": "iris", "store_root": store_root}
+    assert logged.config == {
+        "gate_metric": "accuracy",
+        "threshold": 0.9,
+        "max_regression": 0.0,
+        "model_name": "iris",
+        "store_root": store_root,
+    }

@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kfp_mlops import storage
 from kfp_mlops.components.ingest.logic import run_ingest, split_source
-from kfp_mlops.datasets import load_iris_frame, read_parquet
-from kfp_mlops.errors import ConfigError, DataError
+from kfp_mlops.core import storage
+from kfp_mlops.core.errors import ConfigError, DataError
+from kfp_mlops.modeling.datasets import load_iris_frame, read_parquet
 from tests.support.wandb_offline import find_offline_runs, read_offline_run
 
 IRIS_COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width", "species"]
@@ -55,7 +55,7 @@ def test_iris_split_is_stratified_with_class_counts_in_metadata() -> None:
         "columns": IRIS_COLUMNS,
         "label": "species",
     }
-    assert test_meta["schema"] == {**{c: "float64" for c in IRIS_COLUMNS[:4]}, "species": "object"}
+    assert test_meta["schema"] == {**dict.fromkeys(IRIS_COLUMNS[:4], "float64"), "species": "object"}
 
 
 def test_same_seed_gives_the_same_rows_and_another_seed_other_rows() -> None:
@@ -85,7 +85,7 @@ def test_local_csv_and_parquet_sources(tmp_path: Path, iris: pd.DataFrame, suffi
     split = split_source(str(path), "species", test_size=0.3, seed=1)
     builtin = split_source("iris", "species", test_size=0.3, seed=1)
 
-    assert split.metadata("train")["class_counts"] == {c: 35 for c in CLASSES}
+    assert split.metadata("train")["class_counts"] == dict.fromkeys(CLASSES, 35)
     assert split.metadata("test")["rows"] == 45
     pd.testing.assert_frame_equal(split.test, builtin.test, check_exact=False)
 

@@ -16,15 +16,15 @@ from typing import Any
 
 import pytest
 
-from kfp_mlops import storage
 from kfp_mlops.components.evaluate.logic import evaluate, load_champion
 from kfp_mlops.components.ingest.logic import split_source
 from kfp_mlops.components.register.logic import run_register
 from kfp_mlops.components.train.logic import fit_model
-from kfp_mlops.errors import AlreadyExistsError, ConfigError, MlopsError, StorageError
-from kfp_mlops.model_bundle import METADATA_FILE, MODEL_FILE, PROFILE_FILE, load_bundle, save_bundle
-from kfp_mlops.model_store import CHAMPION_FILE, EVALUATION_FILE, ModelStore
-from kfp_mlops.profile import build_profile
+from kfp_mlops.core import storage
+from kfp_mlops.core.errors import AlreadyExistsError, ConfigError, MlopsError, StorageError
+from kfp_mlops.modeling.model_bundle import METADATA_FILE, MODEL_FILE, PROFILE_FILE, load_bundle, save_bundle
+from kfp_mlops.modeling.model_store import CHAMPION_FILE, EVALUATION_FILE, ModelStore
+from kfp_mlops.modeling.profile import build_profile
 from tests.support.wandb_offline import find_offline_runs, read_offline_run
 
 VERSION_FILES = sorted([EVALUATION_FILE, METADATA_FILE, MODEL_FILE, PROFILE_FILE])
@@ -53,14 +53,29 @@ def candidate(tmp_path_factory: pytest.TempPathFactory) -> Candidate:
 
 def _evaluation(tmp_path: Path, *, passed: bool = True, champion: str | None = None) -> Path:
     path = tmp_path / f"evaluation-{passed}-{champion}.json"
-    path.write_text(json.dumps({"passed": passed, "metrics": {"accuracy": 0.93}, "reasons": ["test"],
-                                "champion_version": champion, "champion_metrics": None}))
+    path.write_text(
+        json.dumps(
+            {
+                "passed": passed,
+                "metrics": {"accuracy": 0.93},
+                "reasons": ["test"],
+                "champion_version": champion,
+                "champion_metrics": None,
+            }
+        )
+    )
     return path
 
 
 def _register(candidate: Candidate, evaluation: Path, store_root: str, name: str = "iris") -> dict[str, Any]:
-    return run_register(str(candidate.model_dir), str(candidate.profile_path), str(evaluation),
-                        store_root=store_root, model_name=name, pipeline_job_id="job-1")
+    return run_register(
+        str(candidate.model_dir),
+        str(candidate.profile_path),
+        str(evaluation),
+        store_root=store_root,
+        model_name=name,
+        pipeline_job_id="job-1",
+    )
 
 
 def _champion(store_root: str, name: str = "iris") -> dict[str, Any]:
@@ -71,8 +86,9 @@ def _crown(store_root: str, candidate: Candidate) -> str:
     """Registers ``candidate`` directly in the store (no W&B run) and makes it the champion."""
     store = ModelStore(store_root)
     current = store.champion("iris")
-    registered = store.publish("iris", candidate.model_dir, profile_path=candidate.profile_path,
-                               evaluation={"passed": True})
+    registered = store.publish(
+        "iris", candidate.model_dir, profile_path=candidate.profile_path, evaluation={"passed": True}
+    )
     store.promote(registered, expected_champion=current.version if current else None)
     return registered.version
 
@@ -102,7 +118,11 @@ def test_first_registration_writes_the_version_and_the_champion(
     [run_dir] = find_offline_runs(Path(os.environ["WANDB_DIR"]))
     logged = read_offline_run(run_dir)
     assert (logged.job_type, logged.group, logged.exit_code) == ("register", "job-1", 0)
-    assert {k: logged.summary[k] for k in ("name", "version", "uri")} == {"name": "iris", "version": version, "uri": uri}
+    assert {k: logged.summary[k] for k in ("name", "version", "uri")} == {
+        "name": "iris",
+        "version": version,
+        "uri": uri,
+    }
     artifact = logged.artifact("iris")
     assert artifact["type"] == "model"
     assert artifact["metadata"] == {**record, "inputs": ["model:latest"]}
@@ -120,7 +140,9 @@ def test_second_registration_moves_the_champion_and_records_the_previous(
     assert record["version"] != first
     pointer = _champion(store_root)
     assert {k: pointer[k] for k in ("version", "uri", "previous")} == {
-        "version": record["version"], "uri": record["uri"], "previous": first
+        "version": record["version"],
+        "uri": record["uri"],
+        "previous": first,
     }
     assert ModelStore(store_root).versions("iris") == [first, record["version"]]
     assert ModelStore(store_root).champion("iris").version == record["version"]
@@ -132,7 +154,9 @@ def test_a_version_is_never_overwritten(store_root: str, candidate: Candidate) -
     for name in VERSION_FILES:
         target = storage.join(uri, name)
         before = storage.read_bytes(target)
-        with pytest.raises(AlreadyExistsError, match=f"{re.escape(target)}: already exists and must not be overwritten"):
+        with pytest.raises(
+            AlreadyExistsError, match=f"{re.escape(target)}: already exists and must not be overwritten"
+        ):
             storage.write_bytes(target, b"replacement", create_only=True)
         assert storage.read_bytes(target) == before
 
@@ -168,9 +192,16 @@ def test_an_incomplete_model_folder_writes_nothing(tmp_path: Path, candidate: Ca
     shutil.copy(candidate.model_dir / METADATA_FILE, incomplete / METADATA_FILE)
     store_root = tmp_path / "store"
 
-    with pytest.raises(MlopsError, match=rf"^model {re.escape(str(incomplete))}: missing model\.joblib; not registered$"):
-        run_register(str(incomplete), str(candidate.profile_path), str(_evaluation(tmp_path)),
-                     store_root=str(store_root), model_name="iris")
+    with pytest.raises(
+        MlopsError, match=rf"^model {re.escape(str(incomplete))}: missing model\.joblib; not registered$"
+    ):
+        run_register(
+            str(incomplete),
+            str(candidate.profile_path),
+            str(_evaluation(tmp_path)),
+            store_root=str(store_root),
+            model_name="iris",
+        )
 
     assert storage.list_uris(str(store_root)) == []
 
@@ -213,8 +244,9 @@ def test_a_write_failing_mid_publish_leaves_no_partial_version(tmp_path: Path, c
     store_root = str(tmp_path / "store")
 
     with _max_file_size(500_000), pytest.raises(StorageError, match=f"{PROFILE_FILE}: cannot write: File too large"):
-        ModelStore(store_root).publish("iris", candidate.model_dir, profile_path=big_profile,
-                                       evaluation={"passed": True})
+        ModelStore(store_root).publish(
+            "iris", candidate.model_dir, profile_path=big_profile, evaluation={"passed": True}
+        )
 
     assert storage.list_uris(store_root) == []
     [started] = (Path(store_root) / "models" / "iris" / "versions").iterdir()  # the write did begin...
@@ -248,14 +280,16 @@ def test_empty_store_root_is_a_config_error(candidate: Candidate, tmp_path: Path
         _register(candidate, _evaluation(tmp_path), "")
 
 
-def test_a_champion_that_was_not_compared_is_still_replaced(store_root: str, tmp_path: Path,
-                                                           candidate: Candidate) -> None:
+def test_a_champion_that_was_not_compared_is_still_replaced(
+    store_root: str, tmp_path: Path, candidate: Candidate
+) -> None:
     """evaluate leaves a champion with other features out of its decision; register then replaces it."""
     old = Candidate(tmp_path / "old", drop=("petal_width",))
     first = _crown(store_root, old)
     champion, champion_version, _ = load_champion(store_root, "iris")
-    result = evaluate(load_bundle(str(candidate.model_dir)), candidate.test, champion=champion,
-                      champion_version=champion_version)
+    result = evaluate(
+        load_bundle(str(candidate.model_dir)), candidate.test, champion=champion, champion_version=champion_version
+    )
     assert result.passed and f"champion {first} has other features or classes: not compared" in result.reasons
     evaluation = tmp_path / "evaluation.json"
     evaluation.write_text(json.dumps(result.record()))

@@ -14,7 +14,7 @@ from kfp_mlops.components.retrain.logic import (
     training_arguments,
     training_package,
 )
-from kfp_mlops.errors import ConfigError, MlopsError
+from kfp_mlops.core.errors import ConfigError, MlopsError
 from tests.support.kfp_api_standin import KfpApiStandIn
 
 
@@ -26,17 +26,25 @@ def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KfpApiS
 
 
 def test_training_arguments_pass_the_window_as_source() -> None:
-    arguments = training_arguments("gs://b/w.csv", "gs://b/store", label="purchased", model_name="shop",
-                                   hyperparameters=None, wandb_project="")
-    assert arguments == {"source": "gs://b/w.csv", "store_root": "gs://b/store", "label": "purchased",
-                         "model_name": "shop"}
+    arguments = training_arguments(
+        "gs://b/w.csv", "gs://b/store", label="purchased", model_name="shop", hyperparameters=None, wandb_project=""
+    )
+    assert arguments == {
+        "source": "gs://b/w.csv",
+        "store_root": "gs://b/store",
+        "label": "purchased",
+        "model_name": "shop",
+    }
 
 
-@pytest.mark.parametrize(("source", "store", "extra", "message"), [
-    ("", "/s", {}, "no source"),
-    ("w.csv", "", {}, "no store_root"),
-    ("w.csv", "/s", {"window": "x"}, r"unknown training parameter\(s\) window"),
-])
+@pytest.mark.parametrize(
+    ("source", "store", "extra", "message"),
+    [
+        ("", "/s", {}, "no source"),
+        ("w.csv", "", {}, "no store_root"),
+        ("w.csv", "/s", {"window": "x"}, r"unknown training parameter\(s\) window"),
+    ],
+)
 def test_bad_arguments_are_refused(source: str, store: str, extra: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         training_arguments(source, store, **extra)  # messages are regexes: no parentheses in them
@@ -59,9 +67,18 @@ def test_on_a_cluster_the_training_pipeline_is_submitted_with_the_window(
 ) -> None:
     verdict = tmp_path / "verdict"
     verdict.write_text(json.dumps({"drift": True, "reasons": ["7 of 11 features drifted"]}))
-    outcome = run_retrain("gs://bucket/windows/w46.csv", "gs://bucket/store", str(tmp_path / "outcome"),
-                          kfp_host=standin.url, experiment="drift", drift_verdict_path=str(verdict),
-                          pipeline_job_id="job-1", label="purchased", model_name="shop", threshold=0.7)
+    outcome = run_retrain(
+        "gs://bucket/windows/w46.csv",
+        "gs://bucket/store",
+        str(tmp_path / "outcome"),
+        kfp_host=standin.url,
+        experiment="drift",
+        drift_verdict_path=str(verdict),
+        pipeline_job_id="job-1",
+        label="purchased",
+        model_name="shop",
+        threshold=0.7,
+    )
     assert outcome["mode"] == "cluster" and outcome["passed"] is None and outcome["version"] is None
     assert outcome["drift_reasons"] == ["7 of 11 features drifted"]
     [run] = standin.runs.values()
@@ -69,8 +86,12 @@ def test_on_a_cluster_the_training_pipeline_is_submitted_with_the_window(
     assert run["display_name"] == "retrain-job-1"
     assert run["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "training"
     assert run["runtime_config"]["parameters"] == {
-        "source": "gs://bucket/windows/w46.csv", "store_root": "gs://bucket/store", "label": "purchased",
-        "model_name": "shop", "threshold": 0.7}
+        "source": "gs://bucket/windows/w46.csv",
+        "store_root": "gs://bucket/store",
+        "label": "purchased",
+        "model_name": "shop",
+        "threshold": 0.7,
+    }
     assert json.loads((tmp_path / "outcome").read_text())["run_id"] == outcome["run_id"]
 
 

@@ -16,10 +16,10 @@ from threadpoolctl import threadpool_limits
 
 from kfp_mlops.components.ingest.logic import split_source
 from kfp_mlops.components.train.logic import feature_kinds, fit_model, run_train
-from kfp_mlops.datasets import write_parquet
-from kfp_mlops.errors import ConfigError, DataError, MlopsError
-from kfp_mlops.estimators import ESTIMATORS, make_estimator
-from kfp_mlops.model_bundle import METADATA_FILE, MODEL_FILE, dump_model, load_bundle
+from kfp_mlops.core.errors import ConfigError, DataError, MlopsError
+from kfp_mlops.modeling.datasets import write_parquet
+from kfp_mlops.modeling.estimators import ESTIMATORS, make_estimator
+from kfp_mlops.modeling.model_bundle import METADATA_FILE, MODEL_FILE, dump_model, load_bundle
 from tests.support.wandb_offline import find_offline_runs, read_offline_run
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -41,14 +41,24 @@ def trained(tmp_path_factory: pytest.TempPathFactory, iris_train: pd.DataFrame) 
     with pytest.MonkeyPatch.context() as env:
         env.setenv("WANDB_MODE", "offline")
         env.delenv("WANDB_API_KEY", raising=False)
-        for var, sub in [("WANDB_DIR", "wandb"), ("WANDB_DATA_DIR", "wandb-data"),
-                         ("WANDB_CACHE_DIR", "wandb-cache"), ("WANDB_CONFIG_DIR", "wandb-config")]:
+        for var, sub in [
+            ("WANDB_DIR", "wandb"),
+            ("WANDB_DATA_DIR", "wandb-data"),
+            ("WANDB_CACHE_DIR", "wandb-cache"),
+            ("WANDB_CONFIG_DIR", "wandb-config"),
+        ]:
             (root / sub).mkdir()
             env.setenv(var, str(root / sub))
         metadata = run_train(
-            str(train_path), str(root / "model"), str(root / "profile.json"), label="species",
-            estimator="logistic_regression", hyperparameters={"C": 2.0}, seed=5,
-            training_data_uri="/gcs/data-bucket/runs/1/train", pipeline_job_id="job-9",
+            str(train_path),
+            str(root / "model"),
+            str(root / "profile.json"),
+            label="species",
+            estimator="logistic_regression",
+            hyperparameters={"C": 2.0},
+            seed=5,
+            training_data_uri="/gcs/data-bucket/runs/1/train",
+            pipeline_job_id="job-9",
         )
     return root / "model", root / "profile.json", metadata
 
@@ -76,7 +86,10 @@ def test_hyperparameters_and_seed_reach_the_estimator(iris_train: pd.DataFrame) 
     assert metadata["hyperparameters"] == {"C": 0.5}
 
     forest = make_estimator("random_forest", {"n_estimators": 7, "random_state": 3}, seed=99)
-    assert {k: forest.get_params()[k] for k in ("n_estimators", "random_state")} == {"n_estimators": 7, "random_state": 3}
+    assert {k: forest.get_params()[k] for k in ("n_estimators", "random_state")} == {
+        "n_estimators": 7,
+        "random_state": 3,
+    }
 
 
 def test_unknown_estimator_lists_the_choices() -> None:
@@ -103,7 +116,11 @@ def test_unknown_hyperparameter_lists_the_accepted_ones() -> None:
     [
         ("random_forest", {"n_estimators": -1}, "'n_estimators' parameter of RandomForestClassifier must be an int"),
         ("logistic_regression", {"C": "strong"}, "'C' parameter of LogisticRegression must be a float"),
-        ("decision_tree", {"criterion": "bogus"}, "'criterion' parameter of DecisionTreeClassifier must be a str among"),
+        (
+            "decision_tree",
+            {"criterion": "bogus"},
+            "'criterion' parameter of DecisionTreeClassifier must be a str among",
+        ),
         ("knn", {"n_neighbors": 0}, "'n_neighbors' parameter of KNeighborsClassifier must be an int"),
     ],
 )
@@ -122,7 +139,7 @@ def test_a_categorical_feature_is_one_hot_encoded(iris_train: pd.DataFrame) -> N
 
     model, metadata = fit_model(frame, "species", "logistic_regression", {}, seed=0)
 
-    assert metadata["feature_kinds"] == {**{f: "numeric" for f in FEATURES}, "garden": "categorical"}
+    assert metadata["feature_kinds"] == {**dict.fromkeys(FEATURES, "numeric"), "garden": "categorical"}
     encoder = model.named_steps["preprocess"].named_transformers_["categorical"]
     assert [list(c) for c in encoder.categories_] == [["north", "south"]]
     assert model.named_steps["preprocess"].transform(frame.head(1)).shape == (1, len(FEATURES) + 2)
@@ -133,10 +150,21 @@ def test_a_categorical_feature_is_one_hot_encoded(iris_train: pd.DataFrame) -> N
 def test_feature_kinds_by_dtype() -> None:
     """Numbers are numeric; strings, categories and booleans are categorical; the label is left out."""
     frame = pd.DataFrame(
-        {"n": [1, 2], "f": [0.5, 1.5], "s": ["a", "b"], "b": [True, False], "c": pd.Categorical(["x", "y"]), "y": [0, 1]}
+        {
+            "n": [1, 2],
+            "f": [0.5, 1.5],
+            "s": ["a", "b"],
+            "b": [True, False],
+            "c": pd.Categorical(["x", "y"]),
+            "y": [0, 1],
+        }
     )
     assert feature_kinds(frame, "y") == {
-        "n": "numeric", "f": "numeric", "s": "categorical", "b": "categorical", "c": "categorical"
+        "n": "numeric",
+        "f": "numeric",
+        "s": "categorical",
+        "b": "categorical",
+        "c": "categorical",
     }
 
 
@@ -156,8 +184,19 @@ def test_model_folder_holds_model_and_metadata(trained: tuple[Path, Path, dict[s
     assert on_disk == metadata
     assert on_disk["versions"]["sklearn"] == sklearn.__version__
     assert on_disk["versions"]["numpy"] == np.__version__
-    assert {k: on_disk[k] for k in ("estimator", "hyperparameters", "seed", "label", "feature_names", "classes",
-                                    "training_rows", "training_data_uri")} == {
+    assert {
+        k: on_disk[k]
+        for k in (
+            "estimator",
+            "hyperparameters",
+            "seed",
+            "label",
+            "feature_names",
+            "classes",
+            "training_rows",
+            "training_data_uri",
+        )
+    } == {
         "estimator": "logistic_regression",
         "hyperparameters": {"C": 2.0},
         "seed": 5,
@@ -177,17 +216,24 @@ def test_reference_profile(trained: tuple[Path, Path, dict[str, Any]], iris_trai
     profile = json.loads(profile_path.read_text())
 
     assert {k: profile[k] for k in ("version", "rows", "label", "feature_names")} == {
-        "version": 1, "rows": 120, "label": "species", "feature_names": FEATURES
+        "version": 1,
+        "rows": 120,
+        "label": "species",
+        "feature_names": FEATURES,
     }
-    assert profile["label_shares"] == pytest.approx({c: 1 / 3 for c in CLASSES})
+    assert profile["label_shares"] == pytest.approx(dict.fromkeys(CLASSES, 1 / 3))
     for name in FEATURES:
         entry = profile["features"][name]
         edges = entry["quantile_edges"]
         assert all(a < b for a, b in zip(edges, edges[1:])), name
         assert (edges[0], edges[-1]) == (entry["min"], entry["max"])
         assert {k: entry[k] for k in ("min", "max", "mean", "null_share")} == pytest.approx(
-            {"min": iris_train[name].min(), "max": iris_train[name].max(), "mean": iris_train[name].mean(),
-             "null_share": 0.0}
+            {
+                "min": iris_train[name].min(),
+                "max": iris_train[name].max(),
+                "mean": iris_train[name].mean(),
+                "null_share": 0.0,
+            }
         )
 
 
@@ -199,8 +245,14 @@ def test_profile_of_a_categorical_feature(tmp_path: Path, iris_train: pd.DataFra
     train_path = tmp_path / "train.parquet"
     write_parquet(frame, train_path)
 
-    run_train(str(train_path), str(tmp_path / "model"), str(tmp_path / "profile.json"), label="species",
-              estimator="decision_tree", hyperparameters={"max_depth": 3})
+    run_train(
+        str(train_path),
+        str(tmp_path / "model"),
+        str(tmp_path / "profile.json"),
+        label="species",
+        estimator="decision_tree",
+        hyperparameters={"max_depth": 3},
+    )
 
     garden = json.loads((tmp_path / "profile.json").read_text())["features"]["garden"]
     assert garden["kind"] == "categorical"
@@ -229,7 +281,9 @@ def test_load_bundle_round_trip(trained: tuple[Path, Path, dict[str, Any]], iris
     )
 
 
-def test_load_bundle_refuses_another_sklearn_version(tmp_path: Path, trained: tuple[Path, Path, dict[str, Any]]) -> None:
+def test_load_bundle_refuses_another_sklearn_version(
+    tmp_path: Path, trained: tuple[Path, Path, dict[str, Any]]
+) -> None:
     """A model pickled under scikit-learn 0.24 is refused with both versions in the message."""
     folder = tmp_path / "old-model"
     shutil.copytree(trained[0], folder)
@@ -245,13 +299,16 @@ def test_load_bundle_refuses_another_sklearn_version(tmp_path: Path, trained: tu
     )
 
 
-def test_load_bundle_detects_a_tampered_model(tmp_path: Path, trained: tuple[Path, Path, dict[str, Any]],
-                                              iris_train: pd.DataFrame) -> None:
+def test_load_bundle_detects_a_tampered_model(
+    tmp_path: Path, trained: tuple[Path, Path, dict[str, Any]], iris_train: pd.DataFrame
+) -> None:
     """A model.joblib replaced after training fails the sha256 check instead of loading."""
     folder = tmp_path / "tampered"
     shutil.copytree(trained[0], folder)
     other, _ = fit_model(iris_train, "species", "knn", {}, seed=0)
     (folder / MODEL_FILE).write_bytes(dump_model(other))
 
-    with pytest.raises(MlopsError, match=rf"^model {folder}: model\.joblib does not match the sha256 in metadata\.json$"):
+    with pytest.raises(
+        MlopsError, match=rf"^model {folder}: model\.joblib does not match the sha256 in metadata\.json$"
+    ):
         load_bundle(str(folder))

@@ -13,9 +13,9 @@ import pytest
 
 from kfp_mlops.components.ingest.logic import split_source
 from kfp_mlops.components.validate.logic import render_report, run_validate, validate_frames
-from kfp_mlops.datasets import write_parquet
-from kfp_mlops.errors import ConfigError, DataError
-from kfp_mlops.schema import IRIS_SCHEMA, DataSchema, FeatureSpec, infer_schema
+from kfp_mlops.core.errors import ConfigError, DataError
+from kfp_mlops.modeling.datasets import write_parquet
+from kfp_mlops.modeling.schema import IRIS_SCHEMA, DataSchema, FeatureSpec, infer_schema
 from tests.support.wandb_offline import find_offline_runs, read_offline_run
 
 Frames = tuple[pd.DataFrame, pd.DataFrame]
@@ -287,8 +287,9 @@ def test_schema_errors_are_config_errors_naming_the_file(
     train_path, test_path = _write_split(tmp_path, *frames)
 
     with pytest.raises(ConfigError) as exc:
-        run_validate(train_path, test_path, str(tmp_path / "r.md"), source="iris", label="species",
-                     schema_uri=str(schema_path))
+        run_validate(
+            train_path, test_path, str(tmp_path / "r.md"), source="iris", label="species", schema_uri=str(schema_path)
+        )
 
     assert str(exc.value).startswith(f"schema {schema_path}: {expected}")
     assert not (tmp_path / "r.md").exists()

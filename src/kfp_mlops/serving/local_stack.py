@@ -17,7 +17,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from kfp_mlops.errors import MlopsError
+from kfp_mlops.core.errors import MlopsError
 from kfp_mlops.serving.router import Router, render_config
 from kfp_mlops.serving.servers import PredictorServer, free_port, start_predictor
 from kfp_mlops.serving.spec import DeploymentSpec
@@ -42,7 +42,7 @@ class _Relay:
 class LocalStack:
     """Serves a DeploymentSpec on ``port`` (0 picks a free one), keeping files under ``workdir``.
 
-    With ``prediction_log`` (a :mod:`kfp_mlops.prediction_log` root), every ``v2`` predictor logs
+    With ``prediction_log`` (a :mod:`kfp_mlops.serving.prediction_log` root), every ``v2`` predictor logs
     its predictions there.
     """
 
@@ -81,15 +81,20 @@ class LocalStack:
                 current = self.servers.get(name)
                 if current is None or self._changed(current, spec, predictor.model_uri):
                     started[name] = start_predictor(
-                        protocol=spec.protocol, model_uri=predictor.model_uri, predictor=name, deployment=spec.name,
+                        protocol=spec.protocol,
+                        model_uri=predictor.model_uri,
+                        predictor=name,
+                        deployment=spec.name,
                         workdir=self.workdir / f"{name}-{self._generation}",
                         prediction_log=self.prediction_log,
                     )
             servers = {name: started.get(name) or self.servers[name] for name in wanted}
             relay = self._relay_for(spec, servers)
             config = render_config(
-                spec, {name: s.url.removeprefix("http://") for name, s in servers.items()},
-                port=self.router.port, workdir=self.router.workdir,
+                spec,
+                {name: s.url.removeprefix("http://") for name, s in servers.items()},
+                port=self.router.port,
+                workdir=self.router.workdir,
                 relay=f"127.0.0.1:{relay.port}" if relay else None,
             )
             if self.router.process is None:
@@ -149,7 +154,8 @@ class LocalStack:
         log = open(self.workdir / "relay.log", "ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "kfp_mlops.serving.shadow_relay", "--port", str(port), "--target", target],
-            stdout=log, stderr=subprocess.STDOUT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         log.close()
         relay = _Relay(target, port, process)

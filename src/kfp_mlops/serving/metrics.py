@@ -58,18 +58,34 @@ def _families(registry: CollectorRegistry) -> _Families:
     # Once per registry: a model reloaded in the same process must not register the names twice.
     request_labels = (*IDENTITY_LABELS, "endpoint", "status")
     return _Families(
-        requests=Counter(f"{PREFIX}_requests", "HTTP requests to the model's endpoints.", request_labels,
-                         registry=registry),
-        latency=Histogram(f"{PREFIX}_request_duration_seconds", "Latency of requests to the model's endpoints.",
-                          request_labels, buckets=LATENCY_BUCKETS, registry=registry),
-        predictions=Counter(f"{PREFIX}_predictions", "Predicted rows by class.", (*IDENTITY_LABELS, "class"),
-                            registry=registry),
-        feedback=Counter(f"{PREFIX}_feedback", "Rows with a true label received as feedback.", IDENTITY_LABELS,
-                         registry=registry),
-        correct=Counter(f"{PREFIX}_feedback_correct", "Feedback rows the model had predicted right.",
-                        IDENTITY_LABELS, registry=registry),
-        accuracy=Gauge(f"{PREFIX}_live_accuracy", "Share of feedback rows predicted right since the start.",
-                       IDENTITY_LABELS, registry=registry),
+        requests=Counter(
+            f"{PREFIX}_requests", "HTTP requests to the model's endpoints.", request_labels, registry=registry
+        ),
+        latency=Histogram(
+            f"{PREFIX}_request_duration_seconds",
+            "Latency of requests to the model's endpoints.",
+            request_labels,
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        predictions=Counter(
+            f"{PREFIX}_predictions", "Predicted rows by class.", (*IDENTITY_LABELS, "class"), registry=registry
+        ),
+        feedback=Counter(
+            f"{PREFIX}_feedback", "Rows with a true label received as feedback.", IDENTITY_LABELS, registry=registry
+        ),
+        correct=Counter(
+            f"{PREFIX}_feedback_correct",
+            "Feedback rows the model had predicted right.",
+            IDENTITY_LABELS,
+            registry=registry,
+        ),
+        accuracy=Gauge(
+            f"{PREFIX}_live_accuracy",
+            "Share of feedback rows predicted right since the start.",
+            IDENTITY_LABELS,
+            registry=registry,
+        ),
     )
 
 

@@ -30,9 +30,9 @@ Endpoints (Open Inference Protocol; ``<m>`` is the deployment name):
   ``GET /v2/health/ready``, ``GET /v2/health/live``; metrics on ``MLSERVER_METRICS_PORT`` at
   ``MLSERVER_METRICS_ENDPOINT``.
 
-**Prediction log**: with ``PREDICTION_LOG_URI`` set (a :mod:`kfp_mlops.prediction_log` root),
+**Prediction log**: with ``PREDICTION_LOG_URI`` set (a :mod:`kfp_mlops.serving.prediction_log` root),
 every answered or failed ``infer`` row is logged through a
-:class:`~kfp_mlops.prediction_log.PredictionLogWriter`: the request id (the ``X-Request-Id``
+:class:`~kfp_mlops.serving.prediction_log.PredictionLogWriter`: the request id (the ``X-Request-Id``
 header the router sets, else the V2 request ``id``; row ``i`` of a multi-row request gets
 ``<id>-<i>``), the predictor, the model version, the inputs, the score (the probability of
 class ``PREDICTION_LOG_POSITIVE_CLASS``, default ``"1"``; a model without that class logs its
@@ -80,7 +80,7 @@ from mlserver.utils import install_uvloop_event_loop
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kfp_mlops.errors import MlopsError
+from kfp_mlops.core.errors import MlopsError
 from kfp_mlops.serving.metrics import FEEDBACK, PREDICT, ServingMetrics
 from kfp_mlops.serving.model import InvalidRequest, ServedModel
 from kfp_mlops.serving.servers import DEPLOYMENT_ENV, MODEL_URI_ENV, PREDICTION_LOG_ENV, PREDICTOR_ENV
@@ -110,9 +110,18 @@ DECLINE, APPROVE = "decline", "approve"
 class PredictionLogger:
     """Turns answered (or failed) requests into prediction-log records; flushes in the background."""
 
-    def __init__(self, root: str, *, predictor: str, version: str, classes: list[str],
-                 positive: str = "1", threshold: float | None = None, flush_seconds: float = 1.0) -> None:
-        from kfp_mlops.prediction_log import PredictionLogWriter
+    def __init__(
+        self,
+        root: str,
+        *,
+        predictor: str,
+        version: str,
+        classes: list[str],
+        positive: str = "1",
+        threshold: float | None = None,
+        flush_seconds: float = 1.0,
+    ) -> None:
+        from kfp_mlops.serving.prediction_log import PredictionLogWriter
 
         self.writer = PredictionLogWriter(root, max_records=10_000, max_age_s=float("inf"))
         self.predictor = predictor
@@ -130,10 +139,15 @@ class PredictionLogger:
         if not root:
             return None
         threshold = os.environ.get(THRESHOLD_ENV)
-        return cls(root, predictor=predictor, version=version, classes=classes,
-                   positive=os.environ.get(POSITIVE_CLASS_ENV, "1"),
-                   threshold=float(threshold) if threshold else None,
-                   flush_seconds=float(os.environ.get(FLUSH_SECONDS_ENV, "1")))
+        return cls(
+            root,
+            predictor=predictor,
+            version=version,
+            classes=classes,
+            positive=os.environ.get(POSITIVE_CLASS_ENV, "1"),
+            threshold=float(threshold) if threshold else None,
+            flush_seconds=float(os.environ.get(FLUSH_SECONDS_ENV, "1")),
+        )
 
     def start(self) -> None:
         """Starts the periodic flush on the running event loop."""
@@ -149,7 +163,7 @@ class PredictionLogger:
         """Writes every buffered record; a failure is logged (the records stay for the next flush)."""
         try:
             self.writer.flush()
-        except Exception as exc:  # noqa: BLE001 - logging must never take the server down
+        except Exception as exc:
             logger.warning("prediction log %s: flush failed, will retry: %s", self.writer.root, exc)
 
     def stop(self) -> None:
@@ -162,12 +176,20 @@ class PredictionLogger:
             self._task = None
         self.flush()
 
-    def log(self, request_id: str, features: list[dict[str, Any]], *, latency_ms: float,
-            labels: list[str] | None = None, probabilities: Any = None, error: str | None = None) -> None:
+    def log(
+        self,
+        request_id: str,
+        features: list[dict[str, Any]],
+        *,
+        latency_ms: float,
+        labels: list[str] | None = None,
+        probabilities: Any = None,
+        error: str | None = None,
+    ) -> None:
         """Logs one record per row (``error`` set: every row failed)."""
         from datetime import datetime, timedelta, timezone
 
-        from kfp_mlops.prediction_log import PredictionRecord
+        from kfp_mlops.serving.prediction_log import PredictionRecord
 
         now = datetime.now(timezone.utc) - timedelta(milliseconds=latency_ms)  # when the request arrived
         rows = max(len(features), 1)
@@ -176,14 +198,25 @@ class PredictionLogger:
             inputs = features[i] if i < len(features) else {}
             try:
                 if error is not None:
-                    record = PredictionRecord(row_id, self.predictor, self.version, inputs, None, None,
-                                              latency_ms, "error", now, error=error[:500])
+                    record = PredictionRecord(
+                        row_id,
+                        self.predictor,
+                        self.version,
+                        inputs,
+                        None,
+                        None,
+                        latency_ms,
+                        "error",
+                        now,
+                        error=error[:500],
+                    )
                 else:
                     score, decision = self._score(labels[i], probabilities[i])
-                    record = PredictionRecord(row_id, self.predictor, self.version, inputs, score, decision,
-                                              latency_ms, "ok", now)
+                    record = PredictionRecord(
+                        row_id, self.predictor, self.version, inputs, score, decision, latency_ms, "ok", now
+                    )
                 self.writer.log(record)
-            except Exception as exc:  # noqa: BLE001 - logging must never fail a prediction
+            except Exception as exc:
                 logger.warning("prediction log: request %s not logged: %s", row_id, exc)
 
     def _score(self, label: str, probabilities: Any) -> tuple[float, str]:
@@ -246,17 +279,29 @@ class KfpMlopsRuntime(MLModel):
             MetadataTensor(name=name, datatype=_datatype(kind), shape=[-1])
             for name, kind in zip(served.feature_names, kinds)
         ]
-        inputs.append(MetadataTensor(
-            name=NDARRAY_INPUT, datatype=Datatype.FP64 if set(kinds) == {"numeric"} else Datatype.BYTES,
-            shape=[-1, len(served.feature_names)], parameters=Parameters(features=served.feature_names),
-        ))
+        inputs.append(
+            MetadataTensor(
+                name=NDARRAY_INPUT,
+                datatype=Datatype.FP64 if set(kinds) == {"numeric"} else Datatype.BYTES,
+                shape=[-1, len(served.feature_names)],
+                parameters=Parameters(features=served.feature_names),
+            )
+        )
         outputs = [
             MetadataTensor(name=LABEL_OUTPUT, datatype=Datatype.BYTES, shape=[-1]),
-            MetadataTensor(name=PROBABILITIES_OUTPUT, datatype=Datatype.FP64, shape=[-1, len(served.classes)],
-                           parameters=Parameters(classes=served.classes)),
+            MetadataTensor(
+                name=PROBABILITIES_OUTPUT,
+                datatype=Datatype.FP64,
+                shape=[-1, len(served.classes)],
+                parameters=Parameters(classes=served.classes),
+            ),
         ]
         return MetadataModelResponse(
-            name=self.name, platform="scikit-learn", versions=[served.version], inputs=inputs, outputs=outputs,
+            name=self.name,
+            platform="scikit-learn",
+            versions=[served.version],
+            inputs=inputs,
+            outputs=outputs,
             parameters=Parameters(**self._tags, max_batch=served.max_batch),
         )
 
@@ -277,8 +322,9 @@ class KfpMlopsRuntime(MLModel):
         except Exception as exc:
             self._log_request(payload, rows, names, started, error=f"{type(exc).__name__}: {exc}")
             raise
-        self._log_request(payload, rows, names, started, labels=prediction.labels,
-                          probabilities=prediction.probabilities)
+        self._log_request(
+            payload, rows, names, started, labels=prediction.labels, probabilities=prediction.probabilities
+        )
         self._metrics.observe_predictions(prediction.labels)
         rows_out, classes = prediction.probabilities.shape
         return InferenceResponse(
@@ -288,14 +334,18 @@ class KfpMlopsRuntime(MLModel):
             outputs=[
                 ResponseOutput(name=LABEL_OUTPUT, shape=[rows_out], datatype=Datatype.BYTES, data=prediction.labels),
                 ResponseOutput(
-                    name=PROBABILITIES_OUTPUT, shape=[rows_out, classes], datatype=Datatype.FP64,
-                    data=prediction.probabilities.ravel().tolist(), parameters=Parameters(classes=prediction.classes),
+                    name=PROBABILITIES_OUTPUT,
+                    shape=[rows_out, classes],
+                    datatype=Datatype.FP64,
+                    data=prediction.probabilities.ravel().tolist(),
+                    parameters=Parameters(classes=prediction.classes),
                 ),
             ],
         )
 
-    def _log_request(self, payload: InferenceRequest, rows: list[list[Any]], names: list[str] | None,
-                     started: float, **outcome: Any) -> None:
+    def _log_request(
+        self, payload: InferenceRequest, rows: list[list[Any]], names: list[str] | None, started: float, **outcome: Any
+    ) -> None:
         if self._log is None:
             return
         headers = (payload.parameters.headers if payload.parameters is not None else None) or {}
@@ -307,7 +357,8 @@ class KfpMlopsRuntime(MLModel):
         columns = names or self._served.feature_names
         features = [
             {name: (value.decode() if isinstance(value, bytes) else value) for name, value in zip(columns, row)}
-            for row in rows if isinstance(row, (list, tuple))
+            for row in rows
+            if isinstance(row, (list, tuple))
         ]
         self._log.log(request_id, features, latency_ms=(time.perf_counter() - started) * 1000, **outcome)
 
@@ -356,12 +407,13 @@ def request_rows(inputs: list[RequestInput], features: list[str]) -> tuple[list[
                 f"input {tensor.name!r}: rows have {width} values, expected {len(features)} ({', '.join(features)})"
             )
         values = _values(tensor)
-        return [values[start:start + width] for start in range(0, len(values), width)], None
+        return [values[start : start + width] for start in range(0, len(values), width)], None
     columns = []
     for tensor in inputs:
         if not (len(tensor.shape) == 1 or (len(tensor.shape) == 2 and tensor.shape[1] == 1)):
-            raise InvalidRequest(f"input {tensor.name!r}: a feature's input has shape [rows] or [rows, 1], "
-                                 f"got {tensor.shape}")
+            raise InvalidRequest(
+                f"input {tensor.name!r}: a feature's input has shape [rows] or [rows, 1], got {tensor.shape}"
+            )
         columns.append(_values(tensor))
     if len({len(column) for column in columns}) > 1:
         counts = ", ".join(f"{t.name} {len(c)}" for t, c in zip(inputs, columns))
@@ -416,8 +468,9 @@ class RequestMetrics:
             await self.app(scope, receive, send)
             return
         if parts[-1] in _REFUSED:
-            await JSONResponse({"error": f"{parts[-1]} is not served: use POST /v2/models/{parts[3]}/infer"},
-                               status_code=404)(scope, receive, send)
+            await JSONResponse(
+                {"error": f"{parts[-1]} is not served: use POST /v2/models/{parts[3]}/infer"}, status_code=404
+            )(scope, receive, send)
             return
         endpoint = {"infer": PREDICT, "feedback": FEEDBACK}.get(parts[-1])
         if endpoint is None:
@@ -478,10 +531,18 @@ async def _serve(settings: Settings, model: ModelSettings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Serves the model until SIGTERM/SIGINT; returns 1 if it could not be loaded, 2 if misconfigured."""
-    parser = argparse.ArgumentParser(prog="python -m kfp_mlops.serving.mlserver_runtime", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folder", nargs="?", default=".", type=Path,
-                        help="where the effective settings.json and model-settings.json are written")
+    parser = argparse.ArgumentParser(
+        prog="python -m kfp_mlops.serving.mlserver_runtime",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "folder",
+        nargs="?",
+        default=".",
+        type=Path,
+        help="where the effective settings.json and model-settings.json are written",
+    )
     args = parser.parse_args(argv)
     try:
         settings, model = server_settings(args.folder)

@@ -22,13 +22,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kfp_mlops.errors import MlopsError
+from kfp_mlops.core.errors import MlopsError
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from kfp_mlops.model_bundle import ModelBundle
+    from kfp_mlops.modeling.model_bundle import ModelBundle
 
 DEFAULT_MAX_BATCH = 10_000
 
@@ -76,7 +76,7 @@ class ServedModel:
         The version is the store's version folder name when the location is one
         (``.../versions/<version>``), else the first 12 hex digits of the model's sha256.
         """
-        from kfp_mlops.model_bundle import load_bundle
+        from kfp_mlops.modeling.model_bundle import load_bundle
 
         bundle = load_bundle(location)
         parts = location.rstrip("/").split("/")
@@ -174,7 +174,9 @@ class ServedModel:
             raise InvalidRequest(f"feedback has {len(truth)} true labels for {len(predicted)} predictions")
         unknown = sorted({str(t) for t in truth} - set(self.classes))
         if unknown:
-            raise InvalidRequest(f"unknown class(es) in feedback: {', '.join(unknown)}; expected {', '.join(self.classes)}")
+            raise InvalidRequest(
+                f"unknown class(es) in feedback: {', '.join(unknown)}; expected {', '.join(self.classes)}"
+            )
         return sum(str(p) == str(t) for p, t in zip(predicted, truth))
 
     def _check_names(self, names: list[str]) -> list[str]:

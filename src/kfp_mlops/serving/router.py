@@ -10,7 +10,7 @@ What the rendered configuration does, for every request to the router's port:
 * the response carries ``X-Predictor`` naming the predictor that answered;
 * **request ids**: ``X-Request-Id`` (the client's, else nginx's ``$request_id``) is set on the
   proxied request and on the mirrored copy, and returned to the client, so every predictor logs
-  the request under the same id (:mod:`kfp_mlops.prediction_log`);
+  the request under the same id (:mod:`kfp_mlops.serving.prediction_log`);
 * **fallback**: a live predictor that refuses the connection, times out or answers 500/502/503
   is retried once on the other live predictors (nginx ``backup`` servers and
   ``proxy_next_upstream``), so a dead or failing challenger costs no client request; the
@@ -36,7 +36,7 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from kfp_mlops.errors import MlopsError
+from kfp_mlops.core.errors import MlopsError
 from kfp_mlops.serving.spec import DeploymentSpec
 
 PREDICTOR_HEADER = "X-Predictor"
@@ -75,9 +75,7 @@ def render_config(
         # The direct route never falls back: feedback must reach this predictor or fail.
         routed.append(f"    upstream d_{name} {{ server {address}; keepalive 16; }}")
     upstreams = "\n".join(routed)
-    answered = "\n".join(
-        f'        "~(^|, ){re.escape(address)}$" {name};' for name, address in backends.items()
-    )
+    answered = "\n".join(f'        "~(^|, ){re.escape(address)}$" {name};' for name, address in backends.items())
     # split_clients takes percentages; the last predictor with traffic takes the rest ("*"), which
     # is exact because live traffic sums to 100. Zero-traffic predictors are reachable only by name.
     serving = [p for p in live if p.traffic > 0]
@@ -209,8 +207,9 @@ class Router:
         self._write(config)
         self._check(nginx)
         log = open(self.workdir / "nginx.out", "ab")
-        self.process = subprocess.Popen([nginx, "-p", str(self.workdir), "-c", str(self.config_path)],
-                                        stdout=log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [nginx, "-p", str(self.workdir), "-c", str(self.config_path)], stdout=log, stderr=subprocess.STDOUT
+        )
         log.close()
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
@@ -261,7 +260,8 @@ class Router:
         os.replace(tmp, self.config_path)
 
     def _check(self, nginx: str) -> None:
-        checked = subprocess.run([nginx, "-t", "-q", "-p", str(self.workdir), "-c", str(self.config_path)],
-                                 capture_output=True, text=True)
+        checked = subprocess.run(
+            [nginx, "-t", "-q", "-p", str(self.workdir), "-c", str(self.config_path)], capture_output=True, text=True
+        )
         if checked.returncode != 0:
             raise MlopsError(f"router: nginx refused the configuration: {checked.stderr.strip().splitlines()[-1]}")

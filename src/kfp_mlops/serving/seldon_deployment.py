@@ -3,7 +3,7 @@
 Rendering fills the YAML templates in ``manifests/templates/`` (package data of
 ``kfp_mlops.manifests``): ``seldondeployment.yaml`` for the object, ``predictor.yaml`` once per
 predictor, and ``runtimes/<protocol>.yaml`` for the model-server container, whose image comes from
-:class:`~kfp_mlops.config.Settings`. Every predictor runs one custom container with
+:class:`~kfp_mlops.core.config.Settings`. Every predictor runs one custom container with
 ``MODEL_URI``, ``PREDICTOR_NAME`` and ``DEPLOYMENT_NAME`` in its environment; it and its one graph
 node are named after the deployment (Seldon's executor addresses a v2 model by the node's name, and
 the server serves the model under the deployment's name).
@@ -26,15 +26,15 @@ import json
 import re
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from kfp_mlops.config import Settings
-from kfp_mlops.errors import ConfigError, MlopsError
+from kfp_mlops.core.config import Settings
+from kfp_mlops.core.errors import ConfigError, MlopsError
 from kfp_mlops.serving.spec import DeploymentSpec, InvalidSpec, PredictorSpec
 
 API_VERSION = "machinelearning.seldon.io/v1"
@@ -138,8 +138,10 @@ def schema_problems(doc: Mapping[str, Any]) -> list[str]:
         where = _path(error.absolute_path)
         if error.validator == "additionalProperties":
             unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-            found.append(f"{where}: unknown field(s) {', '.join(unknown)}: not in the SeldonDeployment schema "
-                         "(the API server would drop them)")
+            found.append(
+                f"{where}: unknown field(s) {', '.join(unknown)}: not in the SeldonDeployment schema "
+                "(the API server would drop them)"
+            )
         else:
             found.append(f"{where}: {_shorten(error.message)}")
     return found
@@ -161,15 +163,18 @@ def render_file(spec_path: Path, *, settings: Settings | None = None) -> str:
     except (OSError, ValueError) as exc:
         raise MlopsError(f"deployment spec {spec_path}: cannot read: {exc}") from None
     spec = DeploymentSpec.from_dict(document)
-    header = (f"# Rendered from {spec_path.name} by `python -m kfp_mlops.serving.seldon_deployment`: "
-              "edit the spec, then render again.\n")
+    header = (
+        f"# Rendered from {spec_path.name} by `python -m kfp_mlops.serving.seldon_deployment`: "
+        "edit the spec, then render again.\n"
+    )
     return header + to_yaml(render(spec, settings=settings))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Renders a spec file to a SeldonDeployment YAML file (or stdout)."""
-    parser = argparse.ArgumentParser(prog="python -m kfp_mlops.serving.seldon_deployment",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m kfp_mlops.serving.seldon_deployment", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("spec", type=Path, help="deployment spec JSON (DeploymentSpec.to_dict)")
     parser.add_argument("-o", "--output", type=Path, default=None, help="write here instead of stdout")
     args = parser.parse_args(argv)
@@ -195,7 +200,8 @@ def _predictor(spec: DeploymentSpec, predictor: PredictorSpec, image: str) -> di
     doc["labels"].update(spec.labels)
     [component] = doc["componentSpecs"]
     component["metadata"]["labels"].update(
-        {DEPLOYMENT_LABEL: spec.name, PREDICTOR_LABEL: predictor.name, PROTOCOL_LABEL: spec.protocol})
+        {DEPLOYMENT_LABEL: spec.name, PREDICTOR_LABEL: predictor.name, PROTOCOL_LABEL: spec.protocol}
+    )
     runtime = f"runtimes/{spec.protocol}.yaml"
     container = _template(runtime)
     container.update(name=doc["graph"]["name"], image=image)
@@ -211,7 +217,7 @@ def _predictor(spec: DeploymentSpec, predictor: PredictorSpec, image: str) -> di
     return doc
 
 
-@lru_cache(maxsize=None)
+@cache
 def _template_text(name: str) -> str:
     try:
         return resources.files(_PACKAGE).joinpath("templates", *name.split("/")).read_text()
@@ -258,8 +264,11 @@ def _closed(schema: Any) -> Any:
     if not isinstance(schema, dict):
         return schema
     closed = {key: _closed(value) for key, value in schema.items()}
-    if "properties" in closed and "additionalProperties" not in closed \
-            and not closed.get("x-kubernetes-preserve-unknown-fields"):
+    if (
+        "properties" in closed
+        and "additionalProperties" not in closed
+        and not closed.get("x-kubernetes-preserve-unknown-fields")
+    ):
         closed["additionalProperties"] = False
     return closed
 
@@ -295,8 +304,10 @@ def _graph_problems(where: str, predictor: dict[str, Any]) -> list[str]:
             if not node.get("modelUri"):  # a prepackaged server
                 found.append(f"{where}: graph node {node['name']!r} uses {node['implementation']} and needs modelUri")
         elif node["name"] not in containers:
-            found.append(f"{where}: graph node {node['name']!r} has no container of that name "
-                         f"(containers: {', '.join(sorted(containers)) or 'none'})")
+            found.append(
+                f"{where}: graph node {node['name']!r} has no container of that name "
+                f"(containers: {', '.join(sorted(containers)) or 'none'})"
+            )
     for name, container in containers.items():
         if name not in node_names:
             found.append(f"{where}: container {name!r} is not a node of the graph ({', '.join(sorted(node_names))})")
@@ -339,8 +350,12 @@ def _label_problems(where: str, labels: Any) -> list[str]:
     found = []
     for key, value in (labels or {}).items():
         prefix, _, name = key.rpartition("/")
-        if (prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix))) \
-                or not name or len(name) > 63 or not _LABEL_NAME.match(name):
+        if (
+            (prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix)))
+            or not name
+            or len(name) > 63
+            or not _LABEL_NAME.match(name)
+        ):
             found.append(f"{where}: {key!r} is not a valid label key")
         if not isinstance(value, str) or len(value) > 63 or not _LABEL_NAME.match(value):
             found.append(f"{where}: the value of {key!r} ({value!r}) is not a valid label value")

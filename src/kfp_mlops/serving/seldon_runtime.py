@@ -37,15 +37,19 @@ from seldon_core.flask_utils import SeldonMicroserviceException
 from seldon_core.proto import prediction_pb2
 from werkzeug.exceptions import HTTPException
 
-from kfp_mlops.errors import MlopsError
+from kfp_mlops.core.errors import MlopsError
 from kfp_mlops.serving.metrics import FEEDBACK, PREDICT, ServingMetrics
 from kfp_mlops.serving.model import InvalidRequest, ServedModel
 from kfp_mlops.serving.servers import DEPLOYMENT_ENV, METRICS_PATH, MODEL_URI_ENV, PREDICTOR_ENV
 
 # The wrapper's routes for each counted endpoint (v1.0, the legacy v0.1, and the internal ones).
 _ENDPOINTS = {
-    "/api/v1.0/predictions": PREDICT, "/api/v0.1/predictions": PREDICT, "/predict": PREDICT,
-    "/api/v1.0/feedback": FEEDBACK, "/api/v0.1/feedback": FEEDBACK, "/send-feedback": FEEDBACK,
+    "/api/v1.0/predictions": PREDICT,
+    "/api/v0.1/predictions": PREDICT,
+    "/predict": PREDICT,
+    "/api/v1.0/feedback": FEEDBACK,
+    "/api/v0.1/feedback": FEEDBACK,
+    "/send-feedback": FEEDBACK,
 }
 
 
@@ -111,8 +115,10 @@ class SeldonRuntime:
         except InvalidRequest as exc:
             raise SeldonMicroserviceException(f"feedback: {exc}", status_code=exc.status) from None
         accuracy = self._metrics.observe_feedback(len(truth), correct)
-        answer = {"jsonData": {"rows": len(truth), "correct": correct, "live_accuracy": accuracy},
-                  "meta": {"tags": self.tags()}}
+        answer = {
+            "jsonData": {"rows": len(truth), "correct": correct, "live_accuracy": accuracy},
+            "meta": {"tags": self.tags()},
+        }
         return json_format.ParseDict(answer, prediction_pb2.SeldonMessage())
 
     def health_status(self) -> dict[str, Any]:
@@ -144,8 +150,7 @@ class SeldonRuntime:
         def count(response: Response) -> Response:
             endpoint = _ENDPOINTS.get(request.path)
             if endpoint is not None:
-                self._metrics.observe_request(endpoint, response.status_code,
-                                              time.perf_counter() - g.kfp_mlops_started)
+                self._metrics.observe_request(endpoint, response.status_code, time.perf_counter() - g.kfp_mlops_started)
             return response
 
         @blueprint.app_errorhandler(HTTPException)
@@ -169,8 +174,10 @@ def _rows(message: Any) -> tuple[Any, list[str] | None]:
     """The rows of a Seldon request and the names of its columns (None: the model's order)."""
     data = message.get("data") if isinstance(message, dict) else None
     if not isinstance(data, dict) or "ndarray" not in data:
-        raise InvalidRequest('expected {"data": {"ndarray": [[...], ...]}} (optionally with "names"); '
-                             "tensor, jsonData, strData and binData payloads are not supported")
+        raise InvalidRequest(
+            'expected {"data": {"ndarray": [[...], ...]}} (optionally with "names"); '
+            "tensor, jsonData, strData and binData payloads are not supported"
+        )
     names = data.get("names")
     if names is not None and not isinstance(names, list):
         raise InvalidRequest(f"data.names must be a list of feature names, got {type(names).__name__}")

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kfp_mlops.config import Settings
-from kfp_mlops.errors import MlopsError
+from kfp_mlops.core.config import Settings
+from kfp_mlops.core.errors import MlopsError
 from kfp_mlops.serving.spec import DeploymentSpec
 
 
@@ -49,7 +49,7 @@ def resolve_spec(
     train: Callable[[], None],
 ) -> tuple[DeploymentSpec, Path | None]:
     """The spec to serve and the file to watch for changes (None when built from the store)."""
-    from kfp_mlops.model_store import ModelStore
+    from kfp_mlops.modeling.model_store import ModelStore
 
     if spec_path is not None:
         return load_spec(spec_path), spec_path
@@ -67,8 +67,8 @@ def resolve_spec(
 
 def typical_row(model_uri: str) -> dict[str, Any]:
     """A plausible input row: each feature's training median, or its most frequent category."""
-    from kfp_mlops import storage
-    from kfp_mlops.model_bundle import PROFILE_FILE
+    from kfp_mlops.core import storage
+    from kfp_mlops.modeling.model_bundle import PROFILE_FILE
 
     profile = storage.read_json(storage.join(model_uri, PROFILE_FILE))
     row: dict[str, Any] = {}
@@ -85,10 +85,12 @@ def typical_row(model_uri: str) -> dict[str, Any]:
 def example_request(spec: DeploymentSpec, row: dict[str, Any], url: str) -> str:
     """A curl command that asks the deployment for one prediction of ``row``."""
     if spec.protocol == "v2":
-        body = {"inputs": [
-            {"name": name, "shape": [1], "datatype": "BYTES" if isinstance(value, str) else "FP64", "data": [value]}
-            for name, value in row.items()
-        ]}
+        body = {
+            "inputs": [
+                {"name": name, "shape": [1], "datatype": "BYTES" if isinstance(value, str) else "FP64", "data": [value]}
+                for name, value in row.items()
+            ]
+        }
         path = f"/v2/models/{spec.name}/infer"
     else:
         body = {"data": {"names": list(row), "ndarray": [list(row.values())]}}

@@ -30,13 +30,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from kfp_mlops.errors import ConfigError, MlopsError
+from kfp_mlops.core.errors import ConfigError, MlopsError
 
 # The environment every model server reads (images/mlserver, images/seldon, the manifests' runtimes).
 MODEL_URI_ENV = "MODEL_URI"
 DEPLOYMENT_ENV = "DEPLOYMENT_NAME"
 PREDICTOR_ENV = "PREDICTOR_NAME"
-# The v2 runtime logs every prediction to this prediction-log root (kfp_mlops.prediction_log) when set.
+# The v2 runtime logs every prediction to this prediction-log root (kfp_mlops.serving.prediction_log) when set.
 PREDICTION_LOG_ENV = "PREDICTION_LOG_URI"
 SELDON_PYTHON_ENV = "KFP_MLOPS_SELDON_PYTHON"
 # Where both runtimes serve kfp_mlops.serving.metrics (v2: on the metrics port; seldon: on the HTTP port).
@@ -152,26 +152,43 @@ def start_predictor(
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     child_env = {
-        **os.environ, **(env or {}),
-        MODEL_URI_ENV: model_uri, DEPLOYMENT_ENV: deployment, PREDICTOR_ENV: predictor,
+        **os.environ,
+        **(env or {}),
+        MODEL_URI_ENV: model_uri,
+        DEPLOYMENT_ENV: deployment,
+        PREDICTOR_ENV: predictor,
     }
     if prediction_log:
         child_env[PREDICTION_LOG_ENV] = prediction_log
     if protocol == "v2":
         metrics_port = free_port()
         child_env.update(
-            MLSERVER_HOST="127.0.0.1", MLSERVER_HTTP_PORT=str(port), MLSERVER_GRPC_PORT=str(free_port()),
-            MLSERVER_METRICS_PORT=str(metrics_port), MLSERVER_METRICS_ENDPOINT=METRICS_PATH,
+            MLSERVER_HOST="127.0.0.1",
+            MLSERVER_HTTP_PORT=str(port),
+            MLSERVER_GRPC_PORT=str(free_port()),
+            MLSERVER_METRICS_PORT=str(metrics_port),
+            MLSERVER_METRICS_ENDPOINT=METRICS_PATH,
         )
         command = [sys.executable, "-m", "kfp_mlops.serving.mlserver_runtime", str(workdir)]
         metrics_url = f"http://127.0.0.1:{metrics_port}{METRICS_PATH}"
         ready_path = f"/v2/models/{deployment}/ready"
     elif protocol == "seldon":
         command = [
-            str(seldon_python()), "-m", "seldon_core.microservice", SELDON_INTERFACE,
-            "--http-port", str(port), "--metrics-port", str(free_port()),
+            str(seldon_python()),
+            "-m",
+            "seldon_core.microservice",
+            SELDON_INTERFACE,
+            "--http-port",
+            str(port),
+            "--metrics-port",
+            str(free_port()),
             # One worker: the metrics live in the worker process (threads share them; workers would not).
-            "--workers", "1", "--threads", "4", "--grpc-workers", "0",
+            "--workers",
+            "1",
+            "--threads",
+            "4",
+            "--grpc-workers",
+            "0",
         ]
         metrics_url = f"http://127.0.0.1:{port}{METRICS_PATH}"
         ready_path = "/health/ping"
@@ -180,12 +197,22 @@ def start_predictor(
     log_path = workdir / "server.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            command, cwd=workdir, env=child_env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            command,
+            cwd=workdir,
+            env=child_env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     server = PredictorServer(
-        predictor=predictor, deployment=deployment, protocol=protocol, url=f"http://127.0.0.1:{port}",
-        metrics_url=metrics_url, process=process, log_path=log_path,
+        predictor=predictor,
+        deployment=deployment,
+        protocol=protocol,
+        url=f"http://127.0.0.1:{port}",
+        metrics_url=metrics_url,
+        process=process,
+        log_path=log_path,
     )
     _wait_ready(server, server.url + ready_path, ready_timeout)
     return server

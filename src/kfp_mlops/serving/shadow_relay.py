@@ -42,8 +42,12 @@ class RelayStats:
 
     def as_dict(self) -> dict[str, int]:
         with self.lock:
-            return {"received": self.received, "forwarded": self.forwarded, "dropped": self.dropped,
-                    "failed": self.failed}
+            return {
+                "received": self.received,
+                "forwarded": self.forwarded,
+                "dropped": self.dropped,
+                "failed": self.failed,
+            }
 
 
 class _RelayServer(ThreadingHTTPServer):
@@ -92,13 +96,13 @@ class ShadowRelay:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive: nginx reuses its connections to the relay
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 if self.path == "/relay/stats":
                     self._reply(200, json.dumps(relay.stats.as_dict()).encode())
                 else:
                     self._reply(404, b'{"error": "the relay only accepts mirrored POSTs"}')
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 relay.stats.add("received")
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
@@ -144,8 +148,9 @@ class ShadowRelay:
         return http.client.HTTPConnection(self.target_host, self.target_port, timeout=self.timeout)
 
     @staticmethod
-    def _forward(connection: http.client.HTTPConnection, method: str, path: str, headers: dict[str, str],
-                 body: bytes) -> None:
+    def _forward(
+        connection: http.client.HTTPConnection, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> None:
         connection.request(method, path, body=body, headers=headers)
         connection.getresponse().read()  # the shadow's answer is discarded, by design
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from kfp_mlops.errors import ConfigError
+from kfp_mlops.core.errors import ConfigError
 
 PROTOCOLS = ("v2", "seldon")
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -110,7 +110,9 @@ class DeploymentSpec:
             if isinstance(p.traffic, bool) or not isinstance(p.traffic, int) or not 0 <= p.traffic <= 100:
                 found.append(f"predictor {p.name!r}: traffic {p.traffic!r} must be an integer from 0 to 100")
             if p.shadow and p.traffic != 0:
-                found.append(f"predictor {p.name!r}: a shadow takes no live traffic (traffic must be 0, got {p.traffic})")
+                found.append(
+                    f"predictor {p.name!r}: a shadow takes no live traffic (traffic must be 0, got {p.traffic})"
+                )
             if isinstance(p.replicas, bool) or not isinstance(p.replicas, int) or p.replicas < 1:
                 found.append(f"predictor {p.name!r}: replicas {p.replicas!r} must be at least 1")
         shadows = [p.name for p in self.predictors if p.shadow]

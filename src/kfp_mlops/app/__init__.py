@@ -1,0 +1,1 @@
+"""The application: compiling pipelines, running them locally, summarising runs."""

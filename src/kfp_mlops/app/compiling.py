@@ -1,0 +1,107 @@
+"""Compile the pipelines to YAML for KFP and for Vertex AI, and check the result strictly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kfp_mlops.core.errors import ConfigError, MlopsError
+
+# Relative to the working directory: in a checkout, the committed golden files.
+COMPILED_DIR = Path("pipelines") / "compiled"
+
+
+def pipeline_builders() -> dict[str, Callable[..., Callable]]:
+    """Pipeline name -> builder taking ``kubernetes=`` (imported lazily: kfp costs ~1 s)."""
+    from kfp_mlops.pipelines.monitoring import build_monitoring_pipeline
+    from kfp_mlops.pipelines.rollout import build_rollout_pipeline
+    from kfp_mlops.pipelines.training import build_training_pipeline
+
+    return {
+        "training": build_training_pipeline,
+        "monitoring": build_monitoring_pipeline,
+        "rollout": build_rollout_pipeline,
+    }
+
+
+def check_pipeline_arguments(name: str, arguments: Mapping[str, Any]) -> None:
+    """Refuses unknown parameters and values that would fail a task (see each pipeline's check)."""
+    from kfp_mlops.pipelines import monitoring, rollout, training
+
+    checks = {
+        "training": training.check_arguments,
+        "monitoring": monitoring.check_arguments,
+        "rollout": rollout.check_arguments,
+    }
+    if name not in checks:
+        raise ConfigError(f"pipeline {name!r}: unknown; choose one of {', '.join(checks)}")
+    checks[name](arguments)
+
+
+@dataclass(frozen=True)
+class CompiledPipeline:
+    """The two files written for one pipeline."""
+
+    name: str
+    kfp_path: Path
+    vertex_path: Path
+
+
+def compile_pipeline(name: str, out_dir: Path = COMPILED_DIR) -> CompiledPipeline:
+    """Writes ``<name>.yaml`` (KFP, with kfp-kubernetes settings) and ``<name>.vertex.yaml``.
+
+    Raises:
+        ConfigError: unknown pipeline name.
+    """
+    from kfp import compiler
+
+    builders = pipeline_builders()
+    if name not in builders:
+        raise ConfigError(f"pipeline {name!r}: unknown; choose one of {', '.join(builders)}")
+    out_dir = out_dir.resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = CompiledPipeline(name, out_dir / f"{name}.yaml", out_dir / f"{name}.vertex.yaml")
+    compiler.Compiler().compile(builders[name](kubernetes=True), str(result.kfp_path))
+    compiler.Compiler().compile(builders[name](kubernetes=False), str(result.vertex_path))
+    for path in (result.kfp_path, result.vertex_path):
+        check_compiled(path)
+    return result
+
+
+def compile_all(out_dir: Path = COMPILED_DIR) -> list[CompiledPipeline]:
+    """Compiles every pipeline."""
+    return [compile_pipeline(name, out_dir) for name in pipeline_builders()]
+
+
+def check_compiled(path: Path) -> tuple[object, object | None]:
+    """Parses a compiled file strictly into ``PipelineSpec`` (and ``PlatformSpec``).
+
+    Unknown fields fail the parse, so a file that passes is one the KFP backend can read.
+
+    Returns:
+        The PipelineSpec and the PlatformSpec (``None`` when there is no platform document).
+
+    Raises:
+        MlopsError: the file is not valid YAML, has more than two documents, or a document does not
+            match its protobuf schema.
+    """
+    import yaml
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    try:
+        documents = list(yaml.safe_load_all(Path(path).read_text()))
+    except (OSError, yaml.YAMLError) as exc:
+        raise MlopsError(f"{path}: not readable as YAML: {exc}") from None
+    if not 1 <= len(documents) <= 2:
+        raise MlopsError(f"{path}: expected 1 or 2 YAML documents, found {len(documents)}")
+    try:
+        spec = json_format.ParseDict(documents[0], pipeline_spec_pb2.PipelineSpec())
+        platform = (
+            json_format.ParseDict(documents[1], pipeline_spec_pb2.PlatformSpec()) if len(documents) == 2 else None
+        )
+    except json_format.ParseError as exc:
+        raise MlopsError(f"{path}: does not match the KFP pipeline spec: {exc}") from None
+    return spec, platform

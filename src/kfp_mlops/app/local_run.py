@@ -1,0 +1,135 @@
+"""Run a pipeline on this machine with ``kfp.local`` — the same compiled components as on a cluster.
+
+Each task runs as a subprocess of the current Python (``SubprocessRunner(use_venv=False)``), so
+the package must be installed here; nothing is pip-installed per task. Task output is written to
+a log file (and echoed when asked); a failed task's one-line reason is read back from that log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import sys
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kfp_mlops.core.config import Settings
+from kfp_mlops.core.errors import MlopsError
+
+# The last line of a task's traceback for errors raised on purpose by this package.
+_TASK_ERROR = re.compile(r"kfp_mlops\.core\.errors\.\w+: (?P<message>.+)$")
+_FAILED_TASK = re.compile(r"Task '?(?P<task>[\w-]+)'? finished with status .*FAILURE")
+
+
+@dataclass
+class LocalRun:
+    """Where a local pipeline run put its outputs."""
+
+    pipeline: str
+    run_dir: Path
+    log_path: Path
+    seconds: float
+    arguments: dict[str, Any]
+    tasks: list[str] = field(default_factory=list)
+
+    def artifact(self, task: str, output: str) -> Path:
+        """The file or folder of one task output."""
+        return self.run_dir / task / output
+
+    def ran(self, task: str) -> bool:
+        """Whether ``task`` ran (a skipped branch leaves no folder)."""
+        return task in self.tasks
+
+
+class _Tee(io.TextIOBase):
+    """Writes to a log file, and to the terminal too when ``echo``."""
+
+    def __init__(self, log: io.TextIOBase, echo: bool) -> None:
+        self._log, self._echo = log, echo
+
+    def write(self, text: str) -> int:
+        self._log.write(text)
+        if self._echo:
+            sys.__stdout__.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self._log.flush()
+
+
+def run_pipeline(
+    name: str, arguments: Mapping[str, Any], *, settings: Settings | None = None, echo: bool = False
+) -> LocalRun:
+    """Runs pipeline ``name`` locally with ``arguments``.
+
+    Raises:
+        MlopsError: the pipeline failed; the message names the failed task and its reason.
+    """
+    from kfp import local
+
+    from kfp_mlops.app.compiling import pipeline_builders
+
+    settings = settings or Settings.from_env()
+    builders = pipeline_builders()
+    if name not in builders:
+        raise MlopsError(f"pipeline {name!r}: unknown; choose one of {', '.join(builders)}")
+    pipeline = builders[name](kubernetes=False)
+    runs_root = settings.home / "runs"
+    runs_root.mkdir(parents=True, exist_ok=True)
+    before = set(runs_root.iterdir())
+    log_path = settings.home / "logs" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+
+    # Tasks inherit the environment: their offline W&B runs land beside the run outputs.
+    os.environ.setdefault("WANDB_DIR", str(settings.home))
+    # A task attached to this process's wandb service (set by any wandb.init here) could exit
+    # before the service wrote its run; with a service of its own, a task exits only once flushed.
+    inherited_service = os.environ.pop("WANDB_SERVICE", None)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(runs_root), raise_on_error=True)
+    started = time.perf_counter()
+    with (
+        open(log_path, "w") as log,
+        contextlib.redirect_stdout(_Tee(log, echo)),
+        warnings.catch_warnings(),
+    ):
+        # Expected locally: the component image and resource limits only matter on a cluster.
+        warnings.filterwarnings("ignore", message=".*custom or non-Python base image", category=RuntimeWarning)
+        warnings.filterwarnings("ignore", message=".*have no effect in the current local runner")
+        try:
+            pipeline(**arguments)
+        except RuntimeError as exc:
+            log.flush()
+            raise MlopsError(_failure_reason(name, log_path, exc)) from None
+        finally:
+            if inherited_service:
+                os.environ["WANDB_SERVICE"] = inherited_service
+    seconds = time.perf_counter() - started
+    created = sorted(set(runs_root.iterdir()) - before)
+    if not created:
+        raise MlopsError(f"pipeline {name}: finished but wrote no run folder under {runs_root}")
+    run_dir = created[-1]
+    # In the order they ran: each task folder is created when its task starts.
+    tasks = [p.name for p in sorted((p for p in run_dir.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)]
+    return LocalRun(name, run_dir, log_path, seconds, dict(arguments), tasks)
+
+
+def _failure_reason(pipeline: str, log_path: Path, exc: Exception) -> str:
+    text = log_path.read_text(errors="replace")
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", text)  # kfp.local colours its log lines
+    task = next((m["task"] for m in _FAILED_TASK.finditer(plain)), None)
+    reasons = [m["message"].strip() for m in map(_TASK_ERROR.search, plain.splitlines()) if m]
+    where = f" at task {task}" if task else ""
+    reason = reasons[-1] if reasons else str(exc).splitlines()[0]
+    return f"pipeline {pipeline} failed{where}: {reason} (log: {log_path})"
+
+
+def read_json_output(run: LocalRun, task: str, output: str) -> Any:
+    """Parses a task's JSON output file (e.g. register's ``registered``)."""
+    return json.loads(run.artifact(task, output).read_text())

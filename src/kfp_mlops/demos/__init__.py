@@ -1,0 +1,1 @@
+"""Demos and the synthetic data sets they run on (seasonal e-commerce, fraud with delayed labels)."""

@@ -1,0 +1,1 @@
+"""Modeling: data sets, estimators, schemas, profiles, model bundles and the model store."""

@@ -1,0 +1,281 @@
+"""The kfp-mlops command: the main job, bad input, and submit/schedule.
+
+submit and schedule talk to ``tests.support.kfp_api_standin``, an in-memory stand-in of the KFP
+REST API, because no KFP backend can run on this machine; kfp.Client and HTTP are real.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import kfp
+import pytest
+
+from kfp_mlops.cli import main
+from kfp_mlops.core import storage
+from kfp_mlops.core.config import Settings
+from kfp_mlops.modeling.datasets import load_iris_frame
+from tests.support.kfp_api_standin import KfpApiStandIn
+
+CLI = str(Path(sys.executable).parent / "kfp-mlops")
+
+
+@pytest.fixture()
+def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KfpApiStandIn]:
+    monkeypatch.setattr(kfp.Client, "_LOCAL_KFP_CONTEXT", str(tmp_path / "kfp-context.json"))
+    with KfpApiStandIn() as api:
+        yield api
+
+
+def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("error: ")
+    return err[0]
+
+
+@pytest.mark.slow
+def test_run_training_is_the_main_job(tmp_path: Path) -> None:
+    """What `make run` does: the console script runs the pipeline and prints the summary."""
+    done = subprocess.run([CLI, "run", "training"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    accuracy = float(out.split("Test      accuracy ")[1].split(",")[0])
+    assert accuracy >= 0.9
+    assert "Gate      PASSED" in out and "as champion" in out
+    assert "Deployed  iris (v2, single, local): written" in out
+    assert str(tmp_path / "pipelines" / "compiled" / "training.yaml") in out
+    assert str(tmp_path / "pipelines" / "compiled" / "training.vertex.yaml") in out
+    assert "offline runs in" in out
+
+
+def test_compile_writes_both_variants(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "compiled"
+    assert main(["compile", "--out", str(out)]) == 0
+    from kfp_mlops.app.compiling import pipeline_builders
+
+    expected = sorted(f"{name}{suffix}" for name in pipeline_builders() for suffix in (".yaml", ".vertex.yaml"))
+    assert sorted(p.name for p in out.iterdir()) == expected
+    assert "training.vertex.yaml" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--estimator", "xgboost"], "estimator 'xgboost': unknown; choose one of"),
+        (["--hyperparameters", "{C: 1}"], "--hyperparameters: not valid JSON"),
+        (["--hyperparameters", '{"C": -1}'], "'C' parameter of LogisticRegression"),
+        (["--gate-metric", "precision"], "gate_metric 'precision': unknown"),
+        (["--param", "test_size=1.5"], "test_size=1.5: must be a fraction"),
+        (["--param", "nonsense=1"], "unknown parameter(s) nonsense"),
+        (["--model-name", "Iris Model"], "model name 'Iris Model'"),
+    ],
+)
+def test_bad_parameters_fail_before_anything_runs(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "training", *argv]) == 1
+    assert expected in _error_line(capsys)
+    assert not (Settings.from_env().home / "runs").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("make_source", "expected"),
+    [
+        (lambda d: "warehouse://iris", "data source 'warehouse://iris': unknown"),
+        (lambda d: str(d / "missing.csv"), "missing.csv: no such file"),
+        (lambda d: _write(d / "empty.csv", ""), "the file is empty"),
+        (lambda d: _write(d / "junk.parquet", "not parquet"), "cannot read as parquet"),
+        (lambda d: _csv(d / "nolabel.csv", drop="species"), "no label column 'species'"),
+        (lambda d: _csv(d / "text.csv", text_column="petal_width"), "petal_width: dtype object, expected numeric"),
+    ],
+)
+def test_bad_data_ends_with_one_line_and_an_empty_store(
+    tmp_path: Path, make_source, expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = make_source(tmp_path)
+    schema = tmp_path / "schema.json"
+    from kfp_mlops.modeling.schema import IRIS_SCHEMA
+
+    schema.write_text(IRIS_SCHEMA.to_json())
+    assert main(["run", "training", "--source", source, "--schema", str(schema)]) == 1
+    assert expected in _error_line(capsys)
+    assert storage.list_uris(Settings.from_env().store_root) == []
+
+
+@pytest.mark.slow
+def test_unreachable_storage_is_named(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+    assert main(["run", "training", "--store", "gs://models/store"]) == 1
+    line = _error_line(capsys)
+    assert "failed at task evaluate" in line and f"127.0.0.1:{port} does not answer" in line
+
+
+def test_submit_sends_the_compiled_pipeline(
+    standin: KfpApiStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = main(
+        [
+            "submit",
+            "training",
+            "--host",
+            standin.url,
+            "--store",
+            "gs://bucket/store",
+            "--estimator",
+            "random_forest",
+            "--experiment",
+            "iris",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    [run] = standin.runs.values()
+    assert run["runtime_config"]["parameters"] == {"store_root": "gs://bucket/store", "estimator": "random_forest"}
+    assert run["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "training"
+    assert "kubernetes" in run["pipeline_spec"]["platform_spec"]["platforms"]
+    assert "submitted run" in capsys.readouterr().out
+
+
+def test_schedule_replaces_rather_than_duplicates(
+    standin: KfpApiStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    argv = ["schedule", "training", "--host", standin.url, "--store", "gs://bucket/store", "--name", "nightly"]
+    assert main([*argv, "--cron", "0 0 2 * * *"]) == 0
+    assert main([*argv, "--cron", "0 30 3 * * *"]) == 0
+    [recurring] = standin.recurring_runs.values()
+    assert recurring["trigger"]["cron_schedule"]["cron"] == "0 30 3 * * *"
+    assert "replacing" in capsys.readouterr().out.splitlines()[-1]
+
+
+def test_bad_cron_creates_nothing(standin: KfpApiStandIn, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["schedule", "training", "--host", standin.url, "--store", "gs://b/s", "--cron", "0 2 * * *"])
+    assert code == 1
+    assert "use '0 0 2 * * *'" in _error_line(capsys)
+    assert standin.requests == []
+
+
+def _write(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+def _csv(path: Path, *, drop: str | None = None, text_column: str | None = None) -> str:
+    frame = load_iris_frame()
+    if drop:
+        frame = frame.drop(columns=[drop])
+    if text_column:
+        frame[text_column] = frame[text_column].map(lambda v: f"{v} cm")
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+def test_drift_command_prints_a_verdict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from kfp_mlops.demos.ecommerce import generate
+
+    generate(range(0, 4), 1500, seed=1).to_parquet(tmp_path / "reference.parquet")
+    generate(range(46, 47), 1500, seed=2).to_parquet(tmp_path / "holidays.parquet")
+    argv = [
+        "drift",
+        "--reference",
+        str(tmp_path / "reference.parquet"),
+        "--current",
+        str(tmp_path / "holidays.parquet"),
+        "--label",
+        "purchased",
+        "--ignore-columns",
+        "week",
+    ]
+    assert main([*argv, "--fail-on-drift"]) == 3
+    verdict = json.loads(capsys.readouterr().out)
+    assert verdict["drift"] is True and "week" not in verdict["features"]
+    assert main([*argv, "--config", "{oops"]) == 1
+    assert "--config: not valid JSON" in _error_line(capsys)
+
+
+def test_schedule_monitoring_replaces_rather_than_duplicates(
+    standin: KfpApiStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    argv = [
+        "schedule",
+        "monitoring",
+        "--host",
+        standin.url,
+        "--store",
+        "gs://bucket/store",
+        "--name",
+        "weekly-drift",
+        "--source",
+        "gs://bucket/windows/current.parquet",
+        "--label",
+        "purchased",
+        "--model-name",
+        "shop",
+        "--param",
+        'drift_config={"psi_threshold": 0.25}',
+        "--param",
+        "kfp_host=http://ml-pipeline.kubeflow:8888",
+    ]
+    assert main([*argv, "--cron", "0 0 6 * * 1"]) == 0
+    assert main([*argv, "--cron", "0 30 6 * * 1"]) == 0
+    [recurring] = standin.recurring_runs.values()
+    assert recurring["trigger"]["cron_schedule"]["cron"] == "0 30 6 * * 1"
+    assert recurring["runtime_config"]["parameters"] == {
+        "store_root": "gs://bucket/store",
+        "source": "gs://bucket/windows/current.parquet",
+        "label": "purchased",
+        "model_name": "shop",
+        "drift_config": {"psi_threshold": 0.25},
+        "kfp_host": "http://ml-pipeline.kubeflow:8888",
+    }
+    assert recurring["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "monitoring"
+    out = capsys.readouterr().out.splitlines()
+    assert "scheduled weekly-drift" in out[-1] and "replacing" in out[-1]
+
+
+def test_monitoring_without_a_window_fails_before_anything_is_sent(
+    standin: KfpApiStandIn, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["submit", "monitoring", "--host", standin.url, "--store", "gs://b/s"])
+    assert code == 1
+    assert "give the data window as a .csv or .parquet file" in _error_line(capsys)
+    assert not standin.runs
+
+
+def test_rollout_pipeline_can_be_scheduled_without_a_store(
+    standin: KfpApiStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    argv = [
+        "schedule",
+        "rollout",
+        "--host",
+        standin.url,
+        "--name",
+        "fraud-rollout",
+        "--cron",
+        "0 */10 * * * *",
+        "--param",
+        "state_uri=gs://bucket/rollouts/challenger.json",
+        "--param",
+        "log_root=gs://bucket/log",
+    ]
+    assert main(argv) == 0, capsys.readouterr().err
+    [recurring] = standin.recurring_runs.values()
+    assert recurring["runtime_config"]["parameters"] == {
+        "state_uri": "gs://bucket/rollouts/challenger.json",
+        "log_root": "gs://bucket/log",
+    }
+    assert main(["submit", "rollout", "--host", standin.url]) == 1
+    assert "state_uri is required" in _error_line(capsys)

@@ -1,0 +1,240 @@
+"""Compiled pipelines: golden files, determinism, strict protobuf parsing, no secrets."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kfp_mlops.app.compiling import check_compiled, compile_all, pipeline_builders
+from kfp_mlops.core.config import DEFAULT_IMAGE, WANDB_SECRET_NAME
+from kfp_mlops.core.errors import MlopsError
+
+COMPILED_DIR = Path(__file__).resolve().parents[2] / "pipelines" / "compiled"
+COMPONENTS = {"ingest", "validate", "train", "evaluate", "register", "deploy"}
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("compiled")
+    files = {}
+    for result in compile_all(out):
+        files[result.kfp_path.name] = result.kfp_path
+        files[result.vertex_path.name] = result.vertex_path
+    return files
+
+
+def test_golden_files_are_current(compiled: dict[str, Path]) -> None:
+    """pipelines/compiled/ must be what the code compiles to; `make compile` refreshes it."""
+    assert sorted(compiled) == sorted(p.name for p in COMPILED_DIR.glob("*.yaml"))
+    for name, path in compiled.items():
+        assert path.read_bytes() == (COMPILED_DIR / name).read_bytes(), f"{name} is stale: run `make compile`"
+
+
+def test_compilation_is_deterministic(compiled: dict[str, Path], tmp_path: Path) -> None:
+    again = {r.kfp_path.name: r.kfp_path for r in compile_all(tmp_path)}
+    for name, path in again.items():
+        assert path.read_bytes() == compiled[name].read_bytes()
+
+
+def test_kfp_file_parses_strictly_with_platform_spec(compiled: dict[str, Path]) -> None:
+    spec, platform = check_compiled(compiled["training.yaml"])
+    assert spec.pipeline_info.name == "training"
+    from google.protobuf import json_format
+
+    deployment = json_format.MessageToDict(platform.platforms["kubernetes"].deployment_spec)
+    executors = deployment["executors"]
+    assert {name.removeprefix("exec-") for name in executors} == COMPONENTS
+    for executor in executors.values():
+        secret = executor["secretAsEnv"][0]
+        assert secret["secretName"] == WANDB_SECRET_NAME
+        assert secret["keyToEnv"][0]["envVar"] == "WANDB_API_KEY"
+
+
+def test_vertex_file_is_a_single_document(compiled: dict[str, Path]) -> None:
+    documents = list(yaml.safe_load_all(compiled["training.vertex.yaml"].read_text()))
+    assert len(documents) == 1
+    spec, platform = check_compiled(compiled["training.vertex.yaml"])
+    assert platform is None and spec.pipeline_info.name == "training"
+
+
+def test_components_are_thin_and_pinned_to_the_image(compiled: dict[str, Path]) -> None:
+    spec = yaml.safe_load_all(compiled["training.yaml"].read_text()).__next__()
+    executors = spec["deploymentSpec"]["executors"]
+    assert {name.removeprefix("exec-") for name in executors} == COMPONENTS
+    for executor in executors.values():
+        container = executor["container"]
+        assert container["image"] == DEFAULT_IMAGE
+        script = "\n".join(container["command"])
+        assert "pip install" not in script  # install_kfp_package=False, no packages_to_install
+        assert "from kfp_mlops.components." in script
+
+
+def test_register_and_deploy_are_gated_on_the_evaluate_output(compiled: dict[str, Path]) -> None:
+    spec = next(yaml.safe_load_all(compiled["training.yaml"].read_text()))
+    condition = spec["root"]["dag"]["tasks"]["condition-1"]["triggerPolicy"]["condition"]
+    assert "evaluate-Output" in condition
+    gated = spec["components"]["comp-condition-1"]["dag"]["tasks"]
+    assert {"register", "deploy"} <= set(gated)
+    deploy = gated["deploy"]
+    assert deploy["dependentTasks"] == ["register"]
+    assert deploy["inputs"]["artifacts"]["registered"]["taskOutputArtifact"] == {
+        "outputArtifactKey": "registered",
+        "producerTask": "register",
+    }
+    parameters = deploy["inputs"]["parameters"]
+    for name, pipeline_input in [
+        ("deployment_name", "deployment_name"),
+        ("target", "deploy_target"),
+        ("namespace", "namespace"),
+        ("protocol", "protocol"),
+        ("store_root", "store_root"),
+    ]:
+        assert parameters[name]["componentInputParameter"] == f"pipelinechannel--{pipeline_input}", name
+    defaults = {name: p.get("defaultValue") for name, p in spec["root"]["inputDefinitions"]["parameters"].items()}
+    assert {k: defaults[k] for k in ("deployment_name", "deploy_target", "namespace", "protocol")} == {
+        "deployment_name": "iris",
+        "deploy_target": "local",
+        "namespace": "models",
+        "protocol": "v2",
+    }
+
+
+def test_no_secret_values_in_compiled_files(compiled: dict[str, Path]) -> None:
+    for path in compiled.values():
+        text = path.read_text()
+        assert "WANDB_API_KEY=" not in text
+        assert "apiKey" not in text and "api_key:" not in text
+
+
+def test_check_compiled_rejects_unknown_fields(tmp_path: Path, compiled: dict[str, Path]) -> None:
+    doc = yaml.safe_load(compiled["training.vertex.yaml"].read_text())
+    doc["notAPipelineField"] = 1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(doc))
+    with pytest.raises(MlopsError, match="does not match the KFP pipeline spec"):
+        check_compiled(bad)
+    (tmp_path / "three.yaml").write_text("a: 1\n---\nb: 2\n---\nc: 3\n")
+    with pytest.raises(MlopsError, match="expected 1 or 2 YAML documents"):
+        check_compiled(tmp_path / "three.yaml")
+
+
+def test_every_pipeline_is_compiled() -> None:
+    assert set(pipeline_builders()) == {"training", "monitoring", "rollout"}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"deploy_target": "k8s"}, "deploy_target 'k8s': unknown; choose one of local, cluster"),
+        (
+            {"deploy_target": "cluster"},
+            "deploy_target cluster: model servers cannot read store_root '/tmp/store'; use a gs:// store",
+        ),
+        ({"deployment_name": "Iris_1"}, "deployment name 'Iris_1' must be a DNS-1123 label"),
+        ({"namespace": "models/prod"}, "namespace 'models/prod' must be a DNS-1123 label"),
+        ({"protocol": "grpc"}, "protocol 'grpc': use one of v2, seldon"),
+    ],
+)
+def test_deploy_parameters_are_checked_before_anything_runs(arguments: dict[str, str], message: str) -> None:
+    from kfp_mlops.pipelines.training import check_arguments
+
+    with pytest.raises(MlopsError, match=re.escape(message)):
+        check_arguments({"store_root": "/tmp/store", **arguments})
+
+
+def test_rollout_pipeline_is_one_uncached_step_with_the_wandb_secret(compiled: dict[str, Path]) -> None:
+    spec, platform = check_compiled(compiled["rollout.yaml"])
+    assert spec.pipeline_info.name == "rollout"
+    doc = next(yaml.safe_load_all(compiled["rollout.yaml"].read_text()))
+    task = doc["root"]["dag"]["tasks"]["rollout-step"]
+    assert task["cachingOptions"] == {} and task["taskInfo"]["name"] == "rollout-step"
+    assert {"state_uri", "log_root", "target", "live_config"} <= set(doc["root"]["inputDefinitions"]["parameters"])
+    from google.protobuf import json_format
+
+    executors = json_format.MessageToDict(platform.platforms["kubernetes"].deployment_spec)["executors"]
+    assert executors["exec-rollout-step"]["secretAsEnv"][0]["secretName"] == WANDB_SECRET_NAME
+    vertex, none = check_compiled(compiled["rollout.vertex.yaml"])
+    assert none is None and vertex.pipeline_info.name == "rollout"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"log_root": ""}, "log_root is required"),
+        ({"target": "k8s"}, "target 'k8s': unknown; choose one of local, cluster, none"),
+        ({"live_config": {"boot": 1}}, "live_config: unknown key(s) boot"),
+        ({"live_config": {"bootstrap": 5}}, "bootstrap=5 must be at least 100"),
+        ({"deployment_name": "Fraud_1"}, "must be a DNS-1123 label"),
+    ],
+)
+def test_rollout_parameters_are_checked_before_anything_runs(arguments: dict, message: str) -> None:
+    from kfp_mlops.app.compiling import check_pipeline_arguments
+
+    with pytest.raises(MlopsError, match=re.escape(message)):
+        check_pipeline_arguments("rollout", {"state_uri": "/tmp/rollout.json", "log_root": "/tmp/log", **arguments})
+
+
+MONITORING_COMPONENTS = {"importer", "drift-check", "retrain"}
+
+
+def test_monitoring_pipeline_parses_strictly_with_platform_spec(compiled: dict[str, Path]) -> None:
+    spec, platform = check_compiled(compiled["monitoring.yaml"])
+    assert spec.pipeline_info.name == "monitoring"
+    from google.protobuf import json_format
+
+    executors = json_format.MessageToDict(platform.platforms["kubernetes"].deployment_spec)["executors"]
+    assert set(executors) == {"exec-drift-check", "exec-retrain"}  # the importer runs no container
+    for executor in executors.values():
+        assert executor["secretAsEnv"][0]["secretName"] == WANDB_SECRET_NAME
+    vertex, none = check_compiled(compiled["monitoring.vertex.yaml"])
+    assert none is None and vertex.pipeline_info.name == "monitoring"
+
+
+def test_monitoring_imports_checks_and_retrains_only_on_drift_without_cache(compiled: dict[str, Path]) -> None:
+    doc = next(yaml.safe_load_all(compiled["monitoring.yaml"].read_text()))
+    executors = doc["deploymentSpec"]["executors"]
+    assert {name.removeprefix("exec-") for name in executors} == MONITORING_COMPONENTS
+    importer = executors["exec-importer"]["importer"]
+    assert importer["artifactUri"] == {"runtimeParameter": "uri"} and importer["reimport"] is True
+    for name in ("drift-check", "retrain"):
+        container = executors[f"exec-{name}"]["container"]
+        assert container["image"] == DEFAULT_IMAGE
+        assert "pip install" not in "\n".join(container["command"])
+    tasks = doc["root"]["dag"]["tasks"]
+    assert tasks["importer"]["inputs"]["parameters"]["uri"]["componentInputParameter"] == "source"
+    drift = tasks["drift-check"]
+    assert drift["inputs"]["artifacts"]["current_data"]["taskOutputArtifact"]["producerTask"] == "importer"
+    assert drift["inputs"]["parameters"]["model_name"]["componentInputParameter"] == "model_name"
+    for task in ("importer", "drift-check"):
+        assert tasks[task]["cachingOptions"] == {}, task  # never cached: the window and the champion change
+    condition = tasks["condition-1"]["triggerPolicy"]["condition"]
+    assert condition == "inputs.parameter_values['pipelinechannel--drift-check-Output'] == true"
+    retrain = doc["components"]["comp-condition-1"]["dag"]["tasks"]["retrain"]
+    assert retrain["cachingOptions"] == {}
+    assert retrain["inputs"]["parameters"]["source"]["componentInputParameter"] == "pipelinechannel--source"
+    assert retrain["inputs"]["parameters"]["kfp_host"]["componentInputParameter"] == "pipelinechannel--kfp_host"
+    # Inside the condition, the verdict arrives as an input of the condition's sub-DAG.
+    assert retrain["inputs"]["artifacts"]["drift_verdict"] == {
+        "componentInputArtifact": "pipelinechannel--drift-check-verdict"
+    }
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"source": "iris"}, "source 'iris': give the data window as a .csv or .parquet file"),
+        ({"source": "w.csv", "drift_config": {"psi": 1}}, "drift config: unknown key(s) psi"),
+        ({"source": "w.csv", "kfp_host": "kfp:8888"}, "kfp_host 'kfp:8888' has no scheme"),
+        ({"source": "w.csv", "estimator": "svm"}, "estimator 'svm'"),
+        ({"source": "w.csv", "window": "w.csv"}, "pipeline monitoring: unknown parameter(s) window"),
+        ({"source": "w.csv", "deploy_target": "k8s"}, "deploy_target 'k8s': unknown"),
+    ],
+)
+def test_monitoring_parameters_are_checked_before_anything_runs(arguments: dict, message: str) -> None:
+    from kfp_mlops.app.compiling import check_pipeline_arguments
+
+    with pytest.raises(MlopsError, match=re.escape(message)):
+        check_pipeline_arguments("monitoring", {"store_root": "/tmp/store", **arguments})

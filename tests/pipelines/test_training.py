@@ -1,0 +1,141 @@
+"""The training pipeline end to end with kfp.local: real tasks, real data, W&B offline, real storage."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kfp_mlops.app.local_run import read_json_output, run_pipeline
+from kfp_mlops.app.summary import task_outputs
+from kfp_mlops.core import storage
+from kfp_mlops.core.config import Settings
+from kfp_mlops.core.errors import MlopsError
+from kfp_mlops.modeling.datasets import load_iris_frame
+from kfp_mlops.modeling.model_bundle import load_bundle
+from kfp_mlops.modeling.model_store import ModelStore
+from kfp_mlops.serving import seldon_deployment
+from kfp_mlops.serving.spec import DeploymentSpec
+from tests.support.wandb_offline import find_offline_runs, read_offline_run
+
+pytestmark = pytest.mark.slow
+TASKS = ["ingest", "validate", "train", "evaluate", "register", "deploy"]
+
+
+def test_iris_run_registers_champion_and_logs_to_wandb(tmp_path: Path) -> None:
+    settings = Settings.from_env()
+    run = run_pipeline("training", {"store_root": settings.store_root}, settings=settings)
+
+    assert run.tasks == TASKS
+    metrics = task_outputs(run, "evaluate")["artifacts"]["metrics"]["metadata"]
+    assert metrics["accuracy"] >= 0.9
+    assert task_outputs(run, "evaluate")["parameters"]["Output"] is True
+
+    registered = read_json_output(run, "register", "registered")
+    store = ModelStore(settings.store_root)
+    assert store.versions("iris-classifier") == [registered["version"]]
+    assert store.champion("iris-classifier").version == registered["version"]
+    bundle = load_bundle(registered["uri"])
+    iris = load_iris_frame()
+    assert (bundle.model.predict(iris[bundle.feature_names]) == iris["species"]).mean() > 0.9
+    evaluation = storage.read_json(storage.join(registered["uri"], "evaluation.json"))
+    assert evaluation["passed"] is True
+    assert evaluation["metrics"]["accuracy"] == pytest.approx(metrics["accuracy"])
+
+    runs = [read_offline_run(path) for path in find_offline_runs(Path(os.environ["WANDB_DIR"]))]
+    by_type = {r.job_type: r for r in runs}
+    assert sorted(by_type) == sorted(TASKS)
+    assert len({r.group for r in runs}) == 1 and runs[0].group not in ("", "local")
+    assert all(r.exit_code == 0 for r in runs)
+    assert by_type["ingest"].summary["train_rows"] == 120
+    assert by_type["evaluate"].summary["accuracy"] == pytest.approx(metrics["accuracy"])
+    assert by_type["evaluate"].summary["roc_auc"] == pytest.approx(metrics["roc_auc"])
+    assert "confusion_matrix_table" in by_type["evaluate"].summary
+    assert by_type["train"].config["estimator"] == "logistic_regression"
+    assert by_type["train"].artifact("model")["metadata"]["classes"] == ["setosa", "versicolor", "virginica"]
+    assert by_type["ingest"].artifact("train-data")["type"] == "dataset"
+    assert by_type["register"].summary["version"] == registered["version"]
+
+    # deploy_target=local: the spec the local stack serves, and the manifest a cluster would run.
+    spec_file = settings.home / "deployments" / "iris.json"
+    assert DeploymentSpec.from_dict(json.loads(spec_file.read_text())) == DeploymentSpec.single(
+        "iris", registered["uri"]
+    )
+    deployment = read_json_output(run, "deploy", "deployment")
+    assert (deployment["state"], deployment["target"], deployment["spec_path"]) == ("written", "local", str(spec_file))
+    manifest = yaml.safe_load(run.artifact("deploy", "manifest").read_text())
+    assert seldon_deployment.problems(manifest) == []
+    assert by_type["deploy"].summary["state"] == "written"
+
+
+def test_failed_gate_skips_register_and_keeps_the_champion(tmp_path: Path) -> None:
+    settings = Settings.from_env()
+    first = run_pipeline("training", {"store_root": settings.store_root}, settings=settings)
+    champion = read_json_output(first, "register", "registered")["version"]
+
+    # A forest that scores below the champion on the same test rows must not replace it.
+    second = run_pipeline(
+        "training",
+        {"store_root": settings.store_root, "estimator": "random_forest", "threshold": 0.999},
+        settings=settings,
+    )
+    assert second.tasks == TASKS[:-2]
+    assert not second.artifact("register", "registered").exists()
+    assert not second.artifact("deploy", "deployment").exists()
+    assert task_outputs(second, "evaluate")["parameters"]["Output"] is False
+    reasons = task_outputs(second, "evaluate")["artifacts"]["evaluation"]["metadata"]["reasons"]
+    assert any("misses the threshold 0.999" in r for r in reasons)
+    assert any(f"champion {champion}" in r for r in reasons)
+    store = ModelStore(settings.store_root)
+    assert store.versions("iris-classifier") == [champion]
+    assert store.champion("iris-classifier").version == champion
+
+
+def test_bad_data_stops_at_validate_and_stores_nothing(tmp_path: Path) -> None:
+    settings = Settings.from_env()
+    frame = load_iris_frame()
+    frame.loc[::7, "sepal_width"] = None
+    frame.loc[::11, "petal_length"] = 99.0
+    source = tmp_path / "bad.csv"
+    frame.to_csv(source, index=False)
+
+    with pytest.raises(MlopsError) as failure:
+        run_pipeline(
+            "training",
+            {"store_root": settings.store_root, "source": str(source), "schema_uri": str(_iris_schema(tmp_path))},
+            settings=settings,
+        )
+    message = str(failure.value)
+    assert "failed at task validate" in message
+    assert "sepal_width" in message and "petal_length" in message
+    assert "\n" not in message
+    assert storage.list_uris(settings.store_root) == []
+
+
+def test_gcs_emulator_source_and_store(gcs_bucket: str) -> None:
+    """Data read from and the model stored on a real GCS emulator, reached by every task."""
+    settings = Settings.from_env()
+    source = f"{gcs_bucket}/data/iris.parquet"
+    buffer = load_iris_frame().to_parquet(index=False)
+    storage.write_bytes(source, buffer)
+    store_root = f"{gcs_bucket}/models-store"
+
+    run = run_pipeline("training", {"store_root": store_root, "source": source}, settings=settings)
+
+    registered = read_json_output(run, "register", "registered")
+    assert registered["uri"].startswith(f"{store_root}/models/iris-classifier/versions/")
+    assert ModelStore(store_root).champion("iris-classifier").version == registered["version"]
+    assert load_bundle(registered["uri"]).metadata["training_rows"] == 120
+    assert task_outputs(run, "ingest")["artifacts"]["train"]["metadata"]["source"] == source
+
+
+def _iris_schema(tmp_path: Path) -> Path:
+    from kfp_mlops.modeling.schema import IRIS_SCHEMA
+
+    path = tmp_path / "schema.json"
+    path.write_text(IRIS_SCHEMA.to_json())
+    json.loads(path.read_text())
+    return path

@@ -1,0 +1,209 @@
+"""The rollout controller on a fabricated prediction log: decisions, artifacts, state, targets, errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kfp_mlops.core.errors import AlreadyExistsError
+from kfp_mlops.rollout import controller as rc
+from kfp_mlops.rollout.decisions import InvalidPlan, LiveConfig, StagePlan, load_rollout, save_rollout
+from kfp_mlops.serving.prediction_log import PredictionLogWriter, PredictionRecord, record_labels
+from kfp_mlops.serving.spec import DeploymentSpec
+from tests.support.models import iris_model
+
+T0 = datetime(2026, 11, 2, tzinfo=timezone.utc)
+PLAN = StagePlan(
+    shadow=True,
+    steps=(5, 100),
+    min_labelled=150,
+    min_positives=10,
+    max_labelled=5000,
+    max_p99_latency_ms=1000.0,
+    auc_pr_tolerance=0.02,
+)
+CONFIG = LiveConfig(bootstrap=200)
+BASE = DeploymentSpec.single("fraud", "unused")
+
+
+class Recorder:
+    """A target that records every spec (or, when told to, fails to start the challenger)."""
+
+    def __init__(self) -> None:
+        self.specs: list[DeploymentSpec] = []
+        self.fail = False
+
+    def apply(self, spec: DeploymentSpec) -> None:
+        if self.fail and any(p.name == "challenger" for p in spec.predictors):
+            raise RuntimeError("challenger server exited with code 1")
+        self.specs.append(spec)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("models")
+    return {"legacy": str(iris_model(root / "legacy")), "challenger": str(iris_model(root / "challenger", seed=1))}
+
+
+def traffic(
+    log: str,
+    start: datetime,
+    n: int,
+    *,
+    challenger_quality: float,
+    seed: int,
+    predictors: tuple[str, ...] = ("legacy", "challenger"),
+    errors: float = 0.0,
+) -> None:
+    """``n`` requests scored by ``predictors`` (labels 10 % fraud) and their labels an hour later."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.1).astype(int)
+    quality = {"legacy": 0.3, "challenger": challenger_quality}
+    labels = []
+    with PredictionLogWriter(log) as writer:
+        for i in range(n):
+            rid = f"r{seed}-{i}"
+            at = start + timedelta(seconds=i)
+            for name in predictors:
+                score = float(np.clip(quality[name] * y[i] + rng.random() * (1 - quality[name]), 0, 1))
+                if rng.random() < (errors if name == "challenger" else 0):
+                    record = PredictionRecord(rid, name, "v", {"amount": 10.0}, None, None, 5.0, "error", at, "boom")
+                else:
+                    record = PredictionRecord(
+                        rid, name, "v", {"amount": 10.0}, score, "decline" if score > 0.9 else "approve", 5.0, "ok", at
+                    )
+                writer.log(record)
+            labels.append((rid, int(y[i]), at + timedelta(hours=1)))
+    record_labels(log, labels)
+
+
+def test_a_better_challenger_is_promoted_stage_by_stage(models: dict[str, str], tmp_path: Path) -> None:
+    state_uri, log, target = str(tmp_path / "rollout.json"), str(tmp_path / "log"), Recorder()
+    started = rc.start(state_uri, PLAN, models["legacy"], models["challenger"], base=BASE, target=target, at=T0)
+    assert started.action == "start" and started.stage == "shadow"
+    assert [(p.name, p.traffic, p.shadow) for p in target.specs[-1].predictors] == [
+        ("legacy", 100, False),
+        ("challenger", 0, True),
+    ]
+
+    held = rc.step(
+        state_uri, log, base=BASE, target=target, as_of=T0 + timedelta(minutes=1), config=CONFIG, track=False
+    )
+    assert held.action == "hold" and held.spec is None and len(target.specs) == 1
+    assert "waiting for labels" in held.reasons[0]
+
+    traffic(log, T0 + timedelta(minutes=2), 600, challenger_quality=0.7, seed=1)
+    promoted = rc.step(
+        state_uri, log, base=BASE, target=target, as_of=T0 + timedelta(hours=2), config=CONFIG, track=False
+    )
+    assert (promoted.action, promoted.next_stage) == ("promote", "canary-5")
+    assert {p.name: p.traffic for p in target.specs[-1].predictors} == {"legacy": 95, "challenger": 5}
+    record = json.loads(Path(promoted.artifact).read_text())
+    assert record["action"] == "promote" and record["challenger_share"] == 5
+    assert record["reasons"] == list(promoted.reasons) and "auc_pr" in record["comparison"]["difference"]
+
+    # canary: each request answered by one predictor (unpaired); the window starts at the promotion.
+    canary_start = T0 + timedelta(hours=2, minutes=1)
+    traffic(log, canary_start, 700, challenger_quality=0.7, seed=2, predictors=("legacy",))
+    traffic(log, canary_start, 700, challenger_quality=0.7, seed=3, predictors=("challenger",))
+    final = rc.step(state_uri, log, base=BASE, target=target, as_of=T0 + timedelta(hours=4), config=CONFIG, track=False)
+    assert (final.action, final.next_stage, final.state.status) == ("promote", "promoted", "promoted")
+    assert [(p.name, p.traffic) for p in target.specs[-1].predictors] == [("challenger", 100)]
+    after = rc.step(state_uri, log, base=BASE, target=target, as_of=T0 + timedelta(hours=5), config=CONFIG)
+    assert after.action == "none" and after.spec is None
+    status = rc.status(state_uri)
+    assert status["status"] == "promoted" and [d["action"] for d in status["decisions"]] == [
+        "hold",
+        "promote",
+        "promote",
+    ]
+
+
+def test_a_worse_challenger_is_rolled_back_in_shadow(models: dict[str, str], tmp_path: Path) -> None:
+    state_uri, log, target = str(tmp_path / "rollout.json"), str(tmp_path / "log"), Recorder()
+    rc.start(state_uri, PLAN, models["legacy"], models["challenger"], base=BASE, target=target, at=T0)
+    traffic(log, T0 + timedelta(minutes=1), 600, challenger_quality=0.0, seed=4)
+    result = rc.step(
+        state_uri, log, base=BASE, target=target, as_of=T0 + timedelta(hours=2), config=CONFIG, track=False
+    )
+    assert (result.action, result.state.status) == ("rollback", "rolled_back")
+    assert "significantly worse" in result.reasons[0]
+    assert [(p.name, p.traffic) for p in target.specs[-1].predictors] == [("legacy", 100)]
+
+
+def test_a_failing_challenger_trips_the_error_guardrail(models: dict[str, str], tmp_path: Path) -> None:
+    state_uri, log, target = str(tmp_path / "rollout.json"), str(tmp_path / "log"), Recorder()
+    rc.start(state_uri, PLAN, models["legacy"], models["challenger"], base=BASE, target=target, at=T0)
+    traffic(log, T0 + timedelta(minutes=1), 300, challenger_quality=0.7, seed=5, errors=0.2)
+    result = rc.step(
+        state_uri, log, base=BASE, target=target, as_of=T0 + timedelta(minutes=30), config=CONFIG, track=False
+    )
+    assert result.action == "rollback" and "guardrail: challenger error rate" in result.reasons[0]
+
+
+def test_errors_leave_traffic_and_state_alone(models: dict[str, str], tmp_path: Path) -> None:
+    state_uri, log, target = str(tmp_path / "rollout.json"), str(tmp_path / "log"), Recorder()
+    with pytest.raises(InvalidPlan, match="strictly increasing"):
+        rc.start(
+            state_uri, {"steps": [50, 5, 100]}, models["legacy"], models["challenger"], base=BASE, target=target, at=T0
+        )
+    with pytest.raises(rc.RolloutError, match="challenger model at .*nowhere does not load"):
+        rc.start(state_uri, PLAN, models["legacy"], str(tmp_path / "nowhere"), base=BASE, target=target, at=T0)
+    assert not Path(state_uri).exists() and target.specs == []
+
+    rc.start(state_uri, PLAN, models["legacy"], models["challenger"], base=BASE, target=target, at=T0)
+    traffic(log, T0 + timedelta(minutes=1), 50, challenger_quality=0.7, seed=6)
+    # A second label for an already labelled request (a second label feed): the join refuses the log.
+    (Path(log) / "labels" / "20261102T010000000000Z-extra-000001.jsonl").write_text(
+        json.dumps({"request_id": "r6-0", "label": 1, "labelled_at": "2026-11-02T01:00:00+00:00"}) + "\n"
+    )
+    before = Path(state_uri).read_text()
+    with pytest.raises(rc.RolloutError, match="labelled twice.*traffic left as it is"):
+        rc.step(state_uri, log, base=BASE, target=target, as_of=T0 + timedelta(hours=3), config=CONFIG, track=False)
+    assert Path(state_uri).read_text() == before and len(target.specs) == 1
+
+
+def test_a_promotion_that_cannot_be_applied_rolls_back(models: dict[str, str], tmp_path: Path) -> None:
+    state_uri, log, target = str(tmp_path / "rollout.json"), str(tmp_path / "log"), Recorder()
+    rc.start(state_uri, PLAN, models["legacy"], models["challenger"], base=BASE, target=target, at=T0)
+    traffic(log, T0 + timedelta(minutes=1), 600, challenger_quality=0.7, seed=7)
+    target.fail = True
+    with pytest.raises(rc.RolloutError, match="applying canary-5 failed .*exited with code 1.*rolled back"):
+        rc.step(state_uri, log, base=BASE, target=target, as_of=T0 + timedelta(hours=2), config=CONFIG, track=False)
+    state, _ = load_rollout(state_uri)
+    assert state.status == "rolled_back" and [h["action"] for h in state.history] == ["promote", "rollback"]
+
+
+def test_a_concurrent_controller_wins(models: dict[str, str], tmp_path: Path) -> None:
+    state_uri, log, target = str(tmp_path / "rollout.json"), str(tmp_path / "log"), Recorder()
+    rc.start(state_uri, PLAN, models["legacy"], models["challenger"], base=BASE, target=target, at=T0)
+    traffic(log, T0 + timedelta(minutes=1), 600, challenger_quality=0.7, seed=8)
+    state, version = load_rollout(state_uri)
+    moved = dataclasses.replace(state, stage_started_at=T0 + timedelta(minutes=90))
+    save_rollout(state_uri, moved, version)  # another controller wrote meanwhile
+
+    real = rc.load_rollout
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(rc, "load_rollout", lambda uri: (state, version))  # this one read the old version
+        with pytest.raises(AlreadyExistsError, match="another controller"):
+            rc.step(state_uri, log, base=BASE, target=target, as_of=T0 + timedelta(hours=2), config=CONFIG, track=False)
+    assert len(target.specs) == 1 and real(state_uri)[0] == moved
+
+
+def test_decisions_are_logged_to_wandb(models: dict[str, str], tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
+    state_uri, log, target = str(tmp_path / "rollout.json"), str(tmp_path / "log"), Recorder()
+    rc.start(state_uri, PLAN, models["legacy"], models["challenger"], base=BASE, target=target, at=T0)
+    traffic(log, T0 + timedelta(minutes=1), 600, challenger_quality=0.7, seed=9)
+    result = rc.step(
+        state_uri, log, base=BASE, target=target, as_of=T0 + timedelta(hours=2), config=CONFIG, group="job-1"
+    )
+    assert result.action == "promote"
+    runs = list((tmp_path / "wandb").rglob("offline-run-*"))
+    assert len(runs) == 1

@@ -7,7 +7,7 @@ IMAGE_REPO ?= ghcr.io/kfp-mlops
 COMPONENT_IMAGE ?= $(IMAGE_REPO)/component:$(VERSION)
 PYTEST_ARGS ?=
 
-.PHONY: env tools run test test-fast compile images push-images bench constraints clean
+.PHONY: env tools run test test-fast lint compile images push-images bench constraints clean
 
 env: $(VENV)/.installed
 
@@ -29,9 +29,16 @@ tools:
 run: env
 	$(BIN)/kfp-mlops run training
 
-## test: every test, including whole-pipeline and notebook runs
-test: env seldon-env tools
+## test: the static checks, then every test, including whole-pipeline and notebook runs
+test: env seldon-env tools lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## lint: ruff (lint and format check) and mypy on the package, components and pipelines; the import
+## layers are a test (tests/test_architecture.py)
+lint: env
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 ## seldon-env: .venv-seldon, the seldon runtime's own environment (Python 3.12: seldon-core 1.19 needs it)
 SELDON_VENV ?= .venv-seldon

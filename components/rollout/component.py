@@ -41,10 +41,12 @@ def rollout_step(
         The action taken: promote, hold, rollback or none (the rollout was already over).
     """
     from kfp_mlops.components.common import json_safe
-    from kfp_mlops.components.rollout.logic import run_rollout_step
+    from kfp_mlops.core.config import Settings
+    from kfp_mlops.rollout.controller import run_rollout_step
 
     record = run_rollout_step(
         decision.path,
+        settings=Settings.from_env(),  # read once, here at the task's entry
         state_uri=state_uri,
         log_root=log_root,
         deployment_name=deployment_name,

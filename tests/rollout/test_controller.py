@@ -1,4 +1,7 @@
-"""The rollout controller on a fabricated prediction log: decisions, artifacts, state, targets, errors."""
+"""The rollout controller on a fabricated prediction log: decisions, artifacts, state, targets, errors.
+
+Also its step from plain parameters (:func:`run_rollout_step`, what the CLI and the component run).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kfp_mlops.core.errors import AlreadyExistsError
+from kfp_mlops.core.config import Settings
+from kfp_mlops.core.errors import AlreadyExistsError, ConfigError
+from kfp_mlops.rollout import InvalidPlan, LiveConfig, StagePlan, load_rollout, save_rollout
 from kfp_mlops.rollout import controller as rc
-from kfp_mlops.rollout.decisions import InvalidPlan, LiveConfig, StagePlan, load_rollout, save_rollout
+from kfp_mlops.rollout.records import Tracking
 from kfp_mlops.serving.prediction_log import PredictionLogWriter, PredictionRecord, record_labels
 from kfp_mlops.serving.spec import DeploymentSpec
 from tests.support.models import iris_model
@@ -91,16 +96,12 @@ def test_a_better_challenger_is_promoted_stage_by_stage(models: dict[str, str], 
         ("challenger", 0, True),
     ]
 
-    held = rc.step(
-        state_uri, log, base=BASE, target=target, as_of=T0 + timedelta(minutes=1), config=CONFIG, track=False
-    )
+    held = rc.step(state_uri, log, base=BASE, target=target, as_of=T0 + timedelta(minutes=1), config=CONFIG)
     assert held.action == "hold" and held.spec is None and len(target.specs) == 1
     assert "waiting for labels" in held.reasons[0]
 
     traffic(log, T0 + timedelta(minutes=2), 600, challenger_quality=0.7, seed=1)
-    promoted = rc.step(
-        state_uri, log, base=BASE, target=target, as_of=T0 + timedelta(hours=2), config=CONFIG, track=False
-    )
+    promoted = rc.step(state_uri, log, base=BASE, target=target, as_of=T0 + timedelta(hours=2), config=CONFIG)
     assert (promoted.action, promoted.next_stage) == ("promote", "canary-5")
     assert {p.name: p.traffic for p in target.specs[-1].predictors} == {"legacy": 95, "challenger": 5}
     record = json.loads(Path(promoted.artifact).read_text())
@@ -111,7 +112,7 @@ def test_a_better_challenger_is_promoted_stage_by_stage(models: dict[str, str], 
     canary_start = T0 + timedelta(hours=2, minutes=1)
     traffic(log, canary_start, 700, challenger_quality=0.7, seed=2, predictors=("legacy",))
     traffic(log, canary_start, 700, challenger_quality=0.7, seed=3, predictors=("challenger",))
-    final = rc.step(state_uri, log, base=BASE, target=target, as_of=T0 + timedelta(hours=4), config=CONFIG, track=False)
+    final = rc.step(state_uri, log, base=BASE, target=target, as_of=T0 + timedelta(hours=4), config=CONFIG)
     assert (final.action, final.next_stage, final.state.status) == ("promote", "promoted", "promoted")
     assert [(p.name, p.traffic) for p in target.specs[-1].predictors] == [("challenger", 100)]
     after = rc.step(state_uri, log, base=BASE, target=target, as_of=T0 + timedelta(hours=5), config=CONFIG)
@@ -128,9 +129,7 @@ def test_a_worse_challenger_is_rolled_back_in_shadow(models: dict[str, str], tmp
     state_uri, log, target = str(tmp_path / "rollout.json"), str(tmp_path / "log"), Recorder()
     rc.start(state_uri, PLAN, models["legacy"], models["challenger"], base=BASE, target=target, at=T0)
     traffic(log, T0 + timedelta(minutes=1), 600, challenger_quality=0.0, seed=4)
-    result = rc.step(
-        state_uri, log, base=BASE, target=target, as_of=T0 + timedelta(hours=2), config=CONFIG, track=False
-    )
+    result = rc.step(state_uri, log, base=BASE, target=target, as_of=T0 + timedelta(hours=2), config=CONFIG)
     assert (result.action, result.state.status) == ("rollback", "rolled_back")
     assert "significantly worse" in result.reasons[0]
     assert [(p.name, p.traffic) for p in target.specs[-1].predictors] == [("legacy", 100)]
@@ -140,19 +139,17 @@ def test_a_failing_challenger_trips_the_error_guardrail(models: dict[str, str], 
     state_uri, log, target = str(tmp_path / "rollout.json"), str(tmp_path / "log"), Recorder()
     rc.start(state_uri, PLAN, models["legacy"], models["challenger"], base=BASE, target=target, at=T0)
     traffic(log, T0 + timedelta(minutes=1), 300, challenger_quality=0.7, seed=5, errors=0.2)
-    result = rc.step(
-        state_uri, log, base=BASE, target=target, as_of=T0 + timedelta(minutes=30), config=CONFIG, track=False
-    )
+    result = rc.step(state_uri, log, base=BASE, target=target, as_of=T0 + timedelta(minutes=30), config=CONFIG)
     assert result.action == "rollback" and "guardrail: challenger error rate" in result.reasons[0]
 
 
 def test_errors_leave_traffic_and_state_alone(models: dict[str, str], tmp_path: Path) -> None:
     state_uri, log, target = str(tmp_path / "rollout.json"), str(tmp_path / "log"), Recorder()
-    with pytest.raises(InvalidPlan, match="strictly increasing"):
+    with pytest.raises(InvalidPlan, match="strictly increasing; nothing started, traffic left as it is"):
         rc.start(
             state_uri, {"steps": [50, 5, 100]}, models["legacy"], models["challenger"], base=BASE, target=target, at=T0
         )
-    with pytest.raises(rc.RolloutError, match="challenger model at .*nowhere does not load"):
+    with pytest.raises(rc.RolloutError, match=r"challenger model at .*nowhere does not load"):
         rc.start(state_uri, PLAN, models["legacy"], str(tmp_path / "nowhere"), base=BASE, target=target, at=T0)
     assert not Path(state_uri).exists() and target.specs == []
 
@@ -163,8 +160,8 @@ def test_errors_leave_traffic_and_state_alone(models: dict[str, str], tmp_path: 
         json.dumps({"request_id": "r6-0", "label": 1, "labelled_at": "2026-11-02T01:00:00+00:00"}) + "\n"
     )
     before = Path(state_uri).read_text()
-    with pytest.raises(rc.RolloutError, match="labelled twice.*traffic left as it is"):
-        rc.step(state_uri, log, base=BASE, target=target, as_of=T0 + timedelta(hours=3), config=CONFIG, track=False)
+    with pytest.raises(rc.RolloutError, match=r"labelled twice.*traffic left as it is"):
+        rc.step(state_uri, log, base=BASE, target=target, as_of=T0 + timedelta(hours=3), config=CONFIG)
     assert Path(state_uri).read_text() == before and len(target.specs) == 1
 
 
@@ -173,8 +170,8 @@ def test_a_promotion_that_cannot_be_applied_rolls_back(models: dict[str, str], t
     rc.start(state_uri, PLAN, models["legacy"], models["challenger"], base=BASE, target=target, at=T0)
     traffic(log, T0 + timedelta(minutes=1), 600, challenger_quality=0.7, seed=7)
     target.fail = True
-    with pytest.raises(rc.RolloutError, match="applying canary-5 failed .*exited with code 1.*rolled back"):
-        rc.step(state_uri, log, base=BASE, target=target, as_of=T0 + timedelta(hours=2), config=CONFIG, track=False)
+    with pytest.raises(rc.RolloutError, match=r"applying canary-5 failed .*exited with code 1.*rolled back"):
+        rc.step(state_uri, log, base=BASE, target=target, as_of=T0 + timedelta(hours=2), config=CONFIG)
     state, _ = load_rollout(state_uri)
     assert state.status == "rolled_back" and [h["action"] for h in state.history] == ["promote", "rollback"]
 
@@ -191,7 +188,7 @@ def test_a_concurrent_controller_wins(models: dict[str, str], tmp_path: Path) ->
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(rc, "load_rollout", lambda uri: (state, version))  # this one read the old version
         with pytest.raises(AlreadyExistsError, match="another controller"):
-            rc.step(state_uri, log, base=BASE, target=target, as_of=T0 + timedelta(hours=2), config=CONFIG, track=False)
+            rc.step(state_uri, log, base=BASE, target=target, as_of=T0 + timedelta(hours=2), config=CONFIG)
     assert len(target.specs) == 1 and real(state_uri)[0] == moved
 
 
@@ -201,9 +198,47 @@ def test_decisions_are_logged_to_wandb(models: dict[str, str], tmp_path: Path, m
     state_uri, log, target = str(tmp_path / "rollout.json"), str(tmp_path / "log"), Recorder()
     rc.start(state_uri, PLAN, models["legacy"], models["challenger"], base=BASE, target=target, at=T0)
     traffic(log, T0 + timedelta(minutes=1), 600, challenger_quality=0.7, seed=9)
+    tracking = Tracking(Settings.from_env(), group="job-1")
     result = rc.step(
-        state_uri, log, base=BASE, target=target, as_of=T0 + timedelta(hours=2), config=CONFIG, group="job-1"
+        state_uri, log, base=BASE, target=target, as_of=T0 + timedelta(hours=2), config=CONFIG, tracking=tracking
     )
     assert result.action == "promote"
     runs = list((tmp_path / "wandb").rglob("offline-run-*"))
     assert len(runs) == 1
+
+
+def test_run_rollout_step_with_no_target_records_only(
+    models: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
+    home = tmp_path / "home"
+    state = str(tmp_path / "rollout.json")
+    rc.start(state, PLAN, models["legacy"], models["challenger"], base=rc.base_spec("fraud"), target=None, at=T0)
+    record = rc.run_rollout_step(
+        str(tmp_path / "out" / "decision.json"),
+        settings=Settings.from_env({"KFP_MLOPS_HOME": str(home)}),
+        state_uri=state,
+        log_root=str(tmp_path / "log"),
+        deployment_name="fraud",
+        target="none",
+        as_of=(T0 + timedelta(hours=1)).isoformat(),
+        live_config={"bootstrap": 200},
+    )
+    assert record["action"] == "hold" and record["spec"] is None
+    assert json.loads((tmp_path / "out" / "decision.json").read_text())["action"] == "hold"
+    assert not (home / "deployments").exists()
+
+
+def test_run_rollout_step_refuses_bad_parameters() -> None:
+    settings = Settings.from_env({})
+    with pytest.raises(ConfigError, match="live_config: unknown key"):
+        rc.run_rollout_step(
+            "x", settings=settings, state_uri="s", log_root="l", deployment_name="fraud", live_config={"boot": 1}
+        )
+    with pytest.raises(ConfigError, match="not an ISO date-time"):
+        rc.run_rollout_step(
+            "x", settings=settings, state_uri="s", log_root="l", deployment_name="fraud", as_of="yesterday"
+        )
+    assert rc.parse_as_of("") is None
+    assert rc.parse_as_of("2026-11-02T12:00:00+00:00") == T0 + timedelta(hours=12)

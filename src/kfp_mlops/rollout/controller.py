@@ -3,21 +3,26 @@
 :func:`step` is what runs after every batch of traffic (a loop, a KFP component, ``kfp-mlops
 rollout step``):
 
-1. load the rollout (:func:`kfp_mlops.rollout.decisions.load_rollout`) -- a finished one has nothing to do;
+1. load the rollout (:func:`kfp_mlops.rollout.state.load_rollout`) -- a finished one has nothing to do;
 2. :func:`kfp_mlops.serving.prediction_log.join` the current stage's window ``[stage_started_at, as_of]``;
-3. :func:`~kfp_mlops.rollout.decisions.compare_live` and :func:`~kfp_mlops.rollout.decisions.decide`;
+3. :func:`~kfp_mlops.rollout.live.compare_live` and :func:`~kfp_mlops.rollout.plan.decide`;
 4. save the new state by compare-and-swap (a second controller that moved the rollout meanwhile
    wins; this one changes nothing);
-5. for a ``promote`` or ``rollback``, :func:`~kfp_mlops.rollout.decisions.spec_for` the new stage and apply
-   it to a :class:`Target`: the local stack (:class:`LocalStackTarget`), the spec file ``kfp-mlops
-   serve`` watches (:class:`SpecFileTarget`), or a cluster (:class:`ClusterTarget`: the rendered
-   SeldonDeployment through :func:`kfp_mlops.serving.kube_apply.apply_and_wait`).
+5. for a ``promote`` or ``rollback``, :func:`~kfp_mlops.rollout.plan.spec_for` the new stage and
+   apply it to a :class:`~kfp_mlops.rollout.targets.Target`: the local stack, the spec file
+   ``kfp-mlops serve`` watches, or a cluster (the rendered SeldonDeployment through
+   :func:`kfp_mlops.serving.kube_apply.apply_and_wait`).
+
+:func:`run_rollout_step` is the same step from plain parameters (a target's name, an ISO time,
+``LiveConfig`` fields), writing its decision document to a given path: what ``kfp-mlops rollout
+step`` and the rollout component run.
 
 Every decision and its reasons are written as a JSON artifact next to the state
-(``<state folder>/decisions/<time>-<stage>-<action>.json``) and, unless ``track=False``, logged
-to W&B (:func:`kfp_mlops.core.tracking.tracked_run`, job type ``rollout``).
+(``<state folder>/decisions/<time>-<stage>-<action>.json``) and, given a
+:class:`~kfp_mlops.rollout.records.Tracking`, logged to W&B (:mod:`kfp_mlops.rollout.records`).
 
-Errors leave the traffic as it is: an invalid plan, a log that cannot be joined (labels twice, a
+Errors leave the traffic as it is: an invalid plan raises
+:class:`~kfp_mlops.rollout.plan.InvalidPlan`; a log that cannot be joined (labels twice, a
 request logged twice), a challenger whose model folder does not load (checked in-process before
 any spec with it is applied) raise a :class:`RolloutError` naming the problem. When applying a
 promotion fails anyway (the challenger's server does not start), the rollout is rolled back:
@@ -28,97 +33,25 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from kfp_mlops.core import storage
-from kfp_mlops.core.errors import MlopsError
-from kfp_mlops.rollout.decisions import (
-    CHALLENGER,
-    LEGACY,
-    ROLLED_BACK,
-    Decision,
-    LiveConfig,
-    RolloutState,
-    StagePlan,
-    compare_live,
-    decide,
-    load_rollout,
-    save_rollout,
-    spec_for,
-    start_rollout,
-)
+from kfp_mlops.core.config import Settings
+from kfp_mlops.core.errors import ConfigError, MlopsError
+from kfp_mlops.rollout.live import CHALLENGER, LEGACY, LiveConfig, compare_live
+from kfp_mlops.rollout.plan import ROLLED_BACK, Decision, InvalidPlan, StagePlan, decide, spec_for
+from kfp_mlops.rollout.records import DecisionLog, Tracking, challenger_share
+from kfp_mlops.rollout.state import RolloutState, load_rollout, save_rollout, start_rollout
+from kfp_mlops.rollout.targets import Target, make_target
 from kfp_mlops.serving.prediction_log import as_utc, join
 from kfp_mlops.serving.spec import DeploymentSpec
-
-ACTION_CODES = {"hold": 0, "promote": 1, "rollback": -1, "none": 0, "start": 0}
 
 
 class RolloutError(MlopsError):
     """A rollout step that could not be taken; the traffic was left as it was (unless stated)."""
-
-
-class Target(Protocol):
-    """Where a deployment spec is applied.
-
-    A target may also offer ``unhealthy() -> {predictor: reason}``: a step then rolls back at once
-    when the challenger is down (its log would stay silent).
-    """
-
-    def apply(self, spec: DeploymentSpec) -> None:
-        """Moves the deployment to ``spec``; raises (leaving the previous one serving) on failure."""
-
-
-@dataclass
-class LocalStackTarget:
-    """A running :class:`~kfp_mlops.serving.local_stack.LocalStack`."""
-
-    stack: Any
-
-    def apply(self, spec: DeploymentSpec) -> None:
-        self.stack.apply(spec)
-
-    def unhealthy(self) -> dict[str, str]:
-        """Predictor -> why, for every predictor whose server process is no longer running."""
-        return {
-            name: f"server process exited with code {server.process.poll()}"
-            for name, server in self.stack.servers.items()
-            if server.process.poll() is not None
-        }
-
-
-@dataclass
-class SpecFileTarget:
-    """The deployment spec file that ``kfp-mlops serve`` watches and applies.
-
-    Default path: :func:`kfp_mlops.serving.serve.deployment_file` for the spec's name.
-    """
-
-    path: Path | None = None
-
-    def apply(self, spec: DeploymentSpec) -> None:
-        from kfp_mlops.core.config import Settings
-        from kfp_mlops.serving.serve import deployment_file
-
-        path = self.path or deployment_file(Settings.from_env(), spec.name)
-        storage.write_json(str(path), spec.to_dict())
-
-
-@dataclass
-class ClusterTarget:
-    """A SeldonDeployment on a cluster: rendered, applied, waited for (restored on failure)."""
-
-    client: Any = None
-    timeout_s: float = 600.0
-
-    def apply(self, spec: DeploymentSpec) -> None:
-        from kfp_mlops.serving import kube_apply, seldon_deployment
-
-        kube_apply.apply_and_wait(seldon_deployment.render(spec), client=self.client, timeout_s=self.timeout_s)
 
 
 @dataclass(frozen=True)
@@ -171,17 +104,21 @@ def start(
     base: DeploymentSpec,
     target: Target | None,
     at: datetime | None = None,
-    track: bool = False,
-    group: str = "local",
+    tracking: Tracking | None = None,
 ) -> StepResult:
     """Starts a rollout: checks the plan and both models, records the state, applies the first stage.
+
+    ``tracking``: log the start to W&B there (None: not logged).
 
     Raises:
         InvalidPlan: the plan is invalid (nothing recorded or applied).
         RolloutError: a model does not load (nothing recorded or applied).
         AlreadyExistsError: a rollout is running at ``state_uri``.
     """
-    plan = StagePlan.from_dict(plan) if isinstance(plan, Mapping) else plan.validate()
+    try:
+        plan = StagePlan.from_dict(plan) if isinstance(plan, Mapping) else plan.validate()
+    except InvalidPlan as exc:
+        raise InvalidPlan(f"{exc}; nothing started, traffic left as it is") from None
     check_model(legacy_uri, LEGACY)
     check_model(challenger_uri, CHALLENGER)
     at = as_utc(at or datetime.now(timezone.utc), "at")
@@ -190,19 +127,8 @@ def start(
     if target is not None:
         target.apply(spec)
     reasons = (f"rollout started: {', '.join(s.name for s in plan.stages())}",)
-    return _finish(
-        state_uri,
-        "start",
-        state.stage.name,
-        state.stage.name,
-        reasons,
-        state,
-        spec,
-        at,
-        comparison={},
-        track=track,
-        group=group,
-    )
+    log = DecisionLog(state_uri, tracking)
+    return _finish(log, "start", state.stage.name, state.stage.name, reasons, state, spec, at, comparison={})
 
 
 def step(
@@ -212,9 +138,8 @@ def step(
     base: DeploymentSpec,
     target: Target | None,
     as_of: datetime | None = None,
-    config: LiveConfig = LiveConfig(),
-    track: bool = True,
-    group: str = "local",
+    config: LiveConfig | None = None,
+    tracking: Tracking | None = None,
 ) -> StepResult:
     """One controller step (see the module docstring).
 
@@ -224,9 +149,8 @@ def step(
         base: The deployment whose name, namespace, protocol, labels and replicas every stage keeps.
         target: Where specs are applied (None: decide and record only).
         as_of: The time the step looks from (default: now): later predictions and labels are ignored.
-        config: Live comparison settings.
-        track: Log the decision to W&B.
-        group: The W&B group (the KFP pipeline job id).
+        config: Live comparison settings (default: ``LiveConfig()``).
+        tracking: Log the decision to W&B there (None: not logged).
 
     Raises:
         RolloutError: the log cannot be joined or compared, or the challenger does not load;
@@ -247,32 +171,13 @@ def step(
             None,
             {"action": "none", "status": state.status},
         )
-    down = getattr(target, "unhealthy", lambda: {})()
+    log = DecisionLog(state_uri, tracking)
+    down: dict[str, str] = getattr(target, "unhealthy", dict)()
     if CHALLENGER in down:
-        # A dead challenger logs nothing, so the log alone would only ever say "hold".
-        reason = f"guardrail: the challenger is down ({down[CHALLENGER]}); the router sends its traffic to legacy"
-        decision = Decision("rollback", state.stage, ROLLED_BACK, (reason,), {})
-        new_state = state.apply(decision, at=at)
-        save_rollout(state_uri, new_state, version)
-        spec = spec_for(ROLLED_BACK, base, state.legacy_uri, state.challenger_uri)
-        if target is not None:
-            target.apply(spec)
-        return _finish(
-            state_uri,
-            "rollback",
-            state.stage.name,
-            ROLLED_BACK.name,
-            (reason,),
-            new_state,
-            spec,
-            at,
-            comparison={},
-            track=track,
-            group=group,
-        )
+        return _roll_back_a_dead_challenger(log, state, version, base, target, down[CHALLENGER], at)
     try:
         joined = join(log_root, at, since=state.stage_started_at)
-        live = compare_live(joined, legacy=LEGACY, challenger=CHALLENGER, config=config)
+        live = compare_live(joined, legacy=LEGACY, challenger=CHALLENGER, config=config or LiveConfig())
     except MlopsError as exc:
         raise RolloutError(
             f"rollout step at {state.stage.name}: {exc}; nothing decided, traffic left as it is"
@@ -291,11 +196,9 @@ def step(
         except Exception as exc:
             if decision.action == "rollback":
                 raise RolloutError(f"rollback recorded but applying the legacy-only spec failed: {exc}") from exc
-            return _rollback_after_failed_apply(
-                state_uri, new_state, base, target, decision, exc, at, track=track, group=group
-            )
+            return _rollback_after_failed_apply(log, new_state, base, target, decision, exc, at)
     return _finish(
-        state_uri,
+        log,
         decision.action,
         decision.stage.name,
         decision.next_stage.name,
@@ -304,35 +207,50 @@ def step(
         spec,
         at,
         comparison=decision.comparison,
-        track=track,
-        group=group,
     )
 
 
+def _roll_back_a_dead_challenger(
+    log: DecisionLog,
+    state: RolloutState,
+    version: str,
+    base: DeploymentSpec,
+    target: Target | None,
+    why: str,
+    at: datetime,
+) -> StepResult:
+    # A dead challenger logs nothing, so the log alone would only ever say "hold".
+    reason = f"guardrail: the challenger is down ({why}); the router sends its traffic to legacy"
+    decision = Decision("rollback", state.stage, ROLLED_BACK, (reason,), {})
+    new_state = state.apply(decision, at=at)
+    save_rollout(log.state_uri, new_state, version)
+    spec = spec_for(ROLLED_BACK, base, state.legacy_uri, state.challenger_uri)
+    if target is not None:
+        target.apply(spec)
+    return _finish(log, "rollback", state.stage.name, ROLLED_BACK.name, (reason,), new_state, spec, at, comparison={})
+
+
 def _rollback_after_failed_apply(
-    state_uri: str,
+    log: DecisionLog,
     promoted: RolloutState,
     base: DeploymentSpec,
     target: Target,
     decision: Decision,
     exc: Exception,
     at: datetime,
-    *,
-    track: bool,
-    group: str,
 ) -> StepResult:
-    current, version = load_rollout(state_uri)
+    current, version = load_rollout(log.state_uri)
     reason = f"applying {promoted.stage.name} failed ({type(exc).__name__}: {exc}); rolled back"
     rollback = Decision("rollback", current.stage, ROLLED_BACK, (reason,), decision.comparison)
     rolled = current.apply(rollback, at=at) if current.status == "running" else current
-    save_rollout(state_uri, rolled, version)
+    save_rollout(log.state_uri, rolled, version)
     spec = spec_for(ROLLED_BACK, base, rolled.legacy_uri, rolled.challenger_uri)
     try:
         target.apply(spec)
     except Exception as again:
         raise RolloutError(f"{reason}, but applying the legacy-only spec failed too: {again}") from exc
     result = _finish(
-        state_uri,
+        log,
         "rollback",
         promoted.stage.name,
         ROLLED_BACK.name,
@@ -341,10 +259,37 @@ def _rollback_after_failed_apply(
         spec,
         at,
         comparison=decision.comparison,
-        track=track,
-        group=group,
     )
     raise RolloutError(f"{reason}; decision recorded at {result.artifact}") from exc
+
+
+def _finish(
+    log: DecisionLog,
+    action: str,
+    stage: str,
+    next_stage: str,
+    reasons: tuple[str, ...],
+    state: RolloutState,
+    spec: DeploymentSpec | None,
+    at: datetime,
+    *,
+    comparison: Mapping[str, Any],
+) -> StepResult:
+    record = {
+        "at": at.isoformat(),
+        "action": action,
+        "stage": stage,
+        "next_stage": next_stage,
+        "status": state.status,
+        "reasons": list(reasons),
+        "challenger_share": challenger_share(next_stage),
+        "legacy_uri": state.legacy_uri,
+        "challenger_uri": state.challenger_uri,
+        "spec": None if spec is None else spec.to_dict(),
+        "comparison": dict(comparison),
+    }
+    artifact = log.write(record, at)
+    return StepResult(action, stage, next_stage, tuple(reasons), state, spec, artifact, record)
 
 
 def status(state_uri: str) -> dict[str, Any]:
@@ -361,100 +306,80 @@ def status(state_uri: str) -> dict[str, Any]:
     }
 
 
-def challenger_share(stage_name: str) -> int:
-    """The challenger's share of live traffic at a stage (by name)."""
-    if stage_name.startswith("canary-"):
-        return int(stage_name.split("-", 1)[1])
-    return 100 if stage_name == "promoted" else 0
-
-
-def decisions_folder(state_uri: str) -> str:
-    """Where a rollout's decision artifacts go: ``decisions/`` beside the state document."""
-    parent = state_uri.rstrip("/").rsplit("/", 1)[0] if "/" in state_uri else "."
-    return storage.join(parent, "decisions")
-
-
-def _finish(
-    state_uri: str,
-    action: str,
-    stage: str,
-    next_stage: str,
-    reasons: tuple[str, ...],
-    state: RolloutState,
-    spec: DeploymentSpec | None,
-    at: datetime,
-    *,
-    comparison: Mapping[str, Any],
-    track: bool,
-    group: str,
-) -> StepResult:
-    record = {
-        "at": at.isoformat(),
-        "action": action,
-        "stage": stage,
-        "next_stage": next_stage,
-        "status": state.status,
-        "reasons": list(reasons),
-        "challenger_share": challenger_share(next_stage),
-        "legacy_uri": state.legacy_uri,
-        "challenger_uri": state.challenger_uri,
-        "spec": None if spec is None else spec.to_dict(),
-        "comparison": dict(comparison),
-    }
-    name = f"{at:%Y%m%dT%H%M%S%fZ}-{stage}-{action}.json"
-    artifact = storage.join(decisions_folder(state_uri), name)
-    storage.write_bytes(artifact, (json.dumps(record, indent=2, sort_keys=True, default=str) + "\n").encode())
-    if track:
-        _track(record, artifact, group)
-    return StepResult(action, stage, next_stage, tuple(reasons), state, spec, artifact, record)
-
-
-def _track(record: Mapping[str, Any], artifact: str, group: str) -> None:
-    from kfp_mlops.core.tracking import tracked_run
-
-    metrics: dict[str, float] = {
-        "rollout/action": ACTION_CODES.get(record["action"], 0),
-        "rollout/challenger_share": record["challenger_share"],
-    }
-    comparison = record.get("comparison") or {}
-    for metric, interval in (comparison.get("difference") or {}).items():
-        for key in ("value", "low", "high"):
-            if interval.get(key) is not None:
-                metrics[f"difference/{metric}/{key}"] = interval[key]
-    for predictor, counts in (comparison.get("counts") or {}).items():
-        for key in ("requests", "labelled", "positives", "errors"):
-            if key in counts:
-                metrics[f"counts/{predictor}/{key}"] = counts[key]
-    config = {k: record[k] for k in ("stage", "legacy_uri", "challenger_uri")}
-    with tracked_run(
-        "rollout", group=group, config=config, name=f"rollout-{record['stage']}-{record['action']}"
-    ) as run:
-        run.log_metrics(metrics)
-        run.run.summary.update(
-            {
-                "action": record["action"],
-                "next_stage": record["next_stage"],
-                "status": record["status"],
-                "reasons": "\n".join(record["reasons"]),
-                "artifact": artifact,
-            }
-        )
-        if not storage.is_gcs(artifact):
-            path = Path(artifact)
-            if path.exists():
-                run.run.save(str(path), base_path=str(path.parent), policy="now")
-
-
-def load_base(doc: Mapping[str, Any] | str | os.PathLike) -> DeploymentSpec:
-    """A base deployment spec from a dict, a JSON string or a JSON file path."""
-    if isinstance(doc, Mapping):
-        return DeploymentSpec.from_dict(doc)
-    text = str(doc)
-    if text.lstrip().startswith("{"):
-        return DeploymentSpec.from_dict(json.loads(text))
-    return DeploymentSpec.from_dict(storage.read_json(text))
-
-
 def base_spec(name: str, *, namespace: str = "models", protocol: str = "v2") -> DeploymentSpec:
     """A minimal base: only the name, namespace and protocol matter (predictors are replaced)."""
     return dataclasses.replace(DeploymentSpec.single(name, "unused"), namespace=namespace, protocol=protocol)
+
+
+def parse_as_of(as_of: str) -> datetime | None:
+    """The time a step looks from, given as an ISO date-time (empty: None, meaning now).
+
+    Raises:
+        ConfigError: not an ISO date-time.
+    """
+    try:
+        return datetime.fromisoformat(as_of) if as_of else None
+    except ValueError:
+        raise ConfigError(f"as_of {as_of!r}: not an ISO date-time (e.g. 2026-11-02T12:00:00+00:00)") from None
+
+
+def run_rollout_step(
+    decision_path: str,
+    *,
+    settings: Settings,
+    state_uri: str,
+    log_root: str,
+    deployment_name: str,
+    namespace: str = "models",
+    protocol: str = "v2",
+    target: str = "local",
+    as_of: str = "",
+    live_config: Mapping[str, Any] | None = None,
+    timeout_seconds: int = 600,
+    pipeline_job_id: str = "local",
+    wandb_project: str = "",
+) -> dict[str, Any]:
+    """Runs one controller step from plain parameters and writes its decision document to ``decision_path``.
+
+    Every parameter is checked before the step runs.
+
+    Args:
+        decision_path: Where the decision JSON goes (e.g. the component's output artifact).
+        settings: Where the local spec files live, the model-server images, the W&B project and
+            entity (read once by the caller, where its command or task started).
+        state_uri: The rollout state document (local path or ``gs://``).
+        log_root: The prediction log's root.
+        deployment_name: The deployment every stage keeps.
+        namespace: Its Kubernetes namespace.
+        protocol: ``v2`` or ``seldon``.
+        target: ``local`` (the spec file of ``kfp-mlops serve``), ``cluster`` (SeldonDeployment)
+            or ``none`` (decide and record only).
+        as_of: ISO time the step looks from (empty: now).
+        live_config: :class:`~kfp_mlops.rollout.live.LiveConfig` fields (e.g. ``{"bootstrap": 2000}``).
+        timeout_seconds: How long a cluster deployment may take to become Available.
+        pipeline_job_id: The W&B group.
+        wandb_project: The W&B project (empty: the settings' one).
+
+    Returns:
+        The decision document (action, stage, next stage, reasons, challenger share, spec,
+        comparison, the artifact beside the state, the target).
+
+    Raises:
+        ConfigError: a bad parameter; RolloutError, AlreadyExistsError: see :func:`step`.
+    """
+    config = LiveConfig.from_dict(live_config or {})
+    moment = parse_as_of(as_of)
+    base = base_spec(deployment_name, namespace=namespace, protocol=protocol).validate()
+    result = step(
+        state_uri,
+        log_root,
+        base=base,
+        target=make_target(target, settings=settings, deployment=deployment_name, timeout_seconds=timeout_seconds),
+        as_of=moment,
+        config=config,
+        tracking=Tracking(settings, group=pipeline_job_id, project=wandb_project or None),
+    )
+    record = {**dict(result.record), "artifact": result.artifact, "target": target}
+    Path(decision_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(decision_path).write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+    return record

@@ -1,4 +1,4 @@
-"""The rollout component's logic and the `kfp-mlops rollout` commands, on a fabricated prediction log."""
+"""Rollout targets by name, and the spec file ``kfp-mlops serve`` watches, through ``kfp-mlops rollout``."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from kfp_mlops.cli import main
-from kfp_mlops.components.rollout.logic import make_target, run_rollout_step
+from kfp_mlops.core.config import Settings
 from kfp_mlops.core.errors import ConfigError
+from kfp_mlops.rollout.targets import ClusterTarget, SpecFileTarget, make_target
 from kfp_mlops.serving.spec import DeploymentSpec
+from tests.rollout.test_controller import traffic
 from tests.support.models import iris_model
-from tests.rollout.test_controller import T0, traffic
 
 PLAN = {"steps": [5, 100], "min_labelled": 150, "min_positives": 10, "max_p99_latency_ms": 1000.0}
 
@@ -24,6 +25,17 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
     return tmp_path / "home"
+
+
+def test_targets_by_name(tmp_path: Path) -> None:
+    settings = Settings.from_env({"KFP_MLOPS_HOME": str(tmp_path)})
+    local = make_target("local", settings=settings, deployment="fraud")
+    assert isinstance(local, SpecFileTarget) and local.path == tmp_path / "deployments" / "fraud.json"
+    cluster = make_target("cluster", settings=settings, deployment="fraud", timeout_seconds=60)
+    assert isinstance(cluster, ClusterTarget) and cluster.timeout_s == 60 and cluster.settings == settings
+    assert make_target("none", settings=settings, deployment="fraud") is None
+    with pytest.raises(ConfigError, match="unknown; choose one of local, cluster, none"):
+        make_target("k8s", settings=settings, deployment="fraud")
 
 
 def test_cli_start_step_status_write_the_spec_kfp_mlops_serve_watches(home: Path, tmp_path: Path, capsys) -> None:
@@ -71,32 +83,3 @@ def test_cli_start_step_status_write_the_spec_kfp_mlops_serve_watches(home: Path
 
     assert main(["rollout", "start", "--state", state, "--legacy", str(legacy), "--challenger", str(challenger)]) == 1
     assert "is running at canary-5" in capsys.readouterr().err
-
-
-def test_step_with_no_target_records_only(home: Path, tmp_path: Path) -> None:
-    from kfp_mlops.rollout import controller as rc
-
-    legacy, challenger = iris_model(tmp_path / "legacy"), iris_model(tmp_path / "challenger", seed=1)
-    state = str(tmp_path / "rollout.json")
-    rc.start(state, PLAN, str(legacy), str(challenger), base=rc.base_spec("fraud"), target=None, at=T0)
-    record = run_rollout_step(
-        str(tmp_path / "out" / "decision.json"),
-        state_uri=state,
-        log_root=str(tmp_path / "log"),
-        deployment_name="fraud",
-        target="none",
-        as_of=(T0 + timedelta(hours=1)).isoformat(),
-        live_config={"bootstrap": 200},
-    )
-    assert record["action"] == "hold" and record["spec"] is None
-    assert json.loads((tmp_path / "out" / "decision.json").read_text())["action"] == "hold"
-    assert not (home / "deployments").exists()
-
-
-def test_bad_parameters_are_refused() -> None:
-    with pytest.raises(ConfigError, match="unknown; choose one of local, cluster, none"):
-        make_target("k8s")
-    with pytest.raises(ConfigError, match="live_config: unknown key"):
-        run_rollout_step("x", state_uri="s", log_root="l", deployment_name="fraud", live_config={"boot": 1})
-    with pytest.raises(ConfigError, match="not an ISO date-time"):
-        run_rollout_step("x", state_uri="s", log_root="l", deployment_name="fraud", as_of="yesterday")

@@ -1,0 +1,115 @@
+"""Decision records: every controller action as a JSON document beside the rollout state, and a W&B run.
+
+A record (built by :mod:`kfp_mlops.rollout.controller`) holds the time, the action, the stage and
+the next one, the status, the reasons, the challenger's traffic share, both models, the spec
+applied and the live comparison the decision rests on. :class:`DecisionLog` writes it to
+``<state folder>/decisions/<time>-<stage>-<action>.json`` and, given a :class:`Tracking`, logs it
+to W&B (:func:`kfp_mlops.core.tracking.tracked_run`, job type ``rollout``): the action as a code
+(:data:`ACTION_CODES`), the challenger's share, every difference's interval and the predictors'
+counts as metrics, the reasons in the run summary and the document as a file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from kfp_mlops.core import storage
+from kfp_mlops.core.config import Settings
+from kfp_mlops.core.tracking import tracked_run
+
+# The action as a W&B metric: a chart of it shows promotions up, rollbacks down.
+ACTION_CODES = {"hold": 0, "promote": 1, "rollback": -1, "none": 0, "start": 0}
+
+
+def challenger_share(stage_name: str) -> int:
+    """The challenger's share of live traffic at a stage (by name)."""
+    if stage_name.startswith("canary-"):
+        return int(stage_name.split("-", 1)[1])
+    return 100 if stage_name == "promoted" else 0
+
+
+def decisions_folder(state_uri: str) -> str:
+    """Where a rollout's decision artifacts go: ``decisions/`` beside the state document."""
+    parent = state_uri.rstrip("/").rsplit("/", 1)[0] if "/" in state_uri else "."
+    return storage.join(parent, "decisions")
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """Where decisions are logged in W&B.
+
+    Attributes:
+        settings: The W&B project and entity, read where the command or task started.
+        group: The W&B group (the KFP pipeline job id).
+        project: A W&B project instead of the settings' one (a pipeline's ``wandb_project``).
+    """
+
+    settings: Settings
+    group: str = "local"
+    project: str | None = None
+
+
+@dataclass(frozen=True)
+class DecisionLog:
+    """Where one rollout's decisions are recorded.
+
+    Attributes:
+        state_uri: The rollout state document (the records go beside it).
+        tracking: Also log each record to W&B there (None: not logged).
+    """
+
+    state_uri: str
+    tracking: Tracking | None = None
+
+    def write(self, record: Mapping[str, Any], at: datetime) -> str:
+        """Writes ``record`` (made at ``at``) as a JSON artifact, logs it if tracked; returns its URI."""
+        name = f"{at:%Y%m%dT%H%M%S%fZ}-{record['stage']}-{record['action']}.json"
+        artifact = storage.join(decisions_folder(self.state_uri), name)
+        storage.write_bytes(artifact, (json.dumps(record, indent=2, sort_keys=True, default=str) + "\n").encode())
+        if self.tracking is not None:
+            _track(self.tracking, record, artifact)
+        return artifact
+
+
+def _track(tracking: Tracking, record: Mapping[str, Any], artifact: str) -> None:
+    metrics: dict[str, float] = {
+        "rollout/action": ACTION_CODES.get(record["action"], 0),
+        "rollout/challenger_share": record["challenger_share"],
+    }
+    comparison = record.get("comparison") or {}
+    for metric, interval in (comparison.get("difference") or {}).items():
+        for key in ("value", "low", "high"):
+            if interval.get(key) is not None:
+                metrics[f"difference/{metric}/{key}"] = interval[key]
+    for predictor, counts in (comparison.get("counts") or {}).items():
+        for key in ("requests", "labelled", "positives", "errors"):
+            if key in counts:
+                metrics[f"counts/{predictor}/{key}"] = counts[key]
+    config = {k: record[k] for k in ("stage", "legacy_uri", "challenger_uri")}
+    with tracked_run(
+        "rollout",
+        group=tracking.group,
+        config=config,
+        settings=tracking.settings,
+        project=tracking.project,
+        name=f"rollout-{record['stage']}-{record['action']}",
+    ) as run:
+        run.log_metrics(metrics)
+        run.run.summary.update(
+            {
+                "action": record["action"],
+                "next_stage": record["next_stage"],
+                "status": record["status"],
+                "reasons": "\n".join(record["reasons"]),
+                "artifact": artifact,
+            }
+        )
+        if not storage.is_gcs(artifact):
+            path = Path(artifact)
+            if path.exists():
+                run.run.save(str(path), base_path=str(path.parent), policy="now")

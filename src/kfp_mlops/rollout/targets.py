@@ -1,0 +1,111 @@
+"""Where a rollout applies its specs: the local stack, the spec file ``kfp-mlops serve`` watches, a cluster.
+
+A :class:`Target` moves a deployment to a :class:`~kfp_mlops.serving.spec.DeploymentSpec`, or
+raises and leaves the previous one serving. :func:`make_target` builds one by name (``local``,
+``cluster``, ``none``), for the CLI and the rollout component; what a target needs (the spec
+file, a timeout) is passed in, never read from the environment here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from kfp_mlops.core import storage
+from kfp_mlops.core.config import Settings
+from kfp_mlops.core.errors import ConfigError
+from kfp_mlops.serving.serve import deployment_file
+from kfp_mlops.serving.spec import DeploymentSpec
+
+TARGETS = ("local", "cluster", "none")
+
+
+class Target(Protocol):
+    """Where a deployment spec is applied.
+
+    A target may also offer ``unhealthy() -> {predictor: reason}``: a step then rolls back at once
+    when the challenger is down (its log would stay silent).
+    """
+
+    def apply(self, spec: DeploymentSpec) -> None:
+        """Moves the deployment to ``spec``; raises (leaving the previous one serving) on failure."""
+
+
+@dataclass
+class LocalStackTarget:
+    """A running :class:`~kfp_mlops.serving.local_stack.LocalStack`."""
+
+    stack: Any
+
+    def apply(self, spec: DeploymentSpec) -> None:
+        """Applies ``spec`` to the running stack (its servers and router)."""
+        self.stack.apply(spec)
+
+    def unhealthy(self) -> dict[str, str]:
+        """Predictor -> why, for every predictor whose server process is no longer running."""
+        return {
+            name: f"server process exited with code {server.process.poll()}"
+            for name, server in self.stack.servers.items()
+            if server.process.poll() is not None
+        }
+
+
+@dataclass
+class SpecFileTarget:
+    """The deployment spec file that ``kfp-mlops serve`` watches and applies.
+
+    Attributes:
+        path: The file (for a deployment: :func:`kfp_mlops.serving.serve.deployment_file`).
+    """
+
+    path: Path
+
+    def apply(self, spec: DeploymentSpec) -> None:
+        """Writes ``spec`` to the file; a running ``kfp-mlops serve`` applies it in place."""
+        storage.write_json(str(self.path), spec.to_dict())
+
+
+@dataclass
+class ClusterTarget:
+    """A SeldonDeployment on a cluster: rendered, applied, waited for (restored on failure).
+
+    Attributes:
+        settings: Where the model-server images come from.
+        client: A Kubernetes API client (None: :func:`kfp_mlops.serving.kube_apply.api_client`).
+        timeout_s: How long the deployment may take to become Available.
+    """
+
+    settings: Settings
+    client: Any = None
+    timeout_s: float = 600.0
+
+    def apply(self, spec: DeploymentSpec) -> None:
+        """Server-side applies the rendered SeldonDeployment and waits until it is Available."""
+        from kfp_mlops.serving import kube_apply, seldon_deployment
+
+        manifest = seldon_deployment.render(spec, settings=self.settings)
+        kube_apply.apply_and_wait(manifest, client=self.client, timeout_s=self.timeout_s)
+
+
+def make_target(
+    name: str, *, settings: Settings, deployment: str, timeout_seconds: float = 600.0
+) -> SpecFileTarget | ClusterTarget | None:
+    """The target for a name: the spec file ``kfp-mlops serve`` watches, a cluster, or none.
+
+    Args:
+        name: ``local``, ``cluster`` or ``none`` (decide and record only).
+        settings: Where the local spec files live (``settings.home``) and the model-server images.
+        deployment: The deployment's name (names the local spec file).
+        timeout_seconds: How long a cluster deployment may take to become Available.
+
+    Raises:
+        ConfigError: unknown target.
+    """
+    if name == "local":
+        return SpecFileTarget(deployment_file(settings, deployment))
+    if name == "cluster":
+        return ClusterTarget(settings, timeout_s=timeout_seconds)
+    if name == "none":
+        return None
+    raise ConfigError(f"rollout target {name!r}: unknown; choose one of {', '.join(TARGETS)}")

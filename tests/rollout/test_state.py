@@ -1,0 +1,66 @@
+"""Rollout state: moved by compare-and-swap, decisions applied by the rules, a finished rollout replaced."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kfp_mlops import rollout
+from kfp_mlops.core import storage
+from kfp_mlops.core.errors import AlreadyExistsError, ConfigError, DataError
+from kfp_mlops.rollout import LiveComparison, StagePlan
+from tests.rollout.simulated import CANARY_5, CANARY_50, SHADOW, T0, TICK, live
+
+
+def test_state_moves_by_compare_and_swap(store_root: str) -> None:
+    uri = storage.join(store_root, "rollouts", "fraud.json")
+    rollout.start_rollout(uri, StagePlan(), "gs://m/old", "gs://m/new", at=T0)
+    with pytest.raises(AlreadyExistsError, match="is running at shadow"):
+        rollout.start_rollout(uri, StagePlan(), "gs://m/old", "gs://m/other", at=T0)
+
+    # Two controllers read the same state; only the first one's decision is recorded.
+    first, first_version = rollout.load_rollout(uri)
+    second, second_version = rollout.load_rollout(uri)
+    decision = rollout.decide(first.plan, first.stage, live())
+    rollout.save_rollout(uri, first.apply(decision, at=T0 + TICK), first_version)
+    with pytest.raises(AlreadyExistsError, match="another controller moved the rollout"):
+        rollout.save_rollout(uri, second.apply(decision, at=T0 + TICK), second_version)
+
+    stored, _ = rollout.load_rollout(uri)
+    assert stored.stage == CANARY_5 and stored.stage_started_at == T0 + TICK
+    assert stored.history[0]["action"] == "promote" and stored.history[0]["stage"] == "shadow"
+    assert LiveComparison.from_dict(stored.history[0]["comparison"]) == live()
+
+
+def test_state_apply_rules_and_restart(tmp_path: Path) -> None:
+    uri = str(tmp_path / "rollout.json")
+    state = rollout.start_rollout(uri, StagePlan(), "old", "new", at=T0)
+    with pytest.raises(ConfigError, match="decision made at stage canary-50, but the rollout is at shadow"):
+        state.apply(rollout.decide(StagePlan(), CANARY_50, live()), at=T0)
+
+    rolled_back = state.apply(rollout.decide(StagePlan(), SHADOW, live(auc=(-0.2, -0.3, -0.1))), at=T0)
+    assert (rolled_back.status, rolled_back.stage, rolled_back.stage_index) == ("rolled_back", rollout.ROLLED_BACK, 0)
+    assert rollout.RolloutState.from_dict(rolled_back.to_dict()) == rolled_back
+    with pytest.raises(ConfigError, match="rollout is rolled_back"):
+        rolled_back.apply(rollout.decide(StagePlan(), SHADOW, live()), at=T0)
+
+    _, version = rollout.load_rollout(uri)
+    rollout.save_rollout(uri, rolled_back, version)
+    # A finished rollout may be replaced by the next one.
+    assert rollout.start_rollout(uri, StagePlan(), "old", "newer", at=T0 + TICK).challenger_uri == "newer"
+
+
+def test_a_stored_state_that_is_not_a_rollout_is_refused(tmp_path: Path) -> None:
+    uri = tmp_path / "rollout.json"
+    state = rollout.start_rollout(str(uri), StagePlan(), "old", "new", at=T0)
+    doc = state.to_dict()
+    uri.write_text("{not json")
+    with pytest.raises(DataError, match="not valid JSON"):
+        rollout.load_rollout(str(uri))
+    storage.write_json(str(uri), {**doc, "plan": {**doc["plan"], "stepz": [5]}})
+    with pytest.raises(DataError, match=r"rollout state: stage plan: unknown key\(s\) stepz"):
+        rollout.load_rollout(str(uri))
+    storage.write_json(str(uri), {**doc, "status": "promoted"})
+    with pytest.raises(DataError, match="status 'promoted' at stage index 0 is inconsistent"):
+        rollout.load_rollout(str(uri))

@@ -9,8 +9,8 @@ Measures, in one invocation, with the same load generator for every server (``wr
 that POSTs one fixed JSON body; ``--connections`` connections, ``--threads`` threads, ``--duration``
 seconds per measurement, after a short warm-up run):
 
-  (1) our default runtime (``v2``: the MLServer custom runtime of :mod:`kfp_mlops.serving.mlserver_runtime`,
-      started by :func:`~kfp_mlops.serving.servers.start_predictor`): single-row predictions, one V2
+  (1) our default runtime (``v2``: the MLServer custom runtime of :mod:`kfp_mlops.serving.runtimes.mlserver`,
+      started by :func:`~kfp_mlops.serving.local.servers.start_predictor`): single-row predictions, one V2
       input ``input-0`` FP64 ``[1, 4]``: throughput, p50 / p99 latency, non-2xx answers;
   (2) stock MLServer 1.7 (``python -m mlserver.cli.main start DIR``, the ``mlserver start`` command) with
       ``mlserver_sklearn.SKLearnModel`` and the same settings (``parallel_workers: 0``, ``debug: false``,
@@ -355,7 +355,7 @@ def bench_servers(targets: dict[str, dict[str, Any]], args: argparse.Namespace, 
         f"{args.connections} connections, then {args.batch_rows}-row batches at 2 connections",
         flush=True,
     )
-    for label, t in targets.items():
+    for t in targets.values():
         run_wrk(
             t["url"],
             t["single"],
@@ -492,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: wrk is not installed (make tools, or apt-get install wrk)", file=sys.stderr)
         return 2
 
-    from kfp_mlops.serving.servers import start_predictor
+    from kfp_mlops.serving.local.servers import start_predictor
 
     machine = _machine()
     print(

@@ -20,7 +20,7 @@ import yaml
 
 from kfp_mlops.core.config import Settings
 from kfp_mlops.core.errors import ConfigError
-from kfp_mlops.serving import seldon_deployment as sd
+from kfp_mlops.serving.cluster import seldon_deployment as sd
 from kfp_mlops.serving.spec import DeploymentSpec, InvalidSpec, PredictorSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,14 +166,16 @@ def test_metrics_are_scraped_where_each_runtime_serves_them(
     built: dict[str, list[dict[str, Any]]], protocol: str
 ) -> None:
     """ServiceMonitor -> the protocol's metrics Service -> the container port that serves /prometheus."""
-    from kfp_mlops.serving.servers import METRICS_PATH
+    from kfp_mlops.serving.metrics import METRICS_PATH
 
     docs = built["single"]
     monitor = _one(docs, "ServiceMonitor")
     [endpoint] = monitor["spec"]["endpoints"]
     assert endpoint["path"] == METRICS_PATH
     assert monitor["spec"]["namespaceSelector"]["matchNames"] == ["models"]
-    doc = sd.render(DeploymentSpec.with_shadow("iris", "gs://b/1", "gs://b/2", protocol=protocol))
+    doc = sd.render(
+        DeploymentSpec.with_shadow("iris", "gs://b/1", "gs://b/2", protocol=protocol), settings=Settings.from_env()
+    )
     for predictor in doc["spec"]["predictors"]:
         [component] = predictor["componentSpecs"]
         pod_labels = component["metadata"]["labels"]
@@ -268,7 +270,7 @@ def test_rendered_seldondeployments_are_current(folder: str, default_images: Set
     expected = sd.render_file(spec_path, settings=default_images)
     assert (MANIFESTS / folder / "seldondeployment.yaml").read_text() == expected, (
         f"manifests/{folder}/seldondeployment.yaml is stale: run `.venv/bin/python -m "
-        f"kfp_mlops.serving.seldon_deployment manifests/{folder}/deployment-spec.json "
+        f"kfp_mlops.serving.cluster.seldon_deployment manifests/{folder}/deployment-spec.json "
         f"-o manifests/{folder}/seldondeployment.yaml`"
     )
 
@@ -304,7 +306,7 @@ def test_rendered_modes_validate_against_the_crd_schema(
     monkeypatch.setenv("KFP_MLOPS_SELDON_IMAGE", "registry.example/seldon:7")
     spec = DeploymentSpec(**{**MODES[mode].__dict__, "protocol": protocol, "labels": {"team": "ml"}})
 
-    doc = sd.render(spec)
+    doc = sd.render(spec, settings=Settings.from_env())
 
     assert sd.schema_problems(doc) == [] and sd.problems(doc) == []
     assert (doc["apiVersion"], doc["kind"]) == ("machinelearning.seldon.io/v1", "SeldonDeployment")
@@ -367,13 +369,13 @@ def test_rendered_modes_validate_against_the_crd_schema(
 )
 def test_invalid_specs_are_refused_listing_every_problem(spec: DeploymentSpec, expected: list[str]) -> None:
     with pytest.raises(InvalidSpec) as refused:
-        sd.render(spec)
+        sd.render(spec, settings=Settings.from_env())
     for problem in expected:
         assert problem in str(refused.value)
 
 
 def _rendered() -> dict[str, Any]:
-    return sd.render(MODES["ab"])
+    return sd.render(MODES["ab"], settings=Settings.from_env())
 
 
 def test_problems_reports_what_the_webhook_and_the_schema_would_refuse() -> None:
@@ -436,4 +438,4 @@ def test_a_template_left_unfilled_is_refused(monkeypatch: pytest.MonkeyPatch) ->
         match=r"^template predictor.yaml: componentSpecs\[0\]\.spec\.containers\[0\]"
         r"\.serviceAccountName has no value after rendering$",
     ):
-        sd.render(MODES["single"])
+        sd.render(MODES["single"], settings=Settings.from_env())

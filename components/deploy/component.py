@@ -46,10 +46,12 @@ def deploy(
 
     from kfp_mlops.components.common import json_safe
     from kfp_mlops.components.deploy.logic import run_deploy
+    from kfp_mlops.core.config import Settings
 
     record = run_deploy(
         registered.path,
         manifest.path,
+        settings=Settings.from_env(),  # read once, here at the task's entry
         store_root=store_root,
         deployment_name=deployment_name,
         namespace=namespace,

@@ -6,7 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from kfp_mlops.core import storage
+from kfp_mlops.core.config import Settings
 from kfp_mlops.core.errors import ConfigError, MlopsError
+from kfp_mlops.core.tracking import tracked_run
+from kfp_mlops.modeling.model_bundle import METADATA_FILE
+from kfp_mlops.modeling.model_store import ModelStore
+from kfp_mlops.serving.cluster import kube_apply, seldon_deployment
+from kfp_mlops.serving.local.serve import deployment_file
 from kfp_mlops.serving.spec import DeploymentSpec
 
 MODES = ("single", "ab", "shadow")
@@ -34,8 +41,6 @@ def build_spec(
     Raises:
         ConfigError: unknown mode, or no other model for ``ab`` / ``shadow``.
     """
-    from kfp_mlops.core import storage
-
     if mode not in MODES:
         raise ConfigError(f"deploy mode {mode!r}: unknown; choose one of {', '.join(MODES)}")
     new_uri = storage.canonical_uri(registered["uri"])
@@ -57,6 +62,7 @@ def run_deploy(
     registered_path: str,
     manifest_path: str,
     *,
+    settings: Settings,
     store_root: str,
     deployment_name: str = "iris",
     namespace: str = "models",
@@ -75,7 +81,14 @@ def run_deploy(
     SeldonDeployment (every problem listed at once), ``gs://`` model URIs for a cluster, and a
     stored model behind every URI. ``manifest_path`` receives the SeldonDeployment YAML in both
     targets. ``local`` writes the spec to ``$KFP_MLOPS_HOME/deployments/<name>.json`` (atomically),
-    where ``kfp-mlops serve`` picks it up; ``cluster`` applies it with :func:`kfp_mlops.serving.kube_apply.apply_and_wait`.
+    where ``kfp-mlops serve`` picks it up; ``cluster`` applies it with
+    :func:`kfp_mlops.serving.cluster.kube_apply.apply_and_wait`. The other arguments are the
+    component's parameters (``component.py``).
+
+    Args:
+        registered_path: register's record (name, version, uri, previous champion).
+        manifest_path: where the SeldonDeployment YAML is written.
+        settings: the model-server images, and the home of the local stack's spec files.
 
     Returns:
         name, namespace, protocol, mode, target, state, the model's name and version, the
@@ -85,11 +98,6 @@ def run_deploy(
         ConfigError: a bad parameter; InvalidSpec: the deployment breaks a rule (lists them all);
         MlopsError: a model URI holds no model; ClusterError / ApplyFailed: see ``apply_and_wait``.
     """
-    from kfp_mlops.core import storage
-    from kfp_mlops.core.tracking import tracked_run
-    from kfp_mlops.modeling.model_bundle import METADATA_FILE
-    from kfp_mlops.serving import kube_apply, seldon_deployment
-
     if target not in TARGETS:
         raise ConfigError(f"deploy target {target!r}: unknown; choose one of {', '.join(TARGETS)}")
     registered = json.loads(Path(registered_path).read_text())
@@ -103,7 +111,7 @@ def run_deploy(
         other_model_uri=other_model_uri,
         ab_traffic=ab_traffic,
     )
-    manifest = seldon_deployment.render(spec)
+    manifest = seldon_deployment.render(spec, settings=settings)
     if target == "cluster":
         local = [f"{p.name}: {p.model_uri}" for p in spec.predictors if not storage.is_gcs(p.model_uri)]
         if local:
@@ -128,7 +136,7 @@ def run_deploy(
         "ab_traffic": ab_traffic,
         "target": target,
     }
-    with tracked_run("deploy", group=pipeline_job_id, config=params, project=wandb_project or None) as run:
+    with tracked_run("deploy", group=pipeline_job_id, config=params, settings=settings, project=wandb_project) as run:
         Path(manifest_path).write_text(seldon_deployment.to_yaml(manifest))
         record = {
             "name": spec.name,
@@ -154,10 +162,7 @@ def run_deploy(
             "rollout": None,
         }
         if target == "local":
-            from kfp_mlops.core.config import Settings
-            from kfp_mlops.serving.serve import deployment_file
-
-            path = deployment_file(Settings.from_env(), spec.name)
+            path = deployment_file(settings, spec.name)
             storage.write_json(str(path), spec.to_dict())
             record.update(state="written", spec_path=str(path))
         else:
@@ -180,8 +185,6 @@ def run_deploy(
 
 
 def _previous_champion_uri(registered: dict[str, Any], store_root: str, mode: str) -> str:
-    from kfp_mlops.modeling.model_store import ModelStore
-
     previous = registered.get("previous_champion")
     if not previous:
         raise ConfigError(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kfp_mlops.serving.servers import PredictorServer
+from kfp_mlops.serving.local.servers import PredictorServer
 from tests.serving.support import FEATURES, Client, IrisModel, serving
 from tests.support.gcs_emulator import GcsEmulator
 

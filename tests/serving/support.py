@@ -14,7 +14,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from kfp_mlops.serving.servers import PredictorServer, start_predictor
+from kfp_mlops.serving.local.servers import PredictorServer, start_predictor
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 DEPLOYMENT = "iris"

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kfp_mlops.serving.servers import PredictorServer
+from kfp_mlops.serving.local.servers import PredictorServer
 from tests.serving.support import DEPLOYMENT, FEATURES, Client, IrisModel
 
 CLASSES = ["setosa", "versicolor", "virginica"]

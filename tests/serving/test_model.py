@@ -114,7 +114,7 @@ def test_correct_answers(served: ServedModel) -> None:
     assert served.correct_answers([], []) == 0
     with pytest.raises(InvalidRequest, match="feedback has 1 true labels for 2 predictions"):
         served.correct_answers(["setosa", "setosa"], ["setosa"])
-    with pytest.raises(InvalidRequest, match="unknown class.*: rose; expected setosa, versicolor, virginica"):
+    with pytest.raises(InvalidRequest, match=r"unknown class.*: rose; expected setosa, versicolor, virginica"):
         served.correct_answers(["setosa"], ["rose"])
 
 
@@ -146,7 +146,7 @@ def test_load_refuses_another_scikit_learn_minor(old_sklearn_model: str) -> None
 def test_load_refuses_a_tampered_model(iris_model: IrisModel, tmp_path: Path) -> None:
     (tmp_path / "metadata.json").write_text(json.dumps(iris_model.metadata))
     (tmp_path / "model.joblib").write_bytes((Path(iris_model.uri) / "model.joblib").read_bytes() + b"x")
-    with pytest.raises(MlopsError, match="model.joblib does not match the sha256 in metadata.json"):
+    with pytest.raises(MlopsError, match=r"model\.joblib does not match the sha256 in metadata\.json"):
         ServedModel.load(str(tmp_path))
 
 

@@ -1,7 +1,7 @@
 """The deploy component's logic: local spec files, cluster rollouts (against a Kubernetes API stand-in), refusals.
 
 No Kubernetes API server can run on this machine; cluster targets talk to
-``tests.support.kube_api_standin`` through the real kubernetes client (see tests/serving/test_kube_apply.py).
+``tests.support.kube_api_standin`` through the real kubernetes client (see tests/serving/cluster/test_kube_apply.py).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from kfp_mlops.core.config import Settings
 from kfp_mlops.core.errors import ConfigError, MlopsError
 from kfp_mlops.modeling.model_bundle import METADATA_FILE
 from kfp_mlops.modeling.model_store import ModelStore
-from kfp_mlops.serving import kube_apply
-from kfp_mlops.serving import seldon_deployment as sd
+from kfp_mlops.serving.cluster import kube_apply
+from kfp_mlops.serving.cluster import seldon_deployment as sd
 from kfp_mlops.serving.spec import DeploymentSpec, InvalidSpec
 from tests.support.kube_api_standin import KubeApiStandIn, Plan
 from tests.support.wandb_offline import find_offline_runs, read_offline_run
@@ -50,7 +50,12 @@ def _registered(tmp_path: Path, store: ModelStore, version: str, previous: str |
 
 def _deploy(registered: Path, tmp_path: Path, store: ModelStore, **kwargs: Any) -> dict[str, Any]:
     return run_deploy(
-        str(registered), str(tmp_path / "manifest.yaml"), store_root=store.root, pipeline_job_id="job-1", **kwargs
+        str(registered),
+        str(tmp_path / "manifest.yaml"),
+        settings=Settings.from_env(),
+        store_root=store.root,
+        pipeline_job_id="job-1",
+        **kwargs,
     )
 
 
@@ -96,7 +101,7 @@ def test_local_target_writes_the_spec_for_the_local_stack(tmp_path: Path) -> Non
         "rollout": None,
     }
     manifest = yaml.safe_load((tmp_path / "manifest.yaml").read_text())
-    assert manifest == sd.render(DeploymentSpec.single("iris", uri))
+    assert manifest == sd.render(DeploymentSpec.single("iris", uri), settings=Settings.from_env())
 
     [run] = _wandb_runs()
     assert (run.job_type, run.group, run.exit_code) == ("deploy", "job-1", 0)

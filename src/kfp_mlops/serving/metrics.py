@@ -39,6 +39,8 @@ PREFIX = "kfp_mlops"
 IDENTITY_LABELS = ("deployment", "predictor", "model_version")
 PREDICT = "predict"
 FEEDBACK = "feedback"
+# Where both runtimes serve these metrics (v2: on MLServer's metrics port; seldon: on the HTTP port).
+METRICS_PATH = "/prometheus"
 # From 1 ms (an in-process predict_proba is ~0.3 ms) to 10 s (a stuck request).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 

@@ -131,7 +131,7 @@ class ServedModel:
         """Validates ``rows`` and predicts every row's class and class probabilities."""
         matrix = self._plain_matrix(rows, names)
         try:
-            if matrix is not None:
+            if matrix is not None and self._positional is not None:
                 probabilities = self._positional.predict_proba(matrix)
             else:
                 probabilities = self.bundle.model.predict_proba(self.frame(rows, names))

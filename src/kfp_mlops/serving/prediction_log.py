@@ -30,6 +30,9 @@ reader never sees half a segment (``storage.write_bytes`` links a complete file 
 Readers open every segment below ``predictions/`` (those older than ``since`` excepted) and
 ``labels/``, and :func:`record_labels` reads every prediction to check a batch; a log of millions
 of rows wants compaction into Parquet, which is not done here.
+
+The writer, the readers and the label check share the segment layout and the record's JSON form,
+so they stay in this one module although it is longer than most.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from kfp_mlops.core import storage
 from kfp_mlops.core.errors import AlreadyExistsError, DataError
@@ -452,7 +455,7 @@ def _some(items: list[str]) -> str:
     return shown if len(items) <= _LISTED else f"{shown} and {len(items) - _LISTED} more"
 
 
-def _is_real(value: Any) -> bool:
+def _is_real(value: Any) -> TypeGuard[float]:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 

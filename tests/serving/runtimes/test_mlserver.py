@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from kfp_mlops.core.errors import MlopsError
-from kfp_mlops.serving.servers import PredictorServer, start_predictor
+from kfp_mlops.serving.local.servers import PredictorServer, start_predictor
 from tests.serving.support import DEPLOYMENT, FEATURES, Client, IrisModel, scrape, serving, total
 
 INFER = f"/v2/models/{DEPLOYMENT}/infer"

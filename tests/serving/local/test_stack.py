@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from kfp_mlops.serving.local_stack import LocalStack
+from kfp_mlops.serving.local.stack import LocalStack
 from kfp_mlops.serving.spec import DeploymentSpec, InvalidSpec, PredictorSpec
 from tests.support.models import iris_model
 
@@ -166,7 +166,8 @@ def test_reload_moves_traffic_without_failed_requests(stack: LocalStack, models:
 
 def test_invalid_spec_is_refused_and_the_stack_keeps_serving(stack: LocalStack, models: dict[str, str]) -> None:
     bad = DeploymentSpec("iris", (PredictorSpec("a", models["legacy"], 60), PredictorSpec("b", "", 30)))
-    with pytest.raises(InvalidSpec, match="traffic of live predictors sums to 90.*missing model URI|missing model URI"):
+    refused = r"traffic of live predictors sums to 90.*missing model URI|missing model URI"
+    with pytest.raises(InvalidSpec, match=refused):
         stack.apply(bad)
     assert {status for status, _, _ in _send(stack, 20)} == {200}
 
@@ -214,7 +215,7 @@ def test_serve_command_answers_and_stops_cleanly(tmp_path: Path) -> None:
             lines.append(line)
             if line.strip().startswith("curl "):
                 break
-        curl = next(l.strip() for l in lines if l.strip().startswith("curl "))
+        curl = next(text.strip() for text in lines if text.strip().startswith("curl "))
         answer = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=30)
         body = json.loads(answer.stdout)
         assert _tag(body, "predictor") == "main"

@@ -11,12 +11,13 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
 from kfp_mlops.core.errors import MlopsError
-from kfp_mlops.serving.router import Router, render_config
-from kfp_mlops.serving.shadow_relay import ShadowRelay
+from kfp_mlops.serving.local.router import Router, render_config
+from kfp_mlops.serving.local.shadow_relay import ShadowRelay
 from kfp_mlops.serving.spec import DeploymentSpec, InvalidSpec, PredictorSpec
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -27,7 +28,7 @@ class _SlowTarget(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     delay = 0.0
-    received: list[str] = []
+    received: ClassVar[list[str]] = []
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers["Content-Length"]))
@@ -131,7 +132,7 @@ def test_relay_acknowledges_at_once_and_forwards_later(slow_target) -> None:
 
 
 def test_relay_drops_copies_when_the_shadow_falls_behind(slow_target) -> None:
-    url, handler = slow_target
+    url, _ = slow_target
     relay = ShadowRelay(0, url, capacity=2, workers=1)
     threading.Thread(target=relay.serve_forever, daemon=True).start()
     try:
@@ -181,7 +182,7 @@ class _Echo(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     name = "x"
     status = 200
-    seen: list[str] = []
+    seen: ClassVar[list[str]] = []
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -197,7 +198,7 @@ class _Echo(BaseHTTPRequestHandler):
 
 
 def test_request_ids_and_fallback_from_a_failing_predictor(tmp_path: Path) -> None:
-    """X-Request-Id: the client's or nginx's, sent upstream and back; a 500 or a dead predictor is retried on the other."""
+    """X-Request-Id: the client's or nginx's, sent upstream and back; a 500 or a dead predictor is retried elsewhere."""
     import socket
 
     servers = {}

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from kfp_mlops.core.errors import ConfigError, MlopsError
-from kfp_mlops.serving.seldon_deployment import validate
+from kfp_mlops.serving.cluster.seldon_deployment import validate
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -132,7 +132,7 @@ def apply_and_wait(
     """Applies ``manifest`` and waits until it is Available; restores the previous state if not.
 
     Args:
-        manifest: a SeldonDeployment (from :func:`~kfp_mlops.serving.seldon_deployment.render`);
+        manifest: a SeldonDeployment (from :func:`~kfp_mlops.serving.cluster.seldon_deployment.render`);
             checked again here, before any request.
         client: the API client (default: :func:`api_client`).
         timeout_s: how long Seldon has to report Available.

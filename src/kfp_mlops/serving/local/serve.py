@@ -16,8 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kfp_mlops.core import storage
 from kfp_mlops.core.config import Settings
 from kfp_mlops.core.errors import MlopsError
+from kfp_mlops.modeling.model_bundle import PROFILE_FILE
+from kfp_mlops.modeling.model_store import ModelStore
+from kfp_mlops.serving.local.stack import LocalStack
 from kfp_mlops.serving.spec import DeploymentSpec
 
 
@@ -49,8 +53,6 @@ def resolve_spec(
     train: Callable[[], None],
 ) -> tuple[DeploymentSpec, Path | None]:
     """The spec to serve and the file to watch for changes (None when built from the store)."""
-    from kfp_mlops.modeling.model_store import ModelStore
-
     if spec_path is not None:
         return load_spec(spec_path), spec_path
     written = deployment_file(settings, deployment)
@@ -67,9 +69,6 @@ def resolve_spec(
 
 def typical_row(model_uri: str) -> dict[str, Any]:
     """A plausible input row: each feature's training median, or its most frequent category."""
-    from kfp_mlops.core import storage
-    from kfp_mlops.modeling.model_bundle import PROFILE_FILE
-
     profile = storage.read_json(storage.join(model_uri, PROFILE_FILE))
     row: dict[str, Any] = {}
     for name in profile["feature_names"]:
@@ -85,7 +84,7 @@ def typical_row(model_uri: str) -> dict[str, Any]:
 def example_request(spec: DeploymentSpec, row: dict[str, Any], url: str) -> str:
     """A curl command that asks the deployment for one prediction of ``row``."""
     if spec.protocol == "v2":
-        body = {
+        body: dict[str, Any] = {
             "inputs": [
                 {"name": name, "shape": [1], "datatype": "BYTES" if isinstance(value, str) else "FP64", "data": [value]}
                 for name, value in row.items()
@@ -109,8 +108,6 @@ def serve_until_stopped(
     poll_seconds: float = 1.0,
 ) -> None:
     """Serves ``spec`` until SIGINT/SIGTERM (or ``stop`` is set), applying changes to ``watch``."""
-    from kfp_mlops.serving.local_stack import LocalStack
-
     stop = stop or threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -100,7 +100,7 @@ def render_config(
         }}"""
     relay_upstream = f"    upstream relay {{ server {relay}; keepalive 16; }}\n" if relay else ""
     tmp = workdir / "tmp"
-    return f"""# Rendered by kfp_mlops.serving.router for deployment {spec.name}; do not edit.
+    return f"""# Rendered by kfp_mlops.serving.local.router for deployment {spec.name}; do not edit.
 worker_processes 1;
 daemon off;
 user {getpass.getuser()};
@@ -108,7 +108,8 @@ pid {workdir / "nginx.pid"};
 error_log {workdir / "error.log"} warn;
 events {{ worker_connections 1024; }}
 http {{
-    log_format routed '$time_iso8601 $status $request_time $upstream_response_time $predictor $answered_by $req_id "$request"';
+    log_format routed '$time_iso8601 $status $request_time $upstream_response_time '
+                      '$predictor $answered_by $req_id "$request"';
     access_log {workdir / "access.log"} routed;
     client_body_temp_path {tmp}/body;
     proxy_temp_path {tmp}/proxy;
@@ -206,11 +207,10 @@ class Router:
             raise MlopsError("nginx not found: the local stack's router needs it (apt-get install nginx-light)")
         self._write(config)
         self._check(nginx)
-        log = open(self.workdir / "nginx.out", "ab")
-        self.process = subprocess.Popen(
-            [nginx, "-p", str(self.workdir), "-c", str(self.config_path)], stdout=log, stderr=subprocess.STDOUT
-        )
-        log.close()
+        with open(self.workdir / "nginx.out", "ab") as log:
+            self.process = subprocess.Popen(
+                [nginx, "-p", str(self.workdir), "-c", str(self.config_path)], stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -1,7 +1,7 @@
 """The ``seldon`` runtime: Seldon Core's Python wrapper (Seldon protocol) around ServedModel.
 
 Runs in its own environment (``.venv-seldon`` from ``make seldon-env``, or ``images/seldon``):
-``seldon-core-microservice kfp_mlops.serving.seldon_runtime.SeldonRuntime --workers 1`` with
+``seldon-core-microservice kfp_mlops.serving.runtimes.seldon.SeldonRuntime --workers 1`` with
 ``MODEL_URI`` (or Seldon's ``model_uri`` parameter), ``DEPLOYMENT_NAME`` and ``PREDICTOR_NAME`` in
 the environment. The model is loaded when the wrapper builds this class, before it starts its
 servers, so a model that cannot load ends the process with a one-line error and exit code 1.
@@ -38,9 +38,9 @@ from seldon_core.proto import prediction_pb2
 from werkzeug.exceptions import HTTPException
 
 from kfp_mlops.core.errors import MlopsError
-from kfp_mlops.serving.metrics import FEEDBACK, PREDICT, ServingMetrics
+from kfp_mlops.serving.metrics import FEEDBACK, METRICS_PATH, PREDICT, ServingMetrics
 from kfp_mlops.serving.model import InvalidRequest, ServedModel
-from kfp_mlops.serving.servers import DEPLOYMENT_ENV, METRICS_PATH, MODEL_URI_ENV, PREDICTOR_ENV
+from kfp_mlops.serving.runtimes.environment import DEPLOYMENT_ENV, MODEL_URI_ENV, PREDICTOR_ENV
 
 # The wrapper's routes for each counted endpoint (v1.0, the legacy v0.1, and the internal ones).
 _ENDPOINTS = {
@@ -73,7 +73,7 @@ class SeldonRuntime:
         except MlopsError as exc:
             raise SystemExit(f"error: cannot serve model {deployment!r}: {exc}") from None
         self._tags = {"deployment": deployment, "predictor": predictor, "model_version": self._served.version}
-        self._metrics = ServingMetrics(**self._tags)
+        self._metrics = ServingMetrics(deployment=deployment, predictor=predictor, model_version=self._served.version)
         # Seldon registers this attribute's blueprint on its Flask app (its hook for error handlers).
         self.model_error_handler = self._blueprint()
         print(f"serving model {model_uri} version {self._served.version}", file=sys.stderr, flush=True)

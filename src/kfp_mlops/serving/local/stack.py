@@ -1,7 +1,7 @@
 """The local stack: what a SeldonDeployment is on a cluster, as processes on this machine.
 
-One model server per predictor (:func:`kfp_mlops.serving.servers.start_predictor`), a shadow
-relay when the spec has a shadow, and an nginx router (:mod:`.router`) in front, all on loopback.
+One model server per predictor (:func:`.servers.start_predictor`), a shadow relay (:mod:`.shadow_relay`)
+when the spec has a shadow, and an nginx router (:mod:`.router`) in front, all on loopback.
 :meth:`LocalStack.apply` moves a running stack to a new spec without dropping requests: servers for
 new or changed predictors start first, the router reloads, then servers no longer needed stop.
 """
@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kfp_mlops.core.errors import MlopsError
-from kfp_mlops.serving.router import Router, render_config
-from kfp_mlops.serving.servers import PredictorServer, free_port, start_predictor
+from kfp_mlops.serving.local import shadow_relay
+from kfp_mlops.serving.local.router import Router, render_config
+from kfp_mlops.serving.local.servers import PredictorServer, free_port, start_predictor
 from kfp_mlops.serving.spec import DeploymentSpec
 
 
@@ -151,13 +152,12 @@ class LocalStack:
         if self.relay is not None and self.relay.target == target and self.relay.process.poll() is None:
             return self.relay
         port = free_port()
-        log = open(self.workdir / "relay.log", "ab")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "kfp_mlops.serving.shadow_relay", "--port", str(port), "--target", target],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
+        with open(self.workdir / "relay.log", "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", shadow_relay.__name__, "--port", str(port), "--target", target],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         relay = _Relay(target, port, process)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:

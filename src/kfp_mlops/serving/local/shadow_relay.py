@@ -6,7 +6,7 @@ acknowledges at once (``202``) and forwards the copy from a bounded queue with i
 threads. When the shadow falls behind, the queue fills and further copies are dropped (and
 counted) rather than delaying anyone.
 
-Run as ``python -m kfp_mlops.serving.shadow_relay --port P --target http://127.0.0.1:S``;
+Run as ``python -m kfp_mlops.serving.local.shadow_relay --port P --target http://127.0.0.1:S``;
 ``GET /relay/stats`` returns the counters as JSON.
 """
 

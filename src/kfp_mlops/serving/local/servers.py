@@ -1,14 +1,14 @@
 """Start and stop one model server process per predictor (the local stack and the tests use this).
 
 Both runtimes load the model through :class:`~kfp_mlops.serving.model.ServedModel` and read the
-same environment, which the SeldonDeployment manifests set on a cluster and :func:`start_predictor`
-sets here: :data:`MODEL_URI_ENV`, :data:`DEPLOYMENT_ENV`, :data:`PREDICTOR_ENV`.
+same environment (:mod:`kfp_mlops.serving.runtimes.environment`), which the SeldonDeployment
+manifests set on a cluster and :func:`start_predictor` sets here.
 
-* ``v2``: ``python -m kfp_mlops.serving.mlserver_runtime WORKDIR`` from this environment (MLServer
+* ``v2``: ``python -m kfp_mlops.serving.runtimes.mlserver WORKDIR`` from this environment (MLServer
   1.7, Open Inference Protocol), told its ports through MLServer's ``MLSERVER_*`` settings; it
   binds 127.0.0.1 and writes the settings it runs with into the work folder.
 * ``seldon``: Seldon Core's ``seldon_core.microservice`` with
-  :class:`~kfp_mlops.serving.seldon_runtime.SeldonRuntime`, run by the Python of ``.venv-seldon``
+  :class:`~kfp_mlops.serving.runtimes.seldon.SeldonRuntime`, run by the Python of ``.venv-seldon``
   (``make seldon-env``; override with ``KFP_MLOPS_SELDON_PYTHON``). Seldon's wrapper always binds
   0.0.0.0 (its HTTP port and its own metrics port), so it is reachable from the network while it runs.
 
@@ -31,19 +31,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kfp_mlops.core.errors import ConfigError, MlopsError
+from kfp_mlops.serving.metrics import METRICS_PATH
+from kfp_mlops.serving.runtimes.environment import DEPLOYMENT_ENV, MODEL_URI_ENV, PREDICTION_LOG_ENV, PREDICTOR_ENV
 
-# The environment every model server reads (images/mlserver, images/seldon, the manifests' runtimes).
-MODEL_URI_ENV = "MODEL_URI"
-DEPLOYMENT_ENV = "DEPLOYMENT_NAME"
-PREDICTOR_ENV = "PREDICTOR_NAME"
-# The v2 runtime logs every prediction to this prediction-log root (kfp_mlops.serving.prediction_log) when set.
-PREDICTION_LOG_ENV = "PREDICTION_LOG_URI"
 SELDON_PYTHON_ENV = "KFP_MLOPS_SELDON_PYTHON"
-# Where both runtimes serve kfp_mlops.serving.metrics (v2: on the metrics port; seldon: on the HTTP port).
-METRICS_PATH = "/prometheus"
 SELDON_PREDICT_PATH = "/api/v1.0/predictions"
-SELDON_INTERFACE = "kfp_mlops.serving.seldon_runtime.SeldonRuntime"
-REPO_ROOT = Path(__file__).resolve().parents[3]
+# By name: the runtimes are started as processes, and the seldon one cannot import in this environment.
+MLSERVER_MODULE = "kfp_mlops.serving.runtimes.mlserver"
+SELDON_INTERFACE = "kfp_mlops.serving.runtimes.seldon.SeldonRuntime"
+# The checkout this package runs from (editable install), where `make seldon-env` puts .venv-seldon.
+REPO_ROOT = Path(__file__).resolve().parents[4]
 _LOG_TAIL_LINES = 40
 
 
@@ -169,7 +166,7 @@ def start_predictor(
             MLSERVER_METRICS_PORT=str(metrics_port),
             MLSERVER_METRICS_ENDPOINT=METRICS_PATH,
         )
-        command = [sys.executable, "-m", "kfp_mlops.serving.mlserver_runtime", str(workdir)]
+        command = [sys.executable, "-m", MLSERVER_MODULE, str(workdir)]
         metrics_url = f"http://127.0.0.1:{metrics_port}{METRICS_PATH}"
         ready_path = f"/v2/models/{deployment}/ready"
     elif protocol == "seldon":

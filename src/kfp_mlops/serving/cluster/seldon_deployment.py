@@ -14,7 +14,7 @@ rather than silently pruned), against the rules Seldon's admission webhook enfor
 shadows, graph nodes matching containers, modelUri for prepackaged servers), and against the
 runtime contract (named ports, probes on declared ports, a model URI).
 
-Run ``python -m kfp_mlops.serving.seldon_deployment SPEC.json [-o OUT.yaml]`` to render a spec file
+Run ``python -m kfp_mlops.serving.cluster.seldon_deployment SPEC.json [-o OUT.yaml]`` to render a spec file
 (such as the one the deploy component writes for the local stack) for ``kubectl apply``.
 """
 
@@ -35,6 +35,7 @@ import yaml
 
 from kfp_mlops.core.config import Settings
 from kfp_mlops.core.errors import ConfigError, MlopsError
+from kfp_mlops.serving.runtimes.environment import DEPLOYMENT_ENV, MODEL_URI_ENV, PREDICTOR_ENV
 from kfp_mlops.serving.spec import DeploymentSpec, InvalidSpec, PredictorSpec
 
 API_VERSION = "machinelearning.seldon.io/v1"
@@ -43,10 +44,6 @@ KIND = "SeldonDeployment"
 DEPLOYMENT_LABEL = "kfp-mlops/deployment"
 PREDICTOR_LABEL = "kfp-mlops/predictor"
 PROTOCOL_LABEL = "kfp-mlops/protocol"
-# The environment every model-server image reads (images/mlserver, images/seldon).
-MODEL_URI_ENV = "MODEL_URI"
-PREDICTOR_ENV = "PREDICTOR_NAME"
-DEPLOYMENT_ENV = "DEPLOYMENT_NAME"
 # What Seldon Core 1.18's webhook accepts for spec.protocol ("" means its default, seldon).
 SELDON_PROTOCOLS = ("", "seldon", "tensorflow", "v2", "kfserving")
 
@@ -59,19 +56,18 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MAX_MESSAGE = 200
 
 
-def render(spec: DeploymentSpec, *, settings: Settings | None = None) -> dict[str, Any]:
+def render(spec: DeploymentSpec, *, settings: Settings) -> dict[str, Any]:
     """The SeldonDeployment for ``spec``, checked by :func:`problems`.
 
     Args:
         spec: what to deploy; validated first.
-        settings: where the model-server images come from (default: the environment).
+        settings: where the model-server images come from.
 
     Raises:
         InvalidSpec: the spec, or the object rendered from it, breaks a rule; lists every problem.
         ConfigError: a template is unreadable or leaves a value unfilled.
     """
     spec.validate()
-    settings = settings or Settings.from_env()
     images = {"v2": settings.serving_image_v2, "seldon": settings.serving_image_seldon}
     doc = _template("seldondeployment.yaml")
     doc["metadata"].update(name=spec.name, namespace=spec.namespace)
@@ -90,7 +86,9 @@ def validate(doc: Mapping[str, Any]) -> dict[str, Any]:
     """
     found = problems(doc)
     if found:
-        metadata = doc.get("metadata") if isinstance(doc.get("metadata"), Mapping) else {}
+        metadata = doc.get("metadata")
+        if not isinstance(metadata, Mapping):
+            metadata = {}
         where = f"{metadata.get('namespace') or '<no namespace>'}/{metadata.get('name') or '<no name>'}"
         raise InvalidSpec(f"SeldonDeployment {where} is invalid: {'; '.join(found)}")
     return dict(doc)
@@ -152,8 +150,12 @@ def to_yaml(doc: Mapping[str, Any]) -> str:
     return yaml.safe_dump(dict(doc), sort_keys=False, default_flow_style=False, width=120)
 
 
-def render_file(spec_path: Path, *, settings: Settings | None = None) -> str:
+def render_file(spec_path: Path, *, settings: Settings) -> str:
     """The YAML file for the spec document at ``spec_path``, with a header naming its source.
+
+    Args:
+        spec_path: A deployment spec document (``DeploymentSpec.to_dict``).
+        settings: where the model-server images come from.
 
     Raises:
         MlopsError: the file is unreadable or not JSON; InvalidSpec as :func:`render`.
@@ -164,22 +166,22 @@ def render_file(spec_path: Path, *, settings: Settings | None = None) -> str:
         raise MlopsError(f"deployment spec {spec_path}: cannot read: {exc}") from None
     spec = DeploymentSpec.from_dict(document)
     header = (
-        f"# Rendered from {spec_path.name} by `python -m kfp_mlops.serving.seldon_deployment`: "
+        f"# Rendered from {spec_path.name} by `python -m kfp_mlops.serving.cluster.seldon_deployment`: "
         "edit the spec, then render again.\n"
     )
     return header + to_yaml(render(spec, settings=settings))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Renders a spec file to a SeldonDeployment YAML file (or stdout)."""
+    """Renders a spec file to a SeldonDeployment YAML file (or stdout), with the images the environment sets."""
     parser = argparse.ArgumentParser(
-        prog="python -m kfp_mlops.serving.seldon_deployment", description=__doc__.split("\n")[0]
+        prog="python -m kfp_mlops.serving.cluster.seldon_deployment", description=__doc__.split("\n")[0]
     )
     parser.add_argument("spec", type=Path, help="deployment spec JSON (DeploymentSpec.to_dict)")
     parser.add_argument("-o", "--output", type=Path, default=None, help="write here instead of stdout")
     args = parser.parse_args(argv)
     try:
-        text = render_file(args.spec)
+        text = render_file(args.spec, settings=Settings.from_env())
     except MlopsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

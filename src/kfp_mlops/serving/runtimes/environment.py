@@ -1,0 +1,13 @@
+"""The environment every model server reads, whoever starts it.
+
+The same variables are set by the SeldonDeployment templates on a cluster
+(``manifests/templates/runtimes/``), by :func:`kfp_mlops.serving.local.servers.start_predictor` on
+this machine, and read by both runtimes (images/mlserver, images/seldon): the model to serve, and the
+deployment and predictor names every answer and metric carries.
+"""
+
+MODEL_URI_ENV = "MODEL_URI"
+DEPLOYMENT_ENV = "DEPLOYMENT_NAME"
+PREDICTOR_ENV = "PREDICTOR_NAME"
+# When set, the v2 runtime logs every prediction to this prediction-log root (kfp_mlops.serving.prediction_log).
+PREDICTION_LOG_ENV = "PREDICTION_LOG_URI"

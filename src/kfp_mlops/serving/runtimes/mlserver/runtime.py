@@ -1,0 +1,242 @@
+"""The v2 runtime's model: an MLServer custom runtime serving a model folder through ServedModel.
+
+MLServer builds :class:`KfpMlopsRuntime` from the model settings :mod:`.server` writes
+(``implementation`` is :data:`RUNTIME`): ``parameters.uri`` is the model folder (local or
+``gs://``), ``parameters.extra.predictor`` the predictor's name, and the model is served under the
+deployment's name. Endpoints (``<m>`` is the deployment name):
+
+* ``POST /v2/models/<m>/infer``: either input form of :mod:`.decoding`. The response has outputs
+  ``label`` (BYTES, ``[rows]``) and ``probabilities`` (FP64, ``[rows, classes]``, with the class
+  order in its ``parameters.classes``), and ``parameters`` naming the deployment, predictor and
+  model version. A request ``id`` must be printable ASCII (MLServer echoes it in a header).
+* ``POST /v2/models/<m>/feedback``: ``{"predicted": [labels], "truth": [labels]}`` (the labels
+  the model answered, and the true ones); the answer counts the correct ones and the live
+  accuracy. The Open Inference Protocol has no feedback call; this one is MLServer's custom
+  handler mechanism.
+* ``GET /v2/models/<m>``: metadata, every input form, the outputs, the version.
+
+With a prediction log configured (:mod:`.prediction_logger`), every answered or failed ``infer``
+row is logged under the request's id: the ``X-Request-Id`` header the router sets, else the V2
+request ``id``.
+
+The module keeps the served models' metrics (for the request middleware of :mod:`.middleware`),
+load failures (for the exit code) and prediction loggers (flushed at shutdown) in module state,
+which is safe because the model runs in the server process (``parallel_workers: 0``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any
+
+from fastapi import Request
+from mlserver import MLModel
+from mlserver.errors import MLServerError, ModelNotFound
+from mlserver.handlers import custom_handler
+from mlserver.settings import ModelParameters
+from mlserver.types import (
+    Datatype,
+    InferenceRequest,
+    InferenceResponse,
+    MetadataModelResponse,
+    MetadataTensor,
+    Parameters,
+    ResponseOutput,
+)
+
+from kfp_mlops.core.errors import MlopsError
+from kfp_mlops.serving.metrics import ServingMetrics
+from kfp_mlops.serving.model import InvalidRequest, Prediction, ServedModel
+from kfp_mlops.serving.runtimes.mlserver.decoding import NDARRAY_INPUT, request_rows
+from kfp_mlops.serving.runtimes.mlserver.prediction_logger import PredictionLogger
+
+# A child of MLServer's logger, so it goes through MLServer's handler and format.
+logger = logging.getLogger("mlserver.kfp_mlops")
+
+LABEL_OUTPUT = "label"
+PROBABILITIES_OUTPUT = "probabilities"
+REQUEST_ID_HEADER = "x-request-id"
+# MLServer echoes a request's id in the Ce-Id and Ce-Requestid response headers.
+_HEADER_SAFE_ID = re.compile(r"[\x20-\x7e]{0,256}")
+
+_METRICS: dict[str, ServingMetrics] = {}
+_LOAD_FAILURES: list[str] = []
+_LOGGERS: list[PredictionLogger] = []
+
+
+def served_metrics(model_name: str) -> ServingMetrics | None:
+    """The metrics of the model this runtime serves under ``model_name``, or None (not ours)."""
+    return _METRICS.get(model_name)
+
+
+def load_failures() -> list[str]:
+    """Why each model that failed to load could not be served."""
+    return list(_LOAD_FAILURES)
+
+
+def stop_prediction_loggers() -> None:
+    """Stops every prediction logger, writing its last records (at shutdown)."""
+    for log in list(_LOGGERS):
+        log.stop()
+
+
+class KfpMlopsRuntime(MLModel):
+    """Serves the model folder in ``parameters.uri``; ``parameters.extra.predictor`` names the predictor."""
+
+    async def load(self) -> bool:
+        """Loads the model folder (local or ``gs://``), checking its scikit-learn version."""
+        parameters = self.settings.parameters or ModelParameters()
+        try:
+            if not parameters.uri:
+                raise MlopsError("no model folder in the model settings (parameters.uri)")
+            self._served = ServedModel.load(parameters.uri)
+        except Exception as exc:  # every failure must end the process non-zero, not only MlopsError
+            reason = str(exc) if isinstance(exc, MlopsError) else f"{parameters.uri}: {type(exc).__name__}: {exc}"
+            _LOAD_FAILURES.append(f"cannot serve model {self.name!r}: {reason}")
+            logger.error("%s", _LOAD_FAILURES[-1])
+            raise
+        predictor = str((parameters.extra or {}).get("predictor", ""))
+        self._tags = {"deployment": self.name, "predictor": predictor, "model_version": self._served.version}
+        self._metrics = ServingMetrics(deployment=self.name, predictor=predictor, model_version=self._served.version)
+        _METRICS[self.name] = self._metrics
+        self._log = PredictionLogger.from_env(predictor, self._served.version, list(self._served.classes))
+        if self._log is not None:
+            self._log.start()
+            _LOGGERS.append(self._log)
+            logger.info("logging predictions to %s", self._log.writer.root)
+        logger.info("serving model %s version %s from %s", self.name, self._served.version, parameters.uri)
+        return True
+
+    async def unload(self) -> bool:
+        """Stops counting requests for this model (unless a reloaded copy took its place)."""
+        if _METRICS.get(self.name) is getattr(self, "_metrics", None):
+            _METRICS.pop(self.name, None)
+        log = getattr(self, "_log", None)
+        if log is not None:
+            log.stop()
+            if log in _LOGGERS:
+                _LOGGERS.remove(log)
+        return True
+
+    async def metadata(self) -> MetadataModelResponse:
+        """Every accepted input form, the outputs, and the deployment, predictor and model version."""
+        served = self._served
+        kinds = [served.feature_kinds.get(name, "numeric") for name in served.feature_names]
+        inputs = [
+            MetadataTensor(name=name, datatype=_datatype(kind), shape=[-1])
+            for name, kind in zip(served.feature_names, kinds)
+        ]
+        inputs.append(
+            MetadataTensor(
+                name=NDARRAY_INPUT,
+                datatype=Datatype.FP64 if set(kinds) == {"numeric"} else Datatype.BYTES,
+                shape=[-1, len(served.feature_names)],
+                parameters=Parameters(features=served.feature_names),
+            )
+        )
+        outputs = [
+            MetadataTensor(name=LABEL_OUTPUT, datatype=Datatype.BYTES, shape=[-1]),
+            MetadataTensor(
+                name=PROBABILITIES_OUTPUT,
+                datatype=Datatype.FP64,
+                shape=[-1, len(served.classes)],
+                parameters=Parameters(classes=served.classes),
+            ),
+        ]
+        return MetadataModelResponse(
+            name=self.name,
+            platform="scikit-learn",
+            versions=[served.version],
+            inputs=inputs,
+            outputs=outputs,
+            parameters=Parameters(**self._tags, max_batch=served.max_batch),
+        )
+
+    async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        """Validates the request, predicts every row, and counts the predicted classes."""
+        if payload.id is not None and not _HEADER_SAFE_ID.fullmatch(payload.id):
+            # Else a control character breaks the HTTP answer, and a non-Latin-1 one makes it a 500.
+            raise MLServerError(f"id {payload.id[:40]!r}: use at most 256 printable ASCII characters")
+        started = time.perf_counter()
+        rows: list[list[Any]] = []
+        names: list[str] | None = None
+        try:
+            rows, names = request_rows(payload.inputs, self._served.feature_names)
+            prediction = self._served.predict(rows, names)
+        except InvalidRequest as exc:
+            self._log_request(payload, rows, names, started, str(exc))
+            raise MLServerError(str(exc), status_code=exc.status) from None
+        except Exception as exc:
+            self._log_request(payload, rows, names, started, f"{type(exc).__name__}: {exc}")
+            raise
+        self._log_request(payload, rows, names, started, prediction)
+        self._metrics.observe_predictions(prediction.labels)
+        rows_out, classes = prediction.probabilities.shape
+        return InferenceResponse(
+            model_name=self.name,
+            model_version=self._served.version,
+            parameters=Parameters(**self._tags),
+            outputs=[
+                ResponseOutput(name=LABEL_OUTPUT, shape=[rows_out], datatype=Datatype.BYTES, data=prediction.labels),
+                ResponseOutput(
+                    name=PROBABILITIES_OUTPUT,
+                    shape=[rows_out, classes],
+                    datatype=Datatype.FP64,
+                    data=prediction.probabilities.ravel().tolist(),
+                    parameters=Parameters(classes=prediction.classes),
+                ),
+            ],
+        )
+
+    def _log_request(
+        self,
+        payload: InferenceRequest,
+        rows: list[list[Any]],
+        names: list[str] | None,
+        started: float,
+        outcome: Prediction | str,
+    ) -> None:
+        if self._log is None:
+            return
+        headers = (payload.parameters.headers if payload.parameters is not None else None) or {}
+        request_id = next((str(v) for k, v in headers.items() if k.lower() == REQUEST_ID_HEADER and v), None)
+        request_id = request_id or payload.id or ""
+        if not request_id:
+            logger.warning("prediction log: a request without an id was not logged")
+            return
+        columns = names or self._served.feature_names
+        features = [
+            {name: (value.decode() if isinstance(value, bytes) else value) for name, value in zip(columns, row)}
+            for row in rows
+            if isinstance(row, (list, tuple))
+        ]
+        self._log.log(request_id, features, outcome, latency_ms=(time.perf_counter() - started) * 1000)
+
+    @custom_handler(rest_path="/v2/models/{model_name}/feedback")
+    async def feedback(self, request: Request, model_name: str) -> dict[str, Any]:
+        """Scores the labels the model answered against the true ones; updates the live accuracy."""
+        if model_name != self.name:
+            raise ModelNotFound(model_name)
+        try:
+            body = await request.json()
+        except ValueError as exc:  # json's and orjson's decode errors are ValueErrors
+            raise MLServerError(f"feedback: the body is not JSON: {exc}") from None
+        if not isinstance(body, dict) or not all(isinstance(body.get(k), list) for k in ("predicted", "truth")):
+            raise MLServerError('feedback: expected {"predicted": [labels...], "truth": [labels...]}')
+        try:
+            correct = self._served.correct_answers(body["predicted"], body["truth"])
+        except InvalidRequest as exc:
+            raise MLServerError(f"feedback: {exc}", status_code=exc.status) from None
+        rows = len(body["truth"])
+        accuracy = self._metrics.observe_feedback(rows, correct)
+        return {"rows": rows, "correct": correct, "live_accuracy": accuracy, **self._tags}
+
+
+# The model settings' ``implementation``: where MLServer imports the runtime from.
+RUNTIME = f"{KfpMlopsRuntime.__module__}.{KfpMlopsRuntime.__qualname__}"
+
+
+def _datatype(kind: str) -> Datatype:
+    return Datatype.FP64 if kind == "numeric" else Datatype.BYTES

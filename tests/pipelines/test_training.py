@@ -17,7 +17,7 @@ from kfp_mlops.core.errors import MlopsError
 from kfp_mlops.modeling.datasets import load_iris_frame
 from kfp_mlops.modeling.model_bundle import load_bundle
 from kfp_mlops.modeling.model_store import ModelStore
-from kfp_mlops.serving import seldon_deployment
+from kfp_mlops.serving.cluster import seldon_deployment
 from kfp_mlops.serving.spec import DeploymentSpec
 from tests.support.wandb_offline import find_offline_runs, read_offline_run
 

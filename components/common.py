@@ -1,10 +1,13 @@
-"""What every component shim shares: the image it runs in and JSON-safe artifact metadata."""
+"""What every component shares: the image it runs in, JSON-safe artifact metadata, and the task's W&B run."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 from kfp_mlops.core.config import Settings
+from kfp_mlops.core.tracking import TrackedRun, tracked_run
 
 # Read once when a component module is imported (i.e. at compile time): KFP_MLOPS_IMAGE selects the
 # image a compiled pipeline pins; locally, kfp.local runs the same functions without any image.
@@ -20,3 +23,22 @@ def json_safe(value: Any) -> Any:
     if hasattr(value, "item") and callable(value.item):  # numpy scalar
         return value.item()
     return value
+
+
+def tracked_task(
+    component: str, config: Mapping[str, Any], *, pipeline_job_id: str, wandb_project: str
+) -> AbstractContextManager[TrackedRun]:
+    """The W&B run of one component task, with the settings of the task's environment.
+
+    A component's logic opens it where the task starts: a task is a process of its own (a pod, or
+    a kfp.local subprocess), so its environment is where the settings come from.
+
+    Args:
+        component: the component's name (the run's ``job_type``).
+        config: the task's parameters.
+        pipeline_job_id: the KFP pipeline job id (the run's group).
+        wandb_project: the pipeline's W&B project (empty: the ``WANDB_PROJECT`` setting).
+    """
+    return tracked_run(
+        component, group=pipeline_job_id, config=config, settings=Settings.from_env(), project=wandb_project
+    )

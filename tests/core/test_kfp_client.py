@@ -18,6 +18,7 @@ import pytest
 import yaml
 from kfp import compiler, dsl
 
+from kfp_mlops.core.config import Settings
 from kfp_mlops.core.errors import ConfigError, MlopsError
 from kfp_mlops.core.kfp_client import connect, schedule, submit, validate_cron
 from tests.support.kfp_api_standin import KfpApiStandIn
@@ -122,7 +123,7 @@ def test_submit_passes_namespace_and_service_account(standin: KfpApiStandIn, pac
 
 def test_submit_missing_package_names_it(standin: KfpApiStandIn, client: kfp.Client, tmp_path: Path) -> None:
     missing = tmp_path / "never_compiled.yaml"
-    with pytest.raises(MlopsError, match="never_compiled.yaml"):
+    with pytest.raises(MlopsError, match=r"never_compiled\.yaml"):
         submit(missing, client=client, experiment="nightly", run_name="one", arguments={})
     assert standin.requests_to("POST") == []
 
@@ -253,7 +254,7 @@ def test_schedule_max_concurrency_out_of_range(
 
 
 def test_schedule_missing_package_names_it(standin: KfpApiStandIn, client: kfp.Client, tmp_path: Path) -> None:
-    with pytest.raises(MlopsError, match="never_compiled.yaml"):
+    with pytest.raises(MlopsError, match=r"never_compiled\.yaml"):
         schedule(
             tmp_path / "never_compiled.yaml",
             client=client,
@@ -270,12 +271,14 @@ def test_schedule_missing_package_names_it(standin: KfpApiStandIn, client: kfp.C
 
 def test_connect_without_host_says_how_to_set_one() -> None:
     with pytest.raises(ConfigError, match="no KFP host: set KFP_HOST or pass --host"):
-        connect()
+        connect(Settings.from_env().kfp_host)  # conftest unsets KFP_HOST
 
 
-def test_connect_reads_kfp_host(standin: KfpApiStandIn, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_connect_takes_the_kfp_host_setting(standin: KfpApiStandIn, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The caller reads KFP_HOST where it starts (the CLI) and passes it; a trailing slash is fine.
     monkeypatch.setenv("KFP_HOST", standin.url + "/")
-    connect().list_experiments()
+    settings = Settings.from_env()
+    connect(settings.kfp_host, settings.kfp_namespace).list_experiments()
     assert standin.requests_to("GET", EXPERIMENTS)
 
 

@@ -59,7 +59,7 @@ def test_local_copy(store_root: str) -> None:
 
 def test_missing_object_names_it(store_root: str) -> None:
     uri = storage.join(store_root, "missing.json")
-    with pytest.raises(StorageError, match="missing.json"):
+    with pytest.raises(StorageError, match=r"missing\.json"):
         storage.read_bytes(uri)
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from kfp_mlops.core.config import Settings
 from kfp_mlops.core.errors import ConfigError
 from kfp_mlops.core.tracking import resolve_mode, run_location, tracked_run
 from tests.support.wandb_offline import find_offline_runs, read_offline_run
@@ -60,7 +61,9 @@ def test_tracked_run_records_metrics_charts_table_and_artifacts(tmp_path: Path) 
     y_proba = np.array([[0.6, 0.35, 0.05], [0.1, 0.1, 0.8], [0.1, 0.45, 0.45], [0.7, 0.25, 0.05]])
     config = {"C": 0.5, "features": ["sepal_length"], "split": {"test": 0.25}}
 
-    with tracked_run("train", group="pipeline-job-42", config=config, name="train-42") as run:
+    with tracked_run(
+        "train", group="pipeline-job-42", config=config, settings=Settings.from_env(), name="train-42"
+    ) as run:
         run.log_metrics({"accuracy": 0.75, "f1_macro": np.float64(2 / 3)})
         run.log_confusion_matrix(y_true, y_pred, CLASSES)
         run.log_roc_curve(y_true, y_proba, CLASSES)
@@ -113,10 +116,24 @@ def test_tracked_run_records_metrics_charts_table_and_artifacts(tmp_path: Path) 
     ]
 
 
+def test_the_project_and_entity_come_from_the_settings_unless_a_project_is_given() -> None:
+    settings = Settings.from_env({"WANDB_PROJECT": "from-settings", "WANDB_ENTITY": "team-a"})
+    with tracked_run("train", group="g", config={}, settings=settings) as default:
+        pass
+    with tracked_run("train", group="g", config={}, settings=settings, project="from-pipeline") as given:
+        pass
+
+    assert (read_offline_run(default.dir).project, read_offline_run(given.dir).project) == (
+        "from-settings",
+        "from-pipeline",
+    )
+    assert default.run.entity == given.run.entity == "team-a"
+
+
 def test_a_single_file_artifact_and_bad_uris(tmp_path: Path) -> None:
     model_file = tmp_path / "model.joblib"
     model_file.write_bytes(b"\x00" * 10)
-    with tracked_run("register", group="pipeline-job-43", config={}) as run:
+    with tracked_run("register", group="pipeline-job-43", config={}, settings=Settings.from_env()) as run:
         run.log_artifact("iris-model", "model", uri=str(model_file), metadata={})
         with pytest.raises(FileNotFoundError, match="no file or folder"):
             run.log_artifact("x", "model", uri=str(tmp_path / "missing"), metadata={})
@@ -134,10 +151,12 @@ def test_a_single_file_artifact_and_bad_uris(tmp_path: Path) -> None:
 
 
 def test_a_failing_body_finishes_the_run_as_failed_and_propagates() -> None:
-    with pytest.raises(RuntimeError, match="boom"):
-        with tracked_run("evaluate", group="pipeline-job-44", config={"k": 1}) as run:
-            run.log_metrics({"accuracy": 0.1})
-            raise RuntimeError("boom")
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        tracked_run("evaluate", group="pipeline-job-44", config={"k": 1}, settings=Settings.from_env()) as run,
+    ):
+        run.log_metrics({"accuracy": 0.1})
+        raise RuntimeError("boom")
 
     logged = read_offline_run(run.dir)
     assert logged.exit_code == 1
@@ -149,14 +168,14 @@ def test_runs_in_one_process_follow_a_changed_wandb_dir(tmp_path: Path, monkeypa
     other = tmp_path / "other-wandb"
     other.mkdir()
     monkeypatch.setenv("WANDB_DIR", str(other))
-    with tracked_run("ingest", group="g", config={}) as run:
+    with tracked_run("ingest", group="g", config={}, settings=Settings.from_env()) as run:
         pass
     assert run.dir.parent == other / "wandb"
 
 
 def test_reader_agrees_with_wandb_leet_on_records_spanning_blocks() -> None:
     # A 100 kB config value spans several 32 KiB blocks of the log.
-    with tracked_run("ingest", group="g", config={"blob": "x" * 100_000}) as run:
+    with tracked_run("ingest", group="g", config={"blob": "x" * 100_000}, settings=Settings.from_env()) as run:
         run.log_metrics({"rows": 150})
     logged = read_offline_run(run.dir)
     assert logged.config["blob"] == "x" * 100_000
@@ -175,10 +194,11 @@ def test_reader_agrees_with_wandb_leet_on_records_spanning_blocks() -> None:
 CHILD_RUN = textwrap.dedent(
     """
     import os, sys
+    from kfp_mlops.core.config import Settings
     from kfp_mlops.core.tracking import tracked_run
     from wandb.sdk import wandb_setup
 
-    with tracked_run("train", group="g", config={}) as run:
+    with tracked_run("train", group="g", config={}, settings=Settings.from_env()) as run:
         run.log_metrics({"accuracy": 1.0})
     print(run.dir)
     print(wandb_setup.singleton().assert_service().owns_service)

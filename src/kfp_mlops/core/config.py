@@ -33,6 +33,7 @@ DEFAULT_IMAGE = f"ghcr.io/kfp-mlops/component:{__version__}"
 # Model server images (images/mlserver, images/seldon), one per serving protocol.
 DEFAULT_SERVING_IMAGE_V2 = f"ghcr.io/kfp-mlops/mlserver:{__version__}"
 DEFAULT_SERVING_IMAGE_SELDON = f"ghcr.io/kfp-mlops/seldon:{__version__}"
+DEFAULT_KFP_NAMESPACE = "kubeflow"
 # The Kubernetes Secret holding WANDB_API_KEY on a cluster (manifests/base/wandb-secret.template.yaml).
 WANDB_SECRET_NAME = "wandb-credentials"
 
@@ -47,7 +48,7 @@ class Settings:
     serving_image_v2: str = DEFAULT_SERVING_IMAGE_V2
     serving_image_seldon: str = DEFAULT_SERVING_IMAGE_SELDON
     kfp_host: str | None = None
-    kfp_namespace: str = "kubeflow"
+    kfp_namespace: str = DEFAULT_KFP_NAMESPACE
     wandb_project: str = "kfp-mlops"
     wandb_entity: str | None = None
 
@@ -63,7 +64,7 @@ class Settings:
             serving_image_v2=env.get("KFP_MLOPS_SERVING_IMAGE") or DEFAULT_SERVING_IMAGE_V2,
             serving_image_seldon=env.get("KFP_MLOPS_SELDON_IMAGE") or DEFAULT_SERVING_IMAGE_SELDON,
             kfp_host=env.get("KFP_HOST") or None,
-            kfp_namespace=env.get("KFP_NAMESPACE") or "kubeflow",
+            kfp_namespace=env.get("KFP_NAMESPACE") or DEFAULT_KFP_NAMESPACE,
             wandb_project=env.get("WANDB_PROJECT") or "kfp-mlops",
             wandb_entity=env.get("WANDB_ENTITY") or None,
         )

@@ -33,7 +33,7 @@ import urllib3
 import yaml
 from google.protobuf import json_format
 
-from kfp_mlops.core.config import Settings
+from kfp_mlops.core.config import DEFAULT_KFP_NAMESPACE
 from kfp_mlops.core.errors import ConfigError, MlopsError
 
 HEALTH_TIMEOUT_S = 5.0
@@ -129,9 +129,9 @@ def _cron_field_problem(spec: _CronField, value: str) -> str | None:
                 return f"must use values in {allowed}, not {item!r}"
             if start > end:
                 return f"has a range {item!r} that runs backwards"
-        if match["step"] is not None:
-            if not match["step"].isdigit() or not 1 <= int(match["step"]) <= spec.high:
-                return f"has a step in {item!r} that is not a number in 1-{spec.high}"
+        step = match["step"]
+        if step is not None and (not step.isdigit() or not 1 <= int(step) <= spec.high):
+            return f"has a step in {item!r} that is not a number in 1-{spec.high}"
     return None
 
 
@@ -160,22 +160,21 @@ def _validate_descriptor(expression: str, parts: list[str]) -> str:
     )
 
 
-def connect(host: str | None = None, namespace: str | None = None, *, timeout: float = HEALTH_TIMEOUT_S) -> kfp.Client:
+def connect(
+    host: str | None, namespace: str = DEFAULT_KFP_NAMESPACE, *, timeout: float = HEALTH_TIMEOUT_S
+) -> kfp.Client:
     """Returns a ``kfp.Client`` for a KFP API that has just answered its health check.
 
     Args:
-        host: the KFP API endpoint with its scheme, e.g. ``http://localhost:8080`` (default:
-            ``KFP_HOST``).
-        namespace: the Kubernetes namespace of the pipeline (default: ``KFP_NAMESPACE``, else
-            ``kubeflow``).
+        host: the KFP API endpoint with its scheme, e.g. ``http://localhost:8080`` (the caller's
+            ``--host``, else the ``KFP_HOST`` setting; None or empty: no host).
+        namespace: the Kubernetes namespace of the pipeline (the ``KFP_NAMESPACE`` setting).
         timeout: seconds to wait for the health check to answer.
 
     Raises:
         ConfigError: no host is set, it has no scheme, or it does not answer in time.
         MlopsError: the host answers, but not like a healthy KFP API.
     """
-    settings = Settings.from_env()
-    host = host or settings.kfp_host
     if not host:
         raise ConfigError("no KFP host: set KFP_HOST or pass --host")
     if not host.startswith(("http://", "https://")):
@@ -186,7 +185,7 @@ def connect(host: str | None = None, namespace: str | None = None, *, timeout: f
     with warnings.catch_warnings():
         # kfp.Client warns on every construction that it needs a KFP >= 2.0.0-beta.2 backend.
         warnings.simplefilter("ignore", FutureWarning)
-        return kfp.Client(host=host, namespace=namespace or settings.kfp_namespace)
+        return kfp.Client(host=host, namespace=namespace)
 
 
 def _check_health(host: str, timeout: float) -> None:

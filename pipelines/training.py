@@ -6,67 +6,52 @@ from typing import Any
 from kfp import dsl
 
 from kfp_mlops.components.deploy.component import deploy
+from kfp_mlops.components.deploy.logic import TARGETS
 from kfp_mlops.components.evaluate.component import evaluate
 from kfp_mlops.components.ingest.component import ingest
 from kfp_mlops.components.register.component import register
 from kfp_mlops.components.train.component import train
 from kfp_mlops.components.validate.component import validate
 from kfp_mlops.core.errors import ConfigError
-from kfp_mlops.pipelines.arguments import with_defaults
+from kfp_mlops.modeling.estimators import make_estimator
+from kfp_mlops.modeling.evaluation import check_gate_metric
+from kfp_mlops.modeling.model_store import ModelStore
+from kfp_mlops.pipelines.parameters import TRAINING
 from kfp_mlops.pipelines.platform import attach_wandb_secret
+from kfp_mlops.serving.spec import DeploymentSpec
+
+DESCRIPTION = (
+    "Ingest, validate, train and evaluate a scikit-learn model; if it passes the gate, register and deploy it."
+)
 
 
 def build_training_pipeline(*, kubernetes: bool = True) -> Callable:
-    """Builds the training pipeline.
+    """Builds the training pipeline; its parameters are :data:`~kfp_mlops.pipelines.parameters.TRAINING`.
 
     Args:
         kubernetes: add kfp-kubernetes settings (the W&B Secret as an env var). Vertex AI rejects
             the platform document these settings compile into, so its variant leaves them out.
     """
 
-    @dsl.pipeline(
-        name="training",
-        description=(
-            "Ingest, validate, train and evaluate a scikit-learn model; if it passes the gate, register and deploy it."
-        ),
-    )
-    def training(
-        store_root: str,
-        source: str = "iris",
-        label: str = "species",
-        model_name: str = "iris-classifier",
-        estimator: str = "logistic_regression",
-        hyperparameters: dict = {},
-        test_size: float = 0.2,
-        seed: int = 42,
-        schema_uri: str = "",
-        gate_metric: str = "accuracy",
-        threshold: float = 0.9,
-        max_regression: float = 0.0,
-        wandb_project: str = "kfp-mlops",
-        deployment_name: str = "iris",
-        deploy_target: str = "local",
-        namespace: str = "models",
-        protocol: str = "v2",
-    ):
-        tracking = {"pipeline_job_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER, "wandb_project": wandb_project}
-        ingest_task = ingest(source=source, label=label, test_size=test_size, seed=seed, **tracking)
+    def steps(p: dict[str, Any]) -> None:
+        tracking = {"pipeline_job_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER, "wandb_project": p["wandb_project"]}
+        ingest_task = ingest(source=p["source"], label=p["label"], test_size=p["test_size"], seed=p["seed"], **tracking)
         ingest_task.set_display_name("ingest").set_caching_options(False)  # the source may change in place
         validate_task = validate(
             train=ingest_task.outputs["train"],
             test=ingest_task.outputs["test"],
-            source=source,
-            label=label,
-            schema_uri=schema_uri,
+            source=p["source"],
+            label=p["label"],
+            schema_uri=p["schema_uri"],
             **tracking,
         ).set_display_name("validate")
         train_task = (
             train(
                 train_data=ingest_task.outputs["train"],
-                label=label,
-                estimator=estimator,
-                hyperparameters=hyperparameters,
-                seed=seed,
+                label=p["label"],
+                estimator=p["estimator"],
+                hyperparameters=p["hyperparameters"],
+                seed=p["seed"],
                 **tracking,
             )
             .set_display_name("train")
@@ -77,11 +62,11 @@ def build_training_pipeline(*, kubernetes: bool = True) -> Callable:
             evaluate(
                 model=train_task.outputs["model"],
                 test_data=ingest_task.outputs["test"],
-                store_root=store_root,
-                model_name=model_name,
-                gate_metric=gate_metric,
-                threshold=threshold,
-                max_regression=max_regression,
+                store_root=p["store_root"],
+                model_name=p["model_name"],
+                gate_metric=p["gate_metric"],
+                threshold=p["threshold"],
+                max_regression=p["max_regression"],
                 **tracking,
             )
             .set_display_name("evaluate")
@@ -94,8 +79,8 @@ def build_training_pipeline(*, kubernetes: bool = True) -> Callable:
                     model=train_task.outputs["model"],
                     reference_profile=train_task.outputs["reference_profile"],
                     evaluation=evaluate_task.outputs["evaluation"],
-                    store_root=store_root,
-                    model_name=model_name,
+                    store_root=p["store_root"],
+                    model_name=p["model_name"],
                     **tracking,
                 )
                 .set_display_name("register")
@@ -104,11 +89,11 @@ def build_training_pipeline(*, kubernetes: bool = True) -> Callable:
             deploy_task = (
                 deploy(
                     registered=register_task.outputs["registered"],
-                    store_root=store_root,
-                    deployment_name=deployment_name,
-                    namespace=namespace,
-                    protocol=protocol,
-                    target=deploy_target,
+                    store_root=p["store_root"],
+                    deployment_name=p["deployment_name"],
+                    namespace=p["namespace"],
+                    protocol=p["protocol"],
+                    target=p["deploy_target"],
                     **tracking,
                 )
                 .set_display_name("deploy")
@@ -119,7 +104,9 @@ def build_training_pipeline(*, kubernetes: bool = True) -> Callable:
             for task in tasks:
                 attach_wandb_secret(task)
 
-    return training
+    return dsl.pipeline(name="training", description=DESCRIPTION)(
+        TRAINING.pipeline_function("training", DESCRIPTION, steps)
+    )
 
 
 training = build_training_pipeline()
@@ -131,20 +118,13 @@ def check_arguments(arguments: Mapping[str, Any]) -> None:
     Raises:
         ConfigError: naming the parameter and what is wrong with it.
     """
-    from kfp_mlops.components.deploy.logic import TARGETS
-    from kfp_mlops.components.evaluate.logic import GATE_METRICS
-    from kfp_mlops.modeling.estimators import make_estimator
-    from kfp_mlops.modeling.model_store import ModelStore
-    from kfp_mlops.serving.spec import DeploymentSpec
-
-    values = with_defaults(training, arguments)
+    values = TRAINING.with_defaults(arguments)
     if not values.get("store_root"):
         raise ConfigError("pipeline training: store_root is required (a local path or gs://bucket/prefix)")
     if not isinstance(values["hyperparameters"], dict):
         raise ConfigError(f"hyperparameters: must be a JSON object, got {values['hyperparameters']!r}")
     make_estimator(values["estimator"], values["hyperparameters"], int(values["seed"]))
-    if values["gate_metric"] not in GATE_METRICS:
-        raise ConfigError(f"gate_metric {values['gate_metric']!r}: unknown; choose one of {', '.join(GATE_METRICS)}")
+    check_gate_metric(values["gate_metric"])
     if not 0.0 < float(values["test_size"]) < 1.0:
         raise ConfigError(f"test_size={values['test_size']}: must be a fraction between 0 and 1")
     ModelStore(values["store_root"]).model_uri(values["model_name"])  # checks the name

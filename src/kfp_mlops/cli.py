@@ -6,20 +6,31 @@ Every failure the user can fix ends as one line on stderr (``error: ...``) and e
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from kfp_mlops import __version__
-from kfp_mlops.app.compiling import check_pipeline_arguments
-from kfp_mlops.core.config import Settings
+from kfp_mlops.app.compiling import COMPILED_DIR, check_pipeline_arguments
+from kfp_mlops.core.config import DEFAULT_IMAGE, Settings
 from kfp_mlops.core.errors import ConfigError, MlopsError
+from kfp_mlops.pipelines.parameters import SPECS, Parameter
 
-PIPELINES = ["training", "monitoring", "rollout"]
+PIPELINES = list(SPECS)
 # A local rollout step is `kfp-mlops rollout step`; `run` covers the pipelines with a local summary.
 LOCAL_PIPELINES = ["training", "monitoring"]
+# Options not spelled --<parameter-name>: --store and --schema, as the command has always had them, and
+# the deployment's namespace (--namespace is the KFP namespace of submit and schedule).
+_OPTION_NAMES = {"store_root": "--store", "schema_uri": "--schema", "namespace": "--deployment-namespace"}
+_DEFAULTS_FROM_SETTINGS = {
+    "store_root": "KFP_MLOPS_STORE, else $KFP_MLOPS_HOME/store",
+    "wandb_project": "WANDB_PROJECT, else kfp-mlops",
+}
+_METAVARS = {str: "TEXT", int: "INT", float: "NUMBER", dict: "JSON"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,30 +52,47 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kfp-mlops {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    compile_cmd = commands.add_parser("compile", help="compile every pipeline to YAML (KFP and Vertex AI)")
-    compile_cmd.add_argument("--out", type=Path, default=None, help="output folder (default pipelines/compiled)")
+    compile_cmd = commands.add_parser(
+        "compile",
+        help="compile every pipeline to YAML (KFP and Vertex AI)",
+        description="Compile every pipeline to <name>.yaml (KFP) and <name>.vertex.yaml (Vertex AI). The only "
+        "command that writes pipelines/compiled/ (the golden files, when run from a checkout's root).",
+    )
+    compile_cmd.add_argument("--out", type=Path, default=COMPILED_DIR, help="output folder (default %(default)s)")
+    _add_image_argument(compile_cmd)
     compile_cmd.set_defaults(handler=_compile)
 
-    run_cmd = commands.add_parser("run", help="run a pipeline on this machine with kfp.local")
-    run_cmd.add_argument("pipeline", choices=LOCAL_PIPELINES)
-    _add_pipeline_arguments(run_cmd)
-    run_cmd.add_argument("--verbose", action="store_true", help="show every task's log as it runs")
-    run_cmd.set_defaults(handler=_run)
+    run_cmd = commands.add_parser(
+        "run",
+        help="run a pipeline on this machine with kfp.local",
+        description="Run a pipeline on this machine with kfp.local. Outputs go to $KFP_MLOPS_HOME/runs/<run>/, "
+        "with the pipeline compiled for a cluster in <run>/compiled/.",
+    )
+    for _, cmd in _pipeline_commands(run_cmd, LOCAL_PIPELINES):
+        cmd.add_argument("--verbose", action="store_true", help="show every task's log as it runs")
+        cmd.set_defaults(handler=_run)
 
-    submit_cmd = commands.add_parser("submit", help="submit a compiled pipeline to a KFP backend")
-    submit_cmd.add_argument("pipeline", choices=PIPELINES)
-    _add_pipeline_arguments(submit_cmd)
-    _add_cluster_arguments(submit_cmd)
-    submit_cmd.add_argument("--run-name", default=None, help="display name of the run")
-    submit_cmd.set_defaults(handler=_submit)
+    submit_cmd = commands.add_parser(
+        "submit",
+        help="submit a pipeline to a KFP backend",
+        description="Compile a pipeline (into a temporary folder, with --image) and submit one run of it.",
+    )
+    for pipeline, cmd in _pipeline_commands(submit_cmd, PIPELINES):
+        _add_cluster_arguments(cmd)
+        cmd.add_argument("--run-name", default=None, help=f"display name of the run (default: {pipeline}-run)")
+        cmd.set_defaults(handler=_submit)
 
-    schedule_cmd = commands.add_parser("schedule", help="create (or replace) a recurring run on a KFP backend")
-    schedule_cmd.add_argument("pipeline", choices=PIPELINES)
-    schedule_cmd.add_argument("--cron", required=True, help='6-field cron, seconds first: "0 0 2 * * *"')
-    schedule_cmd.add_argument("--name", default=None, help="schedule name (default: <pipeline>-schedule)")
-    _add_pipeline_arguments(schedule_cmd)
-    _add_cluster_arguments(schedule_cmd)
-    schedule_cmd.set_defaults(handler=_schedule)
+    schedule_cmd = commands.add_parser(
+        "schedule",
+        help="create (or replace) a recurring run on a KFP backend",
+        description="Compile a pipeline (into a temporary folder, with --image) and create a recurring run of it, "
+        "replacing one of the same name.",
+    )
+    for pipeline, cmd in _pipeline_commands(schedule_cmd, PIPELINES):
+        cmd.add_argument("--cron", required=True, help='6-field cron, seconds first: "0 0 2 * * *"')
+        cmd.add_argument("--name", default=None, help=f"schedule name (default: {pipeline}-schedule)")
+        _add_cluster_arguments(cmd)
+        cmd.set_defaults(handler=_schedule)
 
     serve_cmd = commands.add_parser("serve", help="serve a model locally (router + one server per predictor)")
     serve_cmd.add_argument("--spec", type=Path, default=None, help="deployment spec JSON (default: see README)")
@@ -90,22 +118,54 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_pipeline_arguments(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument("--source", default=None, help="iris, or a .csv/.parquet path or gs:// URI")
-    cmd.add_argument("--label", default=None, help="label column")
-    cmd.add_argument("--model-name", default=None)
-    cmd.add_argument("--estimator", default=None, help="logistic_regression, random_forest, gradient_boosting, ...")
-    cmd.add_argument("--hyperparameters", default=None, help="JSON object, e.g. '{\"C\": 0.5}'")
-    cmd.add_argument("--threshold", type=float, default=None, help="gate: required value of the gate metric")
-    cmd.add_argument("--gate-metric", default=None, help="accuracy, f1_macro, roc_auc or log_loss")
-    cmd.add_argument("--schema", dest="schema_uri", default=None, help="schema JSON document (path or gs://)")
-    cmd.add_argument("--store", dest="store_root", default=None, help="model store root (default KFP_MLOPS_STORE)")
+def _pipeline_commands(
+    command: argparse.ArgumentParser, pipelines: Sequence[str]
+) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """One sub-command per pipeline, with an option per pipeline parameter (from its spec)."""
+    choices = command.add_subparsers(dest="pipeline", required=True, metavar="PIPELINE")
+    for pipeline in pipelines:
+        spec = SPECS[pipeline]
+        cmd = choices.add_parser(pipeline, help=f"the {pipeline} pipeline", description=command.description)
+        group = cmd.add_argument_group(
+            "pipeline parameters", "Each sets the pipeline parameter of its name; unset ones take their default."
+        )
+        for parameter in spec.parameters:
+            group.add_argument(
+                _option(parameter.name),
+                dest=parameter.name,
+                default=None,
+                metavar=_METAVARS[parameter.type],
+                help=f"{parameter.help} ({_default_text(parameter)})".replace("%", "%%"),
+            )
+        group.add_argument(
+            "--param",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="a parameter by its name, as in the compiled pipeline (repeatable)",
+        )
+        _add_image_argument(cmd)
+        yield pipeline, cmd
+
+
+def _option(parameter: str) -> str:
+    return _OPTION_NAMES.get(parameter, "--" + parameter.replace("_", "-"))
+
+
+def _default_text(parameter: Parameter) -> str:
+    if parameter.name in _DEFAULTS_FROM_SETTINGS:
+        return f"default: {_DEFAULTS_FROM_SETTINGS[parameter.name]}"
+    if parameter.required:
+        return "required"
+    shown = json.dumps(parameter.default) if parameter.type is dict else repr(parameter.default)
+    return f"default: {shown}"
+
+
+def _add_image_argument(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="any other pipeline parameter (value parsed as JSON when it can be)",
+        "--image",
+        default=DEFAULT_IMAGE,
+        help="container image the compiled components run in (default %(default)s; KFP_MLOPS_IMAGE is not read)",
     )
 
 
@@ -117,31 +177,42 @@ def _add_cluster_arguments(cmd: argparse.ArgumentParser) -> None:
 
 
 def pipeline_arguments(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    """The pipeline parameters the command line sets; the store root is set for pipelines that take one."""
-    from kfp_mlops.app.compiling import pipeline_builders
+    """The pipeline parameters the command line sets, checked.
 
-    inputs = pipeline_builders()[args.pipeline](kubernetes=False).component_spec.inputs
-    arguments: dict[str, Any] = {}
-    if "store_root" in inputs:
-        arguments["store_root"] = args.store_root or settings.store_root
-    for name in ("source", "label", "model_name", "estimator", "threshold", "gate_metric", "schema_uri"):
-        value = getattr(args, name)
-        if value is not None:
-            arguments[name] = value
-    if args.hyperparameters is not None:
-        arguments["hyperparameters"] = _parse_json_object(args.hyperparameters, "--hyperparameters")
+    Values are converted to the parameter's type (KFP refuses a float given as text); the store
+    root and the W&B project come from the settings unless set.
+
+    Raises:
+        ConfigError: a value of the wrong type, an unknown parameter, or one the pipeline's check refuses.
+    """
+    spec = SPECS[args.pipeline]
+    given = {name: (getattr(args, name), _option(name)) for name in spec.names() if getattr(args, name) is not None}
     for item in args.param:
-        name, sep, raw = item.partition("=")
+        name, sep, text = item.partition("=")
         if not sep or not name:
             raise ConfigError(f"--param {item!r}: expected NAME=VALUE")
-        try:
-            arguments[name] = json.loads(raw)
-        except ValueError:
-            arguments[name] = raw
+        given[name] = (text, f"--param {name}")
+    parameters = {p.name: p for p in spec.parameters}
+    arguments = {name: _value(parameters.get(name), text, option) for name, (text, option) in given.items()}
+    if "store_root" in parameters:
+        arguments.setdefault("store_root", settings.store_root)
     if settings.wandb_project != "kfp-mlops":
         arguments.setdefault("wandb_project", settings.wandb_project)
     check_pipeline_arguments(args.pipeline, arguments)
     return arguments
+
+
+def _value(parameter: Parameter | None, text: str, option: str) -> Any:
+    """``text`` as a value of ``parameter``'s type (unknown parameters stay text: the check names them)."""
+    if parameter is None or parameter.type is str:
+        return text
+    if parameter.type is dict:
+        return _parse_json_object(text, option)
+    try:
+        return parameter.type(text)
+    except ValueError:
+        kind = "an integer" if parameter.type is int else "a number"
+        raise ConfigError(f"{option}: {text!r} is not {kind}") from None
 
 
 def _parse_json_object(text: str, option: str) -> dict[str, Any]:
@@ -155,9 +226,9 @@ def _parse_json_object(text: str, option: str) -> dict[str, Any]:
 
 
 def _compile(args: argparse.Namespace) -> int:
-    from kfp_mlops.app.compiling import COMPILED_DIR, compile_all
+    from kfp_mlops.app.compiling import compile_all
 
-    for compiled in compile_all(args.out or COMPILED_DIR):
+    for compiled in compile_all(args.out, image=args.image):
         print(f"{compiled.name}: {compiled.kfp_path} (KFP)  {compiled.vertex_path} (Vertex AI)")
     return 0
 
@@ -165,19 +236,14 @@ def _compile(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from kfp_mlops.app.compiling import compile_pipeline
     from kfp_mlops.app.local_run import run_pipeline
-    from kfp_mlops.app.summary import render_summary
+    from kfp_mlops.app.summary import summarize
 
     settings = Settings.from_env()
     arguments = pipeline_arguments(args, settings)
-    compiled = compile_pipeline(args.pipeline)
     print(f"Running pipeline {args.pipeline} locally (kfp.local, W&B {_wandb_mode()}) ...", flush=True)
     run = run_pipeline(args.pipeline, arguments, settings=settings, echo=args.verbose)
-    if args.pipeline == "monitoring":
-        from kfp_mlops.pipelines.monitoring import summarize
-
-        print(summarize(run))
-    else:
-        print(render_summary(run, settings, compiled=[compiled.kfp_path, compiled.vertex_path]))
+    compiled = compile_pipeline(args.pipeline, run.run_dir / "compiled", image=args.image)
+    print(summarize(run, settings, compiled=[compiled.kfp_path, compiled.vertex_path]))
     return 0
 
 
@@ -187,10 +253,13 @@ def _wandb_mode() -> str:
     return resolve_mode()
 
 
-def _compiled_package(pipeline: str) -> Path:
+@contextlib.contextmanager
+def _compiled_package(pipeline: str, image: str) -> Iterator[Path]:
+    """The pipeline's KFP YAML, compiled into a temporary folder (removed afterwards)."""
     from kfp_mlops.app.compiling import compile_pipeline
 
-    return compile_pipeline(pipeline).kfp_path
+    with tempfile.TemporaryDirectory(prefix="kfp-mlops-") as folder:
+        yield compile_pipeline(pipeline, Path(folder), image=image).kfp_path
 
 
 def _submit(args: argparse.Namespace) -> int:
@@ -198,15 +267,16 @@ def _submit(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     arguments = pipeline_arguments(args, settings)
-    client = kfp_client.connect(args.host, args.namespace)
-    submitted = kfp_client.submit(
-        _compiled_package(args.pipeline),
-        client=client,
-        experiment=args.experiment,
-        run_name=args.run_name or f"{args.pipeline}-run",
-        arguments=arguments,
-        service_account=args.service_account,
-    )
+    client = kfp_client.connect(args.host or settings.kfp_host, args.namespace or settings.kfp_namespace)
+    with _compiled_package(args.pipeline, args.image) as package:
+        submitted = kfp_client.submit(
+            package,
+            client=client,
+            experiment=args.experiment,
+            run_name=args.run_name or f"{args.pipeline}-run",
+            arguments=arguments,
+            service_account=args.service_account,
+        )
     print(f"submitted run {submitted.run_id} in experiment {submitted.experiment}: {submitted.url}")
     return 0
 
@@ -217,30 +287,34 @@ def _schedule(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     arguments = pipeline_arguments(args, settings)
     cron = kfp_client.validate_cron(args.cron)  # before connecting: a bad cron never reaches the backend
-    client = kfp_client.connect(args.host, args.namespace)
-    created = kfp_client.schedule(
-        _compiled_package(args.pipeline),
-        client=client,
-        name=args.name or f"{args.pipeline}-schedule",
-        cron=cron,
-        experiment=args.experiment,
-        arguments=arguments,
-        service_account=args.service_account,
-    )
+    client = kfp_client.connect(args.host or settings.kfp_host, args.namespace or settings.kfp_namespace)
+    with _compiled_package(args.pipeline, args.image) as package:
+        created = kfp_client.schedule(
+            package,
+            client=client,
+            name=args.name or f"{args.pipeline}-schedule",
+            cron=cron,
+            experiment=args.experiment,
+            arguments=arguments,
+            service_account=args.service_account,
+        )
     replaced = f", replacing {', '.join(created.replaced)}" if created.replaced else ""
     print(f"scheduled {created.name} ({created.cron}) as recurring run {created.recurring_run_id}{replaced}")
     return 0
 
 
 def _drift(args: argparse.Namespace) -> int:
-    from kfp_mlops.drift.check import DriftConfig, run_drift_cli
+    from kfp_mlops.app.drift_command import run_drift_command
+    from kfp_mlops.drift import DriftConfig
 
     config_doc = _parse_json_object(args.config, "--config") if args.config else {}
     ignored = [c for c in args.ignore_columns.split(",") if c]
     if ignored:
         config_doc["ignore_columns"] = sorted({*config_doc.get("ignore_columns", []), *ignored})
     config = DriftConfig.from_dict(config_doc) if config_doc else None
-    verdict = run_drift_cli(args.reference, args.current, args.out, model=args.model, label=args.label, config=config)
+    verdict = run_drift_command(
+        args.reference, args.current, args.out, model=args.model, label=args.label, config=config
+    )
     return 3 if args.fail_on_drift and verdict["drift"] else 0
 
 
@@ -330,7 +404,9 @@ def _demo_drift(args: argparse.Namespace) -> int:
 
     config = DemoConfig(weeks=args.weeks, start_week=args.start_week, rows_per_week=args.rows_per_week, seed=args.seed)
     config.check()
-    result = run_demo(config, workdir=args.out, announce=lambda line: print(line, flush=True))
+    result = run_demo(
+        config, settings=Settings.from_env(), workdir=args.out, announce=lambda line: print(line, flush=True)
+    )
     print()
     print(render_table(result))
     return 0
@@ -344,8 +420,8 @@ def _rollout_paths(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def _rollout_start(args: argparse.Namespace) -> int:
-    from kfp_mlops.components.rollout.logic import make_target
     from kfp_mlops.rollout import controller as rc
+    from kfp_mlops.rollout.targets import make_target
 
     state, _ = _rollout_paths(args)
     base = rc.base_spec(args.deployment, namespace=args.namespace, protocol=args.protocol).validate()
@@ -355,7 +431,7 @@ def _rollout_start(args: argparse.Namespace) -> int:
         args.legacy,
         args.challenger,
         base=base,
-        target=make_target(args.target),
+        target=make_target(args.target, settings=Settings.from_env(), deployment=args.deployment),
     )
     print(f"Rollout of {args.challenger} started at {result.stage}; state {state}")
     return 0
@@ -364,7 +440,7 @@ def _rollout_start(args: argparse.Namespace) -> int:
 def _rollout_step(args: argparse.Namespace) -> int:
     from datetime import datetime
 
-    from kfp_mlops.components.rollout.logic import run_rollout_step
+    from kfp_mlops.rollout.controller import run_rollout_step
 
     state, log = _rollout_paths(args)
     decision = Settings.from_env().home / "rollouts" / "last-decision.json"
@@ -375,6 +451,7 @@ def _rollout_step(args: argparse.Namespace) -> int:
             raise ConfigError(f"--as-of {args.as_of!r}: not an ISO date-time") from None
     record = run_rollout_step(
         str(decision),
+        settings=Settings.from_env(),
         state_uri=state,
         log_root=log,
         deployment_name=args.deployment,

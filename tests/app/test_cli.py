@@ -42,16 +42,51 @@ def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
 @pytest.mark.slow
 def test_run_training_is_the_main_job(tmp_path: Path) -> None:
     """What `make run` does: the console script runs the pipeline and prints the summary."""
-    done = subprocess.run([CLI, "run", "training"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    workdir = tmp_path / "checkout"
+    workdir.mkdir()
+    done = subprocess.run([CLI, "run", "training"], cwd=workdir, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     accuracy = float(out.split("Test      accuracy ")[1].split(",")[0])
     assert accuracy >= 0.9
     assert "Gate      PASSED" in out and "as champion" in out
     assert "Deployed  iris (v2, single, local): written" in out
-    assert str(tmp_path / "pipelines" / "compiled" / "training.yaml") in out
-    assert str(tmp_path / "pipelines" / "compiled" / "training.vertex.yaml") in out
+    # The compiled pipeline goes into the run's folder, never into the working directory's golden files.
+    [run_dir] = (Settings.from_env().home / "runs").iterdir()
+    assert str(run_dir / "compiled" / "training.yaml") in out
+    assert str(run_dir / "compiled" / "training.vertex.yaml") in out
+    assert list(workdir.iterdir()) == []
     assert "offline runs in" in out
+
+
+@pytest.mark.parametrize("module", ["kfp_mlops", "kfp_mlops.cli"])
+def test_python_dash_m_runs_the_command(module: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", module, "--version"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("kfp-mlops ")
+
+
+@pytest.mark.parametrize("command", ["run", "submit", "schedule"])
+def test_help_lists_every_pipeline_parameter_with_its_default(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from kfp_mlops.pipelines.parameters import SPECS
+
+    for pipeline, spec in SPECS.items():
+        if command == "run" and pipeline == "rollout":
+            continue  # a local rollout step is `kfp-mlops rollout step`
+        with pytest.raises(SystemExit):
+            main([command, pipeline, "--help"])
+        text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+        for parameter in spec.parameters:
+            option = {"store_root": "--store", "schema_uri": "--schema", "namespace": "--deployment-namespace"}.get(
+                parameter.name, "--" + parameter.name.replace("_", "-")
+            )
+            assert f"{option} " in text, (pipeline, option)
+            if not parameter.required and parameter.name not in ("wandb_project",):
+                shown = json.dumps(parameter.default) if parameter.type is dict else repr(parameter.default)
+                assert f"{' '.join(parameter.help.split())} (default: {shown})" in text, (pipeline, parameter.name)
+        assert "--image IMAGE" in text
 
 
 def test_compile_writes_both_variants(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -72,7 +107,10 @@ def test_compile_writes_both_variants(tmp_path: Path, capsys: pytest.CaptureFixt
         (["--hyperparameters", '{"C": -1}'], "'C' parameter of LogisticRegression"),
         (["--gate-metric", "precision"], "gate_metric 'precision': unknown"),
         (["--param", "test_size=1.5"], "test_size=1.5: must be a fraction"),
-        (["--param", "nonsense=1"], "unknown parameter(s) nonsense"),
+        (["--test-size", "0"], "test_size=0.0: must be a fraction"),
+        (["--test-size", "a fifth"], "--test-size: 'a fifth' is not a number"),
+        (["--param", "seed=1.5"], "--param seed: '1.5' is not an integer"),
+        (["--param", "nonsense=1"], "pipeline training: unknown key(s) nonsense"),
         (["--model-name", "Iris Model"], "model name 'Iris Model'"),
     ],
 )
@@ -134,16 +172,25 @@ def test_submit_sends_the_compiled_pipeline(
             "gs://bucket/store",
             "--estimator",
             "random_forest",
+            "--param",
+            "threshold=1",
             "--experiment",
             "iris",
+            "--image",
+            "registry.example/component:2",
         ]
     )
     assert code == 0, capsys.readouterr().err
     [run] = standin.runs.values()
-    assert run["runtime_config"]["parameters"] == {"store_root": "gs://bucket/store", "estimator": "random_forest"}
+    parameters = run["runtime_config"]["parameters"]
+    assert parameters == {"store_root": "gs://bucket/store", "estimator": "random_forest", "threshold": 1.0}
+    assert isinstance(parameters["threshold"], float)  # the declared type: KFP refuses an int for a float
     assert run["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "training"
     assert "kubernetes" in run["pipeline_spec"]["platform_spec"]["platforms"]
+    executors = run["pipeline_spec"]["pipeline_spec"]["deploymentSpec"]["executors"]
+    assert {e["container"]["image"] for e in executors.values()} == {"registry.example/component:2"}
     assert "submitted run" in capsys.readouterr().out
+    assert not (tmp_path / "pipelines").exists()  # compiled in a temporary folder, not ./pipelines/compiled
 
 
 def test_schedule_replaces_rather_than_duplicates(
@@ -224,8 +271,8 @@ def test_schedule_monitoring_replaces_rather_than_duplicates(
         "shop",
         "--param",
         'drift_config={"psi_threshold": 0.25}',
-        "--param",
-        "kfp_host=http://ml-pipeline.kubeflow:8888",
+        "--deployment-name",
+        "shop",
     ]
     assert main([*argv, "--cron", "0 0 6 * * 1"]) == 0
     assert main([*argv, "--cron", "0 30 6 * * 1"]) == 0
@@ -237,7 +284,7 @@ def test_schedule_monitoring_replaces_rather_than_duplicates(
         "label": "purchased",
         "model_name": "shop",
         "drift_config": {"psi_threshold": 0.25},
-        "kfp_host": "http://ml-pipeline.kubeflow:8888",
+        "deployment_name": "shop",
     }
     assert recurring["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "monitoring"
     out = capsys.readouterr().out.splitlines()

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kfp_mlops.app.compiling import check_compiled, compile_all, pipeline_builders
+from kfp_mlops.app.compiling import check_compiled, compile_all, compile_pipeline, pipeline_builders
 from kfp_mlops.core.config import DEFAULT_IMAGE, WANDB_SECRET_NAME
 from kfp_mlops.core.errors import MlopsError
+from kfp_mlops.pipelines.parameters import MONITORING, SPECS, TRAINING
 
 COMPILED_DIR = Path(__file__).resolve().parents[2] / "pipelines" / "compiled"
 COMPONENTS = {"ingest", "validate", "train", "evaluate", "register", "deploy"}
@@ -177,7 +178,7 @@ def test_rollout_parameters_are_checked_before_anything_runs(arguments: dict, me
         check_pipeline_arguments("rollout", {"state_uri": "/tmp/rollout.json", "log_root": "/tmp/log", **arguments})
 
 
-MONITORING_COMPONENTS = {"importer", "drift-check", "retrain"}
+MONITORING_COMPONENTS = {"importer", "drift-check", *COMPONENTS}
 
 
 def test_monitoring_pipeline_parses_strictly_with_platform_spec(compiled: dict[str, Path]) -> None:
@@ -186,7 +187,8 @@ def test_monitoring_pipeline_parses_strictly_with_platform_spec(compiled: dict[s
     from google.protobuf import json_format
 
     executors = json_format.MessageToDict(platform.platforms["kubernetes"].deployment_spec)["executors"]
-    assert set(executors) == {"exec-drift-check", "exec-retrain"}  # the importer runs no container
+    # The importer runs no container; the training sub-pipeline's tasks keep their W&B Secret.
+    assert set(executors) == {f"exec-{name}" for name in MONITORING_COMPONENTS - {"importer"}}
     for executor in executors.values():
         assert executor["secretAsEnv"][0]["secretName"] == WANDB_SECRET_NAME
     vertex, none = check_compiled(compiled["monitoring.vertex.yaml"])
@@ -199,7 +201,7 @@ def test_monitoring_imports_checks_and_retrains_only_on_drift_without_cache(comp
     assert {name.removeprefix("exec-") for name in executors} == MONITORING_COMPONENTS
     importer = executors["exec-importer"]["importer"]
     assert importer["artifactUri"] == {"runtimeParameter": "uri"} and importer["reimport"] is True
-    for name in ("drift-check", "retrain"):
+    for name in MONITORING_COMPONENTS - {"importer"}:
         container = executors[f"exec-{name}"]["container"]
         assert container["image"] == DEFAULT_IMAGE
         assert "pip install" not in "\n".join(container["command"])
@@ -212,14 +214,48 @@ def test_monitoring_imports_checks_and_retrains_only_on_drift_without_cache(comp
         assert tasks[task]["cachingOptions"] == {}, task  # never cached: the window and the champion change
     condition = tasks["condition-1"]["triggerPolicy"]["condition"]
     assert condition == "inputs.parameter_values['pipelinechannel--drift-check-Output'] == true"
-    retrain = doc["components"]["comp-condition-1"]["dag"]["tasks"]["retrain"]
-    assert retrain["cachingOptions"] == {}
-    assert retrain["inputs"]["parameters"]["source"]["componentInputParameter"] == "pipelinechannel--source"
-    assert retrain["inputs"]["parameters"]["kfp_host"]["componentInputParameter"] == "pipelinechannel--kfp_host"
-    # Inside the condition, the verdict arrives as an input of the condition's sub-DAG.
-    assert retrain["inputs"]["artifacts"]["drift_verdict"] == {
-        "componentInputArtifact": "pipelinechannel--drift-check-verdict"
-    }
+    # The retrain is the training pipeline itself, a sub-DAG of this one, on the window.
+    retrain = doc["components"]["comp-condition-1"]["dag"]["tasks"]["training"]
+    assert retrain["taskInfo"]["name"] == "retrain" and retrain["componentRef"]["name"] == "comp-training"
+    parameters = retrain["inputs"]["parameters"]
+    assert parameters["source"]["componentInputParameter"] == "pipelinechannel--source"
+    assert set(parameters) == set(TRAINING.names())
+    training_dag = doc["components"]["comp-training"]["dag"]["tasks"]
+    assert {"ingest", "validate", "train", "evaluate"} <= set(training_dag)
+    for task in ("ingest", "evaluate"):
+        assert training_dag[task]["cachingOptions"] == {}, task
+    root_parameters = doc["root"]["inputDefinitions"]["parameters"]
+    assert set(root_parameters) == set(MONITORING.names())
+    assert not {"kfp_host", "kfp_namespace", "experiment"} & set(root_parameters)  # nothing submits a run
+
+
+def test_parameters_come_from_the_spec_with_their_descriptions(compiled: dict[str, Path]) -> None:
+    types = {str: "STRING", int: "NUMBER_INTEGER", float: "NUMBER_DOUBLE", dict: "STRUCT"}
+    for name, spec in SPECS.items():
+        doc = next(yaml.safe_load_all(compiled[f"{name}.yaml"].read_text()))
+        compiled_parameters = doc["root"]["inputDefinitions"]["parameters"]
+        assert set(compiled_parameters) == set(spec.names()), name
+        for parameter in spec.parameters:
+            entry = compiled_parameters[parameter.name]
+            assert entry["parameterType"] == types[parameter.type], parameter.name
+            assert entry["description"] == parameter.help, parameter.name
+            if parameter.required:
+                assert "defaultValue" not in entry, parameter.name
+            else:
+                assert entry["defaultValue"] == parameter.default, parameter.name
+
+
+def test_the_image_is_chosen_at_compile_time_not_by_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KFP_MLOPS_IMAGE", "registry.example/by-accident:1")
+    default = compile_pipeline("monitoring", tmp_path / "default")
+    chosen = compile_pipeline("monitoring", tmp_path / "chosen", image="registry.example/component:2")
+    for result, image in ((default, DEFAULT_IMAGE), (chosen, "registry.example/component:2")):
+        for path in (result.kfp_path, result.vertex_path):
+            executors = next(yaml.safe_load_all(path.read_text()))["deploymentSpec"]["executors"]
+            images = {e["container"]["image"] for e in executors.values() if "container" in e}
+            assert images == {image}, path
 
 
 @pytest.mark.parametrize(
@@ -227,9 +263,9 @@ def test_monitoring_imports_checks_and_retrains_only_on_drift_without_cache(comp
     [
         ({"source": "iris"}, "source 'iris': give the data window as a .csv or .parquet file"),
         ({"source": "w.csv", "drift_config": {"psi": 1}}, "drift config: unknown key(s) psi"),
-        ({"source": "w.csv", "kfp_host": "kfp:8888"}, "kfp_host 'kfp:8888' has no scheme"),
+        ({"source": "w.csv", "kfp_host": "http://kfp:8888"}, "pipeline monitoring: unknown key(s) kfp_host"),
         ({"source": "w.csv", "estimator": "svm"}, "estimator 'svm'"),
-        ({"source": "w.csv", "window": "w.csv"}, "pipeline monitoring: unknown parameter(s) window"),
+        ({"source": "w.csv", "window": "w.csv"}, "pipeline monitoring: unknown key(s) window"),
         ({"source": "w.csv", "deploy_target": "k8s"}, "deploy_target 'k8s': unknown"),
     ],
 )

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from kfp_mlops.cli import main
+from kfp_mlops.core.config import Settings
 from kfp_mlops.core.errors import ConfigError
 from kfp_mlops.demos import ecommerce
 from kfp_mlops.demos.drift import DemoConfig, render_table, run_demo
@@ -28,7 +29,12 @@ def _accuracy(model_uri: str, frame: pd.DataFrame) -> float:
 @pytest.mark.slow
 def test_short_demo_flags_the_season_change_and_the_retrained_model_recovers(tmp_path: Path) -> None:
     lines: list[str] = []
-    result = run_demo(DemoConfig(weeks=5, start_week=43), workdir=tmp_path / "demo", announce=lines.append)
+    result = run_demo(
+        DemoConfig(weeks=5, start_week=43),
+        settings=Settings.from_env(),
+        workdir=tmp_path / "demo",
+        announce=lines.append,
+    )
     by_week = {w.week: w for w in result.weeks}
 
     # The seasonal shift is flagged in the first shifted window, and only there.
@@ -38,6 +44,8 @@ def test_short_demo_flags_the_season_change_and_the_retrained_model_recovers(tmp
     new_version = by_week[46].new_version
     assert by_week[47].served_version == new_version != result.initial_version
     assert by_week[46].retrain["passed"] is True and by_week[46].retrain["source"].endswith("week-46.csv")
+    assert by_week[46].retrain["version"] == new_version
+    assert by_week[46].retrain["previous_champion"] == result.initial_version
 
     # Quality: on the new season the retrained model reaches >= 90 % of the pre-drift accuracy and
     # beats the old model on the same window.
@@ -69,7 +77,7 @@ def test_short_demo_flags_the_season_change_and_the_retrained_model_recovers(tmp
 )
 def test_bad_configs_are_refused_before_anything_runs(config: DemoConfig, message: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=message):
-        run_demo(config, workdir=tmp_path / "demo")
+        run_demo(config, settings=Settings.from_env(), workdir=tmp_path / "demo")
     assert not (tmp_path / "demo").exists()
 
 

@@ -1,28 +1,32 @@
 """The monitoring pipeline end to end with kfp.local: import a window, check drift, retrain on drift.
 
-The champion is an autumn model put in the store directly (fitted by the train component's code),
-so the test pays only for the monitoring runs: a quiet autumn window (no retrain) and the first
-holiday week (drift; the nested training run registers a new champion that beats the old one).
+The champion is an autumn model put in the store directly (fitted by the training code the train
+component runs), so the test pays only for the monitoring runs: a quiet autumn window (no retrain)
+and the first holiday week (drift; the training sub-pipeline registers and deploys a new champion
+that beats the old one).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from kfp_mlops.app.local_run import run_pipeline
-from kfp_mlops.app.summary import task_outputs
-from kfp_mlops.components.train.logic import fit_model
+from kfp_mlops.app.summary import render_monitoring_summary, task_outputs
 from kfp_mlops.core.config import Settings
 from kfp_mlops.demos import ecommerce
 from kfp_mlops.modeling.model_bundle import load_bundle, save_bundle
 from kfp_mlops.modeling.model_store import ModelStore
 from kfp_mlops.modeling.profile import build_profile
-from kfp_mlops.pipelines.monitoring import summarize
+from kfp_mlops.modeling.training import fit_model
+from kfp_mlops.serving.spec import DeploymentSpec
+from tests.support.wandb_offline import find_offline_runs, read_offline_run
 
 pytestmark = pytest.mark.slow
+TRAINING_TASKS = ["ingest", "validate", "train", "evaluate", "register", "deploy"]
 
 
 def _crown_autumn_model(root: Path, store_root: str) -> str:
@@ -65,26 +69,34 @@ def test_quiet_window_keeps_the_champion_and_drift_retrains(tmp_path: Path) -> N
     ecommerce.generate([46], 2_000, seed=1).drop(columns="week").to_csv(december, index=False)
 
     calm = run_pipeline("monitoring", {**arguments, "source": str(quiet)}, settings=settings)
-    assert calm.tasks == ["drift-check"]  # the importer leaves no folder; retrain was skipped
+    assert calm.tasks == ["drift-check"]  # the importer leaves no folder; the retrain was skipped
     assert task_outputs(calm, "drift-check")["parameters"]["Output"] is False
     assert store.champion("shop").version == old_version
-    assert "Retrain   skipped: no drift" in summarize(calm)
+    assert "Retrain   skipped: no drift" in render_monitoring_summary(calm, settings)
 
     run = run_pipeline("monitoring", {**arguments, "source": str(december)}, settings=settings)
-    assert run.tasks == ["drift-check", "retrain"]
+    # One run: the training sub-pipeline's tasks write beside the drift check.
+    assert run.tasks == ["drift-check", *TRAINING_TASKS]
+    assert sorted(p.name.split("-")[0] for p in (settings.home / "runs").iterdir()) == ["monitoring", "monitoring"]
     verdict = json.loads(run.artifact("drift-check", "verdict").read_text())
     assert verdict["drift"] is True and verdict["inputs"]["current"] == str(december)
-    outcome = json.loads(run.artifact("retrain", "outcome").read_text())
-    assert outcome["mode"] == "local" and outcome["passed"] is True
-    assert outcome["source"] == str(december) and outcome["previous_champion"] == old_version
-    assert outcome["drift_reasons"] == verdict["reasons"]
-    assert task_outputs(run, "retrain")["parameters"]["Output"] == outcome["version"]
+    assert task_outputs(run, "ingest")["artifacts"]["train"]["metadata"]["source"] == str(december)
+    evaluation = json.loads(run.artifact("evaluate", "evaluation").read_text())
+    assert evaluation["passed"] is True and evaluation["champion_version"] == old_version
+    registered = json.loads(run.artifact("register", "registered").read_text())
+    assert registered["previous_champion"] == old_version
     champion = store.champion("shop")
-    assert champion.version == outcome["version"] != old_version
-    # The nested training run kept its files inside the retrain task's folder, not in runs/.
-    assert Path(outcome["run_dir"]).is_relative_to(run.run_dir / "retrain")
-    assert sorted(p.name.split("-")[0] for p in (settings.home / "runs").iterdir()) == ["monitoring", "monitoring"]
+    assert champion.version == registered["version"] != old_version
+    # Deployed as the training pipeline deploys: the local stack's spec serves the new champion.
+    spec_file = settings.home / "deployments" / "shop.json"
+    assert DeploymentSpec.from_dict(json.loads(spec_file.read_text())) == DeploymentSpec.single("shop", champion.uri)
+    # Every task of the run, the sub-pipeline's too, logs to one W&B group.
+    runs = [read_offline_run(path) for path in find_offline_runs(Path(os.environ["WANDB_DIR"]))]
+    last_run = {r.group for r in runs if r.job_type == "deploy"}
+    assert {r.job_type for r in runs if r.group in last_run} == {"drift_check", *TRAINING_TASKS}
     # The new model knows December better than the autumn model on fresh December rows.
     fresh = ecommerce.generate([47], 4_000, seed=2).drop(columns="week")
     assert _accuracy(champion.uri, fresh) > _accuracy(store.version_uri("shop", old_version), fresh) + 0.02
-    assert f"Retrain   registered {outcome['version']}" in summarize(run)
+    summary = render_monitoring_summary(run, settings)
+    assert f"Retrain   registered {registered['version']}" in summary
+    assert "Deployed  shop (v2, single, local): written" in summary

@@ -1,4 +1,9 @@
-"""Compile the pipelines to YAML for KFP and for Vertex AI, and check the result strictly."""
+"""Compile the pipelines to YAML for KFP and for Vertex AI, and check the result strictly.
+
+The container image every component runs in is chosen here, at compile time (``image``, by default
+this package version's release image), not by the environment the compiling process happens to
+have: the same code compiles to the same files.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kfp_mlops.core.config import DEFAULT_IMAGE
 from kfp_mlops.core.errors import ConfigError, MlopsError
 
-# Relative to the working directory: in a checkout, the committed golden files.
+# Relative to the working directory: in a checkout, the committed golden files. Only
+# `kfp-mlops compile` writes here; run, submit and schedule compile into folders of their own.
 COMPILED_DIR = Path("pipelines") / "compiled"
 
 
@@ -49,8 +56,13 @@ class CompiledPipeline:
     vertex_path: Path
 
 
-def compile_pipeline(name: str, out_dir: Path = COMPILED_DIR) -> CompiledPipeline:
+def compile_pipeline(name: str, out_dir: Path, *, image: str = DEFAULT_IMAGE) -> CompiledPipeline:
     """Writes ``<name>.yaml`` (KFP, with kfp-kubernetes settings) and ``<name>.vertex.yaml``.
+
+    Args:
+        name: The pipeline.
+        out_dir: Where the two files go (created if missing).
+        image: The container image every component of the pipeline runs in.
 
     Raises:
         ConfigError: unknown pipeline name.
@@ -63,16 +75,30 @@ def compile_pipeline(name: str, out_dir: Path = COMPILED_DIR) -> CompiledPipelin
     out_dir = out_dir.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     result = CompiledPipeline(name, out_dir / f"{name}.yaml", out_dir / f"{name}.vertex.yaml")
-    compiler.Compiler().compile(builders[name](kubernetes=True), str(result.kfp_path))
-    compiler.Compiler().compile(builders[name](kubernetes=False), str(result.vertex_path))
-    for path in (result.kfp_path, result.vertex_path):
+    for kubernetes, path in ((True, result.kfp_path), (False, result.vertex_path)):
+        pipeline = builders[name](kubernetes=kubernetes)
+        pin_image(pipeline, image)
+        compiler.Compiler().compile(pipeline, str(path))
         check_compiled(path)
     return result
 
 
-def compile_all(out_dir: Path = COMPILED_DIR) -> list[CompiledPipeline]:
+def compile_all(out_dir: Path, *, image: str = DEFAULT_IMAGE) -> list[CompiledPipeline]:
     """Compiles every pipeline."""
-    return [compile_pipeline(name, out_dir) for name in pipeline_builders()]
+    return [compile_pipeline(name, out_dir, image=image) for name in pipeline_builders()]
+
+
+def pin_image(pipeline: Any, image: str) -> None:
+    """Sets the container image of every component of a built pipeline, sub-pipelines included.
+
+    A component's ``base_image`` is fixed when its module is imported; the executors of the built
+    pipeline's spec (one per component, a sub-pipeline's among them) are what compiles into YAML.
+    Importers run no container and are left alone.
+    """
+    executors = pipeline.pipeline_spec.deployment_spec["executors"]
+    for name in executors:
+        if "container" in executors[name]:
+            executors[name]["container"]["image"] = image
 
 
 def check_compiled(path: Path) -> tuple[object, object | None]:

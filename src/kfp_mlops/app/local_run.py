@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kfp_mlops.app.compiling import pipeline_builders
 from kfp_mlops.core.config import Settings
 from kfp_mlops.core.errors import MlopsError
 
@@ -30,7 +31,12 @@ _FAILED_TASK = re.compile(r"Task '?(?P<task>[\w-]+)'? finished with status .*FAI
 
 @dataclass
 class LocalRun:
-    """Where a local pipeline run put its outputs."""
+    """Where a local pipeline run put its outputs.
+
+    kfp.local writes each task's outputs to ``<run_dir>/<task>/``, a sub-pipeline's tasks too (the
+    monitoring pipeline's training tasks sit beside its drift check), so task names are unique
+    across a pipeline and its sub-pipelines.
+    """
 
     pipeline: str
     run_dir: Path
@@ -56,7 +62,7 @@ class _Tee(io.TextIOBase):
 
     def write(self, text: str) -> int:
         self._log.write(text)
-        if self._echo:
+        if self._echo and sys.__stdout__ is not None:
             sys.__stdout__.write(text)
         return len(text)
 
@@ -64,19 +70,20 @@ class _Tee(io.TextIOBase):
         self._log.flush()
 
 
-def run_pipeline(
-    name: str, arguments: Mapping[str, Any], *, settings: Settings | None = None, echo: bool = False
-) -> LocalRun:
+def run_pipeline(name: str, arguments: Mapping[str, Any], *, settings: Settings, echo: bool = False) -> LocalRun:
     """Runs pipeline ``name`` locally with ``arguments``.
+
+    Args:
+        name: The pipeline.
+        arguments: Its parameters (the rest take their defaults).
+        settings: Where runs (``<home>/runs``) and task logs (``<home>/logs``) go.
+        echo: Also show the tasks' output on the terminal.
 
     Raises:
         MlopsError: the pipeline failed; the message names the failed task and its reason.
     """
     from kfp import local
 
-    from kfp_mlops.app.compiling import pipeline_builders
-
-    settings = settings or Settings.from_env()
     builders = pipeline_builders()
     if name not in builders:
         raise MlopsError(f"pipeline {name!r}: unknown; choose one of {', '.join(builders)}")

@@ -1,4 +1,9 @@
-"""A readable account of a local pipeline run: metrics, the gate, where everything is."""
+"""A readable account of a local pipeline run: the drift verdict, metrics, the gate, where everything is.
+
+The monitoring pipeline runs the training pipeline as a sub-pipeline, and kfp.local writes a
+sub-pipeline's task outputs beside the outer ones (``<run>/evaluate``, ``<run>/register``), so one
+set of readers serves both summaries.
+"""
 
 from __future__ import annotations
 
@@ -21,9 +26,47 @@ def task_outputs(run: LocalRun, task: str) -> dict[str, Any]:
     return {"parameters": data.get("parameterValues", {}), "artifacts": artifacts}
 
 
+def retrain_outcome(run: LocalRun) -> dict[str, Any] | None:
+    """What the monitoring run's retrain did, from the training sub-pipeline's outputs.
+
+    Returns:
+        None when no retrain ran (no drift); else ``source`` (the window trained on), ``passed``
+        (the gate), ``metrics`` and ``champion_metrics`` (on the same test rows), ``reasons``,
+        ``previous_champion`` (the champion it was compared with), and ``version`` and ``uri`` of
+        the registered model (``None`` when the gate refused it).
+    """
+    if not run.ran("evaluate"):
+        return None
+    evaluation = json.loads(run.artifact("evaluate", "evaluation").read_text())
+    registered = _registered(run) if run.ran("register") else {}
+    return {
+        "source": task_outputs(run, "ingest")["artifacts"]["train"]["metadata"]["source"],
+        "passed": bool(evaluation["passed"]),
+        "metrics": evaluation["metrics"],
+        "champion_metrics": evaluation.get("champion_metrics"),
+        "reasons": evaluation["reasons"],
+        "version": registered.get("version"),
+        "uri": registered.get("uri"),
+        "previous_champion": evaluation.get("champion_version"),
+    }
+
+
+def summarize(run: LocalRun, settings: Settings, compiled: list[Path] | None = None) -> str:
+    """The text ``kfp-mlops run`` prints after a successful run of ``run.pipeline``.
+
+    Args:
+        run: The finished run.
+        settings: Where W&B runs went.
+        compiled: The pipeline's compiled files, shown with how to run them on a cluster.
+    """
+    if run.pipeline == "monitoring":
+        return render_monitoring_summary(run, settings, compiled)
+    return render_summary(run, settings, compiled)
+
+
 def render_summary(run: LocalRun, settings: Settings, compiled: list[Path] | None = None) -> str:
-    """The text ``kfp-mlops run`` prints after a successful run."""
-    lines = [f"Pipeline {run.pipeline} finished in {run.seconds:.1f} s ({len(run.tasks)} tasks ran)", ""]
+    """The text ``kfp-mlops run training`` prints after a successful run."""
+    lines = [_header(run), ""]
     ingest = task_outputs(run, "ingest")["artifacts"]
     if ingest:
         train_meta, test_meta = ingest["train"]["metadata"], ingest["test"]["metadata"]
@@ -47,21 +90,63 @@ def render_summary(run: LocalRun, settings: Settings, compiled: list[Path] | Non
         reasons = evaluate["artifacts"]["evaluation"]["metadata"].get("reasons", [])
         lines.append(f"Gate      {'PASSED' if passed else 'FAILED'}: {'; '.join(reasons)}")
     if run.ran("register"):
-        registered = json.loads((run.artifact("register", "registered")).read_text())
+        registered = _registered(run)
         lines.append(f"Registered {registered['name']} {registered['version']} as champion")
         lines.append(f"          {registered['uri']}")
     else:
         lines.append("Registered nothing: the gate did not pass, so register was skipped")
-    deployment = task_outputs(run, "deploy")["artifacts"].get("deployment")
-    if deployment:
-        meta = deployment["metadata"]
-        where = meta.get("spec_path") or f"namespace {meta.get('namespace')}"
+    lines += _deployment_lines(run)
+    return "\n".join(lines + _footer(run, settings, compiled))
+
+
+def render_monitoring_summary(run: LocalRun, settings: Settings, compiled: list[Path] | None = None) -> str:
+    """The text ``kfp-mlops run monitoring`` prints: the drift verdict and what the retrain did."""
+    lines = [_header(run), ""]
+    verdict_path = run.artifact("drift-check", "verdict")
+    if verdict_path.exists():
+        verdict = json.loads(verdict_path.read_text())
+        state = "DRIFT" if verdict["drift"] else "no drift"
         lines.append(
-            f"Deployed  {meta['name']} ({meta['protocol']}, {meta['mode']}, {meta['target']}): {meta['state']}, {where}"
+            f"Drift     {state} on {verdict['rows']} rows: share {verdict['drift_share']:.3f} of features "
+            f"({', '.join(verdict['drifted_features']) or 'none'})"
         )
-        if meta.get("target") == "local":
-            lines.append("          serve it with: kfp-mlops serve")
-    lines += ["", "Artifacts"]
+        lines += [f"          {reason}" for reason in verdict["reasons"]]
+    outcome = retrain_outcome(run)
+    if outcome is None:
+        lines.append("Retrain   skipped: no drift")
+    elif outcome["version"]:
+        accuracy = outcome["metrics"].get("accuracy", float("nan"))
+        lines.append(f"Retrain   registered {outcome['version']} as champion (accuracy {accuracy:.4f})")
+    else:
+        lines.append(f"Retrain   the gate refused the new model: {'; '.join(outcome['reasons'])}")
+    lines += _deployment_lines(run)
+    return "\n".join(lines + _footer(run, settings, compiled))
+
+
+def _header(run: LocalRun) -> str:
+    return f"Pipeline {run.pipeline} finished in {run.seconds:.1f} s ({len(run.tasks)} tasks ran)"
+
+
+def _registered(run: LocalRun) -> dict[str, Any]:
+    return json.loads(run.artifact("register", "registered").read_text())
+
+
+def _deployment_lines(run: LocalRun) -> list[str]:
+    deployment = task_outputs(run, "deploy")["artifacts"].get("deployment")
+    if not deployment:
+        return []
+    meta = deployment["metadata"]
+    where = meta.get("spec_path") or f"namespace {meta.get('namespace')}"
+    lines = [
+        f"Deployed  {meta['name']} ({meta['protocol']}, {meta['mode']}, {meta['target']}): {meta['state']}, {where}"
+    ]
+    if meta.get("target") == "local":
+        lines.append("          serve it with: kfp-mlops serve")
+    return lines
+
+
+def _footer(run: LocalRun, settings: Settings, compiled: list[Path] | None) -> list[str]:
+    lines = ["", "Artifacts"]
     for task in run.tasks:
         for name, artifact in task_outputs(run, task)["artifacts"].items():
             lines.append(f"  {task}/{name}: {artifact['uri']}")
@@ -70,11 +155,11 @@ def render_summary(run: LocalRun, settings: Settings, compiled: list[Path] | Non
         lines += ["", "Compiled pipeline (same components, for a cluster):"]
         lines += [f"  {path}" for path in compiled]
         lines += [
-            "  KFP:     kfp-mlops submit training --host $KFP_HOST --store gs://BUCKET/kfp-mlops",
+            f"  KFP:     kfp-mlops submit {run.pipeline} --host $KFP_HOST --store gs://BUCKET/kfp-mlops",
             "           (or upload the .yaml in the KFP UI)",
             "  Vertex:  submit the .vertex.yaml with google-cloud-aiplatform's PipelineJob",
         ]
-    return "\n".join(lines)
+    return lines
 
 
 def _wandb_location(settings: Settings) -> str:

@@ -6,12 +6,12 @@ and the purchase behaviour change at each season's first week (docs/ecommerce_da
 1. An initial model is trained on a separate sample of the start week's season (the training
    pipeline, kfp.local) and served on the local stack (router + model server).
 2. Every week: the week's window is written as CSV without the ``week`` column (metadata, not a
-   feature); the drift check runs against the champion (:func:`kfp_mlops.drift.check.run_drift`, the
+   feature); the drift check runs against the champion (:func:`kfp_mlops.drift.run_drift`, the
    same check as the drift_check component, without the Evidently report); the window's rows are
    sent to the served model through the router in batches, and its answers are compared with the
    labels (live accuracy).
 3. On a flagged week, the full monitoring pipeline runs on the window (import -> drift_check ->
-   retrain, i.e. the training pipeline on the window); a new champion is deployed with
+   the training pipeline on the window, as a sub-pipeline); a new champion is deployed with
    ``LocalStack.apply`` and serves from the next week on.
 
 Running the whole monitoring pipeline (about 30 s of task processes) only on flagged weeks keeps a
@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kfp_mlops.app.local_run import run_pipeline
+from kfp_mlops.app.summary import retrain_outcome
 from kfp_mlops.core.errors import ConfigError, MlopsError
 from kfp_mlops.demos import ecommerce
 
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from kfp_mlops.core.config import Settings
-    from kfp_mlops.serving.local_stack import LocalStack
+    from kfp_mlops.serving.local.stack import LocalStack
 
 TABLE_COLUMNS = (
     "week",
@@ -70,7 +72,7 @@ class DemoConfig:
         max_regression: How much worse than the champion (on the same test rows) a retrained
             model may be and still replace it: after a pure covariate shift the old and the new
             model score about the same, and the new one brings the new reference profile.
-        drift_config: :class:`kfp_mlops.drift.check.DriftConfig` fields.
+        drift_config: :class:`kfp_mlops.drift.DriftConfig` fields.
         batch_rows: Rows per request to the served model.
     """
 
@@ -88,7 +90,7 @@ class DemoConfig:
 
     def check(self) -> None:
         """Raises ConfigError for a week range outside the year or a bad size."""
-        from kfp_mlops.drift.check import DriftConfig
+        from kfp_mlops.drift import DriftConfig
 
         if not 0 <= self.start_week < ecommerce.WEEKS_PER_YEAR:
             raise ConfigError(f"start week {self.start_week}: expected 0..{ecommerce.WEEKS_PER_YEAR - 1}")
@@ -106,7 +108,11 @@ class DemoConfig:
 
 @dataclass
 class WeekResult:
-    """One simulated week."""
+    """One simulated week; ``retrain`` is what the monitoring run's retrain did, when one ran.
+
+    ``retrain`` holds :func:`kfp_mlops.app.summary.retrain_outcome`: the window trained on, the
+    gate's decision, metrics and reasons, and the registered version.
+    """
 
     week: int
     season: str
@@ -208,26 +214,29 @@ def live_accuracy(url: str, deployment: str, frame: pd.DataFrame, *, batch_rows:
 
 
 def run_demo(
-    config: DemoConfig = DemoConfig(),
+    config: DemoConfig,
     *,
+    settings: Settings,
     workdir: Path | None = None,
-    settings: Settings | None = None,
     announce: Callable[[str], None] = print,
 ) -> DemoResult:
     """Runs the simulation (see the module docstring) and writes the table and the plot.
 
+    Args:
+        config: What to simulate.
+        settings: Where the pipelines' runs and logs go (and the default work folder).
+        workdir: The work folder (default ``<home>/demo-drift``).
+        announce: Called with one line per step (the initial training, then each week).
+
     Raises:
         ConfigError: a bad config; MlopsError: a pipeline or the local stack failed.
     """
-    from kfp_mlops.app.local_run import run_pipeline
-    from kfp_mlops.core.config import Settings
-    from kfp_mlops.drift.check import DriftConfig, run_drift
+    from kfp_mlops.drift import DriftConfig, run_drift
     from kfp_mlops.modeling.model_store import ModelStore
-    from kfp_mlops.serving.local_stack import LocalStack
+    from kfp_mlops.serving.local.stack import LocalStack
     from kfp_mlops.serving.spec import DeploymentSpec
 
     config.check()
-    settings = settings or Settings.from_env()
     workdir = (workdir or settings.home / "demo-drift").resolve()
     data_dir = workdir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -274,7 +283,6 @@ def run_demo(
                     drift_config,
                     settings,
                     run_drift,
-                    run_pipeline,
                     announce,
                 )
             )
@@ -304,7 +312,6 @@ def _simulate_week(
     drift_config: Any,
     settings: Settings,
     run_drift: Callable,
-    run_pipeline: Callable,
     announce: Callable[[str], None],
 ) -> WeekResult:
     from kfp_mlops.serving.spec import DeploymentSpec
@@ -333,16 +340,16 @@ def _simulate_week(
         run = run_pipeline(
             "monitoring", {**common, "source": str(window), "drift_config": drift_config.to_dict()}, settings=settings
         )
-        result.retrained = run.ran("retrain")
-        if result.retrained:
-            result.retrain = json.loads(run.artifact("retrain", "outcome").read_text())
-            result.new_version = result.retrain.get("version")
-        if result.new_version:
-            new = store.champion(config.model_name)
-            stack.apply(DeploymentSpec.single(config.deployment, new.uri))
-            line += f"  -> retrained, deployed {new.version}"
-        elif result.retrained:
-            line += f"  -> retrained, gate refused: {'; '.join(result.retrain.get('reasons', []))}"
+        result.retrain = retrain_outcome(run)
+        result.retrained = result.retrain is not None
+        if result.retrain is not None:
+            result.new_version = result.retrain["version"]
+            if result.new_version:
+                new = store.champion(config.model_name)
+                stack.apply(DeploymentSpec.single(config.deployment, new.uri))
+                line += f"  -> retrained, deployed {new.version}"
+            else:
+                line += f"  -> retrained, gate refused: {'; '.join(result.retrain['reasons'])}"
     announce(line)
     return result
 
@@ -351,7 +358,7 @@ def write_plot(result: DemoResult, path: Path) -> Path:
     """Drift share and live accuracy per week, season changes shaded, retrains marked (PNG)."""
     import matplotlib
 
-    from kfp_mlops.drift.check import DriftConfig
+    from kfp_mlops.drift import DriftConfig
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

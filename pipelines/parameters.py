@@ -1,0 +1,189 @@
+"""The pipelines' parameters, written once: name, type, default and help of each.
+
+Each pipeline's signature is generated from its :class:`ParameterSpec`: KFP reads a pipeline's
+parameters (names, annotations, defaults) from ``inspect.signature`` of the decorated function,
+which honours ``__signature__``, and their descriptions from the function's docstring ``Args:``
+section. The same spec checks arguments before anything runs (:meth:`ParameterSpec.with_defaults`)
+and gives the ``kfp-mlops run/submit/schedule`` command one option per parameter, with its default
+in ``--help``.
+
+The training parameters are also the monitoring pipeline's (it runs the training pipeline on the
+window when it finds drift), which adds the window as ``source`` and its own ``drift_config``.
+
+Nothing here imports kfp: the command line reads these specs before it decides whether it needs kfp.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kfp_mlops.core.configs import refuse_unknown
+from kfp_mlops.modeling.estimators import ESTIMATORS
+from kfp_mlops.modeling.evaluation import GATE_METRICS
+
+REQUIRED: Any = inspect.Parameter.empty
+"""The default of a parameter every run must set."""
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One pipeline parameter.
+
+    Attributes:
+        name: The parameter's name (a Python identifier; the CLI option is ``--name-with-dashes``).
+        type: ``str``, ``int``, ``float`` or ``dict`` (a JSON object; KFP's STRUCT).
+        help: One line for the KFP parameter description and ``--help``.
+        default: The value when a run does not set it; :data:`REQUIRED` when it must.
+    """
+
+    name: str
+    type: type
+    help: str
+    default: Any = REQUIRED
+
+    @property
+    def required(self) -> bool:
+        """Whether every run must set the parameter."""
+        return self.default is REQUIRED
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """The parameters of one pipeline, in signature order.
+
+    Attributes:
+        pipeline: The pipeline's name (in messages).
+        parameters: Its parameters; required ones first (a Python signature's rule).
+    """
+
+    pipeline: str
+    parameters: tuple[Parameter, ...]
+
+    def __post_init__(self) -> None:
+        names = self.names()
+        if len(set(names)) != len(names):
+            raise ValueError(f"pipeline {self.pipeline}: a parameter is listed twice in {names}")
+
+    def names(self) -> list[str]:
+        """The parameter names, in signature order."""
+        return [p.name for p in self.parameters]
+
+    def defaults(self) -> dict[str, Any]:
+        """Parameter name -> default (a fresh copy); ``None`` for a required parameter."""
+        return {p.name: None if p.required else copy.deepcopy(p.default) for p in self.parameters}
+
+    def with_defaults(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        """The defaults overridden by ``arguments``: what a run with ``arguments`` receives.
+
+        Raises:
+            ConfigError: an argument the pipeline does not take, listing the ones it does.
+        """
+        refuse_unknown(arguments, self.names(), f"pipeline {self.pipeline}")
+        return self.defaults() | dict(arguments)
+
+    def signature(self) -> inspect.Signature:
+        """The Python signature KFP builds the pipeline's inputs from."""
+        return inspect.Signature(
+            [
+                inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=p.type, default=p.default)
+                for p in self.parameters
+            ]
+        )
+
+    def docstring(self, summary: str) -> str:
+        """``summary`` and a Google-style ``Args:`` section: KFP's parameter descriptions."""
+        return "\n".join([summary, "", "Args:", *(f"    {p.name}: {p.help}" for p in self.parameters), ""])
+
+    def pipeline_function(self, name: str, summary: str, steps: Callable[[dict[str, Any]], None]) -> Callable:
+        """A function with this spec's signature that calls ``steps`` with the values by name.
+
+        Decorate it with ``dsl.pipeline``; KFP calls it once, positionally, with a pipeline channel
+        per parameter, and ``steps`` wires the tasks from those channels.
+        """
+        signature = self.signature()
+
+        def pipeline(*args: Any, **kwargs: Any) -> None:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            steps(dict(bound.arguments))
+
+        pipeline.__name__ = pipeline.__qualname__ = name
+        pipeline.__doc__ = self.docstring(summary)
+        pipeline.__signature__ = signature  # type: ignore[attr-defined]
+        return pipeline
+
+
+def _choices(values: Iterable[str]) -> str:
+    return ", ".join(values)
+
+
+STORE_ROOT = Parameter("store_root", str, "model store root: a local path or gs://bucket/prefix")
+WANDB_PROJECT = Parameter("wandb_project", str, "W&B project of the tasks' runs", "kfp-mlops")
+
+TRAINING = ParameterSpec(
+    "training",
+    (
+        STORE_ROOT,
+        Parameter("source", str, "training data: iris, or a .csv/.parquet path or gs:// URI", "iris"),
+        Parameter("label", str, "label column", "species"),
+        Parameter("model_name", str, "registered model name", "iris-classifier"),
+        Parameter("estimator", str, f"estimator: {_choices(ESTIMATORS)}", "logistic_regression"),
+        Parameter("hyperparameters", dict, 'estimator arguments, a JSON object, e.g. {"C": 0.5}', {}),
+        Parameter("test_size", float, "fraction of the rows held out for evaluation", 0.2),
+        Parameter("seed", int, "seed of the split and the estimator", 42),
+        Parameter("schema_uri", str, "data schema JSON (path or gs://); empty: built in or inferred", ""),
+        Parameter("gate_metric", str, f"gate metric: {_choices(GATE_METRICS)}", "accuracy"),
+        Parameter("threshold", float, "gate: required value of the gate metric", 0.9),
+        Parameter(
+            "max_regression", float, "gate: how much worse than the champion on the same test rows it may be", 0.0
+        ),
+        WANDB_PROJECT,
+        Parameter("deployment_name", str, "deployment name (a DNS-1123 label)", "iris"),
+        Parameter(
+            "deploy_target",
+            str,
+            "local (the spec file `kfp-mlops serve` watches) or cluster (a SeldonDeployment, gs:// store)",
+            "local",
+        ),
+        Parameter("namespace", str, "Kubernetes namespace of the deployment", "models"),
+        Parameter("protocol", str, "serving protocol: v2 or seldon", "v2"),
+    ),
+)
+"""The training pipeline's parameters; the monitoring pipeline passes them to it."""
+
+MONITORING = ParameterSpec(
+    "monitoring",
+    (
+        STORE_ROOT,
+        Parameter("source", str, "the data window: a .csv/.parquet path or gs:// URI (also what a retrain trains on)"),
+        Parameter("drift_config", dict, 'DriftConfig fields, a JSON object, e.g. {"psi_threshold": 0.25}', {}),
+        *(p for p in TRAINING.parameters if p.name not in ("store_root", "source")),
+    ),
+)
+"""The monitoring pipeline's parameters: the window, the drift check's config, the training ones."""
+
+ROLLOUT = ParameterSpec(
+    "rollout",
+    (
+        Parameter("state_uri", str, "the rollout state document (path or gs://)"),
+        Parameter("log_root", str, "the prediction log root (path or gs://)"),
+        Parameter("deployment_name", str, "deployment name (a DNS-1123 label)", "fraud"),
+        Parameter("namespace", str, "Kubernetes namespace of the deployment", "models"),
+        Parameter("protocol", str, "serving protocol: v2 or seldon", "v2"),
+        Parameter(
+            "target", str, "where stages are applied: local (the local stack's spec file), cluster or none", "cluster"
+        ),
+        Parameter("as_of", str, "ISO date-time the step looks from (empty: now)", ""),
+        Parameter("live_config", dict, 'LiveConfig fields, a JSON object, e.g. {"bootstrap": 2000}', {}),
+        Parameter("timeout_seconds", int, "how long applying a stage may take", 600),
+        WANDB_PROJECT,
+    ),
+)
+"""The rollout pipeline's parameters."""
+
+SPECS = {spec.pipeline: spec for spec in (TRAINING, MONITORING, ROLLOUT)}
+"""Pipeline name -> its parameters."""

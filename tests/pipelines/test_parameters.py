@@ -1,0 +1,49 @@
+"""The parameter specs: one list per pipeline feeds its signature, its descriptions and the argument check."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from kfp_mlops.core.errors import ConfigError
+from kfp_mlops.pipelines.parameters import MONITORING, REQUIRED, ROLLOUT, TRAINING, Parameter, ParameterSpec
+
+
+def test_the_monitoring_pipeline_takes_every_training_parameter() -> None:
+    assert set(TRAINING.names()) < set(MONITORING.names())
+    assert set(MONITORING.names()) - set(TRAINING.names()) == {"drift_config"}
+    for name in set(TRAINING.names()) - {"source"}:  # the window replaces the training data
+        assert next(p for p in MONITORING.parameters if p.name == name) == next(
+            p for p in TRAINING.parameters if p.name == name
+        )
+    assert MONITORING.defaults()["source"] is None  # required: there is no default window
+
+
+def test_with_defaults_fills_the_rest_and_refuses_unknown_names() -> None:
+    values = TRAINING.with_defaults({"store_root": "/s", "threshold": 0.8})
+    assert values["threshold"] == 0.8 and values["seed"] == 42 and values["source"] == "iris"
+    assert list(values)[: len(TRAINING.names())] == TRAINING.names()
+    values["hyperparameters"]["C"] = 1.0  # a caller's change never leaks into the spec's defaults
+    assert TRAINING.defaults()["hyperparameters"] == {}
+    with pytest.raises(ConfigError, match=r"pipeline rollout: unknown key\(s\) store_root; known: as_of, "):
+        ROLLOUT.with_defaults({"store_root": "/s"})
+
+
+def test_the_signature_and_docstring_are_what_kfp_reads() -> None:
+    steps: list[dict] = []
+    function = TRAINING.pipeline_function("training", "Train.", steps.append)
+    signature = inspect.signature(function)
+    assert list(signature.parameters) == TRAINING.names()
+    assert signature.parameters["store_root"].default is REQUIRED
+    assert signature.parameters["test_size"].annotation is float and signature.parameters["test_size"].default == 0.2
+    assert all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in signature.parameters.values())
+    assert function.__doc__.startswith("Train.\n\nArgs:\n    store_root: model store root")
+    function("/store", "w.csv")  # KFP calls it positionally, one value per parameter
+    assert steps[0]["store_root"] == "/store" and steps[0]["source"] == "w.csv" and steps[0]["seed"] == 42
+
+
+def test_a_parameter_listed_twice_is_a_mistake() -> None:
+    twice = Parameter("seed", int, "seed", 0)
+    with pytest.raises(ValueError, match="listed twice"):
+        ParameterSpec("broken", (twice, twice))

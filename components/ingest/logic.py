@@ -1,81 +1,15 @@
-"""Ingest: load a data source and split it into stratified, seeded train and test sets."""
+"""Ingest, the component's side: split the source, write both sets as Parquet, log them to W&B.
+
+The split is :func:`kfp_mlops.modeling.splitting.split_source`, shared with tests and benchmarks.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from kfp_mlops.components.common import json_safe
-from kfp_mlops.core.errors import ConfigError, DataError
-from kfp_mlops.modeling.datasets import load_source, write_parquet
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-# Stands in for a missing label while splitting, so that rows with no label still reach validate,
-# which reports them, instead of failing the split with an obscure sklearn error.
-_MISSING_LABEL = "<missing>"
-
-
-@dataclass(frozen=True)
-class Split:
-    """A train/test split and the metadata each Dataset artifact carries."""
-
-    train: pd.DataFrame
-    test: pd.DataFrame
-    source: str
-    label: str
-
-    def metadata(self, part: str) -> dict[str, Any]:
-        """Row count, schema and class counts of ``part`` ("train" or "test")."""
-        frame = self.train if part == "train" else self.test
-        return json_safe(
-            {
-                "source": self.source,
-                "split": part,
-                "rows": len(frame),
-                "columns": list(frame.columns),
-                "schema": {str(c): str(t) for c, t in frame.dtypes.items()},
-                "label": self.label,
-                "class_counts": frame[self.label]
-                .astype("string")
-                .fillna(_MISSING_LABEL)
-                .value_counts()
-                .sort_index()
-                .to_dict(),
-            }
-        )
-
-
-def split_source(source: str, label: str, test_size: float = 0.2, seed: int = 42) -> Split:
-    """Loads ``source`` and splits it, stratified on ``label``.
-
-    Raises:
-        ConfigError: ``test_size`` is not a fraction in (0, 1).
-        DataError: the source is unusable, has no ``label`` column, or a class is too small to split.
-    """
-    from sklearn.model_selection import train_test_split
-
-    if not 0.0 < test_size < 1.0:
-        raise ConfigError(f"test_size={test_size}: must be a fraction between 0 and 1")
-    frame = load_source(source)
-    if label not in frame.columns:
-        raise DataError(
-            f"data source {source!r}: no label column {label!r}; columns are {', '.join(map(str, frame.columns))}"
-        )
-    strata = frame[label].astype("string").fillna(_MISSING_LABEL)
-    counts = strata.value_counts()
-    too_small = counts[counts < 2]
-    if not too_small.empty:
-        raise DataError(
-            f"data source {source!r}: label {label!r} has classes with fewer than 2 rows, "
-            f"which cannot be split: {', '.join(map(str, too_small.index))}"
-        )
-    try:
-        train, test = train_test_split(frame, test_size=test_size, random_state=seed, stratify=strata)
-    except ValueError as exc:
-        raise DataError(f"data source {source!r}: cannot split {len(frame)} rows: {exc}") from None
-    return Split(train=train.reset_index(drop=True), test=test.reset_index(drop=True), source=source, label=label)
+from kfp_mlops.components.common import tracked_task
+from kfp_mlops.modeling.datasets import write_parquet
+from kfp_mlops.modeling.splitting import split_source
 
 
 def run_ingest(
@@ -91,13 +25,21 @@ def run_ingest(
 ) -> dict[str, dict[str, Any]]:
     """Splits ``source`` into Parquet files at ``train_path``/``test_path`` and logs them to W&B.
 
+    Args:
+        source: ``iris``, or a ``.csv``/``.parquet`` path or ``gs://`` URI.
+        label: the label column, used to stratify.
+        train_path: where the training rows go.
+        test_path: where the held-out rows go.
+        test_size: the share of rows held out.
+        seed: the split's random seed.
+        pipeline_job_id: the W&B group.
+        wandb_project: the W&B project (empty: the ``WANDB_PROJECT`` setting).
+
     Returns:
         The metadata of the train and test artifacts, keyed "train" and "test".
     """
-    from kfp_mlops.core.tracking import tracked_run
-
     params = {"source": source, "label": label, "test_size": test_size, "seed": seed}
-    with tracked_run("ingest", group=pipeline_job_id, config=params, project=wandb_project or None) as run:
+    with tracked_task("ingest", params, pipeline_job_id=pipeline_job_id, wandb_project=wandb_project) as run:
         split = split_source(source, label, test_size=test_size, seed=seed)
         write_parquet(split.train, train_path)
         write_parquet(split.test, test_path)

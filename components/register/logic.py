@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from kfp_mlops.components.common import tracked_task
 from kfp_mlops.core.errors import MlopsError
+from kfp_mlops.modeling.model_store import ModelStore
 
 
 def run_register(
@@ -29,15 +31,12 @@ def run_register(
     Raises:
         MlopsError: the evaluation did not pass (register must only run behind the gate).
     """
-    from kfp_mlops.core.tracking import tracked_run
-    from kfp_mlops.modeling.model_store import ModelStore
-
     evaluation = json.loads(Path(evaluation_path).read_text())
     if not evaluation.get("passed"):
         raise MlopsError(f"model {model_dir}: its evaluation did not pass the gate; not registered")
     store = ModelStore(store_root)
     params = {"store_root": store_root, "model_name": model_name}
-    with tracked_run("register", group=pipeline_job_id, config=params, project=wandb_project or None) as run:
+    with tracked_task("register", params, pipeline_job_id=pipeline_job_id, wandb_project=wandb_project) as run:
         registered = store.publish(model_name, model_dir, profile_path=profile_path, evaluation=evaluation)
         store.promote(registered, expected_champion=evaluation.get("champion_version"))
         record = {

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kfp_mlops.components.common import tracked_task
 from kfp_mlops.core.errors import DataError
-from kfp_mlops.modeling.schema import DataSchema, FeatureSpec
+from kfp_mlops.modeling.datasets import read_parquet
+from kfp_mlops.modeling.schema import DataSchema, FeatureSpec, schema_for
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -165,16 +168,10 @@ def run_validate(
     Raises:
         DataError: naming every bad column and what is wrong with it.
     """
-    from pathlib import Path
-
-    from kfp_mlops.core.tracking import tracked_run
-    from kfp_mlops.modeling.datasets import read_parquet
-    from kfp_mlops.modeling.schema import schema_for
-
     train, test = read_parquet(train_path), read_parquet(test_path)
     schema = schema_for(source, schema_uri, train, label)
     params = {"source": source, "label": label, "schema_uri": schema_uri}
-    with tracked_run("validate", group=pipeline_job_id, config=params, project=wandb_project or None) as run:
+    with tracked_task("validate", params, pipeline_job_id=pipeline_job_id, wandb_project=wandb_project) as run:
         result = validate_frames(train, test, schema)
         Path(report_path).parent.mkdir(parents=True, exist_ok=True)
         Path(report_path).write_text(render_report(result, schema, source))

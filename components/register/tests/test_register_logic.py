@@ -16,15 +16,16 @@ from typing import Any
 
 import pytest
 
-from kfp_mlops.components.evaluate.logic import evaluate, load_champion
-from kfp_mlops.components.ingest.logic import split_source
 from kfp_mlops.components.register.logic import run_register
-from kfp_mlops.components.train.logic import fit_model
 from kfp_mlops.core import storage
 from kfp_mlops.core.errors import AlreadyExistsError, ConfigError, MlopsError, StorageError
+from kfp_mlops.modeling.evaluation import evaluate, load_champion
 from kfp_mlops.modeling.model_bundle import METADATA_FILE, MODEL_FILE, PROFILE_FILE, load_bundle, save_bundle
 from kfp_mlops.modeling.model_store import CHAMPION_FILE, EVALUATION_FILE, ModelStore
 from kfp_mlops.modeling.profile import build_profile
+from kfp_mlops.modeling.splitting import split_source
+from kfp_mlops.modeling.training import fit_model
+from tests.support.models import crown
 from tests.support.wandb_offline import find_offline_runs, read_offline_run
 
 VERSION_FILES = sorted([EVALUATION_FILE, METADATA_FILE, MODEL_FILE, PROFILE_FILE])
@@ -82,17 +83,6 @@ def _champion(store_root: str, name: str = "iris") -> dict[str, Any]:
     return storage.read_json(storage.join(store_root, "models", name, CHAMPION_FILE))
 
 
-def _crown(store_root: str, candidate: Candidate) -> str:
-    """Registers ``candidate`` directly in the store (no W&B run) and makes it the champion."""
-    store = ModelStore(store_root)
-    current = store.champion("iris")
-    registered = store.publish(
-        "iris", candidate.model_dir, profile_path=candidate.profile_path, evaluation={"passed": True}
-    )
-    store.promote(registered, expected_champion=current.version if current else None)
-    return registered.version
-
-
 def test_first_registration_writes_the_version_and_the_champion(
     store_root: str, candidate: Candidate, tmp_path: Path
 ) -> None:
@@ -132,7 +122,7 @@ def test_second_registration_moves_the_champion_and_records_the_previous(
     store_root: str, candidate: Candidate, tmp_path: Path
 ) -> None:
     """A passed evaluation against the current champion replaces it; both versions stay stored."""
-    first = _crown(store_root, candidate)
+    first = crown(store_root, candidate.model_dir, profile_path=candidate.profile_path)
 
     record = _register(candidate, _evaluation(tmp_path, champion=first), store_root)
 
@@ -150,7 +140,9 @@ def test_second_registration_moves_the_champion_and_records_the_previous(
 
 def test_a_version_is_never_overwritten(store_root: str, candidate: Candidate) -> None:
     """Every file of a stored version refuses a create_only write and keeps its content."""
-    uri = ModelStore(store_root).version_uri("iris", _crown(store_root, candidate))
+    uri = ModelStore(store_root).version_uri(
+        "iris", crown(store_root, candidate.model_dir, profile_path=candidate.profile_path)
+    )
     for name in VERSION_FILES:
         target = storage.join(uri, name)
         before = storage.read_bytes(target)
@@ -172,8 +164,8 @@ def test_a_failed_evaluation_is_not_registered(tmp_path: Path, candidate: Candid
 
 def test_a_stale_champion_is_not_replaced(store_root: str, candidate: Candidate, tmp_path: Path) -> None:
     """Evaluated against an older champion: the new version is stored but the pointer stays."""
-    _crown(store_root, candidate)
-    current = _crown(store_root, candidate)
+    crown(store_root, candidate.model_dir, profile_path=candidate.profile_path)
+    current = crown(store_root, candidate.model_dir, profile_path=candidate.profile_path)
     before = storage.read_bytes(storage.join(store_root, "models", "iris", CHAMPION_FILE))
 
     with pytest.raises(AlreadyExistsError, match=rf"champion is now '{current}', not 'v-stale' as evaluated; "):
@@ -285,7 +277,7 @@ def test_a_champion_that_was_not_compared_is_still_replaced(
 ) -> None:
     """evaluate leaves a champion with other features out of its decision; register then replaces it."""
     old = Candidate(tmp_path / "old", drop=("petal_width",))
-    first = _crown(store_root, old)
+    first = crown(store_root, old.model_dir, profile_path=old.profile_path)
     champion, champion_version, _ = load_champion(store_root, "iris")
     result = evaluate(
         load_bundle(str(candidate.model_dir)), candidate.test, champion=champion, champion_version=champion_version

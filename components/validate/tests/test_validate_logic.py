@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kfp_mlops.components.ingest.logic import split_source
 from kfp_mlops.components.validate.logic import render_report, run_validate, validate_frames
 from kfp_mlops.core.errors import ConfigError, DataError
 from kfp_mlops.modeling.datasets import write_parquet
 from kfp_mlops.modeling.schema import IRIS_SCHEMA, DataSchema, FeatureSpec, infer_schema
+from kfp_mlops.modeling.splitting import split_source
 from tests.support.wandb_offline import find_offline_runs, read_offline_run
 
 Frames = tuple[pd.DataFrame, pd.DataFrame]
@@ -275,8 +275,25 @@ def test_render_report_lists_table_problems(frames: Frames) -> None:
         ),
         ({"label": "y", "features": ["x"]}, "invalid: "),
         ({"label": "y", "features": {}, "min_rows": "many"}, "invalid: "),
+        (
+            {"label": "y", "features": {}, "min_row": 5},
+            "unknown key(s) min_row; known: allow_extra_columns, classes, features, label, min_class_share, min_rows",
+        ),
+        (
+            {"label": "y", "features": {"x": {"kind": "numeric", "maximum": 1}}},
+            "feature 'x': unknown key(s) maximum; known: categories, kind, max, min, nullable",
+        ),
     ],
-    ids=["no-label", "no-features", "no-kind", "bad-kind", "features-not-a-mapping", "bad-min-rows"],
+    ids=[
+        "no-label",
+        "no-features",
+        "no-kind",
+        "bad-kind",
+        "features-not-a-mapping",
+        "bad-min-rows",
+        "unknown-key",
+        "unknown-feature-key",
+    ],
 )
 def test_schema_errors_are_config_errors_naming_the_file(
     tmp_path: Path, frames: Frames, doc: dict[str, object], expected: str

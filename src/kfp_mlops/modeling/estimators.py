@@ -6,6 +6,7 @@ import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from kfp_mlops.core.configs import refuse_unknown
 from kfp_mlops.core.errors import ConfigError
 
 # name -> (import path, defaults that differ from scikit-learn's)
@@ -35,11 +36,7 @@ def make_estimator(name: str, hyperparameters: Mapping[str, Any], seed: int) -> 
     module, _, cls_name = path.partition(":")
     cls = getattr(importlib.import_module(module), cls_name)
     accepted = set(cls().get_params())
-    unknown = sorted(set(hyperparameters) - accepted)
-    if unknown:
-        raise ConfigError(
-            f"estimator {name!r}: unknown hyperparameter(s) {', '.join(unknown)}; it accepts {', '.join(sorted(accepted))}"
-        )
+    refuse_unknown(hyperparameters, accepted, f"hyperparameters of estimator {name!r}")
     params = {**defaults, **dict(hyperparameters)}
     if "random_state" in accepted:
         params.setdefault("random_state", seed)

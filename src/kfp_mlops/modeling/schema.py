@@ -14,10 +14,11 @@ no range limits, at least two classes.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Literal
 
 from kfp_mlops.core import storage
+from kfp_mlops.core.configs import refuse_unknown
 from kfp_mlops.core.errors import ConfigError
 from kfp_mlops.modeling.datasets import IRIS_LABEL
 
@@ -55,7 +56,11 @@ class DataSchema:
 
     @classmethod
     def from_json(cls, text: str, *, where: str = "schema") -> DataSchema:
-        """Parses a schema document; errors name ``where`` and the bad key."""
+        """Parses a schema document; errors name ``where`` and the bad key.
+
+        Raises:
+            ConfigError: not JSON, a missing or unknown key (the known ones listed), or a bad value.
+        """
         try:
             doc = json.loads(text)
             features = {
@@ -71,7 +76,7 @@ class DataSchema:
             for name, spec in features.items():
                 if spec.kind not in ("numeric", "categorical"):
                     raise ValueError(f"feature {name!r}: kind must be numeric or categorical, not {spec.kind!r}")
-            return cls(
+            schema = cls(
                 label=doc["label"],
                 features=features,
                 classes=tuple(map(str, doc["classes"])) if doc.get("classes") else None,  # labels compare as str
@@ -83,6 +88,11 @@ class DataSchema:
             raise ConfigError(f"{where}: missing key {exc}") from None
         except (ValueError, TypeError, AttributeError) as exc:
             raise ConfigError(f"{where}: invalid: {exc}") from None
+        # A misspelt optional key would otherwise fall back to its default without a word.
+        refuse_unknown(doc, [f.name for f in fields(cls)], where)
+        for name, spec in doc["features"].items():
+            refuse_unknown(spec, [f.name for f in fields(FeatureSpec)], f"{where}: feature {name!r}")
+        return schema
 
     @classmethod
     def load(cls, uri: str) -> DataSchema:
@@ -102,17 +112,22 @@ IRIS_SCHEMA = DataSchema(
 )
 
 
-def infer_schema(frame: pd.DataFrame, label: str) -> DataSchema:
-    """A permissive schema for data that came without one: each column numeric or categorical."""
+def feature_kinds(frame: pd.DataFrame, label: str) -> dict[str, FeatureKind]:
+    """Every column but the label, as "numeric" or "categorical" by dtype (booleans are categorical)."""
     import pandas as pd
 
-    features = {}
-    for name in frame.columns:
-        if name == label:
-            continue
-        column = frame[name]
-        numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
-        features[str(name)] = FeatureSpec(kind="numeric" if numeric else "categorical")
+    return {
+        str(name): "numeric"
+        if pd.api.types.is_numeric_dtype(frame[name]) and not pd.api.types.is_bool_dtype(frame[name])
+        else "categorical"
+        for name in frame.columns
+        if name != label
+    }
+
+
+def infer_schema(frame: pd.DataFrame, label: str) -> DataSchema:
+    """A permissive schema for data that came without one: each column numeric or categorical."""
+    features = {name: FeatureSpec(kind=kind) for name, kind in feature_kinds(frame, label).items()}
     return DataSchema(label=label, features=features)
 
 

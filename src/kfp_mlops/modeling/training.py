@@ -1,0 +1,78 @@
+"""Training: fit preprocessing and a named estimator on labelled rows, and describe the result.
+
+:func:`fit_model` is the one way the package trains a model, whether the train component, a demo or
+a test calls it: every column but the label is a feature, numeric or categorical by dtype
+(:func:`~kfp_mlops.modeling.schema.feature_kinds`); the estimator and its hyperparameters are
+checked by name (:mod:`kfp_mlops.modeling.estimators`). The metadata it returns is what a model
+bundle carries (:mod:`kfp_mlops.modeling.model_bundle`), except the training data's URI, which only
+the caller knows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from kfp_mlops.core.errors import DataError
+from kfp_mlops.modeling.estimators import build_pipeline, make_estimator
+from kfp_mlops.modeling.model_bundle import environment_versions
+from kfp_mlops.modeling.schema import feature_kinds
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def fit_model(
+    train: pd.DataFrame, label: str, estimator: str, hyperparameters: Mapping[str, Any], seed: int
+) -> tuple[Any, dict[str, Any]]:
+    """Fits preprocessing + estimator on ``train``.
+
+    Args:
+        train: the training rows, label included.
+        label: the label column; every other column is a feature.
+        estimator: a name in :data:`~kfp_mlops.modeling.estimators.ESTIMATORS`.
+        hyperparameters: constructor arguments of the estimator.
+        seed: ``random_state`` for estimators that take one.
+
+    Returns:
+        The fitted pipeline and its metadata (everything but the training-data URI).
+
+    Raises:
+        ConfigError: unknown estimator or hyperparameter.
+        DataError: no label column or no feature columns.
+    """
+    from sklearn.metrics import accuracy_score
+
+    if label not in train.columns:
+        raise DataError(f"training data: no label column {label!r}")
+    kinds = feature_kinds(train, label)
+    if not kinds:
+        raise DataError("training data: no feature columns besides the label")
+    model = build_pipeline(
+        make_estimator(estimator, hyperparameters, seed),
+        numeric=[n for n, k in kinds.items() if k == "numeric"],
+        categorical=[n for n, k in kinds.items() if k == "categorical"],
+    )
+    features, target = train[list(kinds)], train[label].astype(str)
+    started = time.perf_counter()
+    model.fit(features, target)
+    fit_seconds = time.perf_counter() - started
+    metadata = {
+        "estimator": estimator,
+        "hyperparameters": dict(hyperparameters),
+        "seed": seed,
+        "label": label,
+        "feature_names": list(kinds),
+        "feature_kinds": kinds,
+        "classes": [str(c) for c in model.classes_],
+        "versions": environment_versions(),
+        "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "training_rows": len(train),
+        "metrics": {
+            "train_accuracy": float(accuracy_score(target, model.predict(features))),
+            "fit_seconds": round(fit_seconds, 4),
+        },
+    }
+    return model, metadata

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.gcs_emulator import GcsEmulator
+from tests.support.wandb_offline import use_offline_wandb
 
 
 @pytest.fixture(autouse=True)
@@ -23,16 +24,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("KFP_MLOPS_IMAGE", raising=False)
     monkeypatch.delenv("KFP_HOST", raising=False)
     monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    for var, sub in [
-        ("WANDB_DIR", "wandb"),
-        ("WANDB_DATA_DIR", "wandb-data"),
-        ("WANDB_CACHE_DIR", "wandb-cache"),
-        ("WANDB_CONFIG_DIR", "wandb-config"),
-    ]:
-        (tmp_path / sub).mkdir()
-        monkeypatch.setenv(var, str(tmp_path / sub))
+    use_offline_wandb(monkeypatch, tmp_path)
     return home
 
 

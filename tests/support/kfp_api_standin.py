@@ -26,12 +26,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-from tests.support.loopback import LoopbackServer
+from tests.support.loopback import JsonHandler, LoopbackServer
 
 _API = "/apis/v2beta1"
 # grpc status codes used in error bodies, as the real API returns them.
@@ -222,36 +219,29 @@ class KfpApiStandIn(LoopbackServer):
         return {}
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     owner: KfpApiStandIn
 
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def do_DELETE(self) -> None:
+        self._handle()
+
     def _handle(self) -> None:
-        parts = urlsplit(self.path)
-        query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        path, query, raw = self.read_request()
         try:
             body = json.loads(raw) if raw else None
         except json.JSONDecodeError:
-            self._send(400, {"code": 3, "message": "request body is not JSON"})
+            self.send_json(400, {"code": 3, "message": "request body is not JSON"})
             return
         try:
-            self._send(200, self.owner._dispatch(self.command, parts.path, query, body))
+            self.send_json(200, self.owner._dispatch(self.command, path, query, body))
         except ApiError as err:
-            self._send(err.status, {"code": _GRPC_CODE.get(err.status, 2), "message": err.message, "details": []})
-
-    do_GET = do_POST = do_DELETE = _handle
-
-    def _send(self, status: int, payload: Any) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status, HTTPStatus(status).phrase)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Keeps test output quiet; the request log is :attr:`KfpApiStandIn.requests`."""
+            self.send_json(err.status, {"code": _GRPC_CODE.get(err.status, 2), "message": err.message, "details": []})
 
 
 # -- helpers ------------------------------------------------------------------------------------

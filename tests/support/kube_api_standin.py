@@ -35,14 +35,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from tests.support.loopback import LoopbackServer
+from tests.support.loopback import JsonHandler, LoopbackServer
 
 _PATH = re.compile(r"/apis/machinelearning\.seldon\.io/v1/namespaces/([^/]+)/seldondeployments/([^/]+)")
 _API_VERSION, _KIND = "machinelearning.seldon.io/v1", "SeldonDeployment"
@@ -302,23 +300,27 @@ def write_kubeconfig(path: Path, server: str) -> Path:
     return path
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     owner: KubeApiStandIn
 
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_PATCH(self) -> None:
+        self._handle()
+
+    def do_DELETE(self) -> None:
+        self._handle()
+
     def _handle(self) -> None:
-        parts = urlsplit(self.path)
-        query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        path, query, raw = self.read_request()
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip()
         try:
             with self.owner._lock:
-                answer = json.loads(
-                    json.dumps(self.owner._dispatch(self.command, parts.path, query, content_type, raw))
-                )
-            self._send(200, answer)
+                answer = json.loads(json.dumps(self.owner._dispatch(self.command, path, query, content_type, raw)))
+            self.send_json(200, answer)
         except _Refused as refused:
-            self._send(
+            self.send_json(
                 refused.code,
                 {
                     "kind": "Status",
@@ -330,19 +332,6 @@ class _Handler(BaseHTTPRequestHandler):
                     "code": refused.code,
                 },
             )
-
-    def _send(self, code: int, payload: Any) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    do_GET = do_PATCH = do_DELETE = _handle
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        pass  # quiet test output
 
 
 KubeApiStandIn.handler = _Handler

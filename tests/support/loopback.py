@@ -2,9 +2,38 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """A quiet request handler for JSON APIs: what a stand-in's handler shares.
+
+    A subclass answers the methods its API has (``do_GET`` ...), reading the request with
+    :meth:`read_request` and answering with :meth:`send_json`; other methods get http.server's 501.
+    """
+
+    def read_request(self) -> tuple[str, dict[str, str], bytes]:
+        """The request's path, its query (last value of each key) and its raw body."""
+        parts = urlsplit(self.path)
+        query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+        length = int(self.headers.get("Content-Length") or 0)
+        return parts.path, query, self.rfile.read(length) if length else b""
+
+    def send_json(self, status: int, payload: Any) -> None:
+        """Answers ``payload`` as JSON with ``status``."""
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        """Keeps test output quiet; each stand-in keeps its own request log."""
 
 
 class LoopbackServer:

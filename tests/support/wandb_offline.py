@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import pytest
     from wandb.proto import wandb_internal_pb2
 
 _FILE_HEADER = struct.Struct("<4sHB")
@@ -29,6 +30,25 @@ _BLOCK_SIZE = 32 * 1024
 _FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
 # The checksum covers the chunk type byte, then the data.
 _TYPE_CRC = {t: zlib.crc32(bytes([t])) for t in (_FULL, _FIRST, _MIDDLE, _LAST)}
+
+
+def use_offline_wandb(env: pytest.MonkeyPatch, root: Path) -> None:
+    """Points W&B at fresh folders under ``root`` and keeps it offline (no API key).
+
+    Args:
+        env: where the variables are set (undone when its test or context ends).
+        root: the folder that gets ``wandb``, ``wandb-data``, ``wandb-cache`` and ``wandb-config``.
+    """
+    env.delenv("WANDB_API_KEY", raising=False)
+    env.setenv("WANDB_MODE", "offline")
+    for var, sub in [
+        ("WANDB_DIR", "wandb"),
+        ("WANDB_DATA_DIR", "wandb-data"),
+        ("WANDB_CACHE_DIR", "wandb-cache"),
+        ("WANDB_CONFIG_DIR", "wandb-config"),
+    ]:
+        (root / sub).mkdir()
+        env.setenv(var, str(root / sub))
 
 
 @dataclass

@@ -15,7 +15,7 @@ categories), in three scenarios:
 
 For each scenario, in separate processes (so peak memory is each one's own):
 
-* **ours**: :func:`kfp_mlops.drift.check.check_drift` against a profile built beforehand from the
+* **ours**: :func:`kfp_mlops.drift.check_drift` against a profile built beforehand from the
   reference rows (the profile build is timed apart); median of ``--repeat`` runs;
 * **Evidently** 0.7: ``Report([DataDriftPreset(num_method="psi", cat_method="psi", threshold=0.2)])``
   on the reference and current rows, once (it takes about a minute).
@@ -125,7 +125,7 @@ def _rss_mb() -> float:
 def worker_ours(folder: Path, scenario: str, repeat: int) -> dict[str, Any]:
     import pandas as pd
 
-    from kfp_mlops.drift.check import check_drift
+    from kfp_mlops.drift import check_drift
 
     profile = json.loads((folder / "profile.json").read_text())
     current = pd.read_parquet(folder / f"{scenario}.parquet")

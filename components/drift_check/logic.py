@@ -1,8 +1,9 @@
 """Drift check: compare a window of current data with the model's reference; log and decide.
 
-The verdict itself is :func:`kfp_mlops.drift.check.check_drift`'s; this module resolves where the
-reference and the model come from (artifacts, URIs, or the champion in the model store), runs the
-check inside a W&B run and shapes the per-feature scores for W&B and the KFP UI.
+The verdict itself is :func:`kfp_mlops.drift.run_drift`'s; this module is a thin adapter over it:
+it resolves where the reference and the model come from (artifacts, URIs, or the champion in the
+model store), runs the check inside a W&B run and shapes the per-feature scores for W&B and the
+KFP UI.
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from kfp_mlops.components.common import tracked_task
 from kfp_mlops.core.errors import ConfigError
+from kfp_mlops.drift import DriftConfig, run_drift
+from kfp_mlops.modeling.model_store import ModelStore
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,8 +44,6 @@ def resolve_sources(
         ConfigError: two sources for the reference or the model, only one of store_root and
             model_name, no reference at all, or no champion in the store.
     """
-    from kfp_mlops.modeling.model_store import ModelStore
-
     if reference_profile_path and reference_uri:
         raise ConfigError(
             "drift_check: give the reference as the reference_profile artifact or as reference_uri, not both"
@@ -119,9 +121,6 @@ def run_drift_check(
     Raises:
         ConfigError, DataError, StorageError: bad inputs (named); no verdict is written.
     """
-    from kfp_mlops.core.tracking import tracked_run
-    from kfp_mlops.drift.check import DriftConfig, run_drift
-
     drift_config = DriftConfig.from_dict(config or {})
     reference, model = resolve_sources(
         reference_profile_path=reference_profile_path,
@@ -132,7 +131,7 @@ def run_drift_check(
         model_name=model_name,
     )
     params = {"reference": reference, "model": model, "label": label, "config": drift_config.to_dict()}
-    with tracked_run("drift_check", group=pipeline_job_id, config=params, project=wandb_project or None) as run:
+    with tracked_task("drift_check", params, pipeline_job_id=pipeline_job_id, wandb_project=wandb_project) as run:
         verdict = run_drift(
             reference,
             current_path,

@@ -11,11 +11,11 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from kfp_mlops.components.train.logic import fit_model
 from kfp_mlops.demos import ecommerce
-from kfp_mlops.drift.check import DriftConfig, check_drift, classification_scores, label_strings, predict
+from kfp_mlops.drift import DriftConfig, check_drift, classification_scores, label_strings, predict
 from kfp_mlops.modeling.model_bundle import ModelBundle
 from kfp_mlops.modeling.profile import build_profile
+from kfp_mlops.modeling.training import fit_model
 
 WINDOW_ROWS = 2_000  # one window: a day or two of traffic
 REFERENCE_ROWS = 20_000

@@ -16,13 +16,13 @@ from kfp_mlops.components.drift_check.logic import (
     resolve_sources,
     run_drift_check,
 )
-from kfp_mlops.components.train.logic import fit_model
 from kfp_mlops.core.errors import ConfigError, DataError
 from kfp_mlops.demos import ecommerce
 from kfp_mlops.modeling.datasets import write_parquet
 from kfp_mlops.modeling.model_bundle import save_bundle
 from kfp_mlops.modeling.model_store import ModelStore
 from kfp_mlops.modeling.profile import build_profile
+from kfp_mlops.modeling.training import fit_model
 from tests.support.wandb_offline import find_offline_runs, read_offline_run
 
 

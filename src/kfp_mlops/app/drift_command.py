@@ -1,0 +1,55 @@
+"""``kfp-mlops drift``: check a window against a reference and print the verdict for the terminal.
+
+The drift package returns the verdict (:func:`kfp_mlops.drift.run_drift`); this is the command's
+side of it: an output folder holding ``verdict.json`` and ``report.html``, and the verdict printed
+as JSON (sorted keys, as in the file).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from kfp_mlops.drift import REPORT_FILE, VERDICT_FILE, DriftConfig, run_drift
+
+
+def run_drift_command(
+    reference: str,
+    current: str,
+    out: Path | None,
+    *,
+    model: str | None = None,
+    label: str | None = None,
+    config: DriftConfig | None = None,
+) -> dict[str, Any]:
+    """Checks drift and prints the verdict as JSON; with ``out``, writes verdict.json and report.html there.
+
+    Without ``out`` no Evidently report is built (it costs seconds of imports).
+
+    Args:
+        reference: A profile or reference data (:func:`kfp_mlops.drift.load_reference`).
+        current: The window to check (``.csv`` or ``.parquet``, local or ``gs://``).
+        out: The output folder, or None.
+        model: A model folder, for prediction and performance drift.
+        label: The label column of reference data given without a model.
+        config: Thresholds.
+
+    Returns:
+        The verdict.
+
+    Raises:
+        ConfigError, DataError, StorageError: bad inputs; nothing is printed or written.
+    """
+    out_dir = Path(out) if out is not None else None
+    verdict = run_drift(
+        reference,
+        current,
+        model=model,
+        label=label,
+        config=config,
+        verdict_path=out_dir / VERDICT_FILE if out_dir else None,
+        report_path=out_dir / REPORT_FILE if out_dir else None,
+    )
+    print(json.dumps(verdict, indent=2, sort_keys=True))
+    return verdict

@@ -1,0 +1,98 @@
+"""The drift check end to end: load the inputs, check, write the report and then the verdict.
+
+:func:`run_drift` is what the ``drift_check`` component, the ``kfp-mlops drift`` command and the
+drift demo call. Every input is loaded and checked before anything is written, so bad inputs leave
+no verdict behind; the verdict is written last, after the report it records.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from kfp_mlops.drift.check import check_drift
+from kfp_mlops.drift.config import DriftConfig
+from kfp_mlops.drift.inputs import load_data, load_model, load_reference, model_training_rows, sample_rows
+from kfp_mlops.drift.model_checks import classification_scores, label_strings, predict
+from kfp_mlops.drift.report import build_report, write_skipped_report
+
+VERDICT_FILE = "verdict.json"
+
+
+def run_drift(
+    reference: str,
+    current: str,
+    *,
+    model: str | None = None,
+    label: str | None = None,
+    config: DriftConfig | None = None,
+    verdict_path: str | Path | None = None,
+    report_path: str | Path | None = None,
+) -> dict[str, Any]:
+    """Loads the inputs, checks drift, writes the report and then the verdict.
+
+    Args:
+        reference: A profile or reference data (see :func:`load_reference`).
+        current: The window to check (``.csv``, ``.parquet`` or a KFP Dataset).
+        model: A model folder (local or ``gs://``, e.g. a store version), optional.
+        label: The label column of reference data given without a model.
+        config: Thresholds.
+        verdict_path: Where to write the verdict JSON (None: not written).
+        report_path: Where to write the HTML report (None: no report is built).
+
+    Returns:
+        The verdict (:func:`check_drift`) with ``report`` facts and input locations added.
+
+    Raises:
+        ConfigError, DataError, StorageError: bad inputs; nothing is written.
+    """
+    config = config or DriftConfig()
+    bundle, reference_performance = load_model(model) if model else (None, None)
+    ref = load_reference(
+        reference,
+        label=label or (bundle.metadata.get("label") if bundle else None),
+        feature_kinds=bundle.metadata.get("feature_kinds") if bundle else None,
+        ignore_columns=config.ignore_columns,
+    )
+    window = load_data(current, "current data")
+    rows, rows_where = ref.rows, ref.rows_where
+    if rows is None:
+        rows, rows_where = model_training_rows(bundle) if bundle else (None, "no model was given")
+    if ref.explicit_rows:
+        reference_performance = None  # performance on the given reference rows is the baseline
+    reference_shares = None
+    if bundle is not None and rows is not None:
+        sample = sample_rows(rows, config.report_rows, config.seed)
+        scored, proba = predict(bundle, sample, f"reference rows {rows_where}")
+        reference_shares = dict(zip(bundle.classes, proba.mean(axis=0).tolist()))
+        label_name = ref.profile["label"]
+        if ref.explicit_rows and label_name in scored.columns and scored[label_name].notna().all():
+            reference_performance = classification_scores(label_strings(scored[label_name]), proba, bundle.classes)
+
+    verdict = check_drift(
+        ref.profile,
+        window,
+        config=config,
+        model=bundle,
+        reference_prediction_shares=reference_shares,
+        reference_performance=reference_performance,
+        where=f"current data {current}",
+        profile_where=ref.where,
+    )
+    verdict["inputs"] = {"reference": reference, "current": current, "model": model}
+    if report_path is not None:
+        if rows is None:
+            reason = (
+                f"the reference {reference} is a profile without rows and {rows_where}; pass reference "
+                "data to get Evidently's report"
+            )
+            write_skipped_report(report_path, reason)
+            verdict["report"] = {"path": str(report_path), "skipped": reason}
+        else:
+            facts = build_report(rows, window, ref.profile, report_path, config=config)
+            verdict["report"] = {**facts, "reference": rows_where}
+    if verdict_path is not None:
+        Path(verdict_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(verdict_path).write_text(json.dumps(verdict, indent=2, sort_keys=True) + "\n")
+    return verdict

@@ -1,0 +1,59 @@
+"""The drift check end to end: inputs from files, the verdict and the report written, or nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from kfp_mlops.core.errors import DataError
+from kfp_mlops.drift.report import REPORT_FILE
+from kfp_mlops.drift.run import VERDICT_FILE, run_drift
+from kfp_mlops.modeling.model_bundle import ModelBundle, save_bundle
+
+
+def test_a_profile_gives_the_verdict_and_skips_the_report(files: dict[str, Path], tmp_path: Path) -> None:
+    """A profile has no rows: verdict.json, and a report.html saying why Evidently's report is missing."""
+    out = tmp_path / "out"
+    verdict = run_drift(
+        str(files["profile"]), str(files["december"]), verdict_path=out / VERDICT_FILE, report_path=out / REPORT_FILE
+    )
+
+    assert json.loads((out / "verdict.json").read_text()) == verdict
+    assert verdict["drift"] is True
+    assert verdict["inputs"] == {"reference": str(files["profile"]), "current": str(files["december"]), "model": None}
+    assert verdict["report"]["skipped"].startswith(f"the reference {files['profile']} is a profile without rows")
+    assert "No Evidently report" in (out / "report.html").read_text()
+
+
+def test_model_with_reference_data_uses_reference_predictions_and_performance(files: dict[str, Path]) -> None:
+    verdict = run_drift(str(files["reference"]), str(files["quiet"]), model=str(files["model"]))
+    assert verdict["prediction"]["reference"] == "mean predicted probabilities on reference rows"
+    assert verdict["performance"]["reference"]["accuracy"] == pytest.approx(0.80, abs=0.02)
+    assert verdict["drift"] is False
+
+
+def test_bad_input_writes_nothing(files: dict[str, Path], tmp_path: Path) -> None:
+    bad, out = tmp_path / "bad.csv", tmp_path / "out"
+    pd.read_parquet(files["quiet"]).drop(columns="category").to_csv(bad, index=False)
+    with pytest.raises(DataError, match=f"^current data {bad}: lacks the reference's feature\\(s\\) category;"):
+        run_drift(str(files["profile"]), str(bad), verdict_path=out / VERDICT_FILE, report_path=out / REPORT_FILE)
+    assert not out.exists()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # evidently's own (numpy.core, litestar)
+def test_report_from_the_model_training_data(files: dict[str, Path], tmp_path: Path, autumn_model: ModelBundle) -> None:
+    """A profile has no rows; the model's readable training data stands in for Evidently's report."""
+    model_dir = tmp_path / "model-with-data"
+    save_bundle(model_dir, autumn_model.model, {**autumn_model.metadata, "training_data_uri": str(files["reference"])})
+
+    verdict = run_drift(
+        str(files["profile"]), str(files["december"]), model=str(model_dir), report_path=tmp_path / "report.html"
+    )
+
+    assert verdict["report"]["reference"] == str(files["reference"])
+    assert verdict["report"]["reference_rows"] == 11_000
+    assert verdict["prediction"]["reference"] == "mean predicted probabilities on reference rows"
+    assert verdict["performance"]["reference"] is None  # training rows are no fair baseline

@@ -26,7 +26,7 @@ CANARY_FIRST = StagePlan(
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    from kfp_mlops.serving.local_stack import LocalStack
+    from kfp_mlops.serving.local.stack import LocalStack
 
     out = tmp_path_factory.mktemp("rollout-live")
     with pytest.MonkeyPatch.context() as patch:

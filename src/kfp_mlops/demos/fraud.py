@@ -215,10 +215,10 @@ def generate(
     account_age = np.where(new_account, rng.integers(0, 60, n), np.minimum(rng.lognormal(np.log(900.0), 0.8, n), 7300))
     account_age = account_age.astype(np.int64)
     # Near home mostly; some domestic travel; foreign places are far away.
-    distance = rng.lognormal(np.log(6.0), 1.0, n)
+    home_distance = rng.lognormal(np.log(6.0), 1.0, n)
     travelling = rng.random(n) < 0.03
-    distance = np.where(travelling, rng.lognormal(np.log(400.0), 0.8, n), distance)
-    distance = np.round(np.where(foreign, distance + rng.lognormal(np.log(2000.0), 0.6, n), distance), 1)
+    domestic = np.where(travelling, rng.lognormal(np.log(400.0), 0.8, n), home_distance)
+    distance = np.round(np.where(foreign, domestic + rng.lognormal(np.log(2000.0), 0.6, n), domestic), 1)
 
     frame = pd.DataFrame(
         {

@@ -2,10 +2,10 @@
 
 1. Synthetic card transactions (:mod:`kfp_mlops.demos.fraud`); the **legacy** model is a logistic
    regression on :data:`~kfp_mlops.demos.fraud.LEGACY_FEATURES`, the **challenger** gradient boosting
-   on every feature, both fitted by the train component's ``fit_model`` and passed through the
-   evaluate component's gate (ROC AUC); a deliberately **poor** challenger (fitted on inverted
+   on every feature, both fitted by :func:`kfp_mlops.modeling.training.fit_model` and passed through the
+   gate of :mod:`kfp_mlops.modeling.evaluation` (ROC AUC); a deliberately **poor** challenger (fitted on inverted
    labels) fails that gate and is rolled out anyway, to show the live guard.
-2. :func:`kfp_mlops.rollout.decisions.compare_offline` on a holdout.
+2. :func:`kfp_mlops.rollout.compare_offline` on a holdout.
 3. A stream of transactions (fraud enriched to about 10 %, so a stage needs hundreds rather than
    thousands of requests) replayed in batches through the local stack (router, v2 servers that
    log every prediction, shadow relay). Labels arrive one batch late (:func:`record_labels`), and
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from kfp_mlops.demos import fraud
-from kfp_mlops.rollout.decisions import LiveConfig, StagePlan
+from kfp_mlops.rollout import LiveConfig, StagePlan, compare_offline
 
 DEPLOYMENT = "fraud"
 PLAN = StagePlan(
@@ -84,10 +84,10 @@ def train_models(out: Path, *, rows: int = 30_000, seed: int = 0) -> Models:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer
 
-    from kfp_mlops.components.evaluate.logic import evaluate
-    from kfp_mlops.components.train.logic import feature_kinds, fit_model
+    from kfp_mlops.modeling.evaluation import evaluate
     from kfp_mlops.modeling.model_bundle import load_bundle, save_bundle
-    from kfp_mlops.rollout.decisions import compare_offline
+    from kfp_mlops.modeling.schema import feature_kinds
+    from kfp_mlops.modeling.training import fit_model
 
     train = fraud.generate(
         rows, seed=seed, start=START - timedelta(days=14), label_delay=timedelta(days=2), span=timedelta(days=7)
@@ -95,11 +95,11 @@ def train_models(out: Path, *, rows: int = 30_000, seed: int = 0) -> Models:
     holdout = fraud.generate(
         rows // 2, seed=seed + 1, start=START - timedelta(days=7), label_delay=timedelta(days=2), span=timedelta(days=7)
     )
-    every = list(fraud.FEATURES) + [fraud.LABEL]
+    every = [*fraud.FEATURES, fraud.LABEL]
     kinds = feature_kinds(train[every], fraud.LABEL)
 
     legacy, legacy_meta = fit_model(
-        train[list(fraud.LEGACY_FEATURES) + [fraud.LABEL]], fraud.LABEL, "logistic_regression", {"max_iter": 1000}, seed
+        train[[*fraud.LEGACY_FEATURES, fraud.LABEL]], fraud.LABEL, "logistic_regression", {"max_iter": 1000}, seed
     )
     selector = FunctionTransformer(legacy_columns).fit(train[list(fraud.FEATURES)])
     served_legacy = Pipeline([("legacy_features", selector), ("model", legacy)])
@@ -135,6 +135,7 @@ def train_models(out: Path, *, rows: int = 30_000, seed: int = 0) -> Models:
             "poor": (poor, fraud.FEATURES),
         },
         holdout,
+        label=fraud.LABEL,
     )
     test = holdout[every]
     legacy_bundle = load_bundle(uris["legacy"])
@@ -211,10 +212,12 @@ class Scenario:
     def run(self, stream: Any, *, max_batches: int, announce: Callable[[str], None] = print) -> str:
         """Starts the rollout and replays ``stream`` batch by batch until it ends; returns the final status."""
         from kfp_mlops.rollout import controller as rc
+        from kfp_mlops.rollout.records import challenger_share
+        from kfp_mlops.rollout.targets import LocalStackTarget
         from kfp_mlops.serving.prediction_log import record_labels
 
         base = rc.base_spec(DEPLOYMENT)
-        target = rc.LocalStackTarget(self.stack)
+        target = LocalStackTarget(self.stack)
         started = rc.start(self.state_uri, self.plan, self.legacy_uri, self.challenger_uri, base=base, target=target)
         stage = started.stage
         announce(f"[{self.name}] rollout started at {stage}")
@@ -236,7 +239,7 @@ class Scenario:
                     [(self._rid(r), int(y), now) for r, y in zip(labelled[fraud.ID], labelled[fraud.LABEL])],
                 )
             pending.append(rows)
-            result = rc.step(self.state_uri, self.log_root, base=base, target=target, config=self.config, track=False)
+            result = rc.step(self.state_uri, self.log_root, base=base, target=target, config=self.config)
             served = Counter(a.predictor for a in self.answers[-len(rows) :])
             self.steps.append(
                 {
@@ -247,7 +250,7 @@ class Scenario:
                     "reasons": list(result.reasons),
                     "served": dict(served),
                     "requests": len(rows),
-                    "challenger_share": rc.challenger_share(result.next_stage),
+                    "challenger_share": challenger_share(result.next_stage),
                 }
             )
             if result.action != "hold":
@@ -320,7 +323,7 @@ def run_demo(
     Returns:
         Per scenario: final status, the steps (stage, action, reasons, served counts) and failed requests.
     """
-    from kfp_mlops.serving.local_stack import LocalStack
+    from kfp_mlops.serving.local.stack import LocalStack
 
     cleanup = out is None
     out = Path(tempfile.mkdtemp(prefix="kfp-mlops-rollout-")) if out is None else Path(out).resolve()

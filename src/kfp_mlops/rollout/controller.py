@@ -11,7 +11,7 @@ rollout step``):
 5. for a ``promote`` or ``rollback``, :func:`~kfp_mlops.rollout.plan.spec_for` the new stage and
    apply it to a :class:`~kfp_mlops.rollout.targets.Target`: the local stack, the spec file
    ``kfp-mlops serve`` watches, or a cluster (the rendered SeldonDeployment through
-   :func:`kfp_mlops.serving.kube_apply.apply_and_wait`).
+   :func:`kfp_mlops.serving.cluster.kube_apply.apply_and_wait`).
 
 :func:`run_rollout_step` is the same step from plain parameters (a target's name, an ISO time,
 ``LiveConfig`` fields), writing its decision document to a given path: what ``kfp-mlops rollout

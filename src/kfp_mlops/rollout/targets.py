@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from kfp_mlops.core import storage
 from kfp_mlops.core.config import Settings
 from kfp_mlops.core.errors import ConfigError
-from kfp_mlops.serving.serve import deployment_file
+from kfp_mlops.serving.local.serve import deployment_file
 from kfp_mlops.serving.spec import DeploymentSpec
 
 TARGETS = ("local", "cluster", "none")
@@ -34,7 +34,7 @@ class Target(Protocol):
 
 @dataclass
 class LocalStackTarget:
-    """A running :class:`~kfp_mlops.serving.local_stack.LocalStack`."""
+    """A running :class:`~kfp_mlops.serving.local.stack.LocalStack`."""
 
     stack: Any
 
@@ -56,7 +56,7 @@ class SpecFileTarget:
     """The deployment spec file that ``kfp-mlops serve`` watches and applies.
 
     Attributes:
-        path: The file (for a deployment: :func:`kfp_mlops.serving.serve.deployment_file`).
+        path: The file (for a deployment: :func:`kfp_mlops.serving.local.serve.deployment_file`).
     """
 
     path: Path
@@ -72,7 +72,7 @@ class ClusterTarget:
 
     Attributes:
         settings: Where the model-server images come from.
-        client: A Kubernetes API client (None: :func:`kfp_mlops.serving.kube_apply.api_client`).
+        client: A Kubernetes API client (None: :func:`kfp_mlops.serving.cluster.kube_apply.api_client`).
         timeout_s: How long the deployment may take to become Available.
     """
 
@@ -82,7 +82,7 @@ class ClusterTarget:
 
     def apply(self, spec: DeploymentSpec) -> None:
         """Server-side applies the rendered SeldonDeployment and waits until it is Available."""
-        from kfp_mlops.serving import kube_apply, seldon_deployment
+        from kfp_mlops.serving.cluster import kube_apply, seldon_deployment
 
         manifest = seldon_deployment.render(spec, settings=self.settings)
         kube_apply.apply_and_wait(manifest, client=self.client, timeout_s=self.timeout_s)

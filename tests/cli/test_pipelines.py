@@ -1,4 +1,4 @@
-"""The kfp-mlops command: the main job, bad input, and submit/schedule.
+"""``kfp-mlops compile | run | submit | schedule``: the main job, bad input, and submit/schedule.
 
 submit and schedule talk to ``tests.support.kfp_api_standin``, an in-memory stand-in of the KFP
 REST API, because no KFP backend can run on this machine; kfp.Client and HTTP are real.
@@ -20,6 +20,7 @@ from kfp_mlops.cli import main
 from kfp_mlops.core import storage
 from kfp_mlops.core.config import Settings
 from kfp_mlops.modeling.datasets import load_iris_frame
+from tests.cli.support import error_line
 from tests.support.kfp_api_standin import KfpApiStandIn
 
 CLI = str(Path(sys.executable).parent / "kfp-mlops")
@@ -30,13 +31,6 @@ def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KfpApiS
     monkeypatch.setattr(kfp.Client, "_LOCAL_KFP_CONTEXT", str(tmp_path / "kfp-context.json"))
     with KfpApiStandIn() as api:
         yield api
-
-
-def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    assert err[0].startswith("error: ")
-    return err[0]
 
 
 @pytest.mark.slow
@@ -59,19 +53,12 @@ def test_run_training_is_the_main_job(tmp_path: Path) -> None:
     assert "offline runs in" in out
 
 
-@pytest.mark.parametrize("module", ["kfp_mlops", "kfp_mlops.cli"])
-def test_python_dash_m_runs_the_command(module: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", module, "--version"], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("kfp-mlops ")
-
-
 @pytest.mark.parametrize("command", ["run", "submit", "schedule"])
 def test_help_lists_every_pipeline_parameter_with_its_default(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from kfp_mlops.cli.pipelines import option_name
     from kfp_mlops.pipelines.parameters import SPECS
 
+    assert option_name("namespace") == "--deployment-namespace"  # --namespace is the KFP namespace
     for pipeline, spec in SPECS.items():
         if command == "run" and pipeline == "rollout":
             continue  # a local rollout step is `kfp-mlops rollout step`
@@ -79,9 +66,7 @@ def test_help_lists_every_pipeline_parameter_with_its_default(command: str, caps
             main([command, pipeline, "--help"])
         text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
         for parameter in spec.parameters:
-            option = {"store_root": "--store", "schema_uri": "--schema", "namespace": "--deployment-namespace"}.get(
-                parameter.name, "--" + parameter.name.replace("_", "-")
-            )
+            option = option_name(parameter.name)
             assert f"{option} " in text, (pipeline, option)
             if not parameter.required and parameter.name not in ("wandb_project",):
                 shown = json.dumps(parameter.default) if parameter.type is dict else repr(parameter.default)
@@ -118,7 +103,7 @@ def test_bad_parameters_fail_before_anything_runs(
     argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["run", "training", *argv]) == 1
-    assert expected in _error_line(capsys)
+    assert expected in error_line(capsys)
     assert not (Settings.from_env().home / "runs").exists()
 
 
@@ -143,7 +128,7 @@ def test_bad_data_ends_with_one_line_and_an_empty_store(
 
     schema.write_text(IRIS_SCHEMA.to_json())
     assert main(["run", "training", "--source", source, "--schema", str(schema)]) == 1
-    assert expected in _error_line(capsys)
+    assert expected in error_line(capsys)
     assert storage.list_uris(Settings.from_env().store_root) == []
 
 
@@ -154,7 +139,7 @@ def test_unreachable_storage_is_named(monkeypatch: pytest.MonkeyPatch, capsys: p
         port = sock.getsockname()[1]
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
     assert main(["run", "training", "--store", "gs://models/store"]) == 1
-    line = _error_line(capsys)
+    line = error_line(capsys)
     assert "failed at task evaluate" in line and f"127.0.0.1:{port} does not answer" in line
 
 
@@ -208,7 +193,7 @@ def test_schedule_replaces_rather_than_duplicates(
 def test_bad_cron_creates_nothing(standin: KfpApiStandIn, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["schedule", "training", "--host", standin.url, "--store", "gs://b/s", "--cron", "0 2 * * *"])
     assert code == 1
-    assert "use '0 0 2 * * *'" in _error_line(capsys)
+    assert "use '0 0 2 * * *'" in error_line(capsys)
     assert standin.requests == []
 
 
@@ -225,29 +210,6 @@ def _csv(path: Path, *, drop: str | None = None, text_column: str | None = None)
         frame[text_column] = frame[text_column].map(lambda v: f"{v} cm")
     frame.to_csv(path, index=False)
     return str(path)
-
-
-def test_drift_command_prints_a_verdict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from kfp_mlops.demos.ecommerce import generate
-
-    generate(range(0, 4), 1500, seed=1).to_parquet(tmp_path / "reference.parquet")
-    generate(range(46, 47), 1500, seed=2).to_parquet(tmp_path / "holidays.parquet")
-    argv = [
-        "drift",
-        "--reference",
-        str(tmp_path / "reference.parquet"),
-        "--current",
-        str(tmp_path / "holidays.parquet"),
-        "--label",
-        "purchased",
-        "--ignore-columns",
-        "week",
-    ]
-    assert main([*argv, "--fail-on-drift"]) == 3
-    verdict = json.loads(capsys.readouterr().out)
-    assert verdict["drift"] is True and "week" not in verdict["features"]
-    assert main([*argv, "--config", "{oops"]) == 1
-    assert "--config: not valid JSON" in _error_line(capsys)
 
 
 def test_schedule_monitoring_replaces_rather_than_duplicates(
@@ -296,7 +258,7 @@ def test_monitoring_without_a_window_fails_before_anything_is_sent(
 ) -> None:
     code = main(["submit", "monitoring", "--host", standin.url, "--store", "gs://b/s"])
     assert code == 1
-    assert "give the data window as a .csv or .parquet file" in _error_line(capsys)
+    assert "give the data window as a .csv or .parquet file" in error_line(capsys)
     assert not standin.runs
 
 
@@ -325,4 +287,4 @@ def test_rollout_pipeline_can_be_scheduled_without_a_store(
         "log_root": "gs://bucket/log",
     }
     assert main(["submit", "rollout", "--host", standin.url]) == 1
-    assert "state_uri is required" in _error_line(capsys)
+    assert "state_uri is required" in error_line(capsys)

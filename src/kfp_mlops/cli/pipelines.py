@@ -1,0 +1,243 @@
+"""``kfp-mlops compile | run | submit | schedule``: the pipelines, with an option per pipeline parameter.
+
+The options come from the parameter specs (:mod:`kfp_mlops.pipelines.parameters`), so ``--help``
+of ``run training``, ``submit monitoring``, ... lists every parameter with its default. Only
+``compile`` writes ``pipelines/compiled/``: ``run`` compiles into its run folder, ``submit`` and
+``schedule`` into a temporary folder, each with the image ``--image`` names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from kfp_mlops.app.compiling import COMPILED_DIR, check_pipeline_arguments
+from kfp_mlops.cli.parsing import Commands, parse_json_object
+from kfp_mlops.core.config import DEFAULT_IMAGE, Settings
+from kfp_mlops.core.errors import ConfigError
+from kfp_mlops.pipelines.parameters import SPECS, Parameter
+
+PIPELINES = list(SPECS)
+# A local rollout step is `kfp-mlops rollout step`; `run` covers the pipelines with a local summary.
+LOCAL_PIPELINES = ["training", "monitoring"]
+# Options not spelled --<parameter-name>: --store and --schema, as the command has always had them, and
+# the deployment's namespace (--namespace is the KFP namespace of submit and schedule).
+OPTION_NAMES = {"store_root": "--store", "schema_uri": "--schema", "namespace": "--deployment-namespace"}
+_DEFAULTS_FROM_SETTINGS = {
+    "store_root": "KFP_MLOPS_STORE, else $KFP_MLOPS_HOME/store",
+    "wandb_project": "WANDB_PROJECT, else kfp-mlops",
+}
+_METAVARS = {str: "TEXT", int: "INT", float: "NUMBER", dict: "JSON"}
+
+
+def add_commands(commands: Commands) -> None:
+    """Adds ``compile``, ``run``, ``submit`` and ``schedule``."""
+    compile_cmd = commands.add_parser(
+        "compile",
+        help="compile every pipeline to YAML (KFP and Vertex AI)",
+        description="Compile every pipeline to <name>.yaml (KFP) and <name>.vertex.yaml (Vertex AI). The only "
+        "command that writes pipelines/compiled/ (the golden files, when run from a checkout's root).",
+    )
+    compile_cmd.add_argument("--out", type=Path, default=COMPILED_DIR, help="output folder (default %(default)s)")
+    _add_image_argument(compile_cmd)
+    compile_cmd.set_defaults(handler=_compile)
+
+    run_help = "run a pipeline on this machine with kfp.local"
+    run_description = (
+        "Run a pipeline on this machine with kfp.local. Outputs go to $KFP_MLOPS_HOME/runs/<run>/, with the "
+        "pipeline compiled for a cluster in <run>/compiled/."
+    )
+    for _, cmd in _pipeline_commands(commands, "run", LOCAL_PIPELINES, run_help, run_description):
+        cmd.add_argument("--verbose", action="store_true", help="show every task's log as it runs")
+        cmd.set_defaults(handler=_run)
+
+    submit_help = "submit a pipeline to a KFP backend"
+    submit_description = "Compile a pipeline (into a temporary folder, with --image) and submit one run of it."
+    for pipeline, cmd in _pipeline_commands(commands, "submit", PIPELINES, submit_help, submit_description):
+        _add_cluster_arguments(cmd)
+        cmd.add_argument("--run-name", default=None, help=f"display name of the run (default: {pipeline}-run)")
+        cmd.set_defaults(handler=_submit)
+
+    schedule_help = "create (or replace) a recurring run on a KFP backend"
+    schedule_description = (
+        "Compile a pipeline (into a temporary folder, with --image) and create a recurring run of it, replacing "
+        "one of the same name."
+    )
+    for pipeline, cmd in _pipeline_commands(commands, "schedule", PIPELINES, schedule_help, schedule_description):
+        cmd.add_argument("--cron", required=True, help='6-field cron, seconds first: "0 0 2 * * *"')
+        cmd.add_argument("--name", default=None, help=f"schedule name (default: {pipeline}-schedule)")
+        _add_cluster_arguments(cmd)
+        cmd.set_defaults(handler=_schedule)
+
+
+def _pipeline_commands(
+    commands: Commands, name: str, pipelines: Sequence[str], summary: str, description: str
+) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """Command ``name`` with one sub-command per pipeline, each with an option per pipeline parameter."""
+    command = commands.add_parser(name, help=summary, description=description)
+    choices = command.add_subparsers(dest="pipeline", required=True, metavar="PIPELINE")
+    for pipeline in pipelines:
+        cmd = choices.add_parser(pipeline, help=f"the {pipeline} pipeline", description=description)
+        group = cmd.add_argument_group(
+            "pipeline parameters", "Each sets the pipeline parameter of its name; unset ones take their default."
+        )
+        for parameter in SPECS[pipeline].parameters:
+            group.add_argument(
+                option_name(parameter.name),
+                dest=parameter.name,
+                default=None,
+                metavar=_METAVARS[parameter.type],
+                help=f"{parameter.help} ({_default_text(parameter)})".replace("%", "%%"),
+            )
+        group.add_argument(
+            "--param",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="a parameter by its name, as in the compiled pipeline (repeatable)",
+        )
+        _add_image_argument(cmd)
+        yield pipeline, cmd
+
+
+def option_name(parameter: str) -> str:
+    """The command-line option of a pipeline parameter."""
+    return OPTION_NAMES.get(parameter, "--" + parameter.replace("_", "-"))
+
+
+def _default_text(parameter: Parameter) -> str:
+    if parameter.name in _DEFAULTS_FROM_SETTINGS:
+        return f"default: {_DEFAULTS_FROM_SETTINGS[parameter.name]}"
+    if parameter.required:
+        return "required"
+    shown = json.dumps(parameter.default) if parameter.type is dict else repr(parameter.default)
+    return f"default: {shown}"
+
+
+def _add_image_argument(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument(
+        "--image",
+        default=DEFAULT_IMAGE,
+        help="container image the compiled components run in (default %(default)s; KFP_MLOPS_IMAGE is not read)",
+    )
+
+
+def _add_cluster_arguments(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--host", default=None, help="KFP API endpoint (default KFP_HOST)")
+    cmd.add_argument("--namespace", default=None, help="KFP namespace (default KFP_NAMESPACE)")
+    cmd.add_argument("--experiment", default="kfp-mlops", help="KFP experiment")
+    cmd.add_argument("--service-account", default=None, help="Kubernetes service account of the run")
+
+
+def pipeline_arguments(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    """The pipeline parameters the command line sets, checked.
+
+    Values are converted to the parameter's type (KFP refuses a float given as text); the store
+    root and the W&B project come from the settings unless set.
+
+    Raises:
+        ConfigError: a value of the wrong type, an unknown parameter, or one the pipeline's check refuses.
+    """
+    spec = SPECS[args.pipeline]
+    given = {n: (getattr(args, n), option_name(n)) for n in spec.names() if getattr(args, n) is not None}
+    for item in args.param:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--param {item!r}: expected NAME=VALUE")
+        given[name] = (text, f"--param {name}")
+    parameters = {p.name: p for p in spec.parameters}
+    arguments = {name: _value(parameters.get(name), text, option) for name, (text, option) in given.items()}
+    if "store_root" in parameters:
+        arguments.setdefault("store_root", settings.store_root)
+    if settings.wandb_project != "kfp-mlops":
+        arguments.setdefault("wandb_project", settings.wandb_project)
+    check_pipeline_arguments(args.pipeline, arguments)
+    return arguments
+
+
+def _value(parameter: Parameter | None, text: str, option: str) -> Any:
+    """``text`` as a value of ``parameter``'s type (unknown parameters stay text: the check names them)."""
+    if parameter is None or parameter.type is str:
+        return text
+    if parameter.type is dict:
+        return parse_json_object(text, option)
+    try:
+        return parameter.type(text)
+    except ValueError:
+        kind = "an integer" if parameter.type is int else "a number"
+        raise ConfigError(f"{option}: {text!r} is not {kind}") from None
+
+
+def _compile(args: argparse.Namespace, settings: Settings) -> int:
+    from kfp_mlops.app.compiling import compile_all
+
+    for compiled in compile_all(args.out, image=args.image):
+        print(f"{compiled.name}: {compiled.kfp_path} (KFP)  {compiled.vertex_path} (Vertex AI)")
+    return 0
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from kfp_mlops.app.compiling import compile_pipeline
+    from kfp_mlops.app.local_run import run_pipeline
+    from kfp_mlops.app.summary import summarize
+    from kfp_mlops.core.tracking import resolve_mode
+
+    arguments = pipeline_arguments(args, settings)
+    print(f"Running pipeline {args.pipeline} locally (kfp.local, W&B {resolve_mode()}) ...", flush=True)
+    run = run_pipeline(args.pipeline, arguments, settings=settings, echo=args.verbose)
+    compiled = compile_pipeline(args.pipeline, run.run_dir / "compiled", image=args.image)
+    print(summarize(run, settings, compiled=[compiled.kfp_path, compiled.vertex_path]))
+    return 0
+
+
+@contextlib.contextmanager
+def _compiled_package(pipeline: str, image: str) -> Iterator[Path]:
+    """The pipeline's KFP YAML, compiled into a temporary folder (removed afterwards)."""
+    from kfp_mlops.app.compiling import compile_pipeline
+
+    with tempfile.TemporaryDirectory(prefix="kfp-mlops-") as folder:
+        yield compile_pipeline(pipeline, Path(folder), image=image).kfp_path
+
+
+def _submit(args: argparse.Namespace, settings: Settings) -> int:
+    from kfp_mlops.core import kfp_client
+
+    arguments = pipeline_arguments(args, settings)
+    client = kfp_client.connect(args.host or settings.kfp_host, args.namespace or settings.kfp_namespace)
+    with _compiled_package(args.pipeline, args.image) as package:
+        submitted = kfp_client.submit(
+            package,
+            client=client,
+            experiment=args.experiment,
+            run_name=args.run_name or f"{args.pipeline}-run",
+            arguments=arguments,
+            service_account=args.service_account,
+        )
+    print(f"submitted run {submitted.run_id} in experiment {submitted.experiment}: {submitted.url}")
+    return 0
+
+
+def _schedule(args: argparse.Namespace, settings: Settings) -> int:
+    from kfp_mlops.core import kfp_client
+
+    arguments = pipeline_arguments(args, settings)
+    cron = kfp_client.validate_cron(args.cron)  # before connecting: a bad cron never reaches the backend
+    client = kfp_client.connect(args.host or settings.kfp_host, args.namespace or settings.kfp_namespace)
+    with _compiled_package(args.pipeline, args.image) as package:
+        created = kfp_client.schedule(
+            package,
+            client=client,
+            name=args.name or f"{args.pipeline}-schedule",
+            cron=cron,
+            experiment=args.experiment,
+            arguments=arguments,
+            service_account=args.service_account,
+        )
+    replaced = f", replacing {', '.join(created.replaced)}" if created.replaced else ""
+    print(f"scheduled {created.name} ({created.cron}) as recurring run {created.recurring_run_id}{replaced}")
+    return 0

@@ -1,0 +1,34 @@
+"""``kfp-mlops drift``: a verdict as JSON, exit 3 on drift when asked, one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kfp_mlops.cli import main
+from tests.cli.support import error_line
+
+
+def test_drift_command_prints_a_verdict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from kfp_mlops.demos.ecommerce import generate
+
+    generate(range(0, 4), 1500, seed=1).to_parquet(tmp_path / "reference.parquet")
+    generate(range(46, 47), 1500, seed=2).to_parquet(tmp_path / "holidays.parquet")
+    argv = [
+        "drift",
+        "--reference",
+        str(tmp_path / "reference.parquet"),
+        "--current",
+        str(tmp_path / "holidays.parquet"),
+        "--label",
+        "purchased",
+        "--ignore-columns",
+        "week",
+    ]
+    assert main([*argv, "--fail-on-drift"]) == 3
+    verdict = json.loads(capsys.readouterr().out)
+    assert verdict["drift"] is True and "week" not in verdict["features"]
+    assert main([*argv, "--config", "{oops"]) == 1
+    assert "--config: not valid JSON" in error_line(capsys)

@@ -145,7 +145,7 @@ def make_models(root: Path) -> dict[str, Any]:
     import numpy as np
     from sklearn.base import clone
 
-    from kfp_mlops.components.ingest.logic import split_source
+    from kfp_mlops.modeling.splitting import split_source
     from tests.support.models import iris_model
 
     folder = iris_model(root / "model")

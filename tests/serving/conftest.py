@@ -17,9 +17,9 @@ from tests.support.gcs_emulator import GcsEmulator
 
 @pytest.fixture(scope="session")
 def iris_model(tmp_path_factory: pytest.TempPathFactory) -> IrisModel:
-    from kfp_mlops.components.train.logic import fit_model
     from kfp_mlops.modeling.datasets import IRIS_LABEL, load_iris_frame
     from kfp_mlops.modeling.model_bundle import save_bundle
+    from kfp_mlops.modeling.training import fit_model
 
     frame = load_iris_frame()
     model, metadata = fit_model(frame, IRIS_LABEL, "logistic_regression", {}, seed=0)

@@ -93,8 +93,8 @@ def test_malformed_requests_name_what_is_wrong(
 
 
 def test_categorical_features_take_strings(tmp_path: Path) -> None:
-    from kfp_mlops.components.train.logic import fit_model
     from kfp_mlops.modeling.model_bundle import save_bundle
+    from kfp_mlops.modeling.training import fit_model
 
     frame = pd.DataFrame(
         {"size": [1.0, 2.0, 3.0, 4.0] * 5, "colour": ["red", "blue"] * 10, "label": ["a", "b", "a", "b"] * 5}
@@ -167,8 +167,8 @@ def test_numeric_models_take_the_positional_fast_path(served: ServedModel, iris_
 
 
 def test_categorical_models_keep_the_dataframe_path(tmp_path: Path) -> None:
-    from kfp_mlops.components.train.logic import fit_model
     from kfp_mlops.modeling.model_bundle import load_bundle, save_bundle
+    from kfp_mlops.modeling.training import fit_model
 
     frame = pd.DataFrame(
         {"x": [0.1, 0.2, 0.9, 1.0] * 5, "colour": ["red", "red", "blue", "blue"] * 5, "y": ["a", "a", "b", "b"] * 5}

@@ -61,7 +61,7 @@ test-fast: env
 
 ## compile: pipelines/compiled/<name>.yaml (KFP) and <name>.vertex.yaml (Vertex AI)
 compile: env
-	$(BIN)/kfp-mlops compile
+	$(BIN)/kfp-mlops compile --image $(COMPONENT_IMAGE)
 
 ## images: the component image (needs a Docker engine)
 images:

@@ -21,7 +21,6 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     monkeypatch.setenv("KFP_MLOPS_HOME", str(home))
     monkeypatch.delenv("KFP_MLOPS_STORE", raising=False)
-    monkeypatch.delenv("KFP_MLOPS_IMAGE", raising=False)
     monkeypatch.delenv("KFP_HOST", raising=False)
     monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
     use_offline_wandb(monkeypatch, tmp_path)

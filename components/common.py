@@ -6,12 +6,12 @@ from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from typing import Any
 
-from kfp_mlops.core.config import Settings
+from kfp_mlops.core.config import DEFAULT_IMAGE, Settings
 from kfp_mlops.core.tracking import TrackedRun, tracked_run
 
-# Read once when a component module is imported (i.e. at compile time): KFP_MLOPS_IMAGE selects the
-# image a compiled pipeline pins; locally, kfp.local runs the same functions without any image.
-COMPONENT_IMAGE = Settings.from_env().component_image
+# The release image every component declares; compiling pins the image chosen with `--image` on the
+# compiled spec (kfp_mlops.app.compiling), never one a shell happens to export. kfp.local ignores it.
+COMPONENT_IMAGE = DEFAULT_IMAGE
 
 
 def json_safe(value: Any) -> Any:

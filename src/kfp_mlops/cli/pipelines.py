@@ -123,7 +123,7 @@ def _add_image_argument(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--image",
         default=DEFAULT_IMAGE,
-        help="container image the compiled components run in (default %(default)s; KFP_MLOPS_IMAGE is not read)",
+        help="container image the compiled components run in (default %(default)s)",
     )
 
 

@@ -7,8 +7,6 @@ Environment variables:
     KFP_MLOPS_HOME: local working folder (default ``./.kfp-mlops``).
     KFP_MLOPS_STORE: model store root, a local path or ``gs://bucket/prefix``
         (default ``$KFP_MLOPS_HOME/store``).
-    KFP_MLOPS_IMAGE: the component image the compiled pipelines run
-        (default ``ghcr.io/kfp-mlops/component:<version>``).
     KFP_MLOPS_SERVING_IMAGE: the protocol-v2 (MLServer) model server image a SeldonDeployment runs
         (default ``ghcr.io/kfp-mlops/mlserver:<version>``).
     KFP_MLOPS_SELDON_IMAGE: the Seldon-protocol model server image
@@ -29,6 +27,7 @@ from pathlib import Path
 
 from kfp_mlops import __version__
 
+# The component image of this release; `kfp-mlops compile --image` pins another one explicitly.
 DEFAULT_IMAGE = f"ghcr.io/kfp-mlops/component:{__version__}"
 # Model server images (images/mlserver, images/seldon), one per serving protocol.
 DEFAULT_SERVING_IMAGE_V2 = f"ghcr.io/kfp-mlops/mlserver:{__version__}"
@@ -44,7 +43,6 @@ class Settings:
 
     home: Path
     store_root: str
-    component_image: str = DEFAULT_IMAGE
     serving_image_v2: str = DEFAULT_SERVING_IMAGE_V2
     serving_image_seldon: str = DEFAULT_SERVING_IMAGE_SELDON
     kfp_host: str | None = None
@@ -60,7 +58,6 @@ class Settings:
         return cls(
             home=home,
             store_root=env.get("KFP_MLOPS_STORE") or str(home / "store"),
-            component_image=env.get("KFP_MLOPS_IMAGE") or DEFAULT_IMAGE,
             serving_image_v2=env.get("KFP_MLOPS_SERVING_IMAGE") or DEFAULT_SERVING_IMAGE_V2,
             serving_image_seldon=env.get("KFP_MLOPS_SELDON_IMAGE") or DEFAULT_SERVING_IMAGE_SELDON,
             kfp_host=env.get("KFP_HOST") or None,

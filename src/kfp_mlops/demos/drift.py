@@ -19,6 +19,9 @@ Running the whole monitoring pipeline (about 30 s of task processes) only on fla
 
 Outputs in the work folder: ``weeks.csv`` (the summary table), ``drift_demo.png`` (drift share and
 live accuracy per week, retrains marked), the windows under ``data/`` and the store under ``store/``.
+
+One module of ~430 lines on purpose: a demo is one story read top to bottom (its settings, the
+weekly loop, the table and plot it leaves behind); split, a reader would jump between files.
 """
 
 from __future__ import annotations

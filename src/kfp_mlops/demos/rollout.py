@@ -14,6 +14,9 @@
 The better challenger goes shadow -> canary -> promoted; the poor one is rolled back in the
 shadow stage, having answered no client. The stages and decisions are printed, and plotted to
 ``rollout.png`` when matplotlib is installed.
+
+One module of ~410 lines on purpose: a demo is one story read top to bottom (models, traffic,
+scenarios, plot); split, a reader would jump between files.
 """
 
 from __future__ import annotations

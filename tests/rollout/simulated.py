@@ -13,6 +13,7 @@ from threadpoolctl import threadpool_limits
 from kfp_mlops.demos import fraud
 from kfp_mlops.modeling.training import fit_model
 from kfp_mlops.rollout import CHALLENGER, LEGACY, Interval, LiveComparison, LiveConfig, Stage, positive_scores
+from kfp_mlops.rollout.live import StandardError
 
 T0 = datetime(2026, 11, 2, tzinfo=timezone.utc)
 TICK = timedelta(hours=6)
@@ -97,15 +98,29 @@ def live(
     *,
     labelled: int = 5_000,
     positives: int = 50,
+    requests: int | None = None,
     auc: tuple[float, float, float] | None = (0.1, 0.05, 0.15),
     errors: tuple[float, float, float] = (0.0, 0.0, 0.001),
     p99: tuple[float, float, float] = (20, 18, 25),
+    slow: float = 0.0,
     fpr: tuple[float, float, float] = (0.0, -0.002, 0.002),
 ) -> LiveComparison:
-    """A hand-made live comparison: both predictors alike, the differences as given."""
-    counts = {"requests": labelled + 100, "errors": 0, "labelled": labelled, "positives": positives}
+    """A hand-made live comparison: both predictors alike, the differences as given.
+
+    Every difference's standard error is its 95 % interval's half-width / 1.96, at ``labelled``;
+    ``requests`` (default ``labelled + 100``) have ``errors[0]`` errors, and a share ``slow`` of
+    them is slower than the p99 value ``p99[0]`` (none slower than twice it).
+    """
+    requests = labelled + 100 if requests is None else requests
+    counts = {
+        "requests": requests,
+        "errors": round(errors[0] * requests),
+        "labelled": labelled,
+        "positives": positives,
+    }
     guardrails = {"error_rate": Interval(*errors), "p99_latency_ms": Interval(*p99)}
     difference = {"fpr": Interval(*fpr)} | ({"auc_pr": Interval(*auc)} if auc else {})
+    tail = ((1.0, requests), (float(p99[0]), round(slow * requests)), (2 * float(p99[0]), 0))
     return LiveComparison(
         LEGACY,
         CHALLENGER,
@@ -114,4 +129,6 @@ def live(
         {LEGACY: counts, CHALLENGER: counts},
         {LEGACY: guardrails, CHALLENGER: guardrails},
         difference,
+        {name: StandardError((i.high - i.low) / (2 * 1.96), labelled) for name, i in difference.items()},
+        {LEGACY: tail, CHALLENGER: tail},
     )

@@ -42,12 +42,44 @@ def test_live_comparison_pairs_shadow_traffic_only() -> None:
     # Same requests scored by both: the paired interval is much tighter.
     shadow_width, canary_width = (c.difference["auc_pr"].high - c.difference["auc_pr"].low for c in (shadow, canary))
     assert shadow_width < 0.8 * canary_width
+    # The decisions' standard errors: paired over the labelled requests both scored, unpaired
+    # scaled by the challenger's labelled requests; the same ordering of widths.
+    for comparison in (shadow, canary):
+        assert set(comparison.standard_errors) == {"auc_pr", "fpr"}
+        assert comparison.standard_errors["auc_pr"].n == 3_000
+    assert shadow.standard_errors["auc_pr"].se < 0.8 * canary.standard_errors["auc_pr"].se
+    assert shadow.standard_errors["auc_pr"].se == pytest.approx(shadow_width / 3.92, rel=0.25)
     assert shadow.counts[rollout.CHALLENGER]["labelled"] == 3_000
     assert LiveComparison.from_dict(shadow.to_dict()) == shadow
 
     # Deterministic: the same log gives the same intervals.
     again = rollout.compare_live(synthetic_log(np.random.default_rng(1), 3_000, paired=True), config=LIVE)
     assert again == shadow
+
+
+def test_latency_exceedances_count_the_requests_certainly_slower_than_a_limit() -> None:
+    log = synthetic_log(np.random.default_rng(5), 2_000, paired=True)
+    comparison = rollout.compare_live(log, config=LIVE)
+    latency = log.loc[log["predictor"] == rollout.CHALLENGER, "latency_ms"].to_numpy()
+    for limit in (np.quantile(latency, 0.95), np.quantile(latency, 0.995), 5.0):
+        found = comparison.slower_than(rollout.CHALLENGER, limit)
+        assert found is not None
+        count, threshold = found
+        # Never more than the requests slower than the limit: counted at the next grid threshold,
+        # at most 2.3 % above it where the grid is kept (from the 90th percentile up).
+        assert count == (latency > threshold).sum() <= (latency > limit).sum()
+        assert limit <= threshold <= max(limit * 1.024, np.quantile(latency, 0.9))
+    assert comparison.slower_than(rollout.CHALLENGER, 1e6) == (0, 1e6)
+    assert comparison.slower_than("nobody", 20.0) is None
+
+
+def test_comparisons_recorded_before_standard_errors_still_read() -> None:
+    old = rollout.compare_live(synthetic_log(np.random.default_rng(6), 1_000, paired=True), config=LIVE).to_dict()
+    del old["standard_errors"], old["latency_exceedances"]
+    comparison = LiveComparison.from_dict(old)
+    assert comparison.standard_errors == {} and comparison.latency_exceedances == {}
+    decision = rollout.decide(StagePlan(min_labelled=100, min_positives=10), Stage("shadow"), comparison)
+    assert decision.action == "hold" and "AUC-PR difference not defined yet" in decision.reasons[0]
 
 
 def test_live_comparison_without_labels_still_has_guardrail_metrics() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from kfp_mlops import rollout
@@ -50,7 +51,10 @@ def test_invalid_plans_list_every_problem(changes: dict, problems: list[str]) ->
 
 
 def test_plan_from_dict_refuses_unknown_keys() -> None:
-    with pytest.raises(rollout.InvalidPlan, match=r"unknown key\(s\) stepz; known: auc_pr_tolerance, max_error_rate"):
+    with pytest.raises(
+        rollout.InvalidPlan,
+        match=r"unknown key\(s\) stepz; known: auc_pr_tolerance, decision_confidence, max_error_rate",
+    ):
         StagePlan.from_dict({"stepz": [5, 100]})
     with pytest.raises(rollout.InvalidPlan, match="stage plan: expected a JSON object, got list"):
         StagePlan.from_dict([5, 100])  # type: ignore[arg-type]
@@ -92,31 +96,31 @@ def test_spec_for_every_stage_is_valid() -> None:
         # Guardrails act before any label arrived.
         (
             SHADOW,
-            live(labelled=0, positives=0, auc=None, errors=(0.05, 0.03, 0.07)),
+            live(labelled=0, positives=0, requests=1_000, auc=None, errors=(0.05, 0.03, 0.07)),
             "rollback",
             rollout.ROLLED_BACK,
             "guardrail: challenger error rate 5.00%",
         ),
         (
             CANARY_5,
-            live(labelled=10, p99=(900, 400, 1500)),
+            live(labelled=10, requests=1_000, p99=(900, 400, 1500), slow=0.07),
             "rollback",
             rollout.ROLLED_BACK,
-            "p99 latency 900.0 ms (95% CI from 400.0 ms) is above the limit 250 ms",
+            "p99 latency 900.0 ms is above the limit 250 ms: 70 of 1000 requests (7.00%) slower than 900 ms",
         ),
         # Above the limit, but not significantly: no rollback on noise.
         (CANARY_5, live(labelled=10, errors=(0.02, 0.005, 0.04)), "hold", CANARY_5, "waiting for labels"),
         (SHADOW, live(labelled=1_999), "hold", SHADOW, "challenger 1999/2000 labelled"),
         (SHADOW, live(positives=19), "hold", SHADOW, "19/20 frauds"),
-        (CANARY_5, live(auc=(-0.1, -0.15, -0.05)), "rollback", rollout.ROLLED_BACK, "significantly worse"),
-        (CANARY_5, live(fpr=(0.02, 0.01, 0.03)), "rollback", rollout.ROLLED_BACK, "too many legitimate"),
+        (CANARY_5, live(auc=(-0.1, -0.12, -0.08)), "rollback", rollout.ROLLED_BACK, "significantly worse"),
+        (CANARY_5, live(fpr=(0.02, 0.015, 0.025)), "rollback", rollout.ROLLED_BACK, "too many legitimate"),
         (CANARY_5, live(auc=(-0.01, -0.04, 0.02)), "hold", CANARY_5, "inconclusive"),
-        (CANARY_5, live(auc=(0.0, -0.015, 0.015)), "promote", Stage("canary", 25), "not worse"),
+        (CANARY_5, live(auc=(0.0, -0.01, 0.01)), "promote", Stage("canary", 25), "not worse"),
         # Non-inferior is enough for a canary step, not for all traffic.
-        (CANARY_50, live(auc=(0.0, -0.015, 0.015)), "hold", CANARY_50, "does not clear +0 yet"),
+        (CANARY_50, live(auc=(0.0, -0.01, 0.01)), "hold", CANARY_50, "does not clear +0 yet"),
         (
             CANARY_50,
-            live(labelled=50_000, auc=(0.0, -0.015, 0.015)),
+            live(labelled=50_000, auc=(0.0, -0.01, 0.01)),
             "rollback",
             rollout.ROLLED_BACK,
             "no verdict after 50000 labelled challenger requests",
@@ -132,7 +136,7 @@ def test_decide(stage: Stage, comparison: LiveComparison, action: str, next_stag
 
 def test_non_inferiority_plan_promotes_an_equal_challenger() -> None:
     plan = replace(StagePlan(), min_final_auc_pr_gain=-0.02)
-    assert rollout.decide(plan, CANARY_50, live(auc=(0.0, -0.015, 0.015))).action == "promote"
+    assert rollout.decide(plan, CANARY_50, live(auc=(0.0, -0.01, 0.01))).action == "promote"
 
 
 def test_decide_refuses_finished_or_foreign_stages() -> None:
@@ -142,3 +146,38 @@ def test_decide_refuses_finished_or_foreign_stages() -> None:
         rollout.decide(StagePlan(), Stage("canary", 10), live())
     with pytest.raises(rollout.InvalidPlan):
         rollout.decide(replace(StagePlan(), steps=(5, 50)), CANARY_5, live())
+
+
+def test_guardrails_hold_at_their_limits_however_often_the_controller_looks() -> None:
+    # A challenger exactly at both limits (1 % errors, 1 % of requests slower than the p99 limit),
+    # looked at after every 200 requests, 50 times: the guardrails must rarely trip; a Wilson
+    # interval at every look trips far more often. Above the limits, they trip.
+    rng = np.random.default_rng(4)
+    plan, paths, looks = StagePlan(), 100, np.arange(200, 10_001, 200)
+    errors = np.cumsum(rng.random((paths, looks[-1])) < plan.max_error_rate, axis=1)[:, looks - 1]
+    slow = np.cumsum(rng.random((paths, looks[-1])) < 0.01, axis=1)[:, looks - 1]
+
+    def trips(path: int, error_share: float = 1.0, slow_share: float = 1.0) -> str | None:
+        for i, n in enumerate(looks):
+            comparison = live(
+                labelled=0,
+                requests=int(n),
+                auc=None,
+                errors=(errors[path, i] * error_share / n, 0.0, 1.0),
+                p99=(plan.max_p99_latency_ms, 0.0, 1e4),
+                slow=slow[path, i] * slow_share / n,
+            )
+            decision = rollout.decide(plan, SHADOW, comparison)
+            if decision.action == "rollback":
+                return decision.reasons[0]
+        return None
+
+    false_trips = sum(trips(p) is not None for p in range(paths))
+    wilson_trips = sum(
+        any(rollout.wilson_interval(int(e), int(n)).low > plan.max_error_rate for e, n in zip(errors[p], looks))
+        for p in range(paths)
+    )
+    assert false_trips / paths <= 0.05
+    assert wilson_trips / paths > 0.1
+    assert "error rate" in str(trips(0, error_share=3.0, slow_share=0.0))  # 3 % errors
+    assert "p99 latency" in str(trips(0, error_share=0.0, slow_share=3.0))  # 3 % slower than the limit

@@ -22,12 +22,31 @@ Intervals (methods in :mod:`kfp_mlops.rollout.intervals`):
   own (unpaired). ``LiveConfig.paired=None`` picks paired when at least half of the challenger's
   requests were also scored by the legacy predictor; a paired difference uses the requests both
   scored (and, for label metrics, both answered and have a label).
+
+These intervals are *reported*. The decisions that gate traffic (:func:`kfp_mlops.rollout.plan.decide`)
+use anytime-valid confidence sequences (:mod:`kfp_mlops.rollout.sequential`), built from what the
+comparison also carries:
+
+* **standard errors** of the gating differences (AUC-PR, false-positive rate), delta-method ones
+  from each row's influence value (:meth:`~kfp_mlops.rollout.metrics.LabelledRows.influence`):
+  deterministic, free of resampling noise, and the form the sequences' theory is stated in. With
+  each the sample size it scales with: paired, the labelled requests both scored; unpaired, the
+  challenger's labelled requests -- within a canary stage the legacy share is fixed, so the
+  two-sample variance ``s_c^2 / n_c + s_l^2 / n_l`` is ``sigma^2 / n_c`` with a constant ``sigma``
+  (any count proportional to the stage's traffic would do; this one is the unit of the plan's
+  ``max_labelled``);
+* **counts** of requests and errors (the error-rate guardrail);
+* **latency exceedances**: per predictor, how many requests were slower than each threshold of a
+  fixed logarithmic grid (100 per decade, from the 90th percentile up past the slowest request),
+  so the latency guardrail can count the requests slower than the plan's limit without this
+  module knowing the plan (:meth:`LiveComparison.slower_than`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kfp_mlops.core.configs import Config
@@ -38,7 +57,7 @@ from kfp_mlops.rollout.intervals import (
     quantile_interval,
     wilson_interval,
 )
-from kfp_mlops.rollout.metrics import LabelledRows, RequestRows, point_estimate
+from kfp_mlops.rollout.metrics import LabelledRows, RequestRows, difference_standard_errors, point_estimate
 
 if TYPE_CHECKING:
     import numpy as np
@@ -50,6 +69,8 @@ CHALLENGER = "challenger"
 # Metrics whose single-predictor interval is a bootstrap one (the rest: Wilson, order statistics).
 _BOOTSTRAPPED = ("auc_pr", "recall_at_fpr", "brier", "ece", "fraud_amount_caught_share")
 _KINDS = ("requests", "labelled")  # the two row sets metrics are computed on
+_GRID_PER_DECADE = 100  # latency thresholds of the exceedance counts: 2.3 % apart
+_GRID_FROM_QUANTILE = 0.9  # the lowest threshold counted: at or below this latency quantile
 
 
 @dataclass(frozen=True)
@@ -94,6 +115,23 @@ class LiveConfig(Config):
 
 
 @dataclass(frozen=True)
+class StandardError:
+    """The standard error of an estimate and the sample size it scales with (``se`` ~ ``1/sqrt(n)``)."""
+
+    se: float
+    n: int
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        """JSON-ready: a non-finite standard error becomes ``None``."""
+        return {"se": self.se if math.isfinite(self.se) else None, "n": self.n}
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> StandardError:
+        """The inverse of :meth:`to_dict`."""
+        return cls(math.nan if doc["se"] is None else float(doc["se"]), int(doc["n"]))
+
+
+@dataclass(frozen=True)
 class LiveComparison:
     """Live metrics of two predictors and the challenger-minus-legacy differences.
 
@@ -109,6 +147,11 @@ class LiveComparison:
         metrics: Predictor -> metric -> interval; a metric is absent when the data cannot
             define it (e.g. no fraud labelled yet).
         difference: Metric -> interval of challenger minus legacy.
+        standard_errors: Metric -> standard error of the difference and its sample size, for
+            the metrics decisions rest on (``auc_pr``, ``fpr``); empty in comparisons recorded
+            before they existed.
+        latency_exceedances: Predictor -> ``(threshold_ms, requests slower)`` pairs on the
+            module's latency grid, thresholds increasing.
     """
 
     legacy: str
@@ -118,6 +161,21 @@ class LiveComparison:
     counts: Mapping[str, Mapping[str, float]]
     metrics: Mapping[str, Mapping[str, Interval]]
     difference: Mapping[str, Interval]
+    standard_errors: Mapping[str, StandardError] = field(default_factory=dict)
+    latency_exceedances: Mapping[str, tuple[tuple[float, int], ...]] = field(default_factory=dict)
+
+    def slower_than(self, predictor: str, limit_ms: float) -> tuple[int, float] | None:
+        """How many of ``predictor``'s requests were certainly slower than ``limit_ms``.
+
+        Returns:
+            ``(count, threshold_ms)``: the requests slower than the first grid threshold at or
+            above the limit (a lower bound of those slower than the limit itself, since the grid
+            thresholds are at most 2.3 % apart), and that threshold; None without requests.
+        """
+        pairs = self.latency_exceedances.get(predictor)
+        if not pairs:
+            return None
+        return next(((count, t) for t, count in pairs if t >= limit_ms), (0, limit_ms))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (the inverse of :meth:`from_dict`)."""
@@ -129,6 +187,8 @@ class LiveComparison:
             "counts": {p: dict(c) for p, c in self.counts.items()},
             "metrics": {p: {m: i.to_dict() for m, i in ms.items()} for p, ms in self.metrics.items()},
             "difference": {m: i.to_dict() for m, i in self.difference.items()},
+            "standard_errors": {m: e.to_dict() for m, e in self.standard_errors.items()},
+            "latency_exceedances": {p: [list(pair) for pair in pairs] for p, pairs in self.latency_exceedances.items()},
         }
 
     @classmethod
@@ -142,6 +202,11 @@ class LiveComparison:
             counts=doc["counts"],
             metrics={p: {m: Interval.from_dict(i) for m, i in ms.items()} for p, ms in doc["metrics"].items()},
             difference={m: Interval.from_dict(i) for m, i in doc["difference"].items()},
+            standard_errors={m: StandardError.from_dict(e) for m, e in doc.get("standard_errors", {}).items()},
+            latency_exceedances={
+                p: tuple((float(t), int(c)) for t, c in pairs)
+                for p, pairs in doc.get("latency_exceedances", {}).items()
+            },
         )
 
 
@@ -173,9 +238,12 @@ def compare_live(
     sides = [_Side(joined[joined["predictor"] == name], config) for name in names]
     points: list[dict[str, float]] = [{}, {}]
     replicates: list[dict[str, np.ndarray]] = [{}, {}]
+    labelled: list[LabelledRows | RequestRows | None] = [None, None]  # each side's labelled rows, for the errors
     for index, side in enumerate(sides):
         for stream, kind in enumerate(_KINDS):
             engine = side.engine(kind)
+            if kind == "labelled":
+                labelled[index] = engine
             if engine is not None:
                 points[index].update(point_estimate(engine))
                 drawn = bootstrap_replicates([engine], config.bootstrap, (config.seed, index, stream))
@@ -188,11 +256,14 @@ def compare_live(
         paired = bool(challenger_ids) and 2 * len(common_requests) >= len(challenger_ids)
     difference: dict[str, Interval] = {}
     if paired:
+        labelled = [None, None]  # the standard errors use the requests both scored, row by row
         for stream, kind in enumerate(_KINDS):
             common = sorted(sides[0].ids(kind) & sides[1].ids(kind))
             legacy_rows, challenger_rows = (side.engine(kind, only=common) for side in sides)
             if legacy_rows is None or challenger_rows is None:
                 continue
+            if kind == "labelled":
+                labelled = [legacy_rows, challenger_rows]
             base, new = point_estimate(legacy_rows), point_estimate(challenger_rows)
             draws = bootstrap_replicates([legacy_rows, challenger_rows], config.bootstrap, (config.seed, 2, stream))
             for metric in base:
@@ -216,7 +287,41 @@ def compare_live(
         counts={name: side.counts for name, side in zip(names, sides)},
         metrics={name: side.intervals(points[i], replicates[i]) for i, (name, side) in enumerate(zip(names, sides))},
         difference=dict(sorted(difference.items())),
+        standard_errors=_standard_errors(*labelled, paired=paired),
+        latency_exceedances={name: side.exceedances() for name, side in zip(names, sides) if side.tally["requests"]},
     )
+
+
+def _standard_errors(
+    legacy_rows: LabelledRows | RequestRows | None, challenger_rows: LabelledRows | RequestRows | None, *, paired: bool
+) -> dict[str, StandardError]:
+    """The delta-method standard errors of the gating differences (see the module docstring)."""
+    if not isinstance(legacy_rows, LabelledRows) or not isinstance(challenger_rows, LabelledRows):
+        return {}
+    found = difference_standard_errors(legacy_rows, challenger_rows, paired=paired)
+    return {
+        metric: StandardError(float(se[0]), challenger_rows.n)
+        for metric, se in sorted(found.items())
+        if math.isfinite(se[0])
+    }
+
+
+def latency_exceedances(latency_ms: np.ndarray) -> tuple[tuple[float, int], ...]:
+    """``(threshold_ms, requests slower)`` on the logarithmic grid, from the 90th percentile past the slowest.
+
+    Thresholds are ``10 ** (j / 100)`` ms rounded to 6 significant digits (the counts use the
+    rounded values), so every comparison shares one grid.
+    """
+    import numpy as np
+
+    if len(latency_ms) == 0:
+        return ()
+    ordered = np.sort(np.maximum(np.asarray(latency_ms, dtype=float), 1e-3))
+    first = math.floor(_GRID_PER_DECADE * math.log10(np.quantile(ordered, _GRID_FROM_QUANTILE)))
+    last = math.floor(_GRID_PER_DECADE * math.log10(ordered[-1])) + 1
+    thresholds = [float(f"{10 ** (j / _GRID_PER_DECADE):.6g}") for j in range(first, last + 1)]
+    slower = len(ordered) - np.searchsorted(ordered, thresholds, side="right")
+    return tuple((t, int(c)) for t, c in zip(thresholds, slower))
 
 
 class _Side:
@@ -274,6 +379,10 @@ class _Side:
             declined=declined.astype(float),
             amount=_amounts(rows, config.amount_feature),
         )
+
+    def exceedances(self) -> tuple[tuple[float, int], ...]:
+        """This side's latency exceedance counts (:func:`latency_exceedances`)."""
+        return latency_exceedances(self.rows["latency_ms"].to_numpy(dtype=float))
 
     def intervals(self, points: Mapping[str, float], replicates: Mapping[str, np.ndarray]) -> dict[str, Interval]:
         """Wilson for rates, order statistics for the latency quantile, bootstrap for the rest."""

@@ -66,6 +66,11 @@ class LabelledRows:
         ranked = score[self.order]
         # Thresholds fall between distinct scores: a positive counts with every row tied with it.
         ends = np.flatnonzero(np.r_[ranked[1:] != ranked[:-1], True])
+        # Per rank: the last and the first rank of its group of tied scores (for the influence values).
+        self.group_end = np.repeat(ends, np.diff(np.r_[-1, ends]))
+        self.group_start = np.repeat(np.r_[0, ends[:-1] + 1], np.diff(np.r_[-1, ends]))
+        self.tied = len(ends) < self.n
+        self.label_ranked = y[self.order].astype(float)
         positive_ranks = np.flatnonzero(y[self.order] == 1)
         self.positive_rows = self.order[positive_ranks]
         group_end = ends[np.searchsorted(ends, positive_ranks)]
@@ -126,6 +131,55 @@ class LabelledRows:
         out["recall_at_fpr"][undefined] = np.nan
         return out
 
+    def influence(self, w: np.ndarray) -> dict[str, np.ndarray]:
+        """Each row's influence on AUC-PR (and the FPR of declines) under each row of the weights ``w``.
+
+        The influence function of a metric ``T`` at a row is how much ``T`` moves, per unit of
+        weight, when that row gains weight: ``T(sample) - T(truth)`` behaves like the weighted mean
+        of the influence values, so ``sum(w * IF^2) / sum(w)^2`` is the delta-method variance of
+        ``T`` (:func:`difference_standard_errors`). For average precision ``AP = E[pi(S) | Y=1]``,
+        ``pi(t) = P(Y=1 | S >= t)``, the influence of a row ``(y, s)`` is ``(y pi(s) + sum over
+        positives j scored at most s of w_j (y - pi_j) / FL_j - AP y) / p``, with ``FL_j`` the
+        weight scored at least ``s_j`` (ties included, as in :meth:`metrics`) and ``p`` the weighted
+        share of positives; for the FPR ``F/N``, ``(false_alarm - FPR negative) / (N / total)``.
+
+        Returns:
+            Metric -> a ``(k, n)`` array in the rows' order; 0 where a row has no weight.
+        """
+        import numpy as np
+
+        ranked_w = w[:, self.order]
+        positive_w = ranked_w * self.label_ranked
+        total = ranked_w.sum(axis=1, keepdims=True)
+        positives = positive_w.sum(axis=1, keepdims=True)
+        flagged, caught = np.cumsum(ranked_w, axis=1), np.cumsum(positive_w, axis=1)
+        if self.tied:  # a row's threshold takes its whole group of tied scores
+            flagged, caught = flagged[:, self.group_end], caught[:, self.group_end]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            precision = np.divide(caught, flagged, out=np.zeros_like(flagged), where=flagged > 0)
+            auc_pr = (positive_w * precision).sum(axis=1, keepdims=True) / positives
+            per_positive = np.divide(positive_w, flagged, out=np.zeros_like(flagged), where=flagged > 0)
+            ranked = self.label_ranked * (precision + self._at_or_below(per_positive) - auc_pr)
+            ranked -= self._at_or_below(per_positive * precision)
+            ranked *= total / positives
+            out = {"auc_pr": np.empty_like(ranked)}
+            out["auc_pr"][:, self.order] = ranked
+            if self.false_alarm is not None:
+                negatives = w @ self.negative
+                fpr = (w @ self.false_alarm) / negatives
+                out["fpr"] = (self.false_alarm - fpr[:, None] * self.negative) * (total / negatives[:, None])
+        return {name: np.where(w > 0, values, 0.0) for name, values in out.items()}
+
+    def _at_or_below(self, ranked: np.ndarray) -> np.ndarray:
+        """Per rank, the sum of ``ranked`` over the ranks scored at most as high (ties included)."""
+        import numpy as np
+
+        before = np.cumsum(ranked, axis=1)
+        before -= ranked  # exclusive running sums: the ranks strictly above
+        if self.tied:
+            before = before[:, self.group_start]
+        return ranked.sum(axis=1, keepdims=True) - before
+
 
 class RequestRows:
     """One predictor's requests (answered or not), for weighted operational metrics.
@@ -162,6 +216,48 @@ class RequestRows:
                 "approval_rate": w @ self.approved / (total - errors),
                 "p99_latency_ms": self.latency_ranked[at],
             }
+
+
+def difference_standard_errors(
+    legacy: LabelledRows,
+    challenger: LabelledRows,
+    *,
+    paired: bool,
+    legacy_weights: np.ndarray | None = None,
+    challenger_weights: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Delta-method standard errors of challenger minus legacy, from the rows' influence values.
+
+    Args:
+        legacy: The legacy predictor's labelled rows.
+        challenger: The challenger's; aligned with ``legacy`` row by row when ``paired``.
+        paired: The same requests scored by both: the difference's influence is the difference
+            of the two influences at each request. Unpaired, the two sides are independent and
+            their variances add.
+        legacy_weights: ``(k, n)`` row weights (default: every row once, ``k = 1``).
+        challenger_weights: The challenger's (paired: ignored, the legacy weights are shared).
+
+    Returns:
+        Metric (``auc_pr``, and ``fpr`` when both sides know their declines) -> ``k`` standard
+        errors (NaN where a side cannot define the metric).
+    """
+    import numpy as np
+
+    w_legacy = np.ones((1, legacy.n)) if legacy_weights is None else legacy_weights
+    w_challenger = (
+        w_legacy if paired else np.ones((1, challenger.n)) if challenger_weights is None else challenger_weights
+    )
+    old, new = legacy.influence(w_legacy), challenger.influence(w_challenger)
+    found = {}
+    for metric in set(old) & set(new):
+        if paired:
+            variance = (w_legacy * (new[metric] - old[metric]) ** 2).sum(axis=1) / w_legacy.sum(axis=1) ** 2
+        else:
+            variance = sum(
+                (w * f[metric] ** 2).sum(axis=1) / w.sum(axis=1) ** 2 for w, f in ((w_legacy, old), (w_challenger, new))
+            )
+        found[metric] = np.sqrt(variance)
+    return found
 
 
 def point_estimate(engine: WeightedMetrics) -> dict[str, float]:

@@ -6,14 +6,21 @@ waits for, and the guardrails. :func:`decide` turns a stage and a live compariso
 reasons; :func:`spec_for` turns a stage into the :class:`~kfp_mlops.serving.spec.DeploymentSpec`
 to apply. All three are pure: the same inputs always give the same result.
 
-Decision rules, checked in this order (:func:`decide`):
+Decision rules, checked in this order (:func:`decide`). Every rule that moves traffic reads an
+**anytime-valid confidence sequence** (:mod:`kfp_mlops.rollout.sequential`) at the plan's
+``decision_confidence`` (95 %), not a fixed-confidence interval: the controller re-decides on the
+stage's cumulative data at every step, and a sequence stays valid however often it looks. The
+sequences depend only on the plan and the stage's data (estimate, standard error, sample size,
+counts), so a schedule of any cadence has the same guarantee.
 
-1. **Guardrails** (no labels needed; immediate ``rollback``): the challenger's error rate or its
-   p99 latency is *significantly* above its limit (the interval's lower bound is above it).
+1. **Guardrails** (no labels needed; immediate ``rollback``): the challenger's error rate, or the
+   share of its requests slower than ``max_p99_latency_ms``, is *significantly* above its limit
+   (the beta-binomial sequence's lower bound is above ``max_error_rate``, resp. above the 1 % a
+   p99 within the limit allows).
 2. **Labels**: ``hold`` until both predictors have ``min_labelled`` labelled requests with at
    least ``min_positives`` frauds among them in this stage.
-3. **Significantly worse** (``rollback``): the AUC-PR difference's interval lies entirely below
-   ``-auc_pr_tolerance``, or the false-positive-rate increase's interval lies entirely above
+3. **Significantly worse** (``rollback``): the AUC-PR difference's sequence lies entirely below
+   ``-auc_pr_tolerance``, or the false-positive-rate increase's lies entirely above
    ``max_fpr_increase``.
 4. **Promote**: to an intermediate stage when the challenger is non-inferior (AUC-PR difference
    lower bound above ``-auc_pr_tolerance``); to 100 % only when it is *better* (lower bound above
@@ -23,8 +30,10 @@ Decision rules, checked in this order (:func:`decide`):
    ``max_labelled`` labelled requests in the stage without a verdict: the burden of proof is on
    the challenger.
 
-So a challenger worse than the tolerance passes a stage only when an interval misses (at 95 %,
-about one time in 40 per look): it is rolled back in the shadow stage or the first canary.
+So, over any number of looks, a challenger no better than ``min_final_auc_pr_gain`` reaches 100 %
+with probability at most about ``(1 - decision_confidence) / 2`` (the last stage's lower bound must
+miss), and one worse than the tolerance passes a stage only as rarely. The reasons quote the
+sequences; the comparison keeps the fixed-confidence intervals it reports.
 """
 
 from __future__ import annotations
@@ -33,12 +42,14 @@ import dataclasses
 import itertools
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from kfp_mlops.core.configs import Config
 from kfp_mlops.core.errors import ConfigError
+from kfp_mlops.rollout.intervals import Interval
 from kfp_mlops.rollout.live import CHALLENGER, LEGACY, LiveComparison
+from kfp_mlops.rollout.sequential import mean_sequence, planned_sample_size, proportion_sequence
 from kfp_mlops.serving.spec import DeploymentSpec, PredictorSpec
 
 
@@ -68,6 +79,7 @@ class Stage:
 
 PROMOTED = Stage("promoted", 100)
 ROLLED_BACK = Stage("rolled_back", 0)
+_LATENCY_QUANTILE = 0.99  # the guardrail's limit is on the p99: at most 1 % of requests slower
 
 
 @dataclass(frozen=True)
@@ -88,6 +100,8 @@ class StagePlan(Config):
             traffic (0: significantly better; negative: non-inferior by that margin).
         max_fpr_increase: Rollback when the challenger's false-positive rate (of declines) is
             significantly more than this above the legacy one's.
+        decision_confidence: Of the confidence sequences every decision reads: the chance that
+            a stage's sequence covers the truth at every look at once.
     """
 
     shadow: bool = True
@@ -100,6 +114,7 @@ class StagePlan(Config):
     auc_pr_tolerance: float = 0.02
     min_final_auc_pr_gain: float = 0.0
     max_fpr_increase: float = 0.005
+    decision_confidence: float = 0.95
 
     config_name: ClassVar[str] = "stage plan"
     error: ClassVar[type[ConfigError]] = InvalidPlan
@@ -138,6 +153,7 @@ class StagePlan(Config):
             ("auc_pr_tolerance", 0.0, 1.0),
             ("max_fpr_increase", 0.0, 1.0),
             ("min_final_auc_pr_gain", -1.0, 1.0),
+            ("decision_confidence", 0.5, 1.0),
         ):
             value = getattr(self, name)
             if not _is_number(value) or not low <= value < high:
@@ -168,6 +184,8 @@ class Decision:
         next_stage: The stage to be at afterwards (``stage`` for a hold).
         reasons: Human-readable reasons, each naming the numbers it rests on.
         comparison: The live comparison it rests on (JSON form).
+        bounds: The confidence sequences it read (metric -> interval at this look;
+            ``slower_than_limit`` is the share of requests slower than the latency limit).
     """
 
     action: str
@@ -175,6 +193,7 @@ class Decision:
     next_stage: Stage
     reasons: tuple[str, ...]
     comparison: Mapping[str, Any]
+    bounds: Mapping[str, Interval] = field(default_factory=dict)
 
 
 def decide(plan: StagePlan, stage: Stage, live: LiveComparison) -> Decision:
@@ -195,26 +214,16 @@ def decide(plan: StagePlan, stage: Stage, live: LiveComparison) -> Decision:
         )
     following = stages[stages.index(stage) + 1]
     ch, leg = live.challenger, live.legacy
-    mine = live.metrics.get(ch, {})
-    level = f"{live.confidence:.0%} CI"
+    alpha = 1 - plan.decision_confidence
+    planned_n = planned_sample_size(plan.min_labelled, plan.max_labelled)
+    level = f"{plan.decision_confidence:.0%} confidence sequence"
+    bounds: dict[str, Interval] = {}
 
     def verdict(action: str, reasons: list[str]) -> Decision:
         target = {"promote": following, "hold": stage, "rollback": ROLLED_BACK}[action]
-        return Decision(action, stage, target, tuple(reasons), live.to_dict())
+        return Decision(action, stage, target, tuple(reasons), live.to_dict(), dict(bounds))
 
-    breaches = []
-    errors, latency = mine.get("error_rate"), mine.get("p99_latency_ms")
-    if errors is not None and errors.low > plan.max_error_rate:
-        breaches.append(
-            f"guardrail: challenger error rate {errors.value:.2%} ({level} {errors.low:.2%}-"
-            f"{errors.high:.2%}, {live.counts[ch]['errors']} of {live.counts[ch]['requests']}) "
-            f"is above the limit {plan.max_error_rate:.2%}"
-        )
-    if latency is not None and latency.low > plan.max_p99_latency_ms:
-        breaches.append(
-            f"guardrail: challenger p99 latency {latency.value:.1f} ms ({level} from "
-            f"{latency.low:.1f} ms) is above the limit {plan.max_p99_latency_ms:g} ms"
-        )
+    breaches = _guardrail_breaches(plan, live, alpha, level, bounds)
     if breaches:
         return verdict("rollback", breaches)
 
@@ -224,27 +233,35 @@ def decide(plan: StagePlan, stage: Stage, live: LiveComparison) -> Decision:
         labelled, positives = counts.get("labelled", 0), counts.get("positives", 0)
         if labelled < plan.min_labelled or positives < plan.min_positives:
             waiting.append(f"{role} {labelled}/{plan.min_labelled} labelled, {positives}/{plan.min_positives} frauds")
-    auc = live.difference.get("auc_pr")
-    if waiting or auc is None:
+    auc, auc_error = live.difference.get("auc_pr"), live.standard_errors.get("auc_pr")
+    if waiting or auc is None or auc_error is None:
         return verdict("hold", [f"waiting for labels: {'; '.join(waiting) or 'AUC-PR difference not defined yet'}"])
 
-    auc_text = f"AUC-PR difference {auc.value:+.3f} ({level} {auc.low:+.3f} to {auc.high:+.3f})"
+    auc_bound = mean_sequence(auc.value, auc_error.se, auc_error.n, alpha=alpha, planned_n=planned_n)
+    bounds["auc_pr"] = auc_bound
+    auc_text = (
+        f"AUC-PR difference {auc.value:+.3f} ({level} {auc_bound.low:+.3f} to {auc_bound.high:+.3f} "
+        f"at {auc_error.n} labelled)"
+    )
     worse = []
-    if auc.high < -plan.auc_pr_tolerance:
+    if auc_bound.high < -plan.auc_pr_tolerance:
         worse.append(f"challenger significantly worse: {auc_text} lies below -{plan.auc_pr_tolerance:g}")
-    fpr = live.difference.get("fpr")
-    if fpr is not None and fpr.low > plan.max_fpr_increase:
-        worse.append(
-            f"challenger declines too many legitimate transactions: false-positive rate "
-            f"{fpr.value:+.2%} ({level} {fpr.low:+.2%} to {fpr.high:+.2%}) above the allowed "
-            f"increase {plan.max_fpr_increase:.2%}"
-        )
+    fpr, fpr_error = live.difference.get("fpr"), live.standard_errors.get("fpr")
+    if fpr is not None and fpr_error is not None:
+        fpr_bound = mean_sequence(fpr.value, fpr_error.se, fpr_error.n, alpha=alpha, planned_n=planned_n)
+        bounds["fpr"] = fpr_bound
+        if fpr_bound.low > plan.max_fpr_increase:
+            worse.append(
+                f"challenger declines too many legitimate transactions: false-positive rate "
+                f"{fpr.value:+.2%} ({level} {fpr_bound.low:+.2%} to {fpr_bound.high:+.2%}) above the allowed "
+                f"increase {plan.max_fpr_increase:.2%}"
+            )
     if worse:
         return verdict("rollback", worse)
 
     bar = plan.min_final_auc_pr_gain if following == PROMOTED else -plan.auc_pr_tolerance
     what = "better enough to take all traffic" if following == PROMOTED else "not worse"
-    if auc.low > bar:
+    if auc_bound.low > bar:
         return verdict("promote", [f"challenger {what}: {auc_text} is above {bar:+g}; next: {following.name}"])
     labelled = live.counts[ch]["labelled"]
     if labelled >= plan.max_labelled:
@@ -262,6 +279,37 @@ def decide(plan: StagePlan, stage: Stage, live: LiveComparison) -> Decision:
             f"({labelled} of at most {plan.max_labelled})"
         ],
     )
+
+
+def _guardrail_breaches(
+    plan: StagePlan, live: LiveComparison, alpha: float, level: str, bounds: dict[str, Interval]
+) -> list[str]:
+    """The guardrails the challenger significantly breaks (their sequences are added to ``bounds``)."""
+    ch = live.challenger
+    counts = live.counts.get(ch, {})
+    requests, errors = int(counts.get("requests", 0)), int(counts.get("errors", 0))
+    if not requests:
+        return []
+    breaches = []
+    rate = bounds["error_rate"] = proportion_sequence(errors, requests, alpha=alpha)
+    if rate.low > plan.max_error_rate:
+        breaches.append(
+            f"guardrail: challenger error rate {rate.value:.2%} ({errors} of {requests}; {level} from "
+            f"{rate.low:.2%}) is above the limit {plan.max_error_rate:.2%}"
+        )
+    slow = live.slower_than(ch, plan.max_p99_latency_ms)
+    if slow is not None:
+        count, threshold = slow
+        share = bounds["slower_than_limit"] = proportion_sequence(count, requests, alpha=alpha)
+        if share.low > 1 - _LATENCY_QUANTILE:
+            p99 = live.metrics.get(ch, {}).get("p99_latency_ms")
+            measured = "" if p99 is None else f" {p99.value:.1f} ms"
+            breaches.append(
+                f"guardrail: challenger p99 latency{measured} is above the limit {plan.max_p99_latency_ms:g} ms: "
+                f"{count} of {requests} requests ({share.value:.2%}) slower than {threshold:g} ms, {level} "
+                f"from {share.low:.2%}, above the {1 - _LATENCY_QUANTILE:.0%} a p99 within the limit allows"
+            )
+    return breaches
 
 
 def spec_for(stage: Stage, base: DeploymentSpec, legacy_uri: str, challenger_uri: str) -> DeploymentSpec:

@@ -13,7 +13,7 @@ from threadpoolctl import threadpool_limits
 from kfp_mlops.demos import fraud
 from kfp_mlops.modeling.training import fit_model
 from kfp_mlops.rollout import CHALLENGER, LEGACY, Interval, LiveComparison, LiveConfig, Stage, positive_scores
-from kfp_mlops.rollout.live import StandardError
+from kfp_mlops.rollout.sequential import StandardError
 
 T0 = datetime(2026, 11, 2, tzinfo=timezone.utc)
 TICK = timedelta(hours=6)

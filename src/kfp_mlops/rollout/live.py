@@ -58,6 +58,7 @@ from kfp_mlops.rollout.intervals import (
     wilson_interval,
 )
 from kfp_mlops.rollout.metrics import LabelledRows, RequestRows, difference_standard_errors, point_estimate
+from kfp_mlops.rollout.sequential import StandardError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -115,23 +116,6 @@ class LiveConfig(Config):
 
 
 @dataclass(frozen=True)
-class StandardError:
-    """The standard error of an estimate and the sample size it scales with (``se`` ~ ``1/sqrt(n)``)."""
-
-    se: float
-    n: int
-
-    def to_dict(self) -> dict[str, float | int | None]:
-        """JSON-ready: a non-finite standard error becomes ``None``."""
-        return {"se": self.se if math.isfinite(self.se) else None, "n": self.n}
-
-    @classmethod
-    def from_dict(cls, doc: Mapping[str, Any]) -> StandardError:
-        """The inverse of :meth:`to_dict`."""
-        return cls(math.nan if doc["se"] is None else float(doc["se"]), int(doc["n"]))
-
-
-@dataclass(frozen=True)
 class LiveComparison:
     """Live metrics of two predictors and the challenger-minus-legacy differences.
 
@@ -169,8 +153,9 @@ class LiveComparison:
 
         Returns:
             ``(count, threshold_ms)``: the requests slower than the first grid threshold at or
-            above the limit (a lower bound of those slower than the limit itself, since the grid
-            thresholds are at most 2.3 % apart), and that threshold; None without requests.
+            above the limit -- a lower bound of those slower than the limit itself; the threshold
+            is at most 2.3 % above the limit where the grid is kept (from the 90th percentile
+            up) -- and that threshold; None without requests.
         """
         pairs = self.latency_exceedances.get(predictor)
         if not pairs:
@@ -238,7 +223,7 @@ def compare_live(
     sides = [_Side(joined[joined["predictor"] == name], config) for name in names]
     points: list[dict[str, float]] = [{}, {}]
     replicates: list[dict[str, np.ndarray]] = [{}, {}]
-    labelled: list[LabelledRows | RequestRows | None] = [None, None]  # each side's labelled rows, for the errors
+    labelled: list[LabelledRows | RequestRows | None] = [None, None]  # each side's labelled rows: standard errors
     for index, side in enumerate(sides):
         for stream, kind in enumerate(_KINDS):
             engine = side.engine(kind)
@@ -314,9 +299,11 @@ def latency_exceedances(latency_ms: np.ndarray) -> tuple[tuple[float, int], ...]
     """
     import numpy as np
 
-    if len(latency_ms) == 0:
+    values = np.asarray(latency_ms, dtype=float)
+    values = values[np.isfinite(values)]  # a request without a latency counts as not slow
+    if len(values) == 0:
         return ()
-    ordered = np.sort(np.maximum(np.asarray(latency_ms, dtype=float), 1e-3))
+    ordered = np.sort(np.maximum(values, 1e-3))
     first = math.floor(_GRID_PER_DECADE * math.log10(np.quantile(ordered, _GRID_FROM_QUANTILE)))
     last = math.floor(_GRID_PER_DECADE * math.log10(ordered[-1])) + 1
     thresholds = [float(f"{10 ** (j / _GRID_PER_DECADE):.6g}") for j in range(first, last + 1)]

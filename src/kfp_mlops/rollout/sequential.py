@@ -47,7 +47,9 @@ measure the error rates it achieves there.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from kfp_mlops.rollout.intervals import Interval
 
@@ -55,11 +57,29 @@ _BISECTIONS = 60  # halvings of the search interval of a proportion bound: below
 _JEFFREYS = 0.5  # Beta(1/2, 1/2), the mixture's prior over rates
 
 
+@dataclass(frozen=True)
+class StandardError:
+    """The standard error of an estimate and the sample size it scales with (``se`` ~ ``1/sqrt(n)``)."""
+
+    se: float
+    n: int
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        """JSON-ready: a non-finite standard error becomes ``None``."""
+        return {"se": self.se if math.isfinite(self.se) else None, "n": self.n}
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> StandardError:
+        """The inverse of :meth:`to_dict`."""
+        return cls(math.nan if doc["se"] is None else float(doc["se"]), int(doc["n"]))
+
+
 def planned_sample_size(min_labelled: int, max_labelled: int) -> float:
     """The sample size a stage's sequence is tightest at: the geometric mean of the plan's bounds.
 
-    A stage decides between ``min_labelled`` and ``max_labelled`` labelled requests; its radius
-    (in standard errors) is within a few per cent of its minimum over that whole range.
+    A stage decides between ``min_labelled`` and ``max_labelled`` labelled requests; over the
+    default plan's 25-fold range (2,000 to 50,000) the radius, in standard errors, is at most about
+    11 % wider than at its tightest (3.36 and 3.15 at the ends, 3.03 in the middle, at 95 %).
     """
     return math.sqrt(min_labelled * max_labelled)
 

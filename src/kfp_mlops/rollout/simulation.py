@@ -36,10 +36,12 @@ from dataclasses import dataclass
 from statistics import NormalDist
 from typing import TYPE_CHECKING
 
+from kfp_mlops.core.errors import ConfigError
 from kfp_mlops.rollout.intervals import Interval
-from kfp_mlops.rollout.live import CHALLENGER, LEGACY, LiveComparison, StandardError
+from kfp_mlops.rollout.live import CHALLENGER, LEGACY, LiveComparison
 from kfp_mlops.rollout.metrics import LabelledRows, difference_standard_errors
 from kfp_mlops.rollout.plan import PROMOTED, ROLLED_BACK, Decision, Stage, StagePlan, decide
+from kfp_mlops.rollout.sequential import StandardError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -132,12 +134,16 @@ def simulate_rollouts(
         seed: Rollout ``i`` draws from ``(seed, i)``: the same arguments give the same outcomes.
         rule: ``sequential`` (:func:`~kfp_mlops.rollout.plan.decide`) or ``fixed`` (see the module
             docstring).
+
+    Raises:
+        InvalidPlan: the plan is invalid.
+        ConfigError: an unknown ``rule``.
     """
     import numpy as np
 
     plan.validate()
     if rule not in RULES:
-        raise ValueError(f"rule {rule!r}: expected one of {', '.join(RULES)}")
+        raise ConfigError(f"rule {rule!r}: expected one of {', '.join(RULES)}")
     decide_with = decide if rule == "sequential" else _fixed_interval_rule
     looks = sorted({*range(look_every, plan.max_labelled, look_every), plan.max_labelled})
     outcomes = []

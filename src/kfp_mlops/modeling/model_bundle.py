@@ -2,7 +2,9 @@
 
 The same folder is a KFP ``Model`` artifact, a version in the model store, and what the serving
 runtimes load, so it must load in every environment that has a compatible scikit-learn (the
-Seldon runtime's environment has numpy<2; joblib pickles load across that boundary).
+Seldon runtime's environment has numpy<2; joblib pickles load across that boundary). The model's
+calibration maps are data in ``metadata.json`` (``calibration``; :mod:`kfp_mlops.modeling.calibration`),
+not a second pickle, so they travel wherever the metadata goes.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from kfp_mlops.core import storage
 from kfp_mlops.core.errors import MlopsError
+from kfp_mlops.modeling.calibration import Calibration, read_calibration
 
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
@@ -37,6 +40,15 @@ class ModelBundle:
     @property
     def classes(self) -> list[str]:
         return [str(c) for c in self.metadata["classes"]]
+
+    @property
+    def calibration(self) -> Calibration:
+        """The calibration maps fitted when the model was trained.
+
+        Raises:
+            CalibrationUnavailable: the model has none or they are malformed (the message says why).
+        """
+        return read_calibration(self.metadata)
 
 
 def environment_versions() -> dict[str, str]:

@@ -5,7 +5,8 @@ a test calls it: every column but the label is a feature, numeric or categorical
 (:func:`~kfp_mlops.modeling.schema.feature_kinds`); the estimator and its hyperparameters are
 checked by name (:mod:`kfp_mlops.modeling.estimators`). The metadata it returns is what a model
 bundle carries (:mod:`kfp_mlops.modeling.model_bundle`), except the training data's URI, which only
-the caller knows.
+the caller knows. It includes the model's calibration maps (:mod:`kfp_mlops.modeling.calibration`),
+fitted on out-of-fold predictions of the same rows, or why there are none.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from kfp_mlops.core.errors import DataError
+from kfp_mlops.modeling.calibration import CalibrationUnavailable, fit_calibration
 from kfp_mlops.modeling.estimators import build_pipeline, make_estimator
 from kfp_mlops.modeling.model_bundle import environment_versions
 from kfp_mlops.modeling.schema import feature_kinds
@@ -37,7 +39,9 @@ def fit_model(
         seed: ``random_state`` for estimators that take one.
 
     Returns:
-        The fitted pipeline and its metadata (everything but the training-data URI).
+        The fitted pipeline and its metadata (everything but the training-data URI). Its
+        ``calibration`` holds the calibration maps, or ``{"unavailable": reason}`` when they could
+        not be fitted (e.g. a class with a single row); training itself does not fail for that.
 
     Raises:
         ConfigError: unknown estimator or hyperparameter.
@@ -59,6 +63,10 @@ def fit_model(
     started = time.perf_counter()
     model.fit(features, target)
     fit_seconds = time.perf_counter() - started
+    try:
+        calibration = fit_calibration(model, features, target, seed=seed).to_dict()
+    except CalibrationUnavailable as exc:
+        calibration = {"unavailable": str(exc)}
     metadata = {
         "estimator": estimator,
         "hyperparameters": dict(hyperparameters),
@@ -74,5 +82,6 @@ def fit_model(
             "train_accuracy": float(accuracy_score(target, model.predict(features))),
             "fit_seconds": round(fit_seconds, 4),
         },
+        "calibration": calibration,
     }
     return model, metadata

@@ -79,7 +79,8 @@ def features_table(verdict: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def kfp_metrics(verdict: Mapping[str, Any]) -> dict[str, float]:
-    """Scalars for the KFP Metrics artifact and the W&B summary: drift, drift_share, psi_<feature>..."""
+    """Scalars for the KFP Metrics artifact and the W&B summary: drift, drift_share, psi_<feature>,
+    accuracy and its label-free estimate estimated_accuracy..."""
     metrics = {
         "drift": float(verdict["drift"]),
         "drift_share": float(verdict["drift_share"]),
@@ -91,6 +92,11 @@ def kfp_metrics(verdict: Mapping[str, Any]) -> dict[str, float]:
     if verdict["performance"] is not None:
         metrics.update(
             {k: float(verdict["performance"][k]) for k in ("accuracy", "roc_auc") if k in verdict["performance"]}
+        )
+    estimate = verdict["performance_estimate"]
+    if estimate is not None and estimate["available"]:
+        metrics.update(
+            {f"estimated_{k}": float(estimate[k]["estimate"]) for k in ("accuracy", "roc_auc") if k in estimate}
         )
     return metrics
 

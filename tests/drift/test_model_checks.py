@@ -39,3 +39,42 @@ def test_prediction_drift_and_performance(autumn: pd.DataFrame, autumn_model: Mo
     assert december["performance"]["degraded"] is True
     assert december["performance"]["reasons"][0].startswith("accuracy 0.")
     assert december["drift"] is True
+
+
+def test_the_verdict_carries_the_label_free_estimate(autumn: pd.DataFrame, autumn_model: ModelBundle) -> None:
+    """Beside the realized performance with labels; alone without them; the drift decision is untouched."""
+    profile = build_profile(autumn, autumn_model.metadata["feature_kinds"], ecommerce.LABEL)
+    window = ecommerce.generate([41], 3_000, seed=4).drop(columns="week")  # autumn, the model's season
+    labelled = check_drift(profile, window, model=autumn_model)
+    unlabelled = check_drift(profile, window.drop(columns=ecommerce.LABEL), model=autumn_model)
+    without_model = check_drift(profile, window)
+
+    estimate = labelled["performance_estimate"]
+    assert estimate["available"] is True and estimate["rows"] == 3_000
+    assert estimate["realized"]["accuracy"] == labelled["performance"]["accuracy"]
+    assert estimate["realized"]["labelled_rows"] == 3_000
+    assert abs(estimate["realized"]["error"]["accuracy"]) < 0.03
+    assert {k: v for k, v in unlabelled["performance_estimate"].items() if k != "realized"} == {
+        k: v for k, v in estimate.items() if k != "realized"
+    }
+    assert unlabelled["performance_estimate"]["realized"] is None and unlabelled["performance"] is None
+    assert without_model["performance_estimate"] is None
+    assert labelled["drift"] is False and unlabelled["reasons"] == []
+
+
+def test_a_model_without_calibration_gets_a_reason_not_an_error(
+    autumn: pd.DataFrame, autumn_model: ModelBundle
+) -> None:
+    """A model registered before calibration was stored: the check runs, the estimate says why it is missing."""
+    metadata = {k: v for k, v in autumn_model.metadata.items() if k != "calibration"}
+    profile = build_profile(autumn, autumn_model.metadata["feature_kinds"], ecommerce.LABEL)
+
+    verdict = check_drift(
+        profile,
+        ecommerce.generate([41], 1_000, seed=4).drop(columns="week"),
+        model=ModelBundle(autumn_model.model, metadata),
+    )
+
+    assert verdict["performance"]["accuracy"] > 0.7
+    assert verdict["performance_estimate"]["available"] is False
+    assert verdict["performance_estimate"]["reason"].startswith("the model has no calibration (trained before")

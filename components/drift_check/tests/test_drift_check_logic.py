@@ -55,7 +55,7 @@ def _crown(store_root: str, inputs: Inputs) -> str:
         profile_path=inputs.profile,
         evaluation={"passed": True, "metrics": {"accuracy": 0.8, "roc_auc": 0.73}},
     )
-    store.promote(registered, expected_champion=None)
+    store.promote(registered, expected_champion=None, by="test", reasons=["the autumn model"])
     return registered.uri
 
 
@@ -140,6 +140,8 @@ def test_drift_check_against_the_champion(store_root: str, tmp_path: Path, input
     assert quiet["performance"]["reference"] == {"accuracy": 0.8, "roc_auc": 0.73}
     assert december["drift"] is True and december["performance"]["degraded"] is True
     assert kfp_metrics(december)["accuracy"] == pytest.approx(december["performance"]["accuracy"])
+    estimate = december["performance_estimate"]["accuracy"]["estimate"]
+    assert kfp_metrics(december)["estimated_accuracy"] == pytest.approx(estimate)
 
 
 def test_bad_window_fails_the_run_and_writes_no_verdict(tmp_path: Path, inputs: Inputs) -> None:

@@ -5,8 +5,9 @@ never with reference rows, so it needs no training data and takes about a quarte
 million rows of 22 features (numpy only; ``bench/bench_drift.py``). Per feature it scores the
 distribution -- PSI on the reference's quantile bins, the KS statistic on its percentile grid
 (numeric), the Jensen-Shannon distance over its categories (categorical) -- and data quality
-(missing and out-of-range shares); with a model it also checks the predictions and, when the window
-has labels, accuracy and ROC AUC. The verdict is a JSON-able dict whose ``drift`` says whether the
+(missing and out-of-range shares); with a model it also checks the predictions, estimates accuracy
+and ROC AUC without labels (NannyML's CBPE, from the calibration stored with the model) and, when
+the window has labels, measures them. The verdict is a JSON-able dict whose ``drift`` says whether the
 dataset, the predictions or the performance drifted, and ``reasons`` which. Evidently's HTML report
 comes alongside, for looking at distributions; its numbers are not the verdict's.
 
@@ -18,7 +19,10 @@ Modules, in the order a check uses them:
   model, and reference rows when there are any;
 * :mod:`~kfp_mlops.drift.methods`: one module per statistical method (PSI, KS, Jensen-Shannon);
 * :mod:`~kfp_mlops.drift.scores`: one feature's scores and data quality;
-* :mod:`~kfp_mlops.drift.model_checks`: prediction and performance drift of a model;
+* :mod:`~kfp_mlops.drift.performance_estimation`: the label-free performance estimate (CBPE) and
+  its interval;
+* :mod:`~kfp_mlops.drift.model_checks`: prediction and performance drift of a model, and its
+  performance estimate on the window (:func:`estimate_performance`);
 * :mod:`~kfp_mlops.drift.check`: :func:`check_drift`, the verdict over features, model and dataset;
 * :mod:`~kfp_mlops.drift.report`: Evidently's report, or a page saying why there is none;
 * :mod:`~kfp_mlops.drift.run`: :func:`run_drift`, all of it end to end, writing report and verdict.
@@ -32,7 +36,7 @@ from kfp_mlops.drift.config import DriftConfig, FeatureThresholds
 from kfp_mlops.drift.inputs import Reference, load_data, load_model, load_reference, sample_rows
 from kfp_mlops.drift.methods.jensen_shannon import js_distance
 from kfp_mlops.drift.methods.psi import PSI_EPSILON, psi
-from kfp_mlops.drift.model_checks import classification_scores, label_strings, predict
+from kfp_mlops.drift.model_checks import classification_scores, estimate_performance, label_strings, predict
 from kfp_mlops.drift.report import REPORT_FILE, build_report
 from kfp_mlops.drift.run import VERDICT_FILE, run_drift
 from kfp_mlops.drift.scores import bucket_counts
@@ -50,6 +54,7 @@ __all__ = [
     "build_report",
     "check_drift",
     "classification_scores",
+    "estimate_performance",
     "js_distance",
     "label_strings",
     "load_data",

@@ -7,8 +7,10 @@ takes about a quarter of a second on a million rows of 22 features (numpy only;
 Jensen-Shannon, missing and out-of-range shares). A feature drifts when any score reaches its
 threshold (:class:`~kfp_mlops.drift.config.DriftConfig`); the dataset drifts when the (weighted)
 share of drifting features reaches ``drift_share``. With a model the verdict also holds prediction
-and performance drift (:mod:`kfp_mlops.drift.model_checks`). ``verdict["drift"]`` is true when the
-dataset, the predictions or the performance drifted; ``verdict["reasons"]`` says which.
+and performance drift (:mod:`kfp_mlops.drift.model_checks`) and the label-free performance
+estimate (:mod:`kfp_mlops.drift.performance_estimation`; reported, not part of the decision).
+``verdict["drift"]`` is true when the dataset, the predictions or the performance drifted;
+``verdict["reasons"]`` says which.
 
 Before scoring, the check refuses what it cannot compare, naming every problem: a malformed
 profile, one of an unknown version or of another model, and a window that is empty, lacks or adds
@@ -70,7 +72,10 @@ def check_drift(
         ``drift``, ``dataset_drift``, ``drift_share``, ``drifted_features``, ``features`` (per
         feature: ``kind``, ``psi``, ``ks`` or ``js``, ``missing_share``, ``out_of_range_share``,
         ``drifted``, ``reasons``), ``prediction``, ``performance`` (``None`` without a model /
-        labels), ``rows``, ``reasons``, ``method``, ``config``, ``reference``.
+        labels), ``performance_estimate`` (``None`` without a model; else the label-free estimate
+        of accuracy and ROC AUC with intervals, beside the realized ones when there are labels, or
+        why it is unavailable: :func:`~kfp_mlops.drift.model_checks.estimate_performance`), ``rows``,
+        ``reasons``, ``method``, ``config``, ``reference``.
 
     Raises:
         ConfigError: the profile is malformed, of an unknown version, or belongs to another model
@@ -113,9 +118,9 @@ def check_drift(
             f"{len(drifted)} of {len(features)} features drifted (share {drift_share:.3f} >= "
             f"{config.drift_share}): {', '.join(drifted)}"
         )
-    prediction = performance = None
+    prediction = performance = estimate = None
     if model is not None:
-        prediction, performance = model_drift(
+        prediction, performance, estimate = model_drift(
             model, current, profile, config, reference_prediction_shares, reference_performance, where
         )
         if prediction["drifted"]:
@@ -133,6 +138,7 @@ def check_drift(
         "features": verdict_features,
         "prediction": prediction,
         "performance": performance,
+        "performance_estimate": estimate,
         "rows": len(current),
         "reasons": reasons,
         "method": METHOD,

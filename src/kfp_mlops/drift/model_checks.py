@@ -5,7 +5,10 @@ of the mean predicted class probabilities (the model's expected class shares) ag
 reference rows, or against the reference's label shares when there are no reference rows (equal for
 a calibrated model). With labels in the current window it compares accuracy and ROC AUC with the
 reference's (a drop by more than ``DriftConfig.max_accuracy_drop`` / ``max_roc_auc_drop`` is a
-degradation). Only rows with every feature present are scored.
+degradation). With or without labels it estimates accuracy and ROC AUC from the model's calibrated
+probabilities (:mod:`~kfp_mlops.drift.performance_estimation`), beside the realized ones when there
+are labels; the estimate is reported, it decides nothing. Only rows with every feature present are
+scored.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import numpy as np
 from kfp_mlops.core.errors import DataError
 from kfp_mlops.drift.config import DriftConfig
 from kfp_mlops.drift.methods.psi import psi
+from kfp_mlops.drift.performance_estimation import estimate_from_probabilities, unavailable, with_realized
+from kfp_mlops.modeling.calibration import CalibrationUnavailable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,8 +38,8 @@ def model_drift(
     reference_shares: Mapping[str, float] | None,
     reference_performance: Mapping[str, float] | None,
     where: str,
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Prediction drift and, with labels, performance of ``model`` on the current window.
+) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any]]:
+    """Prediction drift, performance with labels, and the label-free performance estimate of ``model``.
 
     Args:
         model: The model the profile belongs to.
@@ -48,7 +53,8 @@ def model_drift(
         where: Names the current data in errors.
 
     Returns:
-        The verdict's ``prediction`` and ``performance`` (None without labels in ``current``).
+        The verdict's ``prediction``, ``performance`` (None without labels in ``current``) and
+        ``performance_estimate`` (:func:`estimate_performance`).
 
     Raises:
         DataError: no row has every feature, or the model cannot score the rows.
@@ -74,16 +80,14 @@ def model_drift(
         "predicted_class_shares": {c: float(np.mean(predicted == i)) for i, c in enumerate(classes)},
         "scored_rows": len(scored),
     }
-    label = profile["label"]
-    if label not in current.columns:
-        return prediction, None
-    labelled = scored[label].notna().to_numpy()
-    if not labelled.any():
-        return prediction, None
-    scores = classification_scores(label_strings(scored[label][labelled]), proba[labelled], classes)
+    realized = _realized(scored, proba, profile["label"], classes)
+    estimate = _estimate(model, proba, realized)
+    if realized is None:
+        return prediction, None, estimate
+    scores, labelled_rows = realized
     performance: dict[str, Any] = {
         **scores,
-        "labelled_rows": int(labelled.sum()),
+        "labelled_rows": labelled_rows,
         "reference": None,
         "degraded": False,
         "reasons": [],
@@ -95,7 +99,64 @@ def model_drift(
             if before is not None and now is not None and before - now > limit:
                 performance["reasons"].append(f"{metric} {now:.4f} vs {before:.4f} on the reference (drop > {limit})")
         performance["degraded"] = bool(performance["reasons"])
-    return prediction, performance
+    return prediction, performance, estimate
+
+
+def estimate_performance(model: ModelBundle, window: pd.DataFrame, *, where: str = "window") -> dict[str, Any]:
+    """The model's accuracy and ROC AUC on ``window`` estimated without labels, with intervals.
+
+    Beside the realized metrics of the labelled rows when ``window`` has the model's label column
+    (:func:`~kfp_mlops.drift.performance_estimation.with_realized`). A model without
+    ``predict_proba`` or without a calibration gets an estimate that says it is unavailable, and why.
+
+    Args:
+        model: The model (its calibration is in its metadata).
+        window: Rows with the model's features (other columns are ignored).
+        where: Names the window in errors.
+
+    Returns:
+        :func:`~kfp_mlops.drift.performance_estimation.estimate_from_probabilities`'s estimate, or
+        ``{"available": False, "reason": ...}``.
+
+    Raises:
+        DataError: ``window`` lacks features of the model (named), no row has every feature, or the
+            model cannot score the rows.
+    """
+    if not hasattr(model.model, "predict_proba"):
+        return unavailable(f"the model ({type(model.model).__name__}) has no predict_proba")
+    scored, proba = predict(model, window, where)
+    return _estimate(model, proba, _realized(scored, proba, model.metadata.get("label"), model.classes))
+
+
+def _estimate(model: ModelBundle, proba: np.ndarray, realized: tuple[dict[str, float], int] | None) -> dict[str, Any]:
+    """The estimate from the window's probabilities, beside the realized metrics when there are any."""
+    try:
+        calibration = model.calibration
+    except CalibrationUnavailable as exc:
+        return unavailable(str(exc))
+    estimate = estimate_from_probabilities(calibration, proba)
+    if realized is not None and estimate["available"]:
+        with_realized(estimate, *realized)
+    return estimate
+
+
+def _realized(
+    scored: pd.DataFrame, proba: np.ndarray, label: str | None, classes: Sequence[str]
+) -> tuple[dict[str, float], int] | None:
+    """Accuracy and ROC AUC of the scored rows that have a label, and how many they are (None: none has)."""
+    if label is None or label not in scored.columns:
+        return None
+    labelled = scored[label].notna().to_numpy()
+    if not labelled.any():
+        return None
+    return classification_scores(label_strings(scored[label][labelled]), proba[labelled], classes), int(labelled.sum())
+
+
+def _check_features(model: ModelBundle, frame: pd.DataFrame, where: str) -> None:
+    """Refuses a frame without every feature of the model, naming the missing ones."""
+    missing = [f for f in model.feature_names if f not in frame.columns]
+    if missing:
+        raise DataError(f"{where}: lacks the model's feature(s) {', '.join(missing)}")
 
 
 def predict(model: ModelBundle, frame: pd.DataFrame, where: str) -> tuple[pd.DataFrame, np.ndarray]:
@@ -105,8 +166,10 @@ def predict(model: ModelBundle, frame: pd.DataFrame, where: str) -> tuple[pd.Dat
         Those rows and their probabilities (columns in ``model.classes`` order).
 
     Raises:
-        DataError: no row has every feature, or the model cannot score the rows.
+        DataError: ``frame`` lacks features of the model (named), no row has every feature, or the
+            model cannot score the rows.
     """
+    _check_features(model, frame, where)
     features = model.feature_names
     complete = frame[features].notna().all(axis=1)
     if not complete.any():

@@ -25,6 +25,22 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+def from_struct(value: Any) -> Any:
+    """A STRUCT (dict) parameter as the pipeline's caller wrote it.
+
+    KFP carries STRUCT parameters in protobuf's ``Struct``, whose only number type is a double, so a
+    whole number arrives as a float (``{"steps": [5, 100]}`` as ``[5.0, 100.0]``); configs that
+    count (steps, replicates, rows) want it back as an int.
+    """
+    if isinstance(value, dict):
+        return {k: from_struct(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_struct(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def tracked_task(
     component: str, config: Mapping[str, Any], *, pipeline_job_id: str, wandb_project: str
 ) -> AbstractContextManager[TrackedRun]:

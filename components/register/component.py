@@ -1,4 +1,4 @@
-"""KFP component: publish an approved model to the model store and promote it to champion."""
+"""KFP component: publish an approved model to the model store as a candidate for champion."""
 
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Model, Output
@@ -17,13 +17,13 @@ def register(
     pipeline_job_id: str = "local",
     wandb_project: str = "",
 ):
-    """Writes ``models/<model_name>/versions/<version>/`` (never overwritten) and ``champion.json``.
+    """Writes ``models/<model_name>/versions/<version>/`` (never overwritten), its status ``candidate``.
 
     Args:
         model: the approved model from train.
         reference_profile: the training features' profile, stored beside the model for drift checks.
         evaluation: the gate's record from evaluate.
-        registered: JSON naming the stored version (name, version, uri, previous champion).
+        registered: JSON naming the stored version (name, version, uri, status, the champion it was compared with).
         store_root: the model store (local path, or gs:// on GCS or its emulator).
         model_name: the registered model's name.
         pipeline_job_id: groups this task's W&B run with the rest of the pipeline run.

@@ -1,4 +1,9 @@
-"""Register: publish an approved model version to the model store and make it the champion."""
+"""Register: publish an approved model as a new immutable version, a candidate for champion.
+
+Registering never makes a model champion by itself: the champion pointer moves only when the
+model is deployed ``single`` (explicitly, or as the first model of its name) or when a rollout
+promotes it (components/deploy, kfp_mlops.rollout.controller).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from typing import Any
 
 from kfp_mlops.components.common import tracked_task
 from kfp_mlops.core.errors import MlopsError
-from kfp_mlops.modeling.model_store import ModelStore
+from kfp_mlops.modeling.model_store import CANDIDATE, ModelStore
 
 
 def run_register(
@@ -21,12 +26,11 @@ def run_register(
     pipeline_job_id: str = "local",
     wandb_project: str = "",
 ) -> dict[str, Any]:
-    """Stores the model as a new immutable version and moves the champion pointer to it.
-
-    The champion pointer moves only if it still names the champion the evaluation compared with.
+    """Stores the model as a new immutable version with the status ``candidate``.
 
     Returns:
-        name, version, uri and the champion it replaced.
+        name, version, uri, status (``candidate``) and ``champion``: the champion the evaluation
+        compared it with (None: the first model of its name).
 
     Raises:
         MlopsError: the evaluation did not pass (register must only run behind the gate).
@@ -38,12 +42,15 @@ def run_register(
     params = {"store_root": store_root, "model_name": model_name}
     with tracked_task("register", params, pipeline_job_id=pipeline_job_id, wandb_project=wandb_project) as run:
         registered = store.publish(model_name, model_dir, profile_path=profile_path, evaluation=evaluation)
-        store.promote(registered, expected_champion=evaluation.get("champion_version"))
+        store.record_status(
+            model_name, registered.version, CANDIDATE, by="register", reasons=evaluation.get("reasons", [])
+        )
         record = {
             "name": registered.name,
             "version": registered.version,
             "uri": registered.uri,
-            "previous_champion": evaluation.get("champion_version"),
+            "status": CANDIDATE,
+            "champion": evaluation.get("champion_version"),
         }
         run.run.summary.update(record)
         run.log_artifact(model_name, "model", uri=registered.uri, metadata=record, uses=["model:latest"])

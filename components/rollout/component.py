@@ -10,7 +10,7 @@ from kfp_mlops.components.common import COMPONENT_IMAGE
 def rollout_step(
     decision: Output[Artifact],
     state_uri: str,
-    log_root: str,
+    log_root: str = "",
     deployment_name: str = "fraud",
     namespace: str = "models",
     protocol: str = "v2",
@@ -23,10 +23,12 @@ def rollout_step(
 ) -> str:
     """Joins the prediction log, compares the predictors live, decides, records and applies the stage.
 
+    A promotion to 100 % of registered models moves the champion pointer; a rollback rejects the challenger.
+
     Args:
         decision: JSON: action, stage, next stage, reasons, challenger share, applied spec, comparison.
         state_uri: the rollout state document (started with `kfp-mlops rollout start`).
-        log_root: the prediction log's root.
+        log_root: the prediction log's root (empty: the one the rollout was started with).
         deployment_name: the deployment every stage keeps.
         namespace: its Kubernetes namespace.
         protocol: v2 or seldon.
@@ -40,9 +42,9 @@ def rollout_step(
     Returns:
         The action taken: promote, hold, rollback or none (the rollout was already over).
     """
-    from kfp_mlops.components.common import json_safe
+    from kfp_mlops.components.common import from_struct, json_safe
     from kfp_mlops.core.config import Settings
-    from kfp_mlops.rollout.controller import run_rollout_step
+    from kfp_mlops.rollout.task import run_rollout_step
 
     record = run_rollout_step(
         decision.path,
@@ -54,7 +56,7 @@ def rollout_step(
         protocol=protocol,
         target=target,
         as_of=as_of,
-        live_config=live_config,
+        live_config=from_struct(live_config),
         timeout_seconds=timeout_seconds,
         pipeline_job_id=pipeline_job_id,
         wandb_project=wandb_project,

@@ -1,6 +1,8 @@
 """The rollout controller on a fabricated prediction log: decisions, artifacts, state, targets, errors.
 
-Also its step from plain parameters (:func:`run_rollout_step`, what the CLI and the component run).
+A rollout of registered models owns promotion: its promotion to 100 % moves the model store's
+champion pointer (with the decision's reasons), its rollback rejects the challenger and leaves the
+champion.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import numpy as np
 import pytest
 
 from kfp_mlops.core.config import Settings
-from kfp_mlops.core.errors import AlreadyExistsError, ConfigError
+from kfp_mlops.core.errors import AlreadyExistsError
+from kfp_mlops.modeling.model_store import CANDIDATE, CHAMPION, REJECTED, RETIRED, ModelStore
 from kfp_mlops.rollout import InvalidPlan, LiveConfig, StagePlan, load_rollout, save_rollout
 from kfp_mlops.rollout import controller as rc
 from kfp_mlops.rollout.records import Tracking
+from kfp_mlops.rollout.state import StoredModels
 from kfp_mlops.serving.prediction_log import PredictionLogWriter, PredictionRecord, record_labels
 from kfp_mlops.serving.spec import DeploymentSpec
 from tests.support.models import iris_model
@@ -207,38 +211,103 @@ def test_decisions_are_logged_to_wandb(models: dict[str, str], tmp_path: Path, m
     assert len(runs) == 1
 
 
-def test_run_rollout_step_with_no_target_records_only(
-    models: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
-    home = tmp_path / "home"
-    state = str(tmp_path / "rollout.json")
-    rc.start(state, PLAN, models["legacy"], models["challenger"], base=rc.base_spec("fraud"), target=None, at=T0)
-    record = rc.run_rollout_step(
-        str(tmp_path / "out" / "decision.json"),
-        settings=Settings.from_env({"KFP_MLOPS_HOME": str(home)}),
-        state_uri=state,
-        log_root=str(tmp_path / "log"),
-        deployment_name="fraud",
-        target="none",
-        as_of=(T0 + timedelta(hours=1)).isoformat(),
-        live_config={"bootstrap": 200},
+def _registered_models(tmp_path: Path, models: dict[str, str]) -> tuple[StoredModels, str, str]:
+    """A store where ``legacy`` is champion and ``challenger`` a candidate; their version folders."""
+    store = ModelStore(str(tmp_path / "store"))
+    legacy = store.publish("fraud", models["legacy"], profile_path=None, evaluation={"passed": True})
+    store.promote(legacy, expected_champion=None, by="deploy single", reasons=["first model of fraud"])
+    challenger = store.publish("fraud", models["challenger"], profile_path=None, evaluation={"passed": True})
+    store.record_status("fraud", challenger.version, CANDIDATE, by="register", reasons=["gate passed"])
+    return StoredModels(store.root, "fraud", legacy.version, challenger.version), legacy.uri, challenger.uri
+
+
+def test_the_promotion_moves_the_champion_pointer_and_records_why(models: dict[str, str], tmp_path: Path) -> None:
+    stored, legacy, challenger = _registered_models(tmp_path, models)
+    store = ModelStore(stored.store_root)
+    state_uri, log, target = str(tmp_path / "rollout.json"), str(tmp_path / "log"), Recorder()
+    rc.start(state_uri, PLAN, legacy, challenger, base=BASE, target=target, at=T0, stored=stored, log_root=log)
+
+    traffic(log, T0 + timedelta(minutes=2), 600, challenger_quality=0.7, seed=21)
+    canary = rc.step(state_uri, "", base=BASE, target=target, as_of=T0 + timedelta(hours=2), config=CONFIG)
+    assert (canary.action, canary.next_stage) == ("promote", "canary-5")
+    assert store.champion("fraud").version == stored.legacy_version  # 5 % of traffic is no promotion
+    assert canary.record["store"] is None
+
+    canary_start = T0 + timedelta(hours=2, minutes=1)
+    traffic(log, canary_start, 700, challenger_quality=0.7, seed=22, predictors=("legacy",))
+    traffic(log, canary_start, 700, challenger_quality=0.7, seed=23, predictors=("challenger",))
+    final = rc.step(state_uri, "", base=BASE, target=target, as_of=T0 + timedelta(hours=4), config=CONFIG)
+
+    assert (final.action, final.state.status) == ("promote", "promoted")
+    pointer = store.champion_pointer("fraud")
+    assert (pointer["version"], pointer["previous"], pointer["by"]) == (
+        stored.challenger_version,
+        stored.legacy_version,
+        f"rollout {state_uri}",
     )
-    assert record["action"] == "hold" and record["spec"] is None
-    assert json.loads((tmp_path / "out" / "decision.json").read_text())["action"] == "hold"
-    assert not (home / "deployments").exists()
+    assert pointer["reasons"] == list(final.reasons) and "better enough to take all traffic" in final.reasons[0]
+    assert store.status("fraud", stored.challenger_version).status == CHAMPION
+    assert store.status("fraud", stored.legacy_version).status == RETIRED
+    assert final.record["store"] == {"champion": stored.challenger_version, "challenger_status": CHAMPION}
+    assert json.loads(Path(final.artifact).read_text())["store"] == final.record["store"]
 
 
-def test_run_rollout_step_refuses_bad_parameters() -> None:
-    settings = Settings.from_env({})
-    with pytest.raises(ConfigError, match="live_config: unknown key"):
-        rc.run_rollout_step(
-            "x", settings=settings, state_uri="s", log_root="l", deployment_name="fraud", live_config={"boot": 1}
-        )
-    with pytest.raises(ConfigError, match="not an ISO date-time"):
-        rc.run_rollout_step(
-            "x", settings=settings, state_uri="s", log_root="l", deployment_name="fraud", as_of="yesterday"
-        )
-    assert rc.parse_as_of("") is None
-    assert rc.parse_as_of("2026-11-02T12:00:00+00:00") == T0 + timedelta(hours=12)
+def test_a_rollback_rejects_the_challenger_and_leaves_the_champion(models: dict[str, str], tmp_path: Path) -> None:
+    stored, legacy, challenger = _registered_models(tmp_path, models)
+    store = ModelStore(stored.store_root)
+    before = store.champion_pointer("fraud")
+    state_uri, log, target = str(tmp_path / "rollout.json"), str(tmp_path / "log"), Recorder()
+    rc.start(state_uri, PLAN, legacy, challenger, base=BASE, target=target, at=T0, stored=stored)
+    traffic(log, T0 + timedelta(minutes=1), 600, challenger_quality=0.0, seed=24)
+
+    result = rc.step(state_uri, log, base=BASE, target=target, as_of=T0 + timedelta(hours=2), config=CONFIG)
+
+    assert (result.action, result.state.status) == ("rollback", "rolled_back")
+    assert store.champion_pointer("fraud") == before
+    rejected = store.status("fraud", stored.challenger_version)
+    assert (rejected.status, rejected.by, rejected.reasons) == (REJECTED, f"rollout {state_uri}", result.reasons)
+    assert result.record["store"] == {"champion": stored.legacy_version, "challenger_status": REJECTED}
+
+
+def test_a_champion_that_moved_meanwhile_turns_the_promotion_into_a_rollback(
+    models: dict[str, str], tmp_path: Path
+) -> None:
+    stored, legacy, challenger = _registered_models(tmp_path, models)
+    store = ModelStore(stored.store_root)
+    plan = dataclasses.replace(PLAN, shadow=False)  # straight to canary-5, whose promotion is the last
+    state_uri, log, target = str(tmp_path / "rollout.json"), str(tmp_path / "log"), Recorder()
+    rc.start(state_uri, plan, legacy, challenger, base=BASE, target=target, at=T0, stored=stored)
+    # Someone crowned another version while the rollout ran (outside any rollout).
+    other = store.publish("fraud", models["legacy"], profile_path=None, evaluation={"passed": True})
+    store.promote(other, expected_champion=stored.legacy_version, by="by hand", reasons=["a hotfix"])
+    traffic(log, T0 + timedelta(minutes=1), 700, challenger_quality=0.7, seed=25, predictors=("legacy",))
+    traffic(log, T0 + timedelta(minutes=1), 700, challenger_quality=0.7, seed=26, predictors=("challenger",))
+
+    result = rc.step(state_uri, log, base=BASE, target=target, as_of=T0 + timedelta(hours=2), config=CONFIG)
+
+    assert (result.action, result.state.status) == ("rollback", "rolled_back")
+    assert f"the champion of fraud is now {other.version}, not {stored.legacy_version}" in result.reasons[0]
+    assert store.champion("fraud").version == other.version
+    assert store.status("fraud", stored.challenger_version).status == REJECTED
+    assert [(p.name, p.traffic) for p in target.specs[-1].predictors] == [("legacy", 100)]
+
+
+def test_a_rollout_starts_only_against_the_champion_and_rolls_back_a_first_stage_that_fails(
+    models: dict[str, str], tmp_path: Path
+) -> None:
+    stored, legacy, challenger = _registered_models(tmp_path, models)
+    store = ModelStore(stored.store_root)
+    state_uri, target = str(tmp_path / "rollout.json"), Recorder()
+    stale = dataclasses.replace(stored, legacy_version="v-old")
+    with pytest.raises(AlreadyExistsError, match=r"is now .*, not v-old, .*; nothing started, traffic left as it is"):
+        rc.start(state_uri, PLAN, legacy, challenger, base=BASE, target=target, at=T0, stored=stale)
+    assert not Path(state_uri).exists() and target.specs == []
+
+    target.fail = True  # the challenger's server does not start
+    with pytest.raises(rc.RolloutError, match=r"applying shadow failed .*exited with code 1.*rolled back"):
+        rc.start(state_uri, PLAN, legacy, challenger, base=BASE, target=target, at=T0, stored=stored)
+    state, _ = load_rollout(state_uri)
+    assert state.status == "rolled_back" and [h["action"] for h in state.history] == ["rollback"]
+    assert [(p.name, p.traffic) for p in target.specs[-1].predictors] == [("legacy", 100)]
+    assert store.status("fraud", stored.challenger_version).status == REJECTED
+    assert store.champion("fraud").version == stored.legacy_version

@@ -1,7 +1,9 @@
-"""Rollout state: moved by compare-and-swap, decisions applied by the rules, a finished rollout replaced."""
+"""Rollout state: moved by compare-and-swap, decisions applied by the rules, a finished rollout replaced,
+the store and versions of registered models kept, and older documents still read."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from kfp_mlops import rollout
 from kfp_mlops.core import storage
 from kfp_mlops.core.errors import AlreadyExistsError, ConfigError, DataError
 from kfp_mlops.rollout import LiveComparison, StagePlan
+from kfp_mlops.rollout import state as state_module
 from tests.rollout.simulated import CANARY_5, CANARY_50, SHADOW, T0, TICK, live
 
 
@@ -64,3 +67,33 @@ def test_a_stored_state_that_is_not_a_rollout_is_refused(tmp_path: Path) -> None
     storage.write_json(str(uri), {**doc, "status": "promoted"})
     with pytest.raises(DataError, match="status 'promoted' at stage index 0 is inconsistent"):
         rollout.load_rollout(str(uri))
+
+
+def test_a_rollout_of_registered_models_knows_its_store_and_versions(tmp_path: Path) -> None:
+    uri = str(tmp_path / "rollout.json")
+    stored = state_module.StoredModels("gs://b/store", "shop", "v1", "v2")
+    state = rollout.start_rollout(uri, StagePlan(), "old", "new", at=T0, stored=stored, log_root="gs://b/log")
+    loaded, _ = rollout.load_rollout(uri)
+    assert loaded == state and (loaded.stored, loaded.log_root) == (stored, "gs://b/log")
+    assert state_module.running_rollout(uri) == state
+    with pytest.raises(AlreadyExistsError, match=r"rollout\.json: a rollout of new is running at shadow; finish or"):
+        state_module.refuse_running(uri, state_module.running_rollout(uri))
+
+    storage.write_json(uri, {**state.to_dict(), "stored": {"store_root": "gs://b/store", "model_name": "shop"}})
+    with pytest.raises(DataError, match="rollout state: missing key 'legacy_version'"):
+        rollout.load_rollout(uri)
+    assert state_module.running_rollout(str(tmp_path / "none.json")) is None
+    assert state_module.default_state_uri("gs://b/store", "shop") == "gs://b/store/rollouts/shop.json"
+    assert state_module.default_log_root("gs://b/store", "shop") == "gs://b/store/prediction-log/shop"
+
+
+def test_a_state_document_from_before_stored_models_still_loads(tmp_path: Path) -> None:
+    """Written by an earlier version: no ``stored``, no ``log_root``; its outcome moves no champion."""
+    uri = tmp_path / "rollout.json"
+    state = rollout.start_rollout(str(uri), StagePlan(), "old", "new", at=T0)
+    old_document = {k: v for k, v in state.to_dict().items() if k not in ("stored", "log_root")}
+    uri.write_text(json.dumps(old_document))
+    loaded, _ = rollout.load_rollout(str(uri))
+    assert loaded == state and loaded.stored is None and loaded.log_root == ""
+    finished = loaded.apply(rollout.decide(StagePlan(), SHADOW, live(auc=(-0.2, -0.3, -0.1))), at=T0 + TICK)
+    assert state_module.running_rollout(str(uri)) == loaded and finished.status == "rolled_back"

@@ -43,5 +43,5 @@ def crown(store_root: str, model_dir: Path, *, name: str = "iris", profile_path:
     store = ModelStore(store_root)
     current = store.champion(name)
     registered = store.publish(name, model_dir, profile_path=profile_path, evaluation={"passed": True})
-    store.promote(registered, expected_champion=current.version if current else None)
+    store.promote(registered, expected_champion=current.version if current else None, by="test", reasons=["crowned"])
     return registered.version

@@ -1,4 +1,4 @@
-"""The register component's logic: immutable versions and a champion pointer, on a local folder and GCS."""
+"""The register component's logic: immutable candidate versions, never a champion move, on a local folder and GCS."""
 
 from __future__ import annotations
 
@@ -21,7 +21,14 @@ from kfp_mlops.core import storage
 from kfp_mlops.core.errors import AlreadyExistsError, ConfigError, MlopsError, StorageError
 from kfp_mlops.modeling.evaluation import evaluate, load_champion
 from kfp_mlops.modeling.model_bundle import METADATA_FILE, MODEL_FILE, PROFILE_FILE, load_bundle, save_bundle
-from kfp_mlops.modeling.model_store import CHAMPION_FILE, EVALUATION_FILE, ModelStore
+from kfp_mlops.modeling.model_store import (
+    CANDIDATE,
+    CHAMPION,
+    CHAMPION_FILE,
+    EVALUATION_FILE,
+    ModelStore,
+    RegisteredVersion,
+)
 from kfp_mlops.modeling.profile import build_profile
 from kfp_mlops.modeling.splitting import split_source
 from kfp_mlops.modeling.training import fit_model
@@ -83,10 +90,10 @@ def _champion(store_root: str, name: str = "iris") -> dict[str, Any]:
     return storage.read_json(storage.join(store_root, "models", name, CHAMPION_FILE))
 
 
-def test_first_registration_writes_the_version_and_the_champion(
+def test_first_registration_writes_the_version_as_a_candidate(
     store_root: str, candidate: Candidate, tmp_path: Path
 ) -> None:
-    """models/<name>/versions/<v>/ gets all four files; champion.json points at it."""
+    """models/<name>/versions/<v>/ gets all four files and the status candidate; no champion is chosen."""
     evaluation = _evaluation(tmp_path)
 
     record = _register(candidate, evaluation, store_root)
@@ -94,48 +101,50 @@ def test_first_registration_writes_the_version_and_the_champion(
     version = record["version"]
     uri = storage.join(store_root, "models", "iris", "versions", version)
     assert VERSION.match(version) and version.endswith(candidate.metadata["model_sha256"][:8])
-    assert record == {"name": "iris", "version": version, "uri": uri, "previous_champion": None}
+    assert record == {"name": "iris", "version": version, "uri": uri, "status": CANDIDATE, "champion": None}
     assert storage.list_uris(uri) == [storage.join(uri, f) for f in VERSION_FILES]
     assert storage.read_bytes(storage.join(uri, MODEL_FILE)) == (candidate.model_dir / MODEL_FILE).read_bytes()
     assert storage.read_json(storage.join(uri, METADATA_FILE)) == candidate.metadata
     assert storage.read_bytes(storage.join(uri, PROFILE_FILE)) == candidate.profile_path.read_bytes()
     assert storage.read_json(storage.join(uri, EVALUATION_FILE)) == json.loads(evaluation.read_text())
-    pointer = _champion(store_root)
-    assert {k: pointer[k] for k in ("version", "uri", "previous")} == {"version": version, "uri": uri, "previous": None}
-    assert ModelStore(store_root).versions("iris") == [version]
+    store = ModelStore(store_root)
+    assert store.champion("iris") is None  # the deploy step chooses the first champion, not register
+    assert not storage.exists(storage.join(store_root, "models", "iris", CHAMPION_FILE))
+    status = store.status("iris", version)
+    assert (status.status, status.by, status.reasons) == (CANDIDATE, "register", ("test",))
+    assert store.versions("iris") == [version]
     assert load_bundle(uri).metadata == candidate.metadata  # the stored version loads back
 
     [run_dir] = find_offline_runs(Path(os.environ["WANDB_DIR"]))
     logged = read_offline_run(run_dir)
     assert (logged.job_type, logged.group, logged.exit_code) == ("register", "job-1", 0)
-    assert {k: logged.summary[k] for k in ("name", "version", "uri")} == {
+    assert {k: logged.summary[k] for k in ("name", "version", "uri", "status")} == {
         "name": "iris",
         "version": version,
         "uri": uri,
+        "status": CANDIDATE,
     }
     artifact = logged.artifact("iris")
     assert artifact["type"] == "model"
     assert artifact["metadata"] == {**record, "inputs": ["model:latest"]}
 
 
-def test_second_registration_moves_the_champion_and_records_the_previous(
+def test_a_registration_beside_a_champion_stays_a_candidate(
     store_root: str, candidate: Candidate, tmp_path: Path
 ) -> None:
-    """A passed evaluation against the current champion replaces it; both versions stay stored."""
+    """A passed evaluation against the champion registers a candidate; the champion pointer does not move."""
     first = crown(store_root, candidate.model_dir, profile_path=candidate.profile_path)
+    before = _champion(store_root)
 
     record = _register(candidate, _evaluation(tmp_path, champion=first), store_root)
 
-    assert record["previous_champion"] == first
-    assert record["version"] != first
-    pointer = _champion(store_root)
-    assert {k: pointer[k] for k in ("version", "uri", "previous")} == {
-        "version": record["version"],
-        "uri": record["uri"],
-        "previous": first,
-    }
-    assert ModelStore(store_root).versions("iris") == [first, record["version"]]
-    assert ModelStore(store_root).champion("iris").version == record["version"]
+    assert record["champion"] == first and record["version"] != first
+    assert _champion(store_root) == before
+    store = ModelStore(store_root)
+    assert store.versions("iris") == [first, record["version"]]
+    assert store.champion("iris").version == first
+    assert store.status("iris", first).status == CHAMPION
+    assert store.status("iris", record["version"]).status == CANDIDATE
 
 
 def test_a_version_is_never_overwritten(store_root: str, candidate: Candidate) -> None:
@@ -162,19 +171,19 @@ def test_a_failed_evaluation_is_not_registered(tmp_path: Path, candidate: Candid
     assert find_offline_runs(Path(os.environ["WANDB_DIR"])) == []
 
 
-def test_a_stale_champion_is_not_replaced(store_root: str, candidate: Candidate, tmp_path: Path) -> None:
-    """Evaluated against an older champion: the new version is stored but the pointer stays."""
+def test_a_stale_champion_is_left_alone(store_root: str, candidate: Candidate, tmp_path: Path) -> None:
+    """Evaluated against an older champion: the candidate is stored, the pointer stays (deploy refuses to move it)."""
     crown(store_root, candidate.model_dir, profile_path=candidate.profile_path)
-    current = crown(store_root, candidate.model_dir, profile_path=candidate.profile_path)
+    crown(store_root, candidate.model_dir, profile_path=candidate.profile_path)
     before = storage.read_bytes(storage.join(store_root, "models", "iris", CHAMPION_FILE))
 
-    with pytest.raises(AlreadyExistsError, match=rf"champion is now '{current}', not 'v-stale' as evaluated; "):
-        _register(candidate, _evaluation(tmp_path, champion="v-stale"), store_root)
+    record = _register(candidate, _evaluation(tmp_path, champion="v-stale"), store_root)
 
+    assert record["champion"] == "v-stale"
     assert storage.read_bytes(storage.join(store_root, "models", "iris", CHAMPION_FILE)) == before
-    assert len(ModelStore(store_root).versions("iris")) == 3  # stays registered, not promoted
+    assert len(ModelStore(store_root).versions("iris")) == 3  # registered, a candidate
     [run_dir] = find_offline_runs(Path(os.environ["WANDB_DIR"]))
-    assert read_offline_run(run_dir).exit_code == 1
+    assert read_offline_run(run_dir).exit_code == 0
 
 
 def test_an_incomplete_model_folder_writes_nothing(tmp_path: Path, candidate: Candidate) -> None:
@@ -272,10 +281,10 @@ def test_empty_store_root_is_a_config_error(candidate: Candidate, tmp_path: Path
         _register(candidate, _evaluation(tmp_path), "")
 
 
-def test_a_champion_that_was_not_compared_is_still_replaced(
+def test_a_champion_that_was_not_compared_can_still_be_replaced(
     store_root: str, tmp_path: Path, candidate: Candidate
 ) -> None:
-    """evaluate leaves a champion with other features out of its decision; register then replaces it."""
+    """evaluate leaves a champion with other features out of its decision; the candidate may then replace it."""
     old = Candidate(tmp_path / "old", drop=("petal_width",))
     first = crown(store_root, old.model_dir, profile_path=old.profile_path)
     champion, champion_version, _ = load_champion(store_root, "iris")
@@ -288,5 +297,8 @@ def test_a_champion_that_was_not_compared_is_still_replaced(
 
     record = _register(candidate, evaluation, store_root)
 
-    assert record["previous_champion"] == first
+    assert record["champion"] == first and _champion(store_root)["version"] == first
+    store = ModelStore(store_root)
+    registered = RegisteredVersion(record["name"], record["version"], record["uri"])
+    store.promote(registered, expected_champion=record["champion"], by="deploy single", reasons=["on request"])
     assert _champion(store_root)["version"] == record["version"]

@@ -32,7 +32,7 @@ def test_the_component_decides_records_and_returns_the_action(tmp_path: Path, mo
         log_root=log,
         target="local",
         as_of=(T0 + timedelta(hours=2)).isoformat(),
-        live_config={"bootstrap": 200},
+        live_config={"bootstrap": 200.0},  # KFP passes a STRUCT's whole numbers as floats
         pipeline_job_id="job-1",
     )
 

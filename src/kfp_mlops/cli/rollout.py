@@ -74,7 +74,7 @@ def _rollout_start(args: argparse.Namespace, settings: Settings) -> int:
 def _rollout_step(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import datetime
 
-    from kfp_mlops.rollout.controller import run_rollout_step
+    from kfp_mlops.rollout.task import run_rollout_step
 
     state, log = _rollout_paths(args, settings)
     decision = settings.home / "rollouts" / "last-decision.json"

@@ -13,39 +13,43 @@ rollout step``):
    ``kfp-mlops serve`` watches, or a cluster (the rendered SeldonDeployment through
    :func:`kfp_mlops.serving.cluster.kube_apply.apply_and_wait`).
 
-:func:`run_rollout_step` is the same step from plain parameters (a target's name, an ISO time,
-``LiveConfig`` fields), writing its decision document to a given path: what ``kfp-mlops rollout
-step`` and the rollout component run.
+:func:`kfp_mlops.rollout.task.run_rollout_step` is the same step from plain parameters: what
+``kfp-mlops rollout step`` and the rollout component run.
 
 Every decision and its reasons are written as a JSON artifact next to the state
 (``<state folder>/decisions/<time>-<stage>-<action>.json``) and, given a
 :class:`~kfp_mlops.rollout.records.Tracking`, logged to W&B (:mod:`kfp_mlops.rollout.records`).
 
+The rollout owns promotion. For registered models (:class:`~kfp_mlops.rollout.state.StoredModels`)
+the promotion to 100 % moves the model store's champion pointer to the challenger -- after the
+state is saved and the spec applied, by compare-and-swap against the legacy version, checked
+again before the decision is saved (a champion that moved meanwhile turns the promotion into a
+rollback) -- and every rollback marks the challenger rejected; both record the decision's reasons
+(:func:`~kfp_mlops.rollout.records.record_outcome`).
+
 Errors leave the traffic as it is: an invalid plan raises
 :class:`~kfp_mlops.rollout.plan.InvalidPlan`; a log that cannot be joined (labels twice, a
 request logged twice), a challenger whose model folder does not load (checked in-process before
-any spec with it is applied) raise a :class:`RolloutError` naming the problem. When applying a
-promotion fails anyway (the challenger's server does not start), the rollout is rolled back:
-recorded as a ``rollback`` with the reason, and the legacy-only spec applied.
+any spec with it is applied) raise a :class:`RolloutError` naming the problem; starting one while
+another runs at the same state document raises ``AlreadyExistsError``. When applying the first
+stage or a promotion fails anyway (the challenger's server does not start), the rollout is rolled
+back: recorded as a ``rollback`` with the reason, and the legacy-only spec applied.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
-from kfp_mlops.core.config import Settings
-from kfp_mlops.core.errors import ConfigError, MlopsError
+from kfp_mlops.core.errors import AlreadyExistsError, ConfigError, MlopsError
 from kfp_mlops.rollout.live import CHALLENGER, LEGACY, LiveConfig, compare_live
-from kfp_mlops.rollout.plan import ROLLED_BACK, Decision, InvalidPlan, StagePlan, decide, spec_for
-from kfp_mlops.rollout.records import DecisionLog, Tracking, challenger_share
-from kfp_mlops.rollout.state import RolloutState, load_rollout, save_rollout, start_rollout
-from kfp_mlops.rollout.targets import Target, make_target
+from kfp_mlops.rollout.plan import PROMOTED, ROLLED_BACK, Decision, InvalidPlan, StagePlan, decide, spec_for
+from kfp_mlops.rollout.records import DecisionLog, Tracking, challenger_share, champion_moved, record_outcome
+from kfp_mlops.rollout.state import RolloutState, StoredModels, load_rollout, save_rollout, start_rollout
+from kfp_mlops.rollout.targets import Target
 from kfp_mlops.serving.prediction_log import as_utc, join
 from kfp_mlops.serving.spec import DeploymentSpec
 
@@ -105,15 +109,30 @@ def start(
     target: Target | None,
     at: datetime | None = None,
     tracking: Tracking | None = None,
+    stored: StoredModels | None = None,
+    log_root: str = "",
 ) -> StepResult:
     """Starts a rollout: checks the plan and both models, records the state, applies the first stage.
 
-    ``tracking``: log the start to W&B there (None: not logged).
+    Args:
+        state_uri: Where the rollout state is recorded.
+        plan: The stage plan (a :class:`StagePlan` or its fields).
+        legacy_uri: The legacy model's folder (for registered models: the champion's version folder).
+        challenger_uri: The challenger's folder.
+        base: The deployment whose name, namespace, protocol, labels and replicas every stage keeps.
+        target: Where the first stage is applied (None: record only).
+        at: When it starts (default: now).
+        tracking: Log the start to W&B there (None: not logged).
+        stored: Where both models are registered: the rollout's promotion then moves the champion
+            pointer, and its rollback rejects the challenger.
+        log_root: The prediction log the steps read (recorded; a step may name another).
 
     Raises:
         InvalidPlan: the plan is invalid (nothing recorded or applied).
-        RolloutError: a model does not load (nothing recorded or applied).
-        AlreadyExistsError: a rollout is running at ``state_uri``.
+        RolloutError: a model does not load (nothing recorded or applied), or applying the first
+            stage failed (the rollout is recorded as rolled back, the legacy-only spec applied).
+        AlreadyExistsError: a rollout is running at ``state_uri``, or the legacy version is no
+            longer champion (nothing recorded or applied).
     """
     try:
         plan = StagePlan.from_dict(plan) if isinstance(plan, Mapping) else plan.validate()
@@ -121,13 +140,20 @@ def start(
         raise InvalidPlan(f"{exc}; nothing started, traffic left as it is") from None
     check_model(legacy_uri, LEGACY)
     check_model(challenger_uri, CHALLENGER)
+    if stored is not None:
+        moved = champion_moved(stored)
+        if moved:
+            raise AlreadyExistsError(f"{moved}; nothing started, traffic left as it is")
     at = as_utc(at or datetime.now(timezone.utc), "at")
-    state = start_rollout(state_uri, plan, legacy_uri, challenger_uri, at=at)
+    state = start_rollout(state_uri, plan, legacy_uri, challenger_uri, at=at, stored=stored, log_root=log_root)
+    log = DecisionLog(state_uri, tracking)
     spec = spec_for(state.stage, base, legacy_uri, challenger_uri)
     if target is not None:
-        target.apply(spec)
+        try:
+            target.apply(spec)
+        except Exception as exc:
+            return _rollback_after_failed_apply(log, state, base, target, None, exc, at)
     reasons = (f"rollout started: {', '.join(s.name for s in plan.stages())}",)
-    log = DecisionLog(state_uri, tracking)
     return _finish(log, "start", state.stage.name, state.stage.name, reasons, state, spec, at, comparison={})
 
 
@@ -145,7 +171,7 @@ def step(
 
     Args:
         state_uri: The rollout state document.
-        log_root: The prediction log's root.
+        log_root: The prediction log's root ("": the one the rollout was started with).
         base: The deployment whose name, namespace, protocol, labels and replicas every stage keeps.
         target: Where specs are applied (None: decide and record only).
         as_of: The time the step looks from (default: now): later predictions and labels are ignored.
@@ -156,8 +182,10 @@ def step(
         RolloutError: the log cannot be joined or compared, or the challenger does not load;
             nothing recorded, traffic unchanged. Also after a failed apply, once rolled back.
         AlreadyExistsError: another controller moved the rollout meanwhile; nothing applied.
+        ConfigError: no ``log_root``, and the rollout recorded none.
     """
     state, version = load_rollout(state_uri)
+    log_root = log_root or state.log_root
     at = as_utc(as_of or datetime.now(timezone.utc), "as_of")
     if state.status != "running":
         stage = state.stage.name
@@ -171,6 +199,8 @@ def step(
             None,
             {"action": "none", "status": state.status},
         )
+    if not log_root:
+        raise ConfigError(f"{state_uri}: the rollout recorded no prediction log; name its root (log_root)")
     log = DecisionLog(state_uri, tracking)
     down: dict[str, str] = getattr(target, "unhealthy", dict)()
     if CHALLENGER in down:
@@ -183,6 +213,9 @@ def step(
             f"rollout step at {state.stage.name}: {exc}; nothing decided, traffic left as it is"
         ) from None
     decision = decide(state.plan, state.stage, live)
+    moved = champion_moved(state.stored) if state.stored and decision.next_stage == PROMOTED else None
+    if moved:
+        decision = Decision("rollback", state.stage, ROLLED_BACK, (moved,), decision.comparison)
     new_state = state.apply(decision, at=at)
     spec = None
     if decision.action != "hold":
@@ -235,13 +268,15 @@ def _rollback_after_failed_apply(
     promoted: RolloutState,
     base: DeploymentSpec,
     target: Target,
-    decision: Decision,
+    decision: Decision | None,
     exc: Exception,
     at: datetime,
 ) -> StepResult:
+    # ``promoted``: the state whose stage could not be applied (the first one, when ``decision`` is None).
     current, version = load_rollout(log.state_uri)
     reason = f"applying {promoted.stage.name} failed ({type(exc).__name__}: {exc}); rolled back"
-    rollback = Decision("rollback", current.stage, ROLLED_BACK, (reason,), decision.comparison)
+    comparison = {} if decision is None else decision.comparison
+    rollback = Decision("rollback", current.stage, ROLLED_BACK, (reason,), comparison)
     rolled = current.apply(rollback, at=at) if current.status == "running" else current
     save_rollout(log.state_uri, rolled, version)
     spec = spec_for(ROLLED_BACK, base, rolled.legacy_uri, rolled.challenger_uri)
@@ -258,7 +293,7 @@ def _rollback_after_failed_apply(
         rolled,
         spec,
         at,
-        comparison=decision.comparison,
+        comparison=comparison,
     )
     raise RolloutError(f"{reason}; decision recorded at {result.artifact}") from exc
 
@@ -288,12 +323,21 @@ def _finish(
         "spec": None if spec is None else spec.to_dict(),
         "comparison": dict(comparison),
     }
+    try:
+        record["store"] = record_outcome(state, action, reasons, by=f"rollout {log.state_uri}")
+    except AlreadyExistsError as exc:  # the champion moved between the check and the promotion
+        record["store"] = {"error": str(exc)}
+        artifact = log.write(record, at)
+        raise RolloutError(
+            f"the rollout is {state.status}, but the champion pointer was not moved: {exc}; decision recorded at "
+            f"{artifact}"
+        ) from None
     artifact = log.write(record, at)
     return StepResult(action, stage, next_stage, tuple(reasons), state, spec, artifact, record)
 
 
 def status(state_uri: str) -> dict[str, Any]:
-    """The rollout's status, stage, models and its decisions (without the comparisons)."""
+    """The rollout's status, stage, models (and where they are registered), log and decisions (without comparisons)."""
     state, _ = load_rollout(state_uri)
     return {
         "status": state.status,
@@ -301,6 +345,8 @@ def status(state_uri: str) -> dict[str, Any]:
         "stage_started_at": state.stage_started_at.isoformat(),
         "legacy_uri": state.legacy_uri,
         "challenger_uri": state.challenger_uri,
+        "stored": None if state.stored is None else state.stored.to_dict(),
+        "log_root": state.log_root,
         "plan": state.plan.to_dict(),
         "decisions": [{k: h[k] for k in ("at", "stage", "action", "next_stage", "reasons")} for h in state.history],
     }
@@ -309,77 +355,3 @@ def status(state_uri: str) -> dict[str, Any]:
 def base_spec(name: str, *, namespace: str = "models", protocol: str = "v2") -> DeploymentSpec:
     """A minimal base: only the name, namespace and protocol matter (predictors are replaced)."""
     return dataclasses.replace(DeploymentSpec.single(name, "unused"), namespace=namespace, protocol=protocol)
-
-
-def parse_as_of(as_of: str) -> datetime | None:
-    """The time a step looks from, given as an ISO date-time (empty: None, meaning now).
-
-    Raises:
-        ConfigError: not an ISO date-time.
-    """
-    try:
-        return datetime.fromisoformat(as_of) if as_of else None
-    except ValueError:
-        raise ConfigError(f"as_of {as_of!r}: not an ISO date-time (e.g. 2026-11-02T12:00:00+00:00)") from None
-
-
-def run_rollout_step(
-    decision_path: str,
-    *,
-    settings: Settings,
-    state_uri: str,
-    log_root: str,
-    deployment_name: str,
-    namespace: str = "models",
-    protocol: str = "v2",
-    target: str = "local",
-    as_of: str = "",
-    live_config: Mapping[str, Any] | None = None,
-    timeout_seconds: int = 600,
-    pipeline_job_id: str = "local",
-    wandb_project: str = "",
-) -> dict[str, Any]:
-    """Runs one controller step from plain parameters and writes its decision document to ``decision_path``.
-
-    Every parameter is checked before the step runs.
-
-    Args:
-        decision_path: Where the decision JSON goes (e.g. the component's output artifact).
-        settings: Where the local spec files live, the model-server images, the W&B project and
-            entity (read once by the caller, where its command or task started).
-        state_uri: The rollout state document (local path or ``gs://``).
-        log_root: The prediction log's root.
-        deployment_name: The deployment every stage keeps.
-        namespace: Its Kubernetes namespace.
-        protocol: ``v2`` or ``seldon``.
-        target: ``local`` (the spec file of ``kfp-mlops serve``), ``cluster`` (SeldonDeployment)
-            or ``none`` (decide and record only).
-        as_of: ISO time the step looks from (empty: now).
-        live_config: :class:`~kfp_mlops.rollout.live.LiveConfig` fields (e.g. ``{"bootstrap": 2000}``).
-        timeout_seconds: How long a cluster deployment may take to become Available.
-        pipeline_job_id: The W&B group.
-        wandb_project: The W&B project (empty: the settings' one).
-
-    Returns:
-        The decision document (action, stage, next stage, reasons, challenger share, spec,
-        comparison, the artifact beside the state, the target).
-
-    Raises:
-        ConfigError: a bad parameter; RolloutError, AlreadyExistsError: see :func:`step`.
-    """
-    config = LiveConfig.from_dict(live_config or {})
-    moment = parse_as_of(as_of)
-    base = base_spec(deployment_name, namespace=namespace, protocol=protocol).validate()
-    result = step(
-        state_uri,
-        log_root,
-        base=base,
-        target=make_target(target, settings=settings, deployment=deployment_name, timeout_seconds=timeout_seconds),
-        as_of=moment,
-        config=config,
-        tracking=Tracking(settings, group=pipeline_job_id, project=wandb_project or None),
-    )
-    record = {**dict(result.record), "artifact": result.artifact, "target": target}
-    Path(decision_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(decision_path).write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
-    return record

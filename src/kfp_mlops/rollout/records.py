@@ -1,4 +1,5 @@
-"""Decision records: every controller action as a JSON document beside the rollout state, and a W&B run.
+"""Decision records: every controller action as a JSON document beside the rollout state, a W&B run,
+and -- for a rollout of registered models -- its outcome in the model store.
 
 A record (built by :mod:`kfp_mlops.rollout.controller`) holds the time, the action, the stage and
 the next one, the status, the reasons, the challenger's traffic share, both models, the spec
@@ -7,6 +8,11 @@ applied and the live comparison the decision rests on. :class:`DecisionLog` writ
 to W&B (:func:`kfp_mlops.core.tracking.tracked_run`, job type ``rollout``): the action as a code
 (:data:`ACTION_CODES`), the challenger's share, every difference's interval and the predictors'
 counts as metrics, the reasons in the run summary and the document as a file.
+
+A rollout of registered models (``RolloutState.stored``) owns the champion pointer's next move:
+:func:`record_outcome` moves it to the challenger when the rollout is promoted (compare-and-swap:
+only while the legacy model is still champion) and marks the challenger ``rejected`` when it is
+rolled back; both carry the decision's reasons and who decided (the rollout's state document).
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from typing import Any
 from kfp_mlops.core import storage
 from kfp_mlops.core.config import Settings
 from kfp_mlops.core.tracking import tracked_run
+from kfp_mlops.modeling.model_store import CHAMPION, REJECTED, ModelStore, RegisteredVersion
+from kfp_mlops.rollout.state import RolloutState, StoredModels
 
 # The action as a W&B metric: a chart of it shows promotions up, rollbacks down.
 ACTION_CODES = {"hold": 0, "promote": 1, "rollback": -1, "none": 0, "start": 0}
@@ -37,6 +45,55 @@ def decisions_folder(state_uri: str) -> str:
     """Where a rollout's decision artifacts go: ``decisions/`` beside the state document."""
     parent = state_uri.rstrip("/").rsplit("/", 1)[0] if "/" in state_uri else "."
     return storage.join(parent, "decisions")
+
+
+def champion_moved(stored: StoredModels) -> str | None:
+    """Why the challenger may not become champion (the legacy model no longer is), or None."""
+    current = ModelStore(stored.store_root).champion(stored.model_name)
+    if current is not None and current.version == stored.legacy_version:
+        return None
+    now = current.version if current else "nobody"
+    return (
+        f"the champion of {stored.model_name} is now {now}, not {stored.legacy_version}, the legacy model "
+        "this rollout compared the challenger with; the challenger is not promoted"
+    )
+
+
+def record_outcome(state: RolloutState, action: str, reasons: tuple[str, ...], *, by: str) -> dict[str, Any] | None:
+    """Records a finished rollout's outcome in the model store (None: nothing to record).
+
+    A promotion to 100 % moves the champion pointer to the challenger, a rollback marks the
+    challenger rejected; the legacy model stays champion then.
+
+    Args:
+        state: The rollout after the decision.
+        action: The decision's action.
+        reasons: The decision's reasons (recorded with the move or the rejection).
+        by: Who decided (``rollout <state document>``).
+
+    Returns:
+        ``champion`` (the version that is champion afterwards) and ``challenger_status``, or None
+        for a rollout of model folders, or a decision that finished nothing.
+
+    Raises:
+        AlreadyExistsError: the champion moved since the rollout started; the pointer is left as is.
+    """
+    stored = state.stored
+    if stored is None:
+        return None
+    store = ModelStore(stored.store_root)
+    if action == "rollback":
+        store.record_status(stored.model_name, stored.challenger_version, REJECTED, by=by, reasons=reasons)
+        return {"champion": stored.legacy_version, "challenger_status": REJECTED}
+    if action == "promote" and state.status == "promoted":
+        challenger = RegisteredVersion(
+            stored.model_name,
+            stored.challenger_version,
+            store.version_uri(stored.model_name, stored.challenger_version),
+        )
+        store.promote(challenger, expected_champion=stored.legacy_version, by=by, reasons=reasons)
+        return {"champion": stored.challenger_version, "challenger_status": CHAMPION}
+    return None
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,11 @@
 """A rollout's state, and its storage: this module does I/O.
 
 :class:`RolloutState` is a plain record -- the plan, the models, the current stage and every
-decision so far -- that moves by :meth:`RolloutState.apply` without touching anything.
+decision so far -- that moves by :meth:`RolloutState.apply` without touching anything. A rollout
+of registered models also knows where they are registered (:class:`StoredModels`: the store, the
+name, the champion's and the candidate's versions), so that its outcome can move the champion
+pointer or reject the candidate, and the prediction log it reads; a state document written before
+these existed still loads (without them).
 :func:`start_rollout`, :func:`load_rollout` and :func:`save_rollout` read and write it as a JSON
 document through :mod:`kfp_mlops.core.storage` (a local path or ``gs://``), moved by
 compare-and-swap: a save names the version it read, so when two controllers move one rollout
@@ -25,6 +29,48 @@ from kfp_mlops.serving.prediction_log import as_utc
 STATUSES = ("running", "promoted", "rolled_back")
 
 
+def default_state_uri(store_root: str, deployment: str) -> str:
+    """Where a deployment's rollout state lives when none is named: ``<store>/rollouts/<deployment>.json``."""
+    return storage.join(store_root, "rollouts", f"{deployment}.json")
+
+
+def default_log_root(store_root: str, deployment: str) -> str:
+    """Where a deployment's prediction log lives when none is named: ``<store>/prediction-log/<deployment>``."""
+    return storage.join(store_root, "prediction-log", deployment)
+
+
+@dataclass(frozen=True)
+class StoredModels:
+    """Where a rollout's models are registered.
+
+    Attributes:
+        store_root: The model store (:class:`~kfp_mlops.modeling.model_store.ModelStore`).
+        model_name: The registered model's name.
+        legacy_version: The champion when the rollout started (promotion moves the pointer only
+            if it still is).
+        challenger_version: The candidate rolled out.
+    """
+
+    store_root: str
+    model_name: str
+    legacy_version: str
+    challenger_version: str
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON-ready."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> StoredModels:
+        """Parses the state document's ``stored`` entry (KeyError: a key is missing)."""
+        return cls(
+            store_root=str(doc["store_root"]),
+            model_name=str(doc["model_name"]),
+            legacy_version=str(doc["legacy_version"]),
+            challenger_version=str(doc["challenger_version"]),
+        )
+
+
 @dataclass(frozen=True)
 class RolloutState:
     """A rollout's progress: the plan, the models, the current stage and every decision so far.
@@ -37,6 +83,9 @@ class RolloutState:
         status: ``running``, ``promoted`` or ``rolled_back``.
         stage_started_at: When the current stage began (its live window starts there).
         history: Every decision: time, stage, action, next stage, reasons, comparison.
+        stored: Where both models are registered (None: model folders outside a store; the
+            rollout's outcome then moves no champion pointer).
+        log_root: The prediction log it reads ("": named by every step).
     """
 
     plan: StagePlan
@@ -46,11 +95,22 @@ class RolloutState:
     status: str
     stage_started_at: datetime
     history: tuple[Mapping[str, Any], ...] = ()
+    stored: StoredModels | None = None
+    log_root: str = ""
 
     @classmethod
-    def start(cls, plan: StagePlan, legacy_uri: str, challenger_uri: str, *, at: datetime) -> RolloutState:
+    def start(
+        cls,
+        plan: StagePlan,
+        legacy_uri: str,
+        challenger_uri: str,
+        *,
+        at: datetime,
+        stored: StoredModels | None = None,
+        log_root: str = "",
+    ) -> RolloutState:
         """A new rollout at the plan's first stage."""
-        return cls(plan.validate(), legacy_uri, challenger_uri, 0, "running", as_utc(at, "at"))
+        return cls(plan.validate(), legacy_uri, challenger_uri, 0, "running", as_utc(at, "at"), (), stored, log_root)
 
     @property
     def stage(self) -> Stage:
@@ -96,11 +156,13 @@ class RolloutState:
             "status": self.status,
             "stage_started_at": self.stage_started_at.isoformat(),
             "history": [dict(h) for h in self.history],
+            "stored": None if self.stored is None else self.stored.to_dict(),
+            "log_root": self.log_root,
         }
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> RolloutState:
-        """Parses a state document.
+        """Parses a state document (one written before ``stored`` and ``log_root`` existed too).
 
         Raises:
             DataError: a key is missing or a value is invalid.
@@ -114,6 +176,8 @@ class RolloutState:
                 status=doc["status"],
                 stage_started_at=datetime.fromisoformat(doc["stage_started_at"]),
                 history=tuple(doc.get("history", ())),
+                stored=StoredModels.from_dict(doc["stored"]) if doc.get("stored") else None,
+                log_root=str(doc.get("log_root") or ""),
             )
         except KeyError as exc:
             raise DataError(f"rollout state: missing key {exc}") from None
@@ -132,7 +196,16 @@ class RolloutState:
         return state
 
 
-def start_rollout(uri: str, plan: StagePlan, legacy_uri: str, challenger_uri: str, *, at: datetime) -> RolloutState:
+def start_rollout(
+    uri: str,
+    plan: StagePlan,
+    legacy_uri: str,
+    challenger_uri: str,
+    *,
+    at: datetime,
+    stored: StoredModels | None = None,
+    log_root: str = "",
+) -> RolloutState:
     """Records a new rollout at ``uri``; a finished one there is replaced, a running one is not.
 
     Raises:
@@ -140,15 +213,35 @@ def start_rollout(uri: str, plan: StagePlan, legacy_uri: str, challenger_uri: st
     """
     data, version = storage.read_versioned(uri)
     if data is not None:
-        current = _parse(uri, data)
-        if current.status == "running":
-            raise AlreadyExistsError(
-                f"{uri}: a rollout of {current.challenger_uri} is running at {current.stage.name}; "
-                "finish or roll it back first"
-            )
-    state = RolloutState.start(plan, legacy_uri, challenger_uri, at=at)
+        refuse_running(uri, _parse(uri, data))
+    state = RolloutState.start(plan, legacy_uri, challenger_uri, at=at, stored=stored, log_root=log_root)
     save_rollout(uri, state, version)
     return state
+
+
+def running_rollout(uri: str) -> RolloutState | None:
+    """The rollout running at ``uri``, or None when there is none (no document, or a finished one).
+
+    Raises:
+        DataError: the document there is not a rollout state.
+    """
+    data, _ = storage.read_versioned(uri)
+    if data is None:
+        return None
+    state = _parse(uri, data)
+    return state if state.status == "running" else None
+
+
+def refuse_running(uri: str, state: RolloutState | None) -> None:
+    """Refuses to go on while ``state`` (the one at ``uri``) is running.
+
+    Raises:
+        AlreadyExistsError: it is running; the message names its challenger and stage.
+    """
+    if state is not None and state.status == "running":
+        raise AlreadyExistsError(
+            f"{uri}: a rollout of {state.challenger_uri} is running at {state.stage.name}; finish or roll it back first"
+        )
 
 
 def load_rollout(uri: str) -> tuple[RolloutState, str]:

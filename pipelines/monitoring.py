@@ -1,9 +1,15 @@
 """The monitoring pipeline: import a data window -> drift check against the champion -> (if drift) retrain.
 
 The retrain is the training pipeline itself, embedded as a sub-pipeline (a KFP v2 pipeline is a
-component): on drift it trains on the window, and the model passes the same gate, is registered and
-deployed as a training run would be. One DAG in the KFP UI and one local run; nothing submits a
+component): on drift it trains on the window, and the model passes the same gate and is registered
+as a *candidate*. Its deployment follows ``deploy_mode``, ``rollout`` by default: a safe rollout
+starts in shadow beside the champion, and only the rollout's promotion (the scheduled rollout
+pipeline) makes the candidate champion. One DAG in the KFP UI and one local run; nothing submits a
 second run, so the pods need no KFP credentials.
+
+A failed run changes neither the champion nor a running rollout: a window the drift check cannot
+compare (without the model's features, say) fails the first task, before anything is trained; a
+deployment while a rollout runs for it is refused by the deploy step, before anything is applied.
 """
 
 from collections.abc import Callable, Mapping
@@ -22,7 +28,7 @@ from kfp_mlops.pipelines.platform import attach_wandb_secret
 WINDOW_SUFFIXES = (".csv", ".parquet", ".pq")
 DESCRIPTION = (
     "Check a window of new data for drift against the champion; if it drifted, run the training pipeline "
-    "on the window (gate, register, deploy)."
+    "on the window (gate, register a candidate, and by default start a safe rollout in shadow beside the champion)."
 )
 
 

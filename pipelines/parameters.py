@@ -9,6 +9,8 @@ in ``--help``.
 
 The training parameters are also the monitoring pipeline's (it runs the training pipeline on the
 window when it finds drift), which adds the window as ``source`` and its own ``drift_config``.
+``deploy_mode`` defaults to ``rollout`` in both: a retrained model becomes champion only through a
+safe rollout's promotion, unless a run asks for ``single`` explicitly.
 
 Nothing here imports kfp: the command line reads these specs before it decides whether it needs kfp.
 """
@@ -121,6 +123,9 @@ def _choices(values: Iterable[str]) -> str:
     return ", ".join(values)
 
 
+DEPLOY_MODES = ("rollout", "single", "ab", "shadow")
+"""How a registered candidate reaches traffic (``components/deploy``), the safe default first."""
+
 STORE_ROOT = Parameter("store_root", str, "model store root: a local path or gs://bucket/prefix")
 WANDB_PROJECT = Parameter("wandb_project", str, "W&B project of the tasks' runs", "kfp-mlops")
 
@@ -146,8 +151,35 @@ TRAINING = ParameterSpec(
         Parameter(
             "deploy_target",
             str,
-            "local (the spec file `kfp-mlops serve` watches) or cluster (a SeldonDeployment, gs:// store)",
+            "local (the spec file `kfp-mlops serve` watches), cluster (a SeldonDeployment, gs:// store) or "
+            "none (nothing applied; the champion pointer and a rollout's state still move)",
             "local",
+        ),
+        Parameter(
+            "deploy_mode",
+            str,
+            f"how the registered candidate reaches traffic: {_choices(DEPLOY_MODES)}. rollout: a safe rollout "
+            "against the champion, from shadow, whose promotion makes it champion; single: served alone, it "
+            "becomes champion at once; ab: ab_traffic percent beside the champion; shadow: mirrored. The first "
+            "model of a name is deployed single",
+            "rollout",
+        ),
+        Parameter("ab_traffic", int, "percent of live traffic for the new model in deploy_mode ab", 10),
+        Parameter(
+            "rollout_plan", dict, 'the rollout\'s StagePlan fields, a JSON object, e.g. {"steps": [5, 25, 100]}', {}
+        ),
+        Parameter(
+            "rollout_state_uri",
+            str,
+            "the rollout state document (path or gs://); empty: <store_root>/rollouts/<deployment_name>.json",
+            "",
+        ),
+        Parameter(
+            "prediction_log_root",
+            str,
+            "the prediction log the rollout reads (path or gs://; the model servers' PREDICTION_LOG_URI); "
+            "empty: <store_root>/prediction-log/<deployment_name>",
+            "",
         ),
         Parameter("namespace", str, "Kubernetes namespace of the deployment", "models"),
         Parameter("protocol", str, "serving protocol: v2 or seldon", "v2"),
@@ -170,7 +202,9 @@ ROLLOUT = ParameterSpec(
     "rollout",
     (
         Parameter("state_uri", str, "the rollout state document (path or gs://)"),
-        Parameter("log_root", str, "the prediction log root (path or gs://)"),
+        Parameter(
+            "log_root", str, "the prediction log root (path or gs://); empty: the one the rollout was started with", ""
+        ),
         Parameter("deployment_name", str, "deployment name (a DNS-1123 label)", "fraud"),
         Parameter("namespace", str, "Kubernetes namespace of the deployment", "models"),
         Parameter("protocol", str, "serving protocol: v2 or seldon", "v2"),

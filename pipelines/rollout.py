@@ -1,4 +1,11 @@
-"""The rollout pipeline: one controller step of a safe rollout (schedule it, e.g. hourly)."""
+"""The rollout pipeline: one controller step of a safe rollout (schedule it, e.g. hourly).
+
+It owns promotion: the step moves the rollout from shadow through the canary stages; when it
+promotes a rollout of registered models to 100 %, it moves the model store's champion pointer to
+the challenger, and when it rolls one back, it marks the challenger rejected
+(:mod:`kfp_mlops.rollout.controller`). The state document says which store and versions those are,
+and the prediction log it reads unless ``log_root`` names another.
+"""
 
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -50,9 +57,8 @@ def check_arguments(arguments: Mapping[str, Any]) -> None:
         ConfigError: naming the parameter and what is wrong with it.
     """
     values = ROLLOUT.with_defaults(arguments)
-    for name in ("state_uri", "log_root"):
-        if not values.get(name):
-            raise ConfigError(f"pipeline rollout: {name} is required (a local path or gs://bucket/prefix)")
+    if not values.get("state_uri"):
+        raise ConfigError("pipeline rollout: state_uri is required (a local path or gs://bucket/prefix)")
     if values["target"] not in TARGETS:
         raise ConfigError(f"target {values['target']!r}: unknown; choose one of {', '.join(TARGETS)}")
     LiveConfig.from_dict(values["live_config"])

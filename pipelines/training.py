@@ -1,4 +1,10 @@
-"""The training pipeline: ingest -> validate -> train -> evaluate -> (if passed) register -> deploy."""
+"""The training pipeline: ingest -> validate -> train -> evaluate -> (if passed) register -> deploy.
+
+register stores the model as a *candidate*; deploy decides how it reaches traffic (``deploy_mode``):
+by default a safe rollout against the champion, starting in shadow, whose promotion makes it
+champion; ``single`` (explicitly, or for the first model of a name) serves it alone and makes it
+champion at once; ``ab`` and ``shadow`` serve it beside the champion.
+"""
 
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -6,7 +12,7 @@ from typing import Any
 from kfp import dsl
 
 from kfp_mlops.components.deploy.component import deploy
-from kfp_mlops.components.deploy.logic import TARGETS
+from kfp_mlops.components.deploy.logic import MODES, TARGETS
 from kfp_mlops.components.evaluate.component import evaluate
 from kfp_mlops.components.ingest.component import ingest
 from kfp_mlops.components.register.component import register
@@ -18,10 +24,12 @@ from kfp_mlops.modeling.evaluation import check_gate_metric
 from kfp_mlops.modeling.model_store import ModelStore
 from kfp_mlops.pipelines.parameters import TRAINING
 from kfp_mlops.pipelines.platform import attach_wandb_secret
+from kfp_mlops.rollout.plan import StagePlan
 from kfp_mlops.serving.spec import DeploymentSpec
 
 DESCRIPTION = (
-    "Ingest, validate, train and evaluate a scikit-learn model; if it passes the gate, register and deploy it."
+    "Ingest, validate, train and evaluate a scikit-learn model; if it passes the gate, register it as a "
+    "candidate and deploy it (by default: a safe rollout against the champion)."
 )
 
 
@@ -93,12 +101,17 @@ def build_training_pipeline(*, kubernetes: bool = True) -> Callable:
                     deployment_name=p["deployment_name"],
                     namespace=p["namespace"],
                     protocol=p["protocol"],
+                    mode=p["deploy_mode"],
+                    ab_traffic=p["ab_traffic"],
+                    rollout_plan=p["rollout_plan"],
+                    rollout_state_uri=p["rollout_state_uri"],
+                    prediction_log_root=p["prediction_log_root"],
                     target=p["deploy_target"],
                     **tracking,
                 )
                 .set_display_name("deploy")
                 .set_caching_options(False)
-            )  # the cluster's state is not an input
+            )  # the cluster's, the champion's and the rollout's state are not inputs
             tasks += [register_task, deploy_task]
         if kubernetes:
             for task in tasks:
@@ -130,11 +143,22 @@ def check_arguments(arguments: Mapping[str, Any]) -> None:
     ModelStore(values["store_root"]).model_uri(values["model_name"])  # checks the name
     if values["deploy_target"] not in TARGETS:
         raise ConfigError(f"deploy_target {values['deploy_target']!r}: unknown; choose one of {', '.join(TARGETS)}")
-    if values["deploy_target"] == "cluster" and not str(values["store_root"]).startswith("gs://"):
-        raise ConfigError(
-            f"deploy_target cluster: model servers cannot read store_root {values['store_root']!r}; use a gs:// store"
-        )
-    # Name, namespace and protocol rules, on a stand-in model URI (the real one exists only after register).
-    DeploymentSpec.single(
-        values["deployment_name"], "pending", namespace=values["namespace"], protocol=values["protocol"]
-    ).validate()
+    if values["deploy_target"] == "cluster":
+        if not str(values["store_root"]).startswith("gs://"):
+            raise ConfigError(
+                f"deploy_target cluster: model servers cannot read store_root {values['store_root']!r}; "
+                "use a gs:// store"
+            )
+        for name in ("rollout_state_uri", "prediction_log_root"):
+            if values[name] and not str(values[name]).startswith("gs://"):
+                raise ConfigError(f"deploy_target cluster: {name} {values[name]!r} would stay in a pod; use gs://")
+    if values["deploy_mode"] not in MODES:
+        raise ConfigError(f"deploy_mode {values['deploy_mode']!r}: unknown; choose one of {', '.join(MODES)}")
+    if not isinstance(values["rollout_plan"], dict):
+        raise ConfigError(f"rollout_plan: must be a JSON object, got {values['rollout_plan']!r}")
+    StagePlan.from_dict(values["rollout_plan"])
+    # Name, namespace, protocol and traffic rules, on stand-in model URIs (the real ones exist only after register).
+    options = {"namespace": values["namespace"], "protocol": values["protocol"]}
+    DeploymentSpec.single(values["deployment_name"], "pending", **options).validate()
+    if values["deploy_mode"] == "ab":
+        DeploymentSpec.ab(values["deployment_name"], "champion", "pending", values["ab_traffic"], **options).validate()

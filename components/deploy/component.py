@@ -1,4 +1,4 @@
-"""KFP component: serve the registered model, locally or as a SeldonDeployment on a cluster."""
+"""KFP component: serve the registered candidate (single, A/B, shadow, or a safe rollout), locally or on a cluster."""
 
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Output
@@ -15,36 +15,47 @@ def deploy(
     deployment_name: str = "iris",
     namespace: str = "models",
     protocol: str = "v2",
-    mode: str = "single",
+    mode: str = "rollout",
     other_model_uri: str = "",
     ab_traffic: int = 10,
+    rollout_plan: dict = {},
+    rollout_state_uri: str = "",
+    prediction_log_root: str = "",
     target: str = "local",
     timeout_seconds: int = 600,
     pipeline_job_id: str = "local",
     wandb_project: str = "",
 ):
-    """Renders, checks and deploys the deployment; nothing is written or applied if it is invalid.
+    """Renders, checks and deploys the deployment; nothing is written, applied or moved if it is invalid.
 
     Args:
-        registered: register's record (name, version, uri, previous champion).
-        deployment: JSON describing the deployment (predictors, traffic, model URIs, target, state).
+        registered: register's record (name, version, uri, status, the champion it was compared with).
+        deployment: JSON describing the deployment (mode, predictors, traffic, model URIs, target,
+            state, the champion afterwards and why, the rollout's state document and stage).
         manifest: the rendered SeldonDeployment YAML (for a local target too: what a cluster would run).
-        store_root: the model store, to find the previous champion for modes ab and shadow.
+        store_root: the model store (the champion pointer, the versions' folders).
         deployment_name: the SeldonDeployment's name (a DNS-1123 label).
         namespace: its Kubernetes namespace.
         protocol: v2 (Open Inference Protocol, MLServer) or seldon.
-        mode: single, ab (the new model gets ab_traffic percent) or shadow (the new model is mirrored).
-        other_model_uri: the other model for ab / shadow (default: the champion the new model replaced).
+        mode: single (serve it alone, make it champion), ab (it gets ab_traffic percent), shadow (it
+            is mirrored) or rollout (a safe rollout against the champion, from shadow); the first
+            model of a name is deployed single.
+        other_model_uri: the other model for ab / shadow (default: the champion it was compared with).
         ab_traffic: percent of live traffic for the new model in mode ab.
-        target: local (writes $KFP_MLOPS_HOME/deployments/<name>.json for `kfp-mlops serve`) or
-            cluster (server-side apply, wait until Available, restore the previous spec on failure).
+        rollout_plan: StagePlan fields of the rollout, e.g. {"steps": [5, 25, 100]} (empty: defaults).
+        rollout_state_uri: the rollout state document (empty: <store_root>/rollouts/<deployment_name>.json).
+        prediction_log_root: the log the rollout's steps read (empty:
+            <store_root>/prediction-log/<deployment_name>).
+        target: local (writes $KFP_MLOPS_HOME/deployments/<name>.json for `kfp-mlops serve`),
+            cluster (server-side apply, wait until Available, restore the previous spec on failure)
+            or none (apply nothing; the champion still moves for single, a rollout is still recorded).
         timeout_seconds: how long a cluster rollout may take to become Available.
         pipeline_job_id: groups this task's W&B run with the rest of the pipeline run.
         wandb_project: the W&B project (empty: WANDB_PROJECT or kfp-mlops).
     """
     import json
 
-    from kfp_mlops.components.common import json_safe
+    from kfp_mlops.components.common import from_struct, json_safe
     from kfp_mlops.components.deploy.logic import run_deploy
     from kfp_mlops.core.config import Settings
 
@@ -59,6 +70,9 @@ def deploy(
         mode=mode,
         other_model_uri=other_model_uri,
         ab_traffic=ab_traffic,
+        rollout_plan=from_struct(rollout_plan),
+        rollout_state_uri=rollout_state_uri,
+        prediction_log_root=prediction_log_root,
         target=target,
         timeout_seconds=timeout_seconds,
         pipeline_job_id=pipeline_job_id,

@@ -1,8 +1,29 @@
-"""Deploy: serve the registered model, on this machine's local stack or as a SeldonDeployment on a cluster."""
+"""Deploy: serve a registered candidate, alone, beside the champion, or through a safe rollout.
+
+The deploy step decides how a newly registered model (a *candidate*, see components/register)
+reaches traffic, and whether it becomes champion:
+
+* ``single`` serves it alone and moves the champion pointer to it: the user's explicit choice,
+  and what the first model of a name always gets (there is no champion to compare it with);
+* ``ab`` gives it ``ab_traffic`` percent beside the champion, ``shadow`` mirrors requests to it;
+  neither moves the pointer;
+* ``rollout`` starts a safe rollout against the current champion
+  (:func:`kfp_mlops.rollout.controller.start`): the rollout state is recorded and its first stage
+  (shadow) applied; the rollout's own steps promote the candidate -- moving the pointer -- or
+  reject it.
+
+Everything is checked before anything is written, applied or moved: the mode and target, the
+champion (still the one the candidate was evaluated against, when the pointer is to move or a
+rollout to start), no rollout running for the deployment (it owns the deployment until it ends),
+the spec and the rendered SeldonDeployment, ``gs://`` model URIs for a cluster, and a stored model
+behind every URI. The champion pointer moves only after the spec was applied.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,16 +32,94 @@ from kfp_mlops.core.config import Settings
 from kfp_mlops.core.errors import ConfigError, MlopsError
 from kfp_mlops.core.tracking import tracked_run
 from kfp_mlops.modeling.model_bundle import METADATA_FILE
-from kfp_mlops.modeling.model_store import ModelStore
+from kfp_mlops.modeling.model_store import CANDIDATE, CHAMPION, ModelStore, RegisteredVersion
+from kfp_mlops.rollout import controller
+from kfp_mlops.rollout.plan import StagePlan, spec_for
+from kfp_mlops.rollout.state import (
+    StoredModels,
+    default_log_root,
+    default_state_uri,
+    refuse_running,
+    running_rollout,
+)
 from kfp_mlops.serving.cluster import kube_apply, seldon_deployment
 from kfp_mlops.serving.local.serve import deployment_file
 from kfp_mlops.serving.spec import DeploymentSpec
 
-MODES = ("single", "ab", "shadow")
-TARGETS = ("local", "cluster")
+MODES = ("single", "ab", "shadow", "rollout")
+TARGETS = ("local", "cluster", "none")
 
 
-def build_spec(
+@dataclass(frozen=True)
+class RolloutStart:
+    """The safe rollout a ``rollout`` deployment starts.
+
+    Attributes:
+        plan: Its stage plan.
+        state_uri: Where its state is recorded.
+        log_root: The prediction log its steps read.
+        legacy_uri: The champion's version folder (the legacy model).
+    """
+
+    plan: StagePlan
+    state_uri: str
+    log_root: str
+    legacy_uri: str
+
+
+@dataclass(frozen=True)
+class DeploymentPlan:
+    """What a deploy will do, decided and checked before anything is written.
+
+    Attributes:
+        mode: The mode it deploys with (``single`` for the first model of a name, whatever was asked).
+        spec: The deployment (for a rollout: its first stage).
+        reasons: Why this mode, and why the champion moves (when it does).
+        champion: The champion the new model was evaluated against (None: none yet).
+        rollout: The rollout it starts (``rollout`` only).
+    """
+
+    mode: str
+    spec: DeploymentSpec
+    reasons: tuple[str, ...]
+    champion: str | None
+    rollout: RolloutStart | None = None
+
+    @property
+    def crowns(self) -> bool:
+        """Whether the champion pointer moves to the new model (mode ``single``)."""
+        return self.mode == "single"
+
+
+def _static_spec(
+    registered: dict[str, Any],
+    store: ModelStore,
+    *,
+    mode: str,
+    other_model_uri: str,
+    ab_traffic: int,
+    deployment_name: str,
+    namespace: str,
+    protocol: str,
+) -> DeploymentSpec:
+    """The deployment of a registered model in mode ``single``, ``ab`` or ``shadow`` (not yet validated).
+
+    The registered model is the newcomer: ``single`` serves it alone; ``ab`` gives it
+    ``ab_traffic`` percent of live traffic as predictor ``b`` beside ``a``, the other model;
+    ``shadow`` mirrors every request to it while the other model answers. The other model is
+    ``other_model_uri``, else the champion the registered model was evaluated against.
+    """
+    new_uri = storage.canonical_uri(registered["uri"])
+    name, options = deployment_name, {"namespace": namespace, "protocol": protocol}
+    if mode == "single":
+        return DeploymentSpec.single(name, new_uri, **options)
+    other = storage.canonical_uri(other_model_uri or store.version_uri(registered["name"], registered["champion"]))
+    if mode == "ab":
+        return DeploymentSpec.ab(name, other, new_uri, ab_traffic, **options)
+    return DeploymentSpec.with_shadow(name, other, new_uri, **options)
+
+
+def plan_deployment(
     registered: dict[str, Any],
     *,
     store_root: str,
@@ -30,32 +129,63 @@ def build_spec(
     mode: str,
     other_model_uri: str = "",
     ab_traffic: int = 10,
-) -> DeploymentSpec:
-    """The deployment for a registered model (not yet validated).
-
-    The registered model is the newcomer: ``single`` serves it alone; ``ab`` gives it
-    ``ab_traffic`` percent of live traffic as predictor ``b`` beside ``a``, the other model;
-    ``shadow`` mirrors every request to it while the other model answers. The other model is
-    ``other_model_uri``, else the champion the registration replaced.
+    rollout_plan: Mapping[str, Any] | None = None,
+    rollout_state_uri: str = "",
+    prediction_log_root: str = "",
+) -> DeploymentPlan:
+    """Decides the mode, checks the champion and the running rollout, and builds the (validated) spec.
 
     Raises:
-        ConfigError: unknown mode, or no other model for ``ab`` / ``shadow``.
+        ConfigError: unknown mode, ``other_model_uri`` where it means nothing, or an invalid
+            rollout plan (every problem listed).
+        AlreadyExistsError: the champion moved since the evaluation, or a rollout is running for
+            the deployment.
+        InvalidSpec: the deployment breaks a rule.
     """
     if mode not in MODES:
         raise ConfigError(f"deploy mode {mode!r}: unknown; choose one of {', '.join(MODES)}")
+    if other_model_uri and mode not in ("ab", "shadow"):
+        raise ConfigError(f"other_model_uri={other_model_uri!r}: only modes ab and shadow serve a second model")
+    stage_plan = StagePlan.from_dict(rollout_plan or {})
+    name, champion = registered["name"], registered.get("champion")
+    store = ModelStore(store_root)
+    state_uri = rollout_state_uri or default_state_uri(store_root, deployment_name)
+    # A running rollout owns the deployment and the champion's next move until it ends.
+    refuse_running(state_uri, running_rollout(state_uri))
+    first_model = champion is None and not other_model_uri
+    if first_model:
+        mode = "single"
+    if mode in ("single", "rollout"):
+        store.check_champion(name, champion)  # the pointer moves, or the rollout starts, against it
     new_uri = storage.canonical_uri(registered["uri"])
-    options = {"namespace": namespace, "protocol": protocol}
-    if mode == "single":
-        if other_model_uri:
-            raise ConfigError(f"other_model_uri={other_model_uri!r}: only modes ab and shadow serve a second model")
-        return DeploymentSpec.single(deployment_name, new_uri, **options)
-    if other_model_uri:
-        other = storage.canonical_uri(other_model_uri)
+    if mode == "rollout":
+        legacy_uri = storage.canonical_uri(store.version_uri(name, str(champion)))
+        base = controller.base_spec(deployment_name, namespace=namespace, protocol=protocol)
+        rollout = RolloutStart(
+            stage_plan, state_uri, prediction_log_root or default_log_root(store_root, deployment_name), legacy_uri
+        )
+        stages = ", ".join(s.name for s in stage_plan.stages())
+        reasons = (f"safe rollout against champion {champion}: {stages}",)
+        return DeploymentPlan(
+            mode, spec_for(stage_plan.stages()[0], base, legacy_uri, new_uri), reasons, champion, rollout
+        )
+    spec = _static_spec(
+        registered,
+        store,
+        mode=mode,
+        other_model_uri=other_model_uri,
+        ab_traffic=ab_traffic,
+        deployment_name=deployment_name,
+        namespace=namespace,
+        protocol=protocol,
+    ).validate()
+    if first_model:
+        reasons = (f"first model of {name}: no champion to compare it with, so it is deployed single",)
+    elif mode == "single":
+        reasons = (f"deployed single on request, replacing champion {champion}",)
     else:
-        other = _previous_champion_uri(registered, store_root, mode)
-    if mode == "ab":
-        return DeploymentSpec.ab(deployment_name, other, new_uri, ab_traffic, **options)
-    return DeploymentSpec.with_shadow(deployment_name, other, new_uri, **options)
+        reasons = (f"{mode} beside {spec.predictors[0].model_uri}; the champion stays {champion}",)
+    return DeploymentPlan(mode, spec, reasons, champion)
 
 
 def run_deploy(
@@ -67,41 +197,46 @@ def run_deploy(
     deployment_name: str = "iris",
     namespace: str = "models",
     protocol: str = "v2",
-    mode: str = "single",
+    mode: str = "rollout",
     other_model_uri: str = "",
     ab_traffic: int = 10,
+    rollout_plan: Mapping[str, Any] | None = None,
+    rollout_state_uri: str = "",
+    prediction_log_root: str = "",
     target: str = "local",
     timeout_seconds: int = 600,
     pipeline_job_id: str = "local",
     wandb_project: str = "",
 ) -> dict[str, Any]:
-    """Builds, renders and checks the deployment, then writes it for the local stack or rolls it out.
+    """Plans and checks the deployment (:func:`plan_deployment`), then applies it and moves the champion.
 
-    Everything is checked before anything is written or applied: the spec and the rendered
-    SeldonDeployment (every problem listed at once), ``gs://`` model URIs for a cluster, and a
-    stored model behind every URI. ``manifest_path`` receives the SeldonDeployment YAML in both
-    targets. ``local`` writes the spec to ``$KFP_MLOPS_HOME/deployments/<name>.json`` (atomically),
-    where ``kfp-mlops serve`` picks it up; ``cluster`` applies it with
-    :func:`kfp_mlops.serving.cluster.kube_apply.apply_and_wait`. The other arguments are the
-    component's parameters (``component.py``).
+    ``manifest_path`` receives the SeldonDeployment YAML in every target. ``local`` writes the spec
+    to ``$KFP_MLOPS_HOME/deployments/<name>.json`` (atomically), where ``kfp-mlops serve`` picks it
+    up; ``cluster`` applies it with :func:`kfp_mlops.serving.cluster.kube_apply.apply_and_wait`;
+    ``none`` applies nothing (the champion still moves for ``single``, a rollout is still recorded).
+    The other arguments are the component's parameters (``component.py``).
 
     Args:
-        registered_path: register's record (name, version, uri, previous champion).
+        registered_path: register's record (name, version, uri, status, the champion it was compared with).
         manifest_path: where the SeldonDeployment YAML is written.
         settings: the model-server images, and the home of the local stack's spec files.
 
     Returns:
-        name, namespace, protocol, mode, target, state, the model's name and version, the
-        predictors with their traffic and model URIs, the spec file (local) or the rollout (cluster).
+        name, namespace, protocol, mode (as deployed), requested mode, target, state, the model's
+        name and version, its status and the champion afterwards, the reasons, the predictors with
+        their traffic and model URIs, the spec file (local), the cluster apply's result (cluster),
+        and for a rollout its state document, prediction log and stage.
 
     Raises:
         ConfigError: a bad parameter; InvalidSpec: the deployment breaks a rule (lists them all);
-        MlopsError: a model URI holds no model; ClusterError / ApplyFailed: see ``apply_and_wait``.
+        AlreadyExistsError: the champion moved since the evaluation, or a rollout is running;
+        MlopsError: a model URI holds no model; ClusterError / ApplyFailed: see ``apply_and_wait``;
+        RolloutError: the rollout's first stage could not be applied (recorded as rolled back).
     """
     if target not in TARGETS:
         raise ConfigError(f"deploy target {target!r}: unknown; choose one of {', '.join(TARGETS)}")
     registered = json.loads(Path(registered_path).read_text())
-    spec = build_spec(
+    plan = plan_deployment(
         registered,
         store_root=store_root,
         deployment_name=deployment_name,
@@ -110,7 +245,11 @@ def run_deploy(
         mode=mode,
         other_model_uri=other_model_uri,
         ab_traffic=ab_traffic,
+        rollout_plan=rollout_plan,
+        rollout_state_uri=rollout_state_uri,
+        prediction_log_root=prediction_log_root,
     )
+    spec = plan.spec
     manifest = seldon_deployment.render(spec, settings=settings)
     if target == "cluster":
         local = [f"{p.name}: {p.model_uri}" for p in spec.predictors if not storage.is_gcs(p.model_uri)]
@@ -138,40 +277,21 @@ def run_deploy(
     }
     with tracked_run("deploy", group=pipeline_job_id, config=params, settings=settings, project=wandb_project) as run:
         Path(manifest_path).write_text(seldon_deployment.to_yaml(manifest))
-        record = {
-            "name": spec.name,
-            "namespace": spec.namespace,
-            "protocol": spec.protocol,
-            "mode": mode,
-            "target": target,
-            "model": registered["name"],
-            "version": registered["version"],
-            "predictors": [
-                {
-                    "name": p.name,
-                    "model_uri": p.model_uri,
-                    "traffic": p.traffic,
-                    "shadow": p.shadow,
-                    "replicas": p.replicas,
-                }
-                for p in spec.predictors
-            ],
-            "traffic": {p.name: p.traffic for p in spec.predictors},
-            "model_uris": {p.name: p.model_uri for p in spec.predictors},
-            "spec_path": None,
-            "rollout": None,
-        }
-        if target == "local":
-            path = deployment_file(settings, spec.name)
-            storage.write_json(str(path), spec.to_dict())
-            record.update(state="written", spec_path=str(path))
-        else:
-            try:
-                result = kube_apply.apply_and_wait(manifest, timeout_s=timeout_seconds)
-            except kube_apply.ApplyFailed as failed:
-                run.run.summary.update({"state": failed.result.state or "timeout", "restored": failed.result.restored})
-                raise
-            record.update(state=result.state, rollout=result.to_dict())
+        applier = _Applier(settings, target, manifest, timeout_seconds)
+        try:
+            if plan.rollout is not None:
+                _start_rollout(plan.rollout, plan, registered, store_root, applier)
+            else:
+                applier.apply(spec)
+        except kube_apply.ApplyFailed as failed:
+            run.run.summary.update({"state": failed.result.state or "timeout", "restored": failed.result.restored})
+            raise
+        if plan.crowns:
+            new = RegisteredVersion(registered["name"], registered["version"], registered["uri"])
+            ModelStore(store_root).promote(
+                new, expected_champion=plan.champion, by="deploy single", reasons=plan.reasons
+            )
+        record = _record(plan, registered, requested_mode=mode, target=target, applied=applier.outcome)
         run.run.summary.update({k: record[k] for k in ("name", "namespace", "target", "mode", "state", "version")})
         run.run.summary.update({f"traffic/{name}": share for name, share in record["traffic"].items()})
         run.log_artifact(
@@ -184,11 +304,69 @@ def run_deploy(
     return record
 
 
-def _previous_champion_uri(registered: dict[str, Any], store_root: str, mode: str) -> str:
-    previous = registered.get("previous_champion")
-    if not previous:
-        raise ConfigError(
-            f"deploy mode {mode!r} needs a second model, and {registered['name']} {registered['version']} replaced "
-            "no champion (its first registration): pass other_model_uri, or deploy with mode single"
-        )
-    return ModelStore(store_root).version_uri(registered["name"], previous)
+@dataclass
+class _Applier:
+    """Applies a spec the way this step applies any deployment, and keeps what happened (a rollout's target too)."""
+
+    settings: Settings
+    target: str
+    manifest: dict[str, Any]
+    timeout_seconds: int
+    outcome: dict[str, Any] = field(
+        default_factory=lambda: {"state": "not applied", "spec_path": None, "rollout": None}
+    )
+
+    def apply(self, spec: DeploymentSpec) -> None:
+        if self.target == "local":
+            path = deployment_file(self.settings, spec.name)
+            storage.write_json(str(path), spec.to_dict())
+            self.outcome = {"state": "written", "spec_path": str(path), "rollout": None}
+        elif self.target == "cluster":
+            manifest = seldon_deployment.render(spec, settings=self.settings)  # a rollback's spec differs
+            result = kube_apply.apply_and_wait(manifest, timeout_s=self.timeout_seconds)
+            self.outcome = {"state": result.state, "spec_path": None, "rollout": result.to_dict()}
+
+
+def _start_rollout(
+    rollout: RolloutStart, plan: DeploymentPlan, registered: dict[str, Any], store_root: str, applier: _Applier
+) -> None:
+    """Records the rollout and applies its first stage through ``applier`` (nothing applied for target none)."""
+    controller.start(
+        rollout.state_uri,
+        rollout.plan,
+        rollout.legacy_uri,
+        storage.canonical_uri(registered["uri"]),
+        base=controller.base_spec(plan.spec.name, namespace=plan.spec.namespace, protocol=plan.spec.protocol),
+        target=None if applier.target == "none" else applier,
+        stored=StoredModels(store_root, registered["name"], str(plan.champion), registered["version"]),
+        log_root=rollout.log_root,
+    )
+
+
+def _record(
+    plan: DeploymentPlan, registered: dict[str, Any], *, requested_mode: str, target: str, applied: dict[str, Any]
+) -> dict[str, Any]:
+    spec, rollout = plan.spec, plan.rollout
+    return {
+        "name": spec.name,
+        "namespace": spec.namespace,
+        "protocol": spec.protocol,
+        "mode": plan.mode,
+        "requested_mode": requested_mode,
+        "target": target,
+        "model": registered["name"],
+        "version": registered["version"],
+        "status": CHAMPION if plan.crowns else CANDIDATE,
+        "champion": registered["version"] if plan.crowns else plan.champion,
+        "reasons": list(plan.reasons),
+        "predictors": [
+            {"name": p.name, "model_uri": p.model_uri, "traffic": p.traffic, "shadow": p.shadow, "replicas": p.replicas}
+            for p in spec.predictors
+        ],
+        "traffic": {p.name: p.traffic for p in spec.predictors},
+        "model_uris": {p.name: p.model_uri for p in spec.predictors},
+        **applied,
+        "rollout_state_uri": None if rollout is None else rollout.state_uri,
+        "prediction_log_root": None if rollout is None else rollout.log_root,
+        "stage": None if rollout is None else rollout.plan.stages()[0].name,
+    }

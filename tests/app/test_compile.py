@@ -129,7 +129,7 @@ def test_every_pipeline_is_compiled() -> None:
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        ({"deploy_target": "k8s"}, "deploy_target 'k8s': unknown; choose one of local, cluster"),
+        ({"deploy_target": "k8s"}, "deploy_target 'k8s': unknown; choose one of local, cluster, none"),
         (
             {"deploy_target": "cluster"},
             "deploy_target cluster: model servers cannot read store_root '/tmp/store'; use a gs:// store",
@@ -164,7 +164,7 @@ def test_rollout_pipeline_is_one_uncached_step_with_the_wandb_secret(compiled: d
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        ({"log_root": ""}, "log_root is required"),
+        ({"state_uri": ""}, "state_uri is required"),
         ({"target": "k8s"}, "target 'k8s': unknown; choose one of local, cluster, none"),
         ({"live_config": {"boot": 1}}, "live_config: unknown key(s) boot"),
         ({"live_config": {"bootstrap": 5}}, "bootstrap=5 must be at least 100"),

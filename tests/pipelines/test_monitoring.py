@@ -1,32 +1,45 @@
-"""The monitoring pipeline end to end with kfp.local: import a window, check drift, retrain on drift.
+"""The monitoring pipeline end to end with kfp.local: import a window, check drift, retrain on drift -- the lifecycle.
 
 The champion is an autumn model put in the store directly (fitted by the training code the train
 component runs), so the test pays only for the monitoring runs: a quiet autumn window (no retrain)
-and the first holiday week (drift; the training sub-pipeline registers and deploys a new champion
-that beats the old one).
+and the first holiday week (drift: the training sub-pipeline registers a *candidate* that beats the
+old model, and starts a safe rollout in shadow beside the champion, which stays champion). A
+second drifted run while that rollout runs is refused at deploy, changing nothing; a window without
+the model's features fails the first task. The rollout is then driven to promotion on simulated
+traffic, as the scheduled rollout pipeline's step would: only then does the champion pointer move,
+with the decision's reasons.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from kfp_mlops.app.local_run import run_pipeline
-from kfp_mlops.app.summary import render_monitoring_summary, task_outputs
+from kfp_mlops.app.summary import render_monitoring_summary, retrain_outcome, task_outputs
+from kfp_mlops.core import storage
 from kfp_mlops.core.config import Settings
+from kfp_mlops.core.errors import ConfigError, MlopsError
 from kfp_mlops.demos import ecommerce
 from kfp_mlops.modeling.model_bundle import load_bundle, save_bundle
-from kfp_mlops.modeling.model_store import ModelStore
+from kfp_mlops.modeling.model_store import CANDIDATE, CHAMPION, RETIRED, ModelStore
 from kfp_mlops.modeling.profile import build_profile
 from kfp_mlops.modeling.training import fit_model
+from kfp_mlops.pipelines.monitoring import check_arguments
+from kfp_mlops.rollout import load_rollout
+from kfp_mlops.rollout.state import default_log_root, default_state_uri
+from kfp_mlops.rollout.task import run_rollout_step
 from kfp_mlops.serving.spec import DeploymentSpec
+from tests.rollout.test_controller import traffic
 from tests.support.wandb_offline import find_offline_runs, read_offline_run
 
-pytestmark = pytest.mark.slow
 TRAINING_TASKS = ["ingest", "validate", "train", "evaluate", "register", "deploy"]
+# Small enough for a few hundred simulated requests per stage; the rules are the defaults'.
+PLAN = {"steps": [5, 100], "min_labelled": 150, "min_positives": 10, "max_p99_latency_ms": 1000.0}
 
 
 def _crown_autumn_model(root: Path, store_root: str) -> str:
@@ -43,7 +56,7 @@ def _crown_autumn_model(root: Path, store_root: str) -> str:
         profile_path=profile,
         evaluation={"passed": True, "metrics": {"accuracy": 0.8, "roc_auc": 0.73}},
     )
-    store.promote(registered, expected_champion=None)
+    store.promote(registered, expected_champion=None, by="deploy single", reasons=["first model of shop"])
     return registered.version
 
 
@@ -53,7 +66,8 @@ def _accuracy(model_uri: str, frame) -> float:
     return float((predicted == frame[ecommerce.LABEL].astype(str)).mean())
 
 
-def test_quiet_window_keeps_the_champion_and_drift_retrains(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_drift_registers_a_candidate_whose_rollout_alone_can_make_it_champion(tmp_path: Path) -> None:
     settings = Settings.from_env()
     store = ModelStore(settings.store_root)
     old_version = _crown_autumn_model(tmp_path, settings.store_root)
@@ -63,6 +77,7 @@ def test_quiet_window_keeps_the_champion_and_drift_retrains(tmp_path: Path) -> N
         "model_name": "shop",
         "threshold": 0.65,
         "deployment_name": "shop",
+        "rollout_plan": PLAN,
     }
     quiet, december = tmp_path / "week-40.csv", tmp_path / "week-46.csv"
     ecommerce.generate([40], 2_000, seed=1).drop(columns="week").to_csv(quiet, index=False)
@@ -84,19 +99,93 @@ def test_quiet_window_keeps_the_champion_and_drift_retrains(tmp_path: Path) -> N
     evaluation = json.loads(run.artifact("evaluate", "evaluation").read_text())
     assert evaluation["passed"] is True and evaluation["champion_version"] == old_version
     registered = json.loads(run.artifact("register", "registered").read_text())
-    assert registered["previous_champion"] == old_version
-    champion = store.champion("shop")
-    assert champion.version == registered["version"] != old_version
-    # Deployed as the training pipeline deploys: the local stack's spec serves the new champion.
+    new_version = registered["version"]
+    assert (registered["status"], registered["champion"]) == (CANDIDATE, old_version)
+    # Registered as a candidate; the champion stays until the rollout promotes the candidate.
+    assert store.champion("shop").version == old_version
+    assert store.status("shop", new_version).status == CANDIDATE
+    state_uri = default_state_uri(settings.store_root, "shop")
+    state, _ = load_rollout(state_uri)
+    assert (state.status, state.stage.name, state.log_root) == (
+        "running",
+        "shadow",
+        default_log_root(settings.store_root, "shop"),
+    )
+    assert (state.stored.legacy_version, state.stored.challenger_version) == (old_version, new_version)
+    # The local stack's spec: the champion answers everything, the candidate sees a copy (shadow).
     spec_file = settings.home / "deployments" / "shop.json"
-    assert DeploymentSpec.from_dict(json.loads(spec_file.read_text())) == DeploymentSpec.single("shop", champion.uri)
+    spec = DeploymentSpec.from_dict(json.loads(spec_file.read_text()))
+    assert [(p.name, p.model_uri, p.traffic, p.shadow) for p in spec.predictors] == [
+        ("legacy", store.version_uri("shop", old_version), 100, False),
+        ("challenger", registered["uri"], 0, True),
+    ]
+    outcome = retrain_outcome(run)
+    assert (outcome["deploy_mode"], outcome["stage"], outcome["champion"]) == ("rollout", "shadow", old_version)
     # Every task of the run, the sub-pipeline's too, logs to one W&B group.
     runs = [read_offline_run(path) for path in find_offline_runs(Path(os.environ["WANDB_DIR"]))]
     last_run = {r.group for r in runs if r.job_type == "deploy"}
     assert {r.job_type for r in runs if r.group in last_run} == {"drift_check", *TRAINING_TASKS}
     # The new model knows December better than the autumn model on fresh December rows.
     fresh = ecommerce.generate([47], 4_000, seed=2).drop(columns="week")
-    assert _accuracy(champion.uri, fresh) > _accuracy(store.version_uri("shop", old_version), fresh) + 0.02
+    assert _accuracy(registered["uri"], fresh) > _accuracy(store.version_uri("shop", old_version), fresh) + 0.02
     summary = render_monitoring_summary(run, settings)
-    assert f"Retrain   registered {registered['version']}" in summary
-    assert "Deployed  shop (v2, single, local): written" in summary
+    assert f"Retrain   registered {new_version} as a candidate" in summary
+    assert "Deployed  shop (v2, rollout, local): written" in summary
+    assert f"Rollout   {new_version} in shadow beside champion {old_version}" in summary
+    assert f"kfp-mlops rollout step --deployment shop --state {state_uri}" in summary
+
+    # A failed run changes neither the champion nor the running rollout.
+    state_before, spec_before = storage.read_bytes(state_uri), spec_file.read_text()
+    with pytest.raises(MlopsError, match=r"failed at task deploy: .*a rollout of .* is running at shadow"):
+        run_pipeline("monitoring", {**arguments, "source": str(december)}, settings=settings)
+    no_basket = tmp_path / "week-46-without-basket.csv"
+    ecommerce.generate([46], 500, seed=3).drop(columns=["week", "avg_basket_value"]).to_csv(no_basket, index=False)
+    with pytest.raises(MlopsError, match=r"failed at task drift-check: .*avg_basket_value"):
+        run_pipeline("monitoring", {**arguments, "source": str(no_basket)}, settings=settings)
+    assert (storage.read_bytes(state_uri), spec_file.read_text()) == (state_before, spec_before)
+    assert store.champion("shop").version == old_version
+
+    # The scheduled rollout step (here by hand, on simulated traffic) owns the promotion.
+    started = state.stage_started_at
+    log = state.log_root
+    traffic(log, started + timedelta(seconds=1), 600, challenger_quality=0.7, seed=31)
+    step = {"settings": settings, "state_uri": state_uri, "log_root": "", "deployment_name": "shop"}
+    canary = run_rollout_step(str(tmp_path / "d1.json"), as_of=_iso(started, hours=2), **step)
+    assert (canary["action"], canary["next_stage"]) == ("promote", "canary-5")
+    assert store.champion("shop").version == old_version
+    canary_start = started + timedelta(hours=2, seconds=1)
+    traffic(log, canary_start, 700, challenger_quality=0.7, seed=32, predictors=("legacy",))
+    traffic(log, canary_start, 700, challenger_quality=0.7, seed=33, predictors=("challenger",))
+    final = run_rollout_step(str(tmp_path / "d2.json"), as_of=_iso(started, hours=4), **step)
+
+    assert (final["action"], final["status"]) == ("promote", "promoted")
+    pointer = store.champion_pointer("shop")
+    assert (pointer["version"], pointer["previous"], pointer["by"]) == (
+        new_version,
+        old_version,
+        f"rollout {state_uri}",
+    )
+    assert pointer["reasons"] == final["reasons"]
+    assert store.status("shop", new_version).status == CHAMPION
+    assert store.status("shop", old_version).status == RETIRED
+    promoted = DeploymentSpec.from_dict(json.loads(spec_file.read_text()))
+    assert [(p.name, p.model_uri, p.traffic) for p in promoted.predictors] == [("challenger", registered["uri"], 100)]
+
+
+def _iso(start: datetime, *, hours: int) -> str:
+    return (start + timedelta(hours=hours)).astimezone(timezone.utc).isoformat()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"drift_config": {"psi": 1}}, "drift config: unknown key(s) psi"),
+        ({"rollout_plan": {"stepz": [5]}}, "stage plan: unknown key(s) stepz"),
+        ({"deploy_mode": "canary"}, "deploy_mode 'canary': unknown"),
+        ({"source": "window.txt"}, "give the data window as a .csv or .parquet file"),
+    ],
+)
+def test_bad_arguments_are_refused_before_anything_runs(arguments: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        check_arguments({"store_root": "/tmp/store", "source": "window.csv", **arguments})
+    assert message in str(refused.value)

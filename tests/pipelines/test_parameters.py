@@ -7,7 +7,15 @@ import inspect
 import pytest
 
 from kfp_mlops.core.errors import ConfigError
-from kfp_mlops.pipelines.parameters import MONITORING, REQUIRED, ROLLOUT, TRAINING, Parameter, ParameterSpec
+from kfp_mlops.pipelines.parameters import (
+    DEPLOY_MODES,
+    MONITORING,
+    REQUIRED,
+    ROLLOUT,
+    TRAINING,
+    Parameter,
+    ParameterSpec,
+)
 
 
 def test_the_monitoring_pipeline_takes_every_training_parameter() -> None:
@@ -47,3 +55,15 @@ def test_a_parameter_listed_twice_is_a_mistake() -> None:
     twice = Parameter("seed", int, "seed", 0)
     with pytest.raises(ValueError, match="listed twice"):
         ParameterSpec("broken", (twice, twice))
+
+
+def test_a_retrain_reaches_traffic_through_a_rollout_unless_single_is_asked_for() -> None:
+    from kfp_mlops.components.deploy.component import deploy
+    from kfp_mlops.components.deploy.logic import MODES
+
+    assert set(DEPLOY_MODES) == set(MODES)
+    assert TRAINING.defaults()["deploy_mode"] == MONITORING.defaults()["deploy_mode"] == "rollout"
+    assert inspect.signature(deploy.python_func).parameters["mode"].default == "rollout"
+    # Where the rollout keeps its state and reads its log: derived from the store unless named.
+    assert TRAINING.defaults()["rollout_state_uri"] == TRAINING.defaults()["prediction_log_root"] == ""
+    assert ROLLOUT.defaults()["log_root"] == ""  # the one the rollout was started with

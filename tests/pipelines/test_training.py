@@ -1,4 +1,7 @@
-"""The training pipeline end to end with kfp.local: real tasks, real data, W&B offline, real storage."""
+"""The training pipeline end to end with kfp.local: real tasks, real data, W&B offline, real storage.
+
+Also its argument check (fast): every bad parameter is refused before anything runs.
+"""
 
 from __future__ import annotations
 
@@ -13,18 +16,21 @@ from kfp_mlops.app.local_run import read_json_output, run_pipeline
 from kfp_mlops.app.summary import task_outputs
 from kfp_mlops.core import storage
 from kfp_mlops.core.config import Settings
-from kfp_mlops.core.errors import MlopsError
+from kfp_mlops.core.errors import ConfigError, MlopsError
 from kfp_mlops.modeling.datasets import load_iris_frame
 from kfp_mlops.modeling.model_bundle import load_bundle
-from kfp_mlops.modeling.model_store import ModelStore
+from kfp_mlops.modeling.model_store import CANDIDATE, CHAMPION, ModelStore
+from kfp_mlops.pipelines.training import check_arguments
+from kfp_mlops.rollout import load_rollout
+from kfp_mlops.rollout.state import default_state_uri
 from kfp_mlops.serving.cluster import seldon_deployment
 from kfp_mlops.serving.spec import DeploymentSpec
 from tests.support.wandb_offline import find_offline_runs, read_offline_run
 
-pytestmark = pytest.mark.slow
 TASKS = ["ingest", "validate", "train", "evaluate", "register", "deploy"]
 
 
+@pytest.mark.slow
 def test_iris_run_registers_champion_and_logs_to_wandb(tmp_path: Path) -> None:
     settings = Settings.from_env()
     run = run_pipeline("training", {"store_root": settings.store_root}, settings=settings)
@@ -35,9 +41,14 @@ def test_iris_run_registers_champion_and_logs_to_wandb(tmp_path: Path) -> None:
     assert task_outputs(run, "evaluate")["parameters"]["Output"] is True
 
     registered = read_json_output(run, "register", "registered")
+    assert (registered["status"], registered["champion"]) == (CANDIDATE, None)
     store = ModelStore(settings.store_root)
     assert store.versions("iris-classifier") == [registered["version"]]
-    assert store.champion("iris-classifier").version == registered["version"]
+    # The first model of a name is deployed single, which makes it champion (saying why).
+    pointer = store.champion_pointer("iris-classifier")
+    assert (pointer["version"], pointer["by"]) == (registered["version"], "deploy single")
+    assert pointer["reasons"][0].startswith("first model of iris-classifier: no champion to compare it with")
+    assert store.status("iris-classifier", registered["version"]).status == CHAMPION
     bundle = load_bundle(registered["uri"])
     iris = load_iris_frame()
     assert (bundle.model.predict(iris[bundle.feature_names]) == iris["species"]).mean() > 0.9
@@ -66,11 +77,13 @@ def test_iris_run_registers_champion_and_logs_to_wandb(tmp_path: Path) -> None:
     )
     deployment = read_json_output(run, "deploy", "deployment")
     assert (deployment["state"], deployment["target"], deployment["spec_path"]) == ("written", "local", str(spec_file))
+    assert (deployment["mode"], deployment["requested_mode"]) == ("single", "rollout")
     manifest = yaml.safe_load(run.artifact("deploy", "manifest").read_text())
     assert seldon_deployment.problems(manifest) == []
     assert by_type["deploy"].summary["state"] == "written"
 
 
+@pytest.mark.slow
 def test_failed_gate_skips_register_and_keeps_the_champion(tmp_path: Path) -> None:
     settings = Settings.from_env()
     first = run_pipeline("training", {"store_root": settings.store_root}, settings=settings)
@@ -94,6 +107,7 @@ def test_failed_gate_skips_register_and_keeps_the_champion(tmp_path: Path) -> No
     assert store.champion("iris-classifier").version == champion
 
 
+@pytest.mark.slow
 def test_bad_data_stops_at_validate_and_stores_nothing(tmp_path: Path) -> None:
     settings = Settings.from_env()
     frame = load_iris_frame()
@@ -115,6 +129,7 @@ def test_bad_data_stops_at_validate_and_stores_nothing(tmp_path: Path) -> None:
     assert storage.list_uris(settings.store_root) == []
 
 
+@pytest.mark.slow
 def test_gcs_emulator_source_and_store(gcs_bucket: str) -> None:
     """Data read from and the model stored on a real GCS emulator, reached by every task."""
     settings = Settings.from_env()
@@ -130,6 +145,52 @@ def test_gcs_emulator_source_and_store(gcs_bucket: str) -> None:
     assert ModelStore(store_root).champion("iris-classifier").version == registered["version"]
     assert load_bundle(registered["uri"]).metadata["training_rows"] == 120
     assert task_outputs(run, "ingest")["artifacts"]["train"]["metadata"]["source"] == source
+
+
+@pytest.mark.slow
+def test_a_second_model_starts_a_rollout_and_single_must_be_asked_for(tmp_path: Path) -> None:
+    """No run serves a new model at 100 % without the rollout, unless it asks for single."""
+    settings = Settings.from_env()
+    store = ModelStore(settings.store_root)
+    first = read_json_output(
+        run_pipeline("training", {"store_root": settings.store_root}, settings=settings), "register", "registered"
+    )
+
+    second = run_pipeline("training", {"store_root": settings.store_root}, settings=settings)  # as good: passes
+
+    registered = read_json_output(second, "register", "registered")
+    deployment = read_json_output(second, "deploy", "deployment")
+    assert (deployment["mode"], deployment["stage"], deployment["champion"]) == ("rollout", "shadow", first["version"])
+    assert store.champion("iris-classifier").version == first["version"]
+    assert store.status("iris-classifier", registered["version"]).status == CANDIDATE
+    state, _ = load_rollout(default_state_uri(settings.store_root, "iris"))
+    assert (state.status, state.stage.name, state.stored.challenger_version) == (
+        "running",
+        "shadow",
+        registered["version"],
+    )
+    spec = DeploymentSpec.from_dict(json.loads((settings.home / "deployments" / "iris.json").read_text()))
+    assert [(p.name, p.traffic, p.shadow) for p in spec.predictors] == [("legacy", 100, False), ("challenger", 0, True)]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"deploy_mode": "canary"}, "deploy_mode 'canary': unknown; choose one of single, ab, shadow, rollout"),
+        ({"rollout_plan": {"stepz": [5]}}, "stage plan: unknown key(s) stepz"),
+        ({"rollout_plan": {"steps": [50, 5]}}, "steps [50, 5] must be strictly increasing"),
+        ({"rollout_plan": [5, 100]}, "rollout_plan: must be a JSON object"),
+        ({"deploy_mode": "ab", "ab_traffic": 150}, "traffic 150 must be an integer from 0 to 100"),
+        (
+            {"store_root": "gs://b/s", "deploy_target": "cluster", "rollout_state_uri": "/tmp/r.json"},
+            "deploy_target cluster: rollout_state_uri '/tmp/r.json' would stay in a pod; use gs://",
+        ),
+    ],
+)
+def test_deploy_arguments_are_refused_before_anything_runs(arguments: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        check_arguments({"store_root": "/tmp/store", **arguments})
+    assert message in str(refused.value)
 
 
 def _iris_schema(tmp_path: Path) -> Path:

@@ -1,4 +1,5 @@
-"""The deploy component's logic: local spec files, cluster rollouts (against a Kubernetes API stand-in), refusals.
+"""The deploy component's logic: modes and the champion pointer, safe rollouts, local spec files, cluster
+deployments (against a Kubernetes API stand-in), refusals.
 
 No Kubernetes API server can run on this machine; cluster targets talk to
 ``tests.support.kube_api_standin`` through the real kubernetes client (see tests/serving/cluster/test_kube_apply.py).
@@ -18,13 +19,15 @@ import yaml
 from kfp_mlops.components.deploy.logic import run_deploy
 from kfp_mlops.core import storage
 from kfp_mlops.core.config import Settings
-from kfp_mlops.core.errors import ConfigError, MlopsError
+from kfp_mlops.core.errors import AlreadyExistsError, ConfigError, MlopsError
 from kfp_mlops.modeling.model_bundle import METADATA_FILE
-from kfp_mlops.modeling.model_store import ModelStore
+from kfp_mlops.modeling.model_store import CANDIDATE, CHAMPION, ModelStore, RegisteredVersion
+from kfp_mlops.rollout import load_rollout
 from kfp_mlops.serving.cluster import kube_apply
 from kfp_mlops.serving.cluster import seldon_deployment as sd
 from kfp_mlops.serving.spec import DeploymentSpec, InvalidSpec
 from tests.support.kube_api_standin import KubeApiStandIn, Plan
+from tests.support.models import iris_model
 from tests.support.wandb_offline import find_offline_runs, read_offline_run
 
 MODEL = "iris-classifier"
@@ -38,12 +41,18 @@ def _store_with_versions(store_root: str, *versions: str) -> ModelStore:
     return store
 
 
-def _registered(tmp_path: Path, store: ModelStore, version: str, previous: str | None) -> Path:
-    path = tmp_path / "registered.json"
+def _crown(store: ModelStore, version: str) -> None:
+    """Points the champion at ``version`` (from no champion)."""
+    registered = RegisteredVersion(MODEL, version, store.version_uri(MODEL, version))
+    store.promote(registered, expected_champion=None, by="test", reasons=["the champion"])
+
+
+def _registered(tmp_path: Path, store: ModelStore, version: str, champion: str | None) -> Path:
+    """register's record of ``version``, a candidate evaluated against ``champion``."""
+    path = tmp_path / f"registered-{version}.json"
+    uri = store.version_uri(MODEL, version)
     path.write_text(
-        json.dumps(
-            {"name": MODEL, "version": version, "uri": store.version_uri(MODEL, version), "previous_champion": previous}
-        )
+        json.dumps({"name": MODEL, "version": version, "uri": uri, "status": CANDIDATE, "champion": champion})
     )
     return path
 
@@ -72,34 +81,52 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KubeApi
         yield server
 
 
-def test_local_target_writes_the_spec_for_the_local_stack(tmp_path: Path) -> None:
+def test_single_writes_the_spec_for_the_local_stack_and_moves_the_champion(tmp_path: Path) -> None:
     store = _store_with_versions(str(tmp_path / "store"), "v1", "v2")
+    _crown(store, "v1")
     spec_file = Settings.from_env().home / "deployments" / "iris.json"
     spec_file.parent.mkdir(parents=True)
     spec_file.write_text("{}")
     inode = spec_file.stat().st_ino
 
-    record = _deploy(_registered(tmp_path, store, "v2", "v1"), tmp_path, store)
+    record = _deploy(_registered(tmp_path, store, "v2", "v1"), tmp_path, store, mode="single")
 
     uri = store.version_uri(MODEL, "v2")
     assert DeploymentSpec.from_dict(json.loads(spec_file.read_text())) == DeploymentSpec.single("iris", uri)
     assert spec_file.stat().st_ino != inode  # replaced by a rename, never rewritten in place
     assert [p.name for p in spec_file.parent.iterdir()] == ["iris.json"]  # no temporary file left
+    why = "deployed single on request, replacing champion v1"
     assert record == {
         "name": "iris",
         "namespace": "models",
         "protocol": "v2",
         "mode": "single",
+        "requested_mode": "single",
         "target": "local",
         "state": "written",
         "model": MODEL,
         "version": "v2",
+        "status": CHAMPION,
+        "champion": "v2",
+        "reasons": [why],
         "predictors": [{"name": "main", "model_uri": uri, "traffic": 100, "shadow": False, "replicas": 1}],
         "traffic": {"main": 100},
         "model_uris": {"main": uri},
         "spec_path": str(spec_file),
         "rollout": None,
+        "rollout_state_uri": None,
+        "prediction_log_root": None,
+        "stage": None,
     }
+    # The user chose single explicitly: the pointer moves, saying who moved it and why.
+    pointer = store.champion_pointer(MODEL)
+    assert (pointer["version"], pointer["previous"], pointer["by"], pointer["reasons"]) == (
+        "v2",
+        "v1",
+        "deploy single",
+        [why],
+    )
+    assert store.status(MODEL, "v1").status == "retired"
     manifest = yaml.safe_load((tmp_path / "manifest.yaml").read_text())
     assert manifest == sd.render(DeploymentSpec.single("iris", uri), settings=Settings.from_env())
 
@@ -131,6 +158,8 @@ def test_ab_serves_the_previous_champion_beside_the_new_model(tmp_path: Path) ->
     assert record["model_uris"] == {"a": store.version_uri(MODEL, "v1"), "b": store.version_uri(MODEL, "v2")}
     written = json.loads((Settings.from_env().home / "deployments" / "iris-ab.json").read_text())
     assert DeploymentSpec.from_dict(written).protocol == "seldon"
+    assert (record["status"], record["champion"]) == (CANDIDATE, "v1")
+    assert store.champion(MODEL) is None  # ab serves the candidate beside the champion; it moves no pointer
 
 
 def test_shadow_mirrors_to_the_new_model_with_an_explicit_other_model(tmp_path: Path) -> None:
@@ -151,25 +180,31 @@ def test_shadow_mirrors_to_the_new_model_with_an_explicit_other_model(tmp_path: 
     assert record["model_uris"] == {"main": store.version_uri(MODEL, "v0"), "shadow": store.version_uri(MODEL, "v2")}
 
 
-def test_ab_without_a_second_model_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["ab", "shadow", "rollout", "single"])
+def test_the_first_model_of_a_name_is_deployed_single_and_becomes_champion(tmp_path: Path, mode: str) -> None:
     store = _store_with_versions(str(tmp_path / "store"), "v1")
-    with pytest.raises(
-        ConfigError,
-        match=rf"^deploy mode 'ab' needs a second model, and {MODEL} v1 replaced no "
-        "champion .*: pass other_model_uri, or deploy with mode single$",
-    ):
-        _deploy(_registered(tmp_path, store, "v1", None), tmp_path, store, mode="ab")
-    assert not (tmp_path / "manifest.yaml").exists()
-    assert not (Settings.from_env().home / "deployments").exists()
-    assert _wandb_runs() == []
+
+    record = _deploy(_registered(tmp_path, store, "v1", None), tmp_path, store, mode=mode)
+
+    assert (record["mode"], record["requested_mode"], record["status"], record["champion"]) == (
+        "single",
+        mode,
+        CHAMPION,
+        "v1",
+    )
+    assert record["reasons"][0] == (f"first model of {MODEL}: no champion to compare it with, so it is deployed single")
+    pointer = store.champion_pointer(MODEL)
+    assert (pointer["version"], pointer["by"], pointer["reasons"]) == ("v1", "deploy single", record["reasons"])
+    assert record["traffic"] == {"main": 100}
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"mode": "canary"}, "deploy mode 'canary': unknown; choose one of single, ab, shadow"),
-        ({"target": "k8s"}, "deploy target 'k8s': unknown; choose one of local, cluster"),
+        ({"mode": "canary"}, "deploy mode 'canary': unknown; choose one of single, ab, shadow, rollout"),
+        ({"target": "k8s"}, "deploy target 'k8s': unknown; choose one of local, cluster, none"),
         ({"other_model_uri": "gs://b/m"}, "other_model_uri='gs://b/m': only modes ab and shadow serve a second model"),
+        ({"rollout_plan": {"stepz": [5]}}, r"stage plan: unknown key\(s\) stepz"),
     ],
 )
 def test_bad_parameters_are_config_errors(tmp_path: Path, kwargs: dict[str, Any], message: str) -> None:
@@ -190,9 +225,10 @@ def test_cluster_target_rolls_out_and_records_the_result(
     tmp_path: Path, gcs_bucket: str, cluster: KubeApiStandIn
 ) -> None:
     store = _store_with_versions(f"{gcs_bucket}/store", "v1", "v2")
+    _crown(store, "v1")
     cluster.plan("models", "iris", Plan("Available", react_after=1, settle_after=2))
 
-    record = _deploy(_registered(tmp_path, store, "v2", "v1"), tmp_path, store, target="cluster")
+    record = _deploy(_registered(tmp_path, store, "v2", "v1"), tmp_path, store, target="cluster", mode="single")
 
     assert record["state"] == "Available" and record["spec_path"] is None
     assert record["rollout"]["available"] and record["rollout"]["created"]
@@ -213,6 +249,7 @@ def test_a_failed_cluster_rollout_fails_the_task_and_is_logged(
         _deploy(_registered(tmp_path, store, "v2", None), tmp_path, store, target="cluster", timeout_seconds=30)
 
     assert cluster.object("models", "iris") is None
+    assert store.champion(MODEL) is None  # a failed run moves no pointer, not even for the first model
     [run] = _wandb_runs()
     assert run.exit_code == 1 and run.summary["state"] == "Failed" and run.summary["restored"] == "deleted"
 
@@ -248,3 +285,85 @@ def test_a_cluster_cannot_serve_local_model_paths(tmp_path: Path, cluster: KubeA
     with pytest.raises(ConfigError, match=r"pods cannot read local model paths; use a gs:// store for target cluster"):
         _deploy(_registered(tmp_path, store, "v2", None), tmp_path, store, target="cluster")
     assert cluster.requests == []
+
+
+@pytest.fixture()
+def served(tmp_path: Path) -> ModelStore:
+    """A store whose champion v1 and candidate v2 are real models (a rollout loads both before it starts)."""
+    store = ModelStore(str(tmp_path / "store"))
+    for version, seed in (("v1", 0), ("v2", 1)):
+        folder = iris_model(tmp_path / "models" / version, seed=seed)
+        for file in folder.iterdir():
+            storage.write_bytes(storage.join(store.version_uri(MODEL, version), file.name), file.read_bytes())
+    _crown(store, "v1")
+    store.record_status(MODEL, "v2", CANDIDATE, by="register", reasons=["gate passed"])
+    return store
+
+
+def test_rollout_starts_in_shadow_beside_the_champion(tmp_path: Path, served: ModelStore) -> None:
+    plan = {"steps": [5, 100], "min_labelled": 150, "min_positives": 10}
+    record = _deploy(_registered(tmp_path, served, "v2", "v1"), tmp_path, served, rollout_plan=plan)  # the default
+
+    legacy, challenger = served.version_uri(MODEL, "v1"), served.version_uri(MODEL, "v2")
+    state_uri = storage.join(served.root, "rollouts", "iris.json")
+    assert (record["mode"], record["stage"], record["status"], record["champion"]) == (
+        "rollout",
+        "shadow",
+        CANDIDATE,
+        "v1",
+    )
+    assert record["rollout_state_uri"] == state_uri
+    assert record["prediction_log_root"] == storage.join(served.root, "prediction-log", "iris")
+    assert record["reasons"] == ["safe rollout against champion v1: shadow, canary-5, promoted"]
+    # The shadow stage is applied: legacy answers everything, the challenger sees a copy.
+    spec = DeploymentSpec.from_dict(json.loads(Path(record["spec_path"]).read_text()))
+    assert [(p.name, p.model_uri, p.traffic, p.shadow) for p in spec.predictors] == [
+        ("legacy", legacy, 100, False),
+        ("challenger", challenger, 0, True),
+    ]
+    assert yaml.safe_load((tmp_path / "manifest.yaml").read_text()) == sd.render(spec, settings=Settings.from_env())
+    # The rollout knows the store and both versions; the champion is untouched until it promotes.
+    state, _ = load_rollout(state_uri)
+    assert (state.status, state.stage.name, state.plan.steps) == ("running", "shadow", (5, 100))
+    assert state.stored.to_dict() == {
+        "store_root": served.root,
+        "model_name": MODEL,
+        "legacy_version": "v1",
+        "challenger_version": "v2",
+    }
+    assert state.log_root == record["prediction_log_root"]
+    assert served.champion(MODEL).version == "v1" and served.status(MODEL, "v2").status == CANDIDATE
+
+
+def test_nothing_moves_while_a_rollout_runs_for_the_deployment(tmp_path: Path, served: ModelStore) -> None:
+    _deploy(_registered(tmp_path, served, "v2", "v1"), tmp_path, served, mode="rollout")
+    state_uri = storage.join(served.root, "rollouts", "iris.json")
+    spec_file = Settings.from_env().home / "deployments" / "iris.json"
+    before = (storage.read_bytes(state_uri), spec_file.read_text(), served.champion_pointer(MODEL))
+    (tmp_path / "manifest.yaml").unlink()
+
+    for mode in ("rollout", "single", "ab"):
+        with pytest.raises(AlreadyExistsError, match=r"rollouts/iris\.json: a rollout of .*v2 is running at shadow; "):
+            _deploy(_registered(tmp_path, served, "v2", "v1"), tmp_path, served, mode=mode)
+
+    assert (storage.read_bytes(state_uri), spec_file.read_text(), served.champion_pointer(MODEL)) == before
+    assert not (tmp_path / "manifest.yaml").exists()
+
+
+def test_a_champion_that_moved_since_the_evaluation_is_left_alone(tmp_path: Path, served: ModelStore) -> None:
+    for mode in ("single", "rollout"):
+        with pytest.raises(AlreadyExistsError, match="champion is now 'v1', not 'v0' as evaluated"):
+            _deploy(_registered(tmp_path, served, "v2", "v0"), tmp_path, served, mode=mode)
+    assert served.champion(MODEL).version == "v1"
+    assert not storage.exists(storage.join(served.root, "rollouts", "iris.json"))
+    assert not (Settings.from_env().home / "deployments").exists() and _wandb_runs() == []
+
+
+def test_target_none_records_the_rollout_and_applies_nothing(tmp_path: Path, served: ModelStore) -> None:
+    state_uri = str(tmp_path / "elsewhere" / "shop.json")
+    record = _deploy(
+        _registered(tmp_path, served, "v2", "v1"), tmp_path, served, target="none", rollout_state_uri=state_uri
+    )
+    assert (record["state"], record["spec_path"], record["rollout_state_uri"]) == ("not applied", None, state_uri)
+    assert load_rollout(state_uri)[0].stage.name == "shadow"
+    assert not (Settings.from_env().home / "deployments").exists()

@@ -24,8 +24,9 @@ from kfp_mlops.app.compiling import pipeline_builders
 from kfp_mlops.core.config import Settings
 from kfp_mlops.core.errors import MlopsError
 
-# The last line of a task's traceback for errors raised on purpose by this package.
-_TASK_ERROR = re.compile(r"kfp_mlops\.core\.errors\.\w+: (?P<message>.+)$")
+# The last line of a task's traceback for errors raised on purpose by this package (MlopsError and
+# its subclasses, which live in core.errors and beside their domain, e.g. rollout.plan.InvalidPlan).
+_TASK_ERROR = re.compile(r"kfp_mlops\.[\w.]+\.\w+: (?P<message>.+)$")
 _FAILED_TASK = re.compile(r"Task '?(?P<task>[\w-]+)'? finished with status .*FAILURE")
 
 

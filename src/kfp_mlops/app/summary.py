@@ -2,7 +2,9 @@
 
 The monitoring pipeline runs the training pipeline as a sub-pipeline, and kfp.local writes a
 sub-pipeline's task outputs beside the outer ones (``<run>/evaluate``, ``<run>/register``), so one
-set of readers serves both summaries.
+set of readers serves both summaries. A registered model is a candidate; the summary says what the
+deploy step made of it: champion (deployed single), a rollout started beside the champion (and how
+to step it), or served beside the champion.
 """
 
 from __future__ import annotations
@@ -32,13 +34,20 @@ def retrain_outcome(run: LocalRun) -> dict[str, Any] | None:
     Returns:
         None when no retrain ran (no drift); else ``source`` (the window trained on), ``passed``
         (the gate), ``metrics`` and ``champion_metrics`` (on the same test rows), ``reasons``,
-        ``previous_champion`` (the champion it was compared with), and ``version`` and ``uri`` of
-        the registered model (``None`` when the gate refused it).
+        ``previous_champion`` (the champion it was compared with), ``version`` and ``uri`` of the
+        registered candidate (``None`` when the gate refused it), and from the deploy step:
+        ``deploy_mode`` (as deployed), ``status`` (``candidate`` or ``champion``), ``champion``
+        (afterwards), and for a rollout its ``rollout_state_uri``, ``prediction_log_root`` and
+        ``stage`` (all ``None`` when nothing was deployed).
     """
     if not run.ran("evaluate"):
         return None
     evaluation = json.loads(run.artifact("evaluate", "evaluation").read_text())
     registered = _registered(run) if run.ran("register") else {}
+    deployment = _deployment(run)
+    deployed = {
+        key: deployment.get(key) for key in ("status", "champion", "rollout_state_uri", "prediction_log_root", "stage")
+    }
     return {
         "source": task_outputs(run, "ingest")["artifacts"]["train"]["metadata"]["source"],
         "passed": bool(evaluation["passed"]),
@@ -48,6 +57,8 @@ def retrain_outcome(run: LocalRun) -> dict[str, Any] | None:
         "version": registered.get("version"),
         "uri": registered.get("uri"),
         "previous_champion": evaluation.get("champion_version"),
+        "deploy_mode": deployment.get("mode"),
+        **deployed,
     }
 
 
@@ -91,7 +102,7 @@ def render_summary(run: LocalRun, settings: Settings, compiled: list[Path] | Non
         lines.append(f"Gate      {'PASSED' if passed else 'FAILED'}: {'; '.join(reasons)}")
     if run.ran("register"):
         registered = _registered(run)
-        lines.append(f"Registered {registered['name']} {registered['version']} as champion")
+        lines.append(f"Registered {registered['name']} {registered['version']} as a candidate")
         lines.append(f"          {registered['uri']}")
     else:
         lines.append("Registered nothing: the gate did not pass, so register was skipped")
@@ -116,7 +127,7 @@ def render_monitoring_summary(run: LocalRun, settings: Settings, compiled: list[
         lines.append("Retrain   skipped: no drift")
     elif outcome["version"]:
         accuracy = outcome["metrics"].get("accuracy", float("nan"))
-        lines.append(f"Retrain   registered {outcome['version']} as champion (accuracy {accuracy:.4f})")
+        lines.append(f"Retrain   registered {outcome['version']} as a candidate (accuracy {accuracy:.4f})")
     else:
         lines.append(f"Retrain   the gate refused the new model: {'; '.join(outcome['reasons'])}")
     lines += _deployment_lines(run)
@@ -131,17 +142,35 @@ def _registered(run: LocalRun) -> dict[str, Any]:
     return json.loads(run.artifact("register", "registered").read_text())
 
 
+def _deployment(run: LocalRun) -> dict[str, Any]:
+    """The deploy step's record ({} when it did not run)."""
+    return task_outputs(run, "deploy")["artifacts"].get("deployment", {}).get("metadata", {})
+
+
 def _deployment_lines(run: LocalRun) -> list[str]:
-    deployment = task_outputs(run, "deploy")["artifacts"].get("deployment")
-    if not deployment:
+    meta = _deployment(run)
+    if not meta:
         return []
-    meta = deployment["metadata"]
-    where = meta.get("spec_path") or f"namespace {meta.get('namespace')}"
+    where = {"local": meta.get("spec_path"), "cluster": f"namespace {meta.get('namespace')}"}.get(meta["target"])
     lines = [
-        f"Deployed  {meta['name']} ({meta['protocol']}, {meta['mode']}, {meta['target']}): {meta['state']}, {where}"
+        f"Deployed  {meta['name']} ({meta['protocol']}, {meta['mode']}, {meta['target']}): {meta['state']}"
+        + (f", {where}" if where else "")
     ]
     if meta.get("target") == "local":
         lines.append("          serve it with: kfp-mlops serve")
+    why = "; ".join(meta.get("reasons", []))
+    if meta["mode"] == "rollout":
+        state, log = meta["rollout_state_uri"], meta["prediction_log_root"]
+        lines += [
+            f"Rollout   {meta['version']} in {meta['stage']} beside champion {meta['champion']} ({why})",
+            f"          state {state}; the model servers log to PREDICTION_LOG_URI={log}",
+            f"          step it (or schedule the rollout pipeline): kfp-mlops rollout step --deployment "
+            f"{meta['name']} --state {state} --log {log}",
+        ]
+    elif meta.get("status") == "champion":
+        lines.append(f"Champion  {meta['model']} {meta['version']} ({why})")
+    else:
+        lines.append(f"Champion  stays {meta['champion']} ({why})")
     return lines
 
 

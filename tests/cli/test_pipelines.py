@@ -43,7 +43,8 @@ def test_run_training_is_the_main_job(tmp_path: Path) -> None:
     out = done.stdout
     accuracy = float(out.split("Test      accuracy ")[1].split(",")[0])
     assert accuracy >= 0.9
-    assert "Gate      PASSED" in out and "as champion" in out
+    assert "Gate      PASSED" in out and "as a candidate" in out
+    assert "Champion  iris-classifier v" in out and "first model of iris-classifier" in out
     assert "Deployed  iris (v2, single, local): written" in out
     # The compiled pipeline goes into the run's folder, never into the working directory's golden files.
     [run_dir] = (Settings.from_env().home / "runs").iterdir()

@@ -46,6 +46,7 @@ def test_short_demo_flags_the_season_change_and_the_retrained_model_recovers(tmp
     assert by_week[46].retrain["passed"] is True and by_week[46].retrain["source"].endswith("week-46.csv")
     assert by_week[46].retrain["version"] == new_version
     assert by_week[46].retrain["previous_champion"] == result.initial_version
+    assert (by_week[46].retrain["deploy_mode"], by_week[46].retrain["status"]) == ("single", "champion")
 
     # Quality: on the new season the retrained model reaches >= 90 % of the pre-drift accuracy and
     # beats the old model on the same window.

@@ -141,7 +141,7 @@ def test_single_writes_the_spec_for_the_local_stack_and_moves_the_champion(tmp_p
     assert run.artifact("iris-seldondeployment")["type"] == "deployment"
 
 
-def test_ab_serves_the_previous_champion_beside_the_new_model(tmp_path: Path) -> None:
+def test_ab_serves_the_candidate_beside_the_champion(tmp_path: Path) -> None:
     store = _store_with_versions(str(tmp_path / "store"), "v1", "v2")
 
     record = _deploy(

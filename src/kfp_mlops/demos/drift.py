@@ -11,8 +11,11 @@ and the purchase behaviour change at each season's first week (docs/ecommerce_da
    sent to the served model through the router in batches, and its answers are compared with the
    labels (live accuracy).
 3. On a flagged week, the full monitoring pipeline runs on the window (import -> drift_check ->
-   the training pipeline on the window, as a sub-pipeline); a new champion is deployed with
-   ``LocalStack.apply`` and serves from the next week on.
+   the training pipeline on the window, as a sub-pipeline), with ``deploy_mode`` ``single``
+   chosen explicitly: the retrained model, registered as a candidate, becomes champion at once
+   (the pipelines' default, ``rollout``, would start a safe rollout in shadow beside the champion
+   instead, and only the rollout's promotion on live evidence would make it champion). The new
+   champion is deployed with ``LocalStack.apply`` and serves from the next week on.
 
 Running the whole monitoring pipeline (about 30 s of task processes) only on flagged weeks keeps a
 52-week run to a few minutes; on quiet weeks it would only repeat the check already made.
@@ -20,7 +23,7 @@ Running the whole monitoring pipeline (about 30 s of task processes) only on fla
 Outputs in the work folder: ``weeks.csv`` (the summary table), ``drift_demo.png`` (drift share and
 live accuracy per week, retrains marked), the windows under ``data/`` and the store under ``store/``.
 
-One module of ~430 lines on purpose: a demo is one story read top to bottom (its settings, the
+One module of ~440 lines on purpose: a demo is one story read top to bottom (its settings, the
 weekly loop, the table and plot it leaves behind); split, a reader would jump between files.
 """
 
@@ -255,6 +258,8 @@ def run_demo(
         "threshold": config.threshold,
         "max_regression": config.max_regression,
         "deployment_name": config.deployment,
+        # Explicitly: a retrain that passes the gate replaces the champion at once (no safe rollout).
+        "deploy_mode": "single",
     }
 
     first_season = ecommerce.season_of(config.start_week)
@@ -274,6 +279,10 @@ def run_demo(
     with LocalStack(workdir / "serving") as stack:
         stack.apply(DeploymentSpec.single(config.deployment, champion.uri))
         announce(f"Serving {champion.version} on {stack.url}")
+        announce(
+            "Flagged weeks retrain with deploy_mode single, chosen explicitly: a retrained model that passes "
+            "the gate replaces the champion at once, without a safe rollout"
+        )
         for week in range(config.start_week, config.start_week + config.weeks):
             results.append(
                 _simulate_week(
@@ -350,7 +359,7 @@ def _simulate_week(
             if result.new_version:
                 new = store.champion(config.model_name)
                 stack.apply(DeploymentSpec.single(config.deployment, new.uri))
-                line += f"  -> retrained, deployed {new.version}"
+                line += f"  -> retrained, deployed {new.version} (deploy_mode single: champion at once)"
             else:
                 line += f"  -> retrained, gate refused: {'; '.join(result.retrain['reasons'])}"
     announce(line)

@@ -36,6 +36,23 @@ def iris_model(tmp_path_factory: pytest.TempPathFactory) -> IrisModel:
 
 
 @pytest.fixture(scope="session")
+def categorical_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A model folder with a numeric feature ``size`` and a categorical one ``colour`` (red / blue)."""
+    import pandas as pd
+
+    from kfp_mlops.modeling.model_bundle import save_bundle
+    from kfp_mlops.modeling.training import fit_model
+
+    frame = pd.DataFrame(
+        {"size": [1.0, 2.0, 3.0, 4.0] * 5, "colour": ["red", "blue"] * 10, "label": ["a", "b", "a", "b"] * 5}
+    )
+    model, metadata = fit_model(frame, "label", "logistic_regression", {}, seed=0)
+    folder = tmp_path_factory.mktemp("categorical-model")
+    save_bundle(folder, model, metadata)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
 def old_sklearn_model(iris_model: IrisModel, tmp_path_factory: pytest.TempPathFactory) -> str:
     """The Iris model folder, claiming it was trained with scikit-learn 0.24."""
     folder = tmp_path_factory.mktemp("old-model")

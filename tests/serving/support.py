@@ -8,7 +8,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ class Reply:
     content_type: str
     text: str
     json: Any
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class Client:
@@ -75,10 +76,11 @@ class Client:
         *,
         raw: bytes | None = None,
         content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
     ) -> Reply:
-        """Sends ``raw`` bytes, or ``body`` as JSON (None: no body)."""
+        """Sends ``raw`` bytes, or ``body`` as JSON (None: no body), with ``headers`` besides the content type."""
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        headers = {"Content-Type": content_type} if data is not None else {}
+        headers = {**({"Content-Type": content_type} if data is not None else {}), **(headers or {})}
         for attempt in (1, 2):
             if self._connection is None:
                 self._connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
@@ -98,15 +100,37 @@ class Client:
             parsed = json.loads(text)
         except ValueError:
             parsed = None
-        return Reply(response.status, response.getheader("Content-Type", ""), text, parsed)
+        return Reply(response.status, response.getheader("Content-Type", ""), text, parsed, dict(response.getheaders()))
 
-    def post(self, path: str, body: Any) -> Reply:
-        return self.request("POST", path, body)
+    def post(self, path: str, body: Any, headers: dict[str, str] | None = None) -> Reply:
+        return self.request("POST", path, body, headers=headers)
 
     def close(self) -> None:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+
+def gzip_bomb(values: int = 25_000_000, name: str = "input-0") -> bytes:
+    """A V2 request of ``values`` zeros in one input, gzipped (25 million: 49 KB, 50 MB decompressed)."""
+    import zlib
+
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    head = json.dumps({"name": name, "shape": [values // 4, 4], "datatype": "FP64"})[:-1]
+    parts = [compressor.compress(f'{{"inputs": [{head}, "data": ['.encode())]
+    chunk = b"0," * 1_000_000
+    for _ in range((values - 1) // 1_000_000):
+        parts.append(compressor.compress(chunk))
+    parts.append(compressor.compress(b"0," * ((values - 1) % 1_000_000) + b"0]}]}"))
+    return b"".join([*parts, compressor.flush()])
+
+
+def resident_mib(pid: int, field: str = "VmRSS") -> float:
+    """A process's resident memory now (``VmRSS``) or at its peak (``VmHWM``), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise ValueError(f"no {field} for process {pid}")
 
 
 def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

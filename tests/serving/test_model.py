@@ -109,6 +109,47 @@ def test_categorical_features_take_strings(tmp_path: Path) -> None:
         served.predict([["big", "red"]])
 
 
+@pytest.mark.parametrize(
+    ("value", "described"),
+    [(1.0, "float 1.0"), (math.nan, "float nan"), (3, "int 3"), (True, "bool True"), ([], "list []")],
+)
+def test_a_number_or_nan_in_a_categorical_feature_is_refused_by_name(
+    categorical_model: str, value: object, described: str
+) -> None:
+    """Once a TypeError inside the one-hot encoder (a 500 on both runtimes); now a 400 naming the feature."""
+    served = ServedModel.load(categorical_model)
+    with pytest.raises(InvalidRequest) as caught:
+        served.predict([[1.0, "red"], [2.0, value]], names=["size", "colour"])
+    assert caught.value.status == 400
+    assert str(caught.value) == f"feature 'colour' row 1: expected a category string, got {described}"
+
+
+def test_a_boolean_feature_takes_booleans_only(tmp_path: Path) -> None:
+    """scikit-learn would read "True" as an unknown category and answer as if the feature were missing."""
+    from kfp_mlops.modeling.model_bundle import save_bundle
+    from kfp_mlops.modeling.training import fit_model
+
+    frame = pd.DataFrame({"size": [1.0, 2.0, 3.0, 4.0] * 5, "member": [True, False] * 10, "label": ["a", "b"] * 10})
+    model, metadata = fit_model(frame, "label", "logistic_regression", {}, seed=0)
+    save_bundle(tmp_path, model, metadata)
+    served = ServedModel.load(str(tmp_path))
+    assert served.predict([[1.0, True], [2.0, False]]).labels == ["a", "b"]
+    for value, described in (("True", "str 'True'"), (1, "int 1"), (None, "NoneType None")):
+        with pytest.raises(
+            InvalidRequest, match=f"feature 'member' row 0: expected a category boolean, got {described}"
+        ):
+            served.predict([[1.0, value]])
+
+
+def test_the_body_limit_fits_a_full_batch_and_never_exceeds_the_ceiling(served: ServedModel) -> None:
+    from kfp_mlops.serving.model import MAX_REQUEST_BYTES
+
+    full_batch = json.dumps({"data": {"ndarray": [dict(zip(FEATURES, [-1.2345678901234567e-300] * 4))] * 50}})
+    assert len(full_batch) < served.max_request_bytes < 4 * len(full_batch) + 64 * 1024
+    wide = ServedModel(served.bundle, version="v", max_batch=10_000_000)
+    assert wide.max_request_bytes == MAX_REQUEST_BYTES == 16 * 2**20
+
+
 def test_correct_answers(served: ServedModel) -> None:
     assert served.correct_answers(["setosa", "virginica", "setosa"], ["setosa", "setosa", "setosa"]) == 2
     assert served.correct_answers([], []) == 0

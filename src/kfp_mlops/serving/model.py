@@ -10,8 +10,16 @@ Requests come in two shapes, both 2-D:
 * **named**: rows with feature names (``names=[...]`` beside the rows, or a list of
   ``{"feature": value}`` records), in any order.
 
-Anything else is an :class:`InvalidRequest` whose message says what was wrong; a runtime turns
-it into a 4xx response, never a 5xx.
+Every value is checked against its feature before the model sees it: a finite number for a numeric
+feature; for a categorical one, a value of the type of the categories the model was fitted on
+(strings; booleans for a boolean feature), so a number, NaN or ``null`` in a categorical feature is
+refused by name rather than failing inside scikit-learn. Anything else is an
+:class:`InvalidRequest` whose message says what was wrong; a runtime turns it into a 4xx response,
+never a 5xx.
+
+Request size is bounded twice, before any value is looked at: :attr:`ServedModel.max_batch` rows,
+and :attr:`ServedModel.max_request_bytes` of body (raw or decompressed), which the runtimes enforce
+while reading the body, never above :data:`MAX_REQUEST_BYTES` (the local router's limit too).
 """
 
 from __future__ import annotations
@@ -31,6 +39,13 @@ if TYPE_CHECKING:
     from kfp_mlops.modeling.model_bundle import ModelBundle
 
 DEFAULT_MAX_BATCH = 10_000
+MAX_REQUEST_BYTES = 16 * 2**20
+"""The largest request body, raw or decompressed, that any runtime or the local router accepts."""
+# A model's own body limit: the envelope (names, shapes, datatypes, ids), then per value a JSON
+# number at full precision with its separator and some indentation, plus the feature's name, which
+# the records form repeats in every row.
+_BODY_ENVELOPE_BYTES = 64 * 1024
+_BYTES_PER_VALUE = 32
 
 
 class InvalidRequest(MlopsError):
@@ -67,6 +82,7 @@ class ServedModel:
         self.feature_kinds: dict[str, str] = dict(bundle.metadata.get("feature_kinds") or {})
         self.classes: list[str] = bundle.classes
         self._numeric = [self.feature_kinds.get(n, "numeric") == "numeric" for n in self.feature_names]
+        self._category_kinds = _category_kinds(bundle.model)
         self._positional = _positional_copy(bundle.model, self.feature_names) if all(self._numeric) else None
 
     @classmethod
@@ -85,6 +101,25 @@ class ServedModel:
         else:
             version = str(bundle.metadata.get("model_sha256", "unknown"))[:12]
         return cls(bundle, version=version, max_batch=max_batch)
+
+    @property
+    def max_request_bytes(self) -> int:
+        """The largest request body this model accepts: ample for ``max_batch`` rows, at most :data:`MAX_REQUEST_BYTES`.
+
+        A body of that size holds at most about 16 times the values of a full batch (a value
+        takes at least two bytes), which bounds what parsing it can cost before the rows are counted.
+        """
+        per_row = sum(_BYTES_PER_VALUE + len(name) for name in self.feature_names)
+        return min(MAX_REQUEST_BYTES, _BODY_ENVELOPE_BYTES + self.max_batch * per_row)
+
+    def check_batch(self, rows: int) -> None:
+        """Refuses a batch of more than ``max_batch`` rows (413), before any of its values is read.
+
+        Raises:
+            InvalidRequest: the batch is too large.
+        """
+        if rows > self.max_batch:
+            raise InvalidRequest(f"batch of {rows} rows exceeds the limit of {self.max_batch}", status=413)
 
     def frame(self, rows: Any, names: Sequence[str] | None = None) -> pd.DataFrame:
         """Validates a request body's rows and returns them as the model's input frame.
@@ -107,8 +142,7 @@ class ServedModel:
             raise InvalidRequest(f"expected a list of rows, got {type(rows).__name__}")
         if not rows:
             raise InvalidRequest("empty batch: send at least one row")
-        if len(rows) > self.max_batch:
-            raise InvalidRequest(f"batch of {len(rows)} rows exceeds the limit of {self.max_batch}", status=413)
+        self.check_batch(len(rows))
         if all(isinstance(row, Mapping) for row in rows):
             self._check_names(sorted({k for row in rows for k in row}))
             rows = [[row.get(n) for n in self.feature_names] for row in rows]
@@ -124,7 +158,7 @@ class ServedModel:
                 )
         columns = {name: [row[j] for row in rows] for j, name in enumerate(names)}
         for name, numeric in zip(self.feature_names, self._numeric):
-            self._check_column(name, columns[name], numeric)
+            self._check_column(name, columns[name], "number" if numeric else self._category_kinds.get(name, "string"))
         return pd.DataFrame({name: columns[name] for name in self.feature_names})
 
     def predict(self, rows: Any, names: Sequence[str] | None = None) -> Prediction:
@@ -193,9 +227,10 @@ class ServedModel:
         return names
 
     @staticmethod
-    def _check_column(name: str, values: list[Any], numeric: bool) -> None:
+    def _check_column(name: str, values: list[Any], kind: str) -> None:
+        """Refuses the first value that is not a ``kind``: a finite ``number``, a ``string`` or a ``boolean``."""
         for i, value in enumerate(values):
-            if numeric:
+            if kind == "number":
                 if isinstance(value, bool) or not isinstance(value, numbers.Real):
                     raise InvalidRequest(f"feature {name!r} row {i}: expected a number, got {_describe(value)}")
                 try:
@@ -204,8 +239,34 @@ class ServedModel:
                     finite = False
                 if not finite:
                     raise InvalidRequest(f"feature {name!r} row {i}: expected a finite number, got {_describe(value)}")
-            elif not isinstance(value, (str, numbers.Real)) or isinstance(value, bool):
-                raise InvalidRequest(f"feature {name!r} row {i}: expected a category string, got {_describe(value)}")
+            elif not isinstance(value, bool if kind == "boolean" else str):
+                raise InvalidRequest(f"feature {name!r} row {i}: expected a category {kind}, got {_describe(value)}")
+
+
+def _category_kinds(model: Any) -> dict[str, str]:
+    """Each categorical feature's kind of value, from the categories its fitted encoder learned.
+
+    ``string``, unless every category is a boolean (``boolean``) or a number (``number``):
+    scikit-learn's encoder fails on a number among string categories, and takes the string
+    ``"True"`` for an unknown category of a boolean feature. Features that the model's first step
+    does not encode are left out (taken as strings).
+    """
+    import numpy as np
+
+    steps = getattr(model, "steps", None)
+    kinds = {}
+    for _, fitted, columns in getattr(steps[0][1] if steps else None, "transformers_", []):
+        categories = getattr(fitted, "categories_", None)
+        if categories is None or isinstance(columns, str):
+            continue
+        for column, values in zip(columns, categories):
+            if all(isinstance(v, (bool, np.bool_)) for v in values):
+                kinds[str(column)] = "boolean"
+            elif all(isinstance(v, (numbers.Real, np.number)) and not isinstance(v, bool) for v in values):
+                kinds[str(column)] = "number"
+            else:
+                kinds[str(column)] = "string"
+    return kinds
 
 
 def _positional_copy(model: Any, feature_names: list[str]) -> Any | None:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import gzip
+import http.client
 import json
 import random
+import re
 import socket
+import threading
+import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +21,17 @@ import pytest
 
 from kfp_mlops.core.errors import MlopsError
 from kfp_mlops.serving.local.servers import PredictorServer, start_predictor
-from tests.serving.support import DEPLOYMENT, FEATURES, Client, IrisModel, scrape, serving, total
+from tests.serving.support import (
+    DEPLOYMENT,
+    FEATURES,
+    Client,
+    IrisModel,
+    gzip_bomb,
+    resident_mib,
+    scrape,
+    serving,
+    total,
+)
 
 INFER = f"/v2/models/{DEPLOYMENT}/infer"
 FEEDBACK = f"/v2/models/{DEPLOYMENT}/feedback"
@@ -102,6 +118,7 @@ def test_metadata_declares_every_input_form_and_the_outputs(client: Client, vers
         "predictor": "main",
         "model_version": version,
         "max_batch": 10_000,
+        "max_request_bytes": 64 * 1024 + 10_000 * (4 * 32 + len("".join(FEATURES))),
     }
     assert client.request("GET", "/v2/health/ready").status == 200
     assert client.request("GET", f"/v2/models/{DEPLOYMENT}/ready").status == 200
@@ -179,6 +196,111 @@ MALFORMED = {
     "feedback with an unknown class": ("POST", FEEDBACK, _raw({"predicted": ["setosa"], "truth": ["rose"]}), 400),
     "feedback for an unknown model": ("POST", "/v2/models/nobody/feedback", _raw({"predicted": [], "truth": []}), 404),
 }
+
+
+ENCODED = {
+    "gzip bomb": (INFER, gzip_bomb(), "gzip", 413, "decompressed request body exceeds the limit of 1805536 bytes"),
+    "gzip bomb to an unknown model": (
+        "/v2/models/nobody/infer",
+        gzip_bomb(),
+        "gzip",
+        413,
+        "decompressed request body exceeds the limit of 65536 bytes",
+    ),
+    "gzip cut short": (INFER, gzip.compress(_raw(ndarray([ROW])))[:-12], "gzip", 400, "the gzip body is truncated"),
+    "not gzip": (INFER, _raw(ndarray([ROW])), "gzip", 400, "the body is not valid gzip"),
+    "another encoding": (INFER, _raw(ndarray([ROW])), "br", 415, "Content-Encoding 'br' is not accepted"),
+}
+
+
+@pytest.mark.parametrize(("path", "raw", "encoding", "status", "reason"), ENCODED.values(), ids=ENCODED.keys())
+def test_compressed_bodies_are_refused_past_the_limit(
+    client: Client, path: str, raw: bytes, encoding: str, status: int, reason: str
+) -> None:
+    reply = client.request("POST", path, raw=raw, headers={"Content-Encoding": encoding})
+    assert (reply.status, reply.content_type) == (status, "application/json"), reply.text
+    assert reason in reply.json["error"]
+
+
+def test_a_gzip_request_is_answered_like_a_plain_one(client: Client) -> None:
+    body = _raw(ndarray([ROW, ROW[::-1]]))
+    plain = client.request("POST", INFER, raw=body)
+    zipped = client.request(
+        "POST", INFER, raw=gzip.compress(body) + gzip.compress(b""), headers={"Content-Encoding": "gzip"}
+    )
+    assert plain.status == zipped.status == 200, zipped.text
+    assert outputs(zipped.json)[0] == outputs(plain.json)[0]
+
+
+def test_a_decompression_bomb_costs_no_time_or_memory_and_the_server_stays_live(server: PredictorServer) -> None:
+    """49 KB of gzip holding 25 million zeros: once 48 s and +1.3 GiB before a 413, the liveness probe stalled."""
+    bomb = gzip_bomb()
+    port = int(server.url.rsplit(":", 1)[1])
+    resident = resident_mib(server.process.pid)
+    probes: list[float] = []
+    done = threading.Event()
+
+    def probe() -> None:
+        while not done.is_set():
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            started = time.perf_counter()
+            connection.request("GET", "/v2/health/live")
+            assert connection.getresponse().status == 200
+            probes.append(time.perf_counter() - started)
+            connection.close()
+            time.sleep(0.02)
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        started = time.perf_counter()
+        connection.request(
+            "POST", INFER, body=bomb, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"}
+        )
+        response = connection.getresponse()
+        answer = json.loads(response.read())
+        took = time.perf_counter() - started
+        time.sleep(0.1)
+    finally:
+        done.set()
+        prober.join()
+    assert response.status == 413 and "decompressed request body exceeds the limit" in answer["error"]
+    assert took < 2.0
+    assert resident_mib(server.process.pid, "VmHWM") - resident < 64
+    assert probes and max(probes) < 1.0
+
+
+def test_a_body_declared_too_large_is_refused_before_it_is_sent(server: PredictorServer) -> None:
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            f"POST {INFER} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {100 * 2**20}\r\n\r\n".encode()
+        )
+        head = _answer(sock)
+    assert head.startswith("HTTP/1.1 413 ") and "exceeds the limit of 1805536 bytes" in head
+
+
+def test_a_streamed_body_is_refused_once_past_the_limit(server: PredictorServer) -> None:
+    """Chunked, with no length to refuse up front: counted as it arrives, dropped past the limit."""
+    connection = http.client.HTTPConnection("127.0.0.1", int(server.url.rsplit(":", 1)[1]), timeout=30)
+    chunks = (b"0," * 2**16 for _ in range(24))  # 3 MiB, sent chunked: http.client knows no length
+    connection.request("POST", INFER, body=chunks, headers={"Content-Type": "application/json"})
+    response = connection.getresponse()
+    assert response.status == 413
+    assert json.loads(response.read()) == {"error": "request body exceeds the limit of 1805536 bytes"}
+    connection.request("POST", INFER, body=_raw(ndarray([ROW])), headers={"Content-Type": "application/json"})
+    assert connection.getresponse().status == 200  # the connection stays usable
+    connection.close()
+
+
+def _answer(sock: socket.socket) -> str:
+    """Everything the server sends until it closes the connection (it does after a 413)."""
+    parts = []
+    while chunk := sock.recv(65536):
+        parts.append(chunk)
+    return b"".join(parts).decode()
 
 
 @pytest.mark.parametrize(("method", "path", "raw", "status"), MALFORMED.values(), ids=MALFORMED.keys())
@@ -263,43 +385,95 @@ def test_stop_is_clean_and_idempotent(server: PredictorServer) -> None:
         pass
 
 
-def test_every_prediction_is_logged_with_its_request_id(iris_model: IrisModel, tmp_path: Path) -> None:
-    """PREDICTION_LOG_URI set: ok rows (header id, V2 id, multi-row ids) and refused requests, flushed at stop."""
-    import http.client
+def test_every_request_is_logged_under_an_id_the_client_did_not_choose(iris_model: IrisModel, tmp_path: Path) -> None:
+    """PREDICTION_LOG_URI set: the front's id, else the server's; refusals logged as such; flushed at stop.
 
-    from kfp_mlops.serving.prediction_log import read_predictions
+    Once the V2 request ``id`` was the logged id: a client retrying with the same id made the log
+    hold it twice, and the log join refused the whole log.
+    """
+    from kfp_mlops.serving.prediction_log import join, read_predictions
 
     log = str(tmp_path / "log")
     with serving(
         "v2", iris_model.uri, tmp_path / "server", {"PREDICTION_LOG_URI": log, "PREDICTION_LOG_FLUSH_SECONDS": "60"}
     ) as server:
-        port = int(server.url.rsplit(":", 1)[1])
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-
-        def post(body: dict[str, Any], headers: dict[str, str]) -> int:
-            connection.request(
-                "POST", INFER, body=json.dumps(body), headers={"Content-Type": "application/json", **headers}
-            )
-            response = connection.getresponse()
-            response.read()
-            return response.status
-
-        assert post(named([ROW]), {"X-Request-Id": "from-header"}) == 200
-        assert post({**named([ROW]), "id": "from-body"}, {}) == 200
-        assert post({**ndarray([ROW, ROW]), "id": "batch"}, {}) == 200
-        assert (
-            post(
-                {**named([ROW]), "id": "bad"}
-                | {"inputs": [{"name": "sepal_length", "shape": [2], "datatype": "FP64", "data": [1.0]}]},
-                {},
-            )
-            == 400
+        client = Client(server.url)
+        fronted = client.post(INFER, named([ROW]), {"X-Request-Id": "front-1", "X-Client-Request-Id": "mine"})
+        assert fronted.status == 200 and fronted.headers["x-request-id"] == "front-1"
+        assert fronted.headers["x-client-request-id"] == "mine"
+        retried = [client.post(INFER, {**named([ROW]), "id": "retried"}) for _ in range(2)]
+        assert [r.status for r in retried] == [200, 200] and [r.json["id"] for r in retried] == ["retried"] * 2
+        issued = [r.headers["x-request-id"] for r in retried]
+        assert len(set(issued)) == 2 and all(re.fullmatch("[0-9a-f]{32}", i) for i in issued)
+        batch = client.post(INFER, {**ndarray([ROW, ROW]), "id": "batch"})
+        bad = client.post(
+            INFER, {"inputs": [{"name": "sepal_length", "shape": [2], "datatype": "FP64", "data": [1.0]}]}
         )
-        connection.close()
+        assert (batch.status, bad.status) == (200, 400)
+        garbled = client.post(INFER, named([ROW]), {"X-Request-Id": "bad\tid"})  # not header-safe: replaced
+        assert garbled.status == 200 and re.fullmatch("[0-9a-f]{32}", garbled.headers["x-request-id"])
+        client.close()
     frame = read_predictions(log).set_index("request_id")  # written at shutdown (flush period 60 s)
-    assert sorted(frame.index) == ["bad", "batch-0", "batch-1", "from-body", "from-header"]
+    batch_id, bad_id = batch.headers["x-request-id"], bad.headers["x-request-id"]
+    assert sorted(frame.index) == sorted(
+        ["front-1", *issued, f"{batch_id}-0", f"{batch_id}-1", bad_id, garbled.headers["x-request-id"]]
+    )
     assert set(frame["predictor"]) == {"main"}
     ok = frame[frame["status"] == "ok"]
-    assert len(ok) == 4 and ok["score"].between(0, 1).all() and set(ok["decision"]) == {"setosa"}
-    assert frame.loc["from-header", "features"] == dict(zip(FEATURES, ROW))
-    assert frame.loc["bad", "status"] == "error" and "shape" in frame.loc["bad", "error"]
+    assert len(ok) == 6 and ok["score"].between(0, 1).all() and set(ok["decision"]) == {"setosa"}
+    assert frame.loc["front-1", "features"] == dict(zip(FEATURES, ROW))
+    refused = frame.loc[bad_id]
+    assert (refused["status"], refused["decision"]) == ("error", "rejected")
+    assert refused["error"].startswith("400: ") and "shape" in refused["error"]
+    assert len(join(log, datetime.now(timezone.utc))) == len(frame) == 7  # the join takes the log whole
+
+
+def test_a_server_failure_is_logged_as_an_error_not_a_refusal(tmp_path: Path) -> None:
+    from kfp_mlops.serving.model import InvalidRequest
+    from kfp_mlops.serving.prediction_log import read_predictions
+    from kfp_mlops.serving.runtimes.mlserver.prediction_logger import PredictionLogger
+
+    logger = PredictionLogger(str(tmp_path), predictor="main", version="v1", classes=["setosa"])
+    logger.log("refused", [{}], InvalidRequest("too big", status=413), latency_ms=1.0)
+    logger.log("failed", [{}], "RuntimeError: boom", latency_ms=1.0)
+    logger.flush()
+    frame = read_predictions(str(tmp_path)).set_index("request_id")
+    assert frame.loc["refused", ["status", "decision", "error"]].tolist() == ["error", "rejected", "413: too big"]
+    assert frame.loc["failed", ["status", "decision", "error"]].tolist() == ["error", None, "RuntimeError: boom"]
+
+
+@pytest.fixture(scope="module")
+def categorical_client(categorical_model: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
+    with serving("v2", categorical_model, tmp_path_factory.mktemp("v2-categorical")) as started:
+        connection = Client(started.url)
+        yield connection
+        connection.close()
+
+
+def _colour(value: Any, size: Any = 2.0) -> dict[str, Any]:
+    return {
+        "inputs": [
+            {"name": "size", "shape": [2], "datatype": "FP64", "data": [1.0, size]},
+            {"name": "colour", "shape": [2], "datatype": "BYTES", "data": ["red", value]},
+        ]
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (_colour(1.0), "feature 'colour' row 1: expected a category string, got float 1.0"),
+        (_colour(3), "feature 'colour' row 1: expected a category string, got int 3"),
+        (_colour(True), "feature 'colour' row 1: expected a category string, got bool True"),
+        (_colour(None), "feature 'colour' row 1: expected a category string, got NoneType None"),
+        (_colour("blue", "big"), "feature 'size' row 1: expected a number, got str 'big'"),
+    ],
+    ids=["float", "int", "bool", "null", "string in a numeric feature"],
+)
+def test_a_value_of_the_wrong_kind_in_a_categorical_model_gets_a_400_naming_the_feature(
+    categorical_client: Client, body: dict[str, Any], reason: str
+) -> None:
+    """A number in a categorical feature once raised inside the one-hot encoder: a 500."""
+    assert categorical_client.post(INFER, _colour("blue")).status == 200
+    reply = categorical_client.post(INFER, body)
+    assert (reply.status, reply.json) == (400, {"error": reason})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import http.client
 import json
 import random
 import socket
@@ -190,6 +192,59 @@ def test_metrics_count_requests_classes_and_feedback(server: PredictorServer, cl
     )
     assert total(after, "kfp_mlops_live_accuracy", **identity) == pytest.approx(accuracy)
     assert answer.json["jsonData"]["live_accuracy"] == pytest.approx(accuracy)
+
+
+def test_a_body_over_the_limit_gets_a_413_before_it_is_parsed(server: PredictorServer, client: Client) -> None:
+    """Declared too large, or streamed past the limit: once parsed whole whatever its size."""
+    limit = 64 * 1024 + 10_000 * (4 * 32 + len("".join(FEATURES)))
+    declared = client.request("POST", PREDICT, raw=b" " * (limit + 1) + _raw(ndarray([ROW])))
+    assert declared.status == 413 and declared.json["status"]["info"] == (
+        f"request body of {limit + 1 + len(_raw(ndarray([ROW])))} bytes exceeds the limit of {limit} bytes"
+    )
+    connection = http.client.HTTPConnection("127.0.0.1", int(server.url.rsplit(":", 1)[1]), timeout=30)
+    chunks = (b" " * 2**16 for _ in range(32))  # 2 MiB, sent chunked: http.client knows no length
+    connection.request("POST", PREDICT, body=chunks, headers={"Content-Type": "application/json"})
+    response = connection.getresponse()
+    assert response.status == 413
+    assert json.loads(response.read())["status"]["info"] == f"request body exceeds the limit of {limit} bytes"
+    connection.close()
+
+
+def test_a_compressed_body_gets_a_415(client: Client) -> None:
+    reply = client.request(
+        "POST", PREDICT, raw=gzip.compress(_raw(ndarray([ROW]))), headers={"Content-Encoding": "gzip"}
+    )
+    assert reply.status == 415 and "Content-Encoding 'gzip' is not accepted" in reply.json["status"]["info"]
+
+
+@pytest.fixture(scope="module")
+def categorical_client(categorical_model: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
+    with serving("seldon", categorical_model, tmp_path_factory.mktemp("seldon-categorical")) as started:
+        connection = Client(started.url)
+        yield connection
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "size", "reason"),
+    [
+        (b"1.5", b"2.0", "feature 'colour' row 1: expected a category string, got float 1.5"),
+        (b"NaN", b"2.0", "feature 'colour' row 1: expected a category string, got float nan"),
+        (b"3", b"2.0", "feature 'colour' row 1: expected a category string, got int 3"),
+        (b"true", b"2.0", "feature 'colour' row 1: expected a category string, got bool True"),
+        (b"null", b"2.0", "feature 'colour' row 1: expected a category string, got NoneType None"),
+        (b'"blue"', b'"big"', "feature 'size' row 1: expected a number, got str 'big'"),
+    ],
+    ids=["float", "NaN", "int", "bool", "null", "string in a numeric feature"],
+)
+def test_a_value_of_the_wrong_kind_in_a_categorical_model_gets_a_400_naming_the_feature(
+    categorical_client: Client, value: bytes, size: bytes, reason: str
+) -> None:
+    """A number or NaN in a categorical feature once raised inside the one-hot encoder: a 500."""
+    body = b'{"data": {"names": ["size", "colour"], "ndarray": [[1.0, "red"], [%s, %s]]}}'
+    assert categorical_client.request("POST", PREDICT, raw=body % (b"2.0", b'"blue"')).status == 200
+    reply = categorical_client.request("POST", PREDICT, raw=body % (size, value))
+    assert (reply.status, reply.json["status"]["info"]) == (400, reason)
 
 
 def test_numeric_true_labels_survive_seldons_protobuf(client: Client) -> None:

@@ -21,6 +21,10 @@ Endpoints (Seldon protocol):
 
 Every malformed request gets a 4xx JSON answer in Seldon's error shape ``{"status": {"code",
 "info", "reason", "status"}}``, unknown paths included (the wrapper alone answers those with 500).
+A body over the model's :attr:`~kfp_mlops.serving.model.ServedModel.max_request_bytes` gets 413,
+before it is parsed: on its ``Content-Length`` before it is read, or, streamed, once the limit is
+read (Flask's ``MAX_CONTENT_LENGTH`` stops the read there); a compressed body gets 415 (the wrapper
+would parse the compressed bytes).
 """
 
 from __future__ import annotations
@@ -140,9 +144,26 @@ class SeldonRuntime:
     def _blueprint(self) -> Blueprint:
         blueprint = Blueprint("kfp_mlops", __name__)
 
+        limit = self._served.max_request_bytes
+        # Werkzeug stops a streamed body at MAX_CONTENT_LENGTH without a word: one byte more tells.
+        blueprint.record_once(lambda state: state.app.config.update(MAX_CONTENT_LENGTH=limit + 1))
+
         @blueprint.before_app_request
         def start() -> None:
             g.kfp_mlops_started = time.perf_counter()
+            if request.content_length is not None and request.content_length > limit:
+                raise SeldonMicroserviceException(
+                    f"request body of {request.content_length} bytes exceeds the limit of {limit} bytes",
+                    status_code=413,
+                )
+            if (request.content_encoding or "identity").lower() != "identity":
+                raise SeldonMicroserviceException(
+                    f"Content-Encoding {request.content_encoding!r} is not accepted: send an uncompressed body",
+                    status_code=415,
+                )
+            # A streamed body (no Content-Length) is read now, up to the limit; Flask keeps it for the wrapper.
+            if request.content_length is None and len(request.get_data(cache=True)) > limit:
+                raise SeldonMicroserviceException(f"request body exceeds the limit of {limit} bytes", status_code=413)
             if _ENDPOINTS.get(request.path) == FEEDBACK:
                 _check_feedback(request.get_json(silent=True))
 

@@ -1,26 +1,55 @@
-"""What the v2 runtime adds to MLServer's REST app: request metrics, refused stream variants, JSON 500s.
+"""What the v2 runtime adds to MLServer's REST app: body limits, request ids, metrics, JSON errors.
 
-:class:`RequestMetrics` counts and times every request to a served model's ``infer`` and
-``feedback`` into its :class:`~kfp_mlops.serving.metrics.ServingMetrics`; as ASGI middleware it
-sees every answer, including MLServer's own 422 ``{"detail": [...]}`` for bodies that are not JSON
-or not an inference request at all, which never reach the runtime. It also refuses the
-``generate`` and streaming variants of ``infer`` with 404, whose errors would otherwise break an
-already started stream. :func:`instrument` adds it, and a JSON answer for unexpected errors, to the
-app.
+:func:`instrument` wraps the app, outermost first, in:
+
+* :class:`RequestMetrics`, which counts and times every request to a served model's ``infer`` and
+  ``feedback`` into its :class:`~kfp_mlops.serving.metrics.ServingMetrics`; as ASGI middleware it
+  sees every answer, including MLServer's own 422 ``{"detail": [...]}`` for bodies that are not
+  JSON or not an inference request at all, which never reach the runtime, and the body limit's
+  413s. It also refuses the ``generate`` and streaming variants of ``infer`` with 404, whose errors
+  would otherwise break an already started stream;
+* :class:`RequestIds`, which gives every ``infer`` and ``feedback`` request of a served model its
+  id: the ``X-Request-Id`` its front (the local router, a mesh's edge proxy) issued, else a new
+  one (a uuid), set on the request for the runtime to log and returned on the answer; a client's
+  own id arrives, from the router, as ``X-Client-Request-Id`` and is returned too;
+* :class:`~.request_body.BodyLimit`, which reads every body within the served model's limit
+  before MLServer parses it (:mod:`.request_body`).
+
+It also answers unexpected errors with JSON (Starlette's default is plain text).
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 
 from fastapi import FastAPI, Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kfp_mlops.serving.metrics import FEEDBACK, PREDICT
-from kfp_mlops.serving.runtimes.mlserver.runtime import served_metrics
+from kfp_mlops.serving.runtimes.mlserver.request_body import OTHER_REQUEST_BYTES, BodyLimit, header
+from kfp_mlops.serving.runtimes.mlserver.runtime import (
+    HEADER_SAFE_ID,
+    REQUEST_ID_HEADER,
+    served_body_limit,
+    served_metrics,
+)
 
+CLIENT_REQUEST_ID_HEADER = "x-client-request-id"
 _REFUSED = {"generate", "infer_stream", "generate_stream"}
+_ENDPOINTS = {"infer": PREDICT, "feedback": FEEDBACK}
+
+
+def served_endpoint(scope: Scope) -> tuple[str, str] | None:
+    """``(model, verb)`` of a request to a model this runtime serves, else None.
+
+    The paths are ``/v2/models/<m>/<verb>`` and ``/v2/models/<m>/versions/<v>/<verb>``.
+    """
+    parts = scope["path"].split("/") if scope["type"] == "http" else []
+    if len(parts) not in (5, 7) or parts[1:3] != ["v2", "models"] or (len(parts) == 7 and parts[4] != "versions"):
+        return None
+    return (parts[3], parts[-1]) if served_metrics(parts[3]) is not None else None
 
 
 class RequestMetrics:
@@ -34,18 +63,17 @@ class RequestMetrics:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        parts = scope["path"].split("/") if scope["type"] == "http" else []
-        # /v2/models/<m>/<verb> or /v2/models/<m>/versions/<v>/<verb>
-        served = len(parts) in (5, 7) and parts[1:3] == ["v2", "models"] and served_metrics(parts[3]) is not None
-        if not served or (len(parts) == 7 and parts[4] != "versions"):
+        served = served_endpoint(scope)
+        if served is None:
             await self.app(scope, receive, send)
             return
-        if parts[-1] in _REFUSED:
-            await JSONResponse(
-                {"error": f"{parts[-1]} is not served: use POST /v2/models/{parts[3]}/infer"}, status_code=404
-            )(scope, receive, send)
+        model, verb = served
+        if verb in _REFUSED:
+            await JSONResponse({"error": f"{verb} is not served: use POST /v2/models/{model}/infer"}, status_code=404)(
+                scope, receive, send
+            )
             return
-        endpoint = {"infer": PREDICT, "feedback": FEEDBACK}.get(parts[-1])
+        endpoint = _ENDPOINTS.get(verb)
         if endpoint is None:
             await self.app(scope, receive, send)
             return
@@ -61,9 +89,49 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            metrics = served_metrics(parts[3])
+            metrics = served_metrics(model)
             if metrics is not None:
                 metrics.observe_request(endpoint, status, time.perf_counter() - started)
+
+
+class RequestIds:
+    """ASGI middleware: the request id of every ``infer`` and ``feedback`` request, on the request and its answer.
+
+    Args:
+        app: The ASGI app it wraps.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        served = served_endpoint(scope)
+        if served is None or served[1] not in _ENDPOINTS:
+            await self.app(scope, receive, send)
+            return
+        forwarded = header(scope, REQUEST_ID_HEADER.encode())
+        # The front's id if it is one the answer can carry (a header), else a new one.
+        request_id = forwarded if forwarded and HEADER_SAFE_ID.fullmatch(forwarded) else uuid.uuid4().hex
+        client_id = header(scope, CLIENT_REQUEST_ID_HEADER.encode())
+        echoed = [(REQUEST_ID_HEADER.encode(), request_id.encode())]
+        if client_id and HEADER_SAFE_ID.fullmatch(client_id):
+            echoed.append((CLIENT_REQUEST_ID_HEADER.encode(), client_id.encode()))
+        headers = [(k, v) for k, v in scope["headers"] if k != REQUEST_ID_HEADER.encode()]
+        headers.append(echoed[0])
+
+        async def send_with_ids(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *echoed]}
+            await send(message)
+
+        await self.app({**scope, "headers": headers}, receive, send_with_ids)
+
+
+def request_limit(path: str) -> int:
+    """The body limit of a request path: the served model's, else :data:`~.request_body.OTHER_REQUEST_BYTES`."""
+    parts = path.split("/")
+    limit = served_body_limit(parts[3]) if len(parts) > 3 and parts[1:3] == ["v2", "models"] else None
+    return limit or OTHER_REQUEST_BYTES
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
@@ -72,6 +140,9 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def instrument(app: FastAPI) -> None:
-    """Adds the request metrics and the JSON answer for unexpected errors to MLServer's REST app."""
+    """Adds the body limit, request ids, request metrics and JSON 500s to MLServer's REST app."""
+    # Starlette runs the middleware added last first.
+    app.add_middleware(BodyLimit, limit_for=request_limit)
+    app.add_middleware(RequestIds)
     app.add_middleware(RequestMetrics)
     app.add_exception_handler(Exception, _internal_error)

@@ -1,16 +1,22 @@
-"""The v2 runtime's prediction logging: answered and failed requests as prediction-log records.
+"""The v2 runtime's prediction logging: answered, refused and failed requests as prediction-log records.
 
-With ``PREDICTION_LOG_URI`` set (a :mod:`kfp_mlops.serving.prediction_log` root), every answered
-or failed ``infer`` row is logged through a
+With ``PREDICTION_LOG_URI`` set (a :mod:`kfp_mlops.serving.prediction_log` root), every answered,
+refused or failed ``infer`` row is logged through a
 :class:`~kfp_mlops.serving.prediction_log.PredictionLogWriter`: the request id (row ``i`` of a
 multi-row request gets ``<id>-<i>``), the predictor, the model version, the inputs, the score (the
 probability of class ``PREDICTION_LOG_POSITIVE_CLASS``, default ``"1"``; a model without that
 class logs its top probability), the decision (``decline`` when the score reaches
 ``PREDICTION_LOG_THRESHOLD``, default: when the model predicts the positive class; else
-``approve``; a model without the class logs its predicted label), the latency and ``ok`` /
-``error``. Records are written every ``PREDICTION_LOG_FLUSH_SECONDS`` (default 1), from a task on
-the server's event loop, and at shutdown; a logging failure is reported in the server log and never
-fails a prediction.
+``approve``; a model without the class logs its predicted label), the latency and the status.
+
+A request the server refused (a 4xx: the client's fault) is told apart from a server failure:
+the log's statuses are ``ok`` and ``error`` only, so a refusal is an ``error`` whose decision is
+:data:`REJECTED` and whose error starts with the HTTP status (``"400: feature 'x' row 0: ..."``);
+a failure has no decision. An error-rate guardrail should count only the failures.
+
+Records are written every ``PREDICTION_LOG_FLUSH_SECONDS`` (default 1), from a task on the server's
+event loop, and at shutdown; a logging failure is reported in the server log and never fails a
+prediction.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import os
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from kfp_mlops.serving.model import Prediction
+from kfp_mlops.serving.model import InvalidRequest, Prediction
 from kfp_mlops.serving.prediction_log import PredictionLogWriter, PredictionRecord
 from kfp_mlops.serving.runtimes.environment import PREDICTION_LOG_ENV
 
@@ -32,6 +38,7 @@ POSITIVE_CLASS_ENV = "PREDICTION_LOG_POSITIVE_CLASS"
 THRESHOLD_ENV = "PREDICTION_LOG_THRESHOLD"
 FLUSH_SECONDS_ENV = "PREDICTION_LOG_FLUSH_SECONDS"
 DECLINE, APPROVE = "decline", "approve"
+REJECTED = "rejected"  # the decision of a refused request (see the module docstring)
 _MAX_ERROR = 500  # characters of an error message kept in a record
 
 
@@ -114,14 +121,20 @@ class PredictionLogger:
         self.flush()
 
     def log(
-        self, request_id: str, features: list[dict[str, Any]], outcome: Prediction | str, *, latency_ms: float
+        self,
+        request_id: str,
+        features: list[dict[str, Any]],
+        outcome: Prediction | InvalidRequest | str,
+        *,
+        latency_ms: float,
     ) -> None:
         """Logs one record per row.
 
         Args:
             request_id: The request's id; rows of a multi-row request get ``<id>-<i>``.
             features: Each row's inputs by feature name (empty when the request was unreadable).
-            outcome: The prediction, or what went wrong (every row failed).
+            outcome: The prediction; the refusal of a request the client got wrong; or what went
+                wrong on the server (every row failed).
             latency_ms: Time to answer, in milliseconds.
         """
         now = datetime.now(timezone.utc) - timedelta(milliseconds=latency_ms)  # when the request arrived
@@ -130,18 +143,20 @@ class PredictionLogger:
             row_id = request_id if rows == 1 else f"{request_id}-{i}"
             inputs = features[i] if i < len(features) else {}
             try:
-                if isinstance(outcome, str):
+                if isinstance(outcome, (InvalidRequest, str)):
+                    refused = isinstance(outcome, InvalidRequest)
+                    error = f"{outcome.status}: {outcome}" if isinstance(outcome, InvalidRequest) else outcome
                     record = PredictionRecord(
                         row_id,
                         self.predictor,
                         self.version,
                         inputs,
                         None,
-                        None,
+                        REJECTED if refused else None,
                         latency_ms,
                         "error",
                         now,
-                        error=outcome[:_MAX_ERROR],
+                        error=error[:_MAX_ERROR],
                     )
                 else:
                     score, decision = self._score(outcome.labels[i], outcome.probabilities[i])

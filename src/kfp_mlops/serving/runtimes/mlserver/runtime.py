@@ -15,9 +15,15 @@ deployment's name. Endpoints (``<m>`` is the deployment name):
   handler mechanism.
 * ``GET /v2/models/<m>``: metadata, every input form, the outputs, the version.
 
-With a prediction log configured (:mod:`.prediction_logger`), every answered or failed ``infer``
-row is logged under the request's id: the ``X-Request-Id`` header the router sets, else the V2
-request ``id``.
+Every ``infer`` and ``feedback`` answer carries ``X-Request-Id``: the id its front (the local
+router, a mesh's edge proxy) issued, else one the server issues (:mod:`.middleware`); never an id the
+client chose -- the V2 request ``id`` stays the client's and is echoed in the body as MLServer does.
+With a prediction log configured (:mod:`.prediction_logger`), every answered, refused (4xx) or
+failed ``infer`` row is logged under that id, so a client that retries with the same id cannot
+make the log hold one id twice.
+
+A request whose shapes declare more than :data:`INLINE_VALUES` values is decoded and scored in a
+worker thread, so that the event loop keeps answering other requests and the liveness probe.
 
 The module keeps the served models' metrics (for the request middleware of :mod:`.middleware`),
 load failures (for the exit code) and prediction loggers (flushed at shutdown) in module state,
@@ -26,10 +32,13 @@ which is safe because the model runs in the server process (``parallel_workers: 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
-from typing import Any
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fastapi import Request
 from mlserver import MLModel
@@ -49,7 +58,7 @@ from mlserver.types import (
 from kfp_mlops.core.errors import MlopsError
 from kfp_mlops.serving.metrics import ServingMetrics
 from kfp_mlops.serving.model import InvalidRequest, Prediction, ServedModel
-from kfp_mlops.serving.runtimes.mlserver.decoding import NDARRAY_INPUT, request_rows
+from kfp_mlops.serving.runtimes.mlserver.decoding import NDARRAY_INPUT, declared_values, request_rows
 from kfp_mlops.serving.runtimes.mlserver.prediction_logger import PredictionLogger
 
 # A child of MLServer's logger, so it goes through MLServer's handler and format.
@@ -59,9 +68,12 @@ LABEL_OUTPUT = "label"
 PROBABILITIES_OUTPUT = "probabilities"
 REQUEST_ID_HEADER = "x-request-id"
 # MLServer echoes a request's id in the Ce-Id and Ce-Requestid response headers.
-_HEADER_SAFE_ID = re.compile(r"[\x20-\x7e]{0,256}")
+HEADER_SAFE_ID = re.compile(r"[\x20-\x7e]{0,256}")
+INLINE_VALUES = 4096  # more declared values than this: decoded and scored off the event loop
 
+_T = TypeVar("_T")
 _METRICS: dict[str, ServingMetrics] = {}
+_BODY_LIMITS: dict[str, int] = {}
 _LOAD_FAILURES: list[str] = []
 _LOGGERS: list[PredictionLogger] = []
 
@@ -69,6 +81,11 @@ _LOGGERS: list[PredictionLogger] = []
 def served_metrics(model_name: str) -> ServingMetrics | None:
     """The metrics of the model this runtime serves under ``model_name``, or None (not ours)."""
     return _METRICS.get(model_name)
+
+
+def served_body_limit(model_name: str) -> int | None:
+    """The largest request body the model served under ``model_name`` accepts, or None (not ours)."""
+    return _BODY_LIMITS.get(model_name)
 
 
 def load_failures() -> list[str]:
@@ -101,6 +118,7 @@ class KfpMlopsRuntime(MLModel):
         self._tags = {"deployment": self.name, "predictor": predictor, "model_version": self._served.version}
         self._metrics = ServingMetrics(deployment=self.name, predictor=predictor, model_version=self._served.version)
         _METRICS[self.name] = self._metrics
+        _BODY_LIMITS[self.name] = self._served.max_request_bytes
         self._log = PredictionLogger.from_env(predictor, self._served.version, list(self._served.classes))
         if self._log is not None:
             self._log.start()
@@ -113,6 +131,7 @@ class KfpMlopsRuntime(MLModel):
         """Stops counting requests for this model (unless a reloaded copy took its place)."""
         if _METRICS.get(self.name) is getattr(self, "_metrics", None):
             _METRICS.pop(self.name, None)
+            _BODY_LIMITS.pop(self.name, None)
         log = getattr(self, "_log", None)
         if log is not None:
             log.stop()
@@ -151,22 +170,23 @@ class KfpMlopsRuntime(MLModel):
             versions=[served.version],
             inputs=inputs,
             outputs=outputs,
-            parameters=Parameters(**self._tags, max_batch=served.max_batch),
+            parameters=Parameters(**self._tags, max_batch=served.max_batch, max_request_bytes=served.max_request_bytes),
         )
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
         """Validates the request, predicts every row, and counts the predicted classes."""
-        if payload.id is not None and not _HEADER_SAFE_ID.fullmatch(payload.id):
+        if payload.id is not None and not HEADER_SAFE_ID.fullmatch(payload.id):
             # Else a control character breaks the HTTP answer, and a non-Latin-1 one makes it a 500.
             raise MLServerError(f"id {payload.id[:40]!r}: use at most 256 printable ASCII characters")
         started = time.perf_counter()
+        run = asyncio.to_thread if declared_values(payload.inputs) > INLINE_VALUES else _inline
         rows: list[list[Any]] = []
         names: list[str] | None = None
         try:
-            rows, names = request_rows(payload.inputs, self._served.feature_names)
-            prediction = self._served.predict(rows, names)
+            rows, names = await run(request_rows, payload.inputs, self._served)
+            prediction = await run(self._served.predict, rows, names)
         except InvalidRequest as exc:
-            self._log_request(payload, rows, names, started, str(exc))
+            self._log_request(payload, rows, names, started, exc)
             raise MLServerError(str(exc), status_code=exc.status) from None
         except Exception as exc:
             self._log_request(payload, rows, names, started, f"{type(exc).__name__}: {exc}")
@@ -196,23 +216,21 @@ class KfpMlopsRuntime(MLModel):
         rows: list[list[Any]],
         names: list[str] | None,
         started: float,
-        outcome: Prediction | str,
+        outcome: Prediction | InvalidRequest | str,
     ) -> None:
         if self._log is None:
             return
         headers = (payload.parameters.headers if payload.parameters is not None else None) or {}
+        # The middleware puts the id in every REST request; a gRPC request gets one here.
         request_id = next((str(v) for k, v in headers.items() if k.lower() == REQUEST_ID_HEADER and v), None)
-        request_id = request_id or payload.id or ""
-        if not request_id:
-            logger.warning("prediction log: a request without an id was not logged")
-            return
         columns = names or self._served.feature_names
         features = [
             {name: (value.decode() if isinstance(value, bytes) else value) for name, value in zip(columns, row)}
             for row in rows
             if isinstance(row, (list, tuple))
         ]
-        self._log.log(request_id, features, outcome, latency_ms=(time.perf_counter() - started) * 1000)
+        latency_ms = (time.perf_counter() - started) * 1000
+        self._log.log(request_id or uuid.uuid4().hex, features, outcome, latency_ms=latency_ms)
 
     @custom_handler(rest_path="/v2/models/{model_name}/feedback")
     async def feedback(self, request: Request, model_name: str) -> dict[str, Any]:
@@ -236,6 +254,10 @@ class KfpMlopsRuntime(MLModel):
 
 # The model settings' ``implementation``: where MLServer imports the runtime from.
 RUNTIME = f"{KfpMlopsRuntime.__module__}.{KfpMlopsRuntime.__qualname__}"
+
+
+async def _inline(function: Callable[..., _T], *args: Any) -> _T:
+    return function(*args)
 
 
 def _datatype(kind: str) -> Datatype:

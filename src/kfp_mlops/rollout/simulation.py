@@ -20,10 +20,11 @@ one predictor, the challenger receiving its stage's share.
 **Rules**: ``sequential`` is :func:`~kfp_mlops.rollout.plan.decide` itself. ``fixed`` is the rule
 before confidence sequences, for comparison: the same thresholds read off a fixed-confidence
 interval at every look (here the normal one, ``estimate +- z se`` with the same standard error,
-where the live comparison reports a percentile bootstrap one: they agree at these sample sizes).
+where the live comparison reports a percentile bootstrap one: asymptotically the same interval).
 
 **Speed**: a stage's requests are drawn once, up to ``max_labelled``; each look is a prefix of
-them, given to the engine as 0/1 row weights, so all looks of a stage cost one weighted pass.
+them, given to the engine as 0/1 row weights, so eight looks cost one weighted pass of the engine
+(a stage decided early skips the passes after its verdict).
 Guardrails and the false-positive rate are left out (no errors, no declines): the simulation is
 about the AUC-PR decisions that move traffic.
 """

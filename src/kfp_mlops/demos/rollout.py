@@ -192,6 +192,7 @@ class Answer:
     predictor: str | None
     score: float | None
     stage: str
+    logged_id: str | None = None  # the id the servers logged it under (the router's X-Request-Id)
 
 
 @dataclass
@@ -237,9 +238,12 @@ class Scenario:
             if pending:
                 labelled = pending.pop(0)
                 now = datetime.now(timezone.utc)
+                # Labels refer to the ids the servers logged, which the router returned; not the client's.
+                logged = {a.request_id: a.logged_id for a in self.answers if a.logged_id}
+                rids = [self._rid(r) for r in labelled[fraud.ID]]
                 record_labels(
                     self.log_root,
-                    [(self._rid(r), int(y), now) for r, y in zip(labelled[fraud.ID], labelled[fraud.LABEL])],
+                    [(logged[rid], int(y), now) for rid, y in zip(rids, labelled[fraud.LABEL]) if rid in logged],
                 )
             pending.append(rows)
             result = rc.step(self.state_uri, self.log_root, base=base, target=target, config=self.config)
@@ -295,7 +299,8 @@ class Scenario:
                         probabilities = next(o for o in doc["outputs"] if o["name"] == "probabilities")
                         classes = probabilities["parameters"]["classes"]
                         score = probabilities["data"][classes.index("1")]
-                    out.append(Answer(rid, response.status, response.getheader("X-Predictor"), score, stage))
+                    predictor, logged_id = response.getheader("X-Predictor"), response.getheader("X-Request-Id")
+                    out.append(Answer(rid, response.status, predictor, score, stage, logged_id))
                 except (OSError, http.client.HTTPException, ValueError) as exc:
                     out.append(Answer(rid, 0, None, None, f"{stage} ({type(exc).__name__})"))
                     connection.close()

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import re
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -146,6 +149,26 @@ def test_relay_drops_copies_when_the_shadow_falls_behind(slow_target) -> None:
         relay.shutdown()
 
 
+def test_relay_bounds_what_it_holds_in_bytes(slow_target) -> None:
+    """Copies wait in memory: the queue is bounded in bytes too, and an oversized copy is refused unread."""
+    from kfp_mlops.serving.model import MAX_REQUEST_BYTES
+
+    url, _ = slow_target
+    relay = ShadowRelay(0, url, capacity=100, workers=1, max_bytes=250)
+    threading.Thread(target=relay.serve_forever, daemon=True).start()
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", relay.port, timeout=5)
+        for _ in range(6):
+            connection.request("POST", "/x", body=b"0" * 100)
+            assert connection.getresponse().read() == b"{}"
+        assert relay.stats.as_dict()["dropped"] >= 3  # one forwarding, two waiting: 200 of 250 bytes
+        with socket.create_connection(("127.0.0.1", relay.port), timeout=5) as sock:
+            sock.sendall(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (MAX_REQUEST_BYTES + 1))
+            assert sock.recv(65536).startswith(b"HTTP/1.1 413 ")
+    finally:
+        relay.shutdown()
+
+
 class _Closing(_SlowTarget):
     """Closes every connection after answering without saying so, like an idle keep-alive timeout."""
 
@@ -177,19 +200,24 @@ def test_relay_retries_a_connection_the_shadow_closed() -> None:
 
 
 class _Echo(BaseHTTPRequestHandler):
-    """A predictor stand-in: answers ``status`` with its name and the X-Request-Id it received."""
+    """A predictor stand-in: answers ``status`` with its name; notes the path and ids it received."""
 
     protocol_version = "HTTP/1.1"
     name = "x"
     status = 200
     seen: ClassVar[list[str]] = []
+    clients: ClassVar[list[str]] = []
+    paths: ClassVar[list[str]] = []
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         type(self).seen.append(self.headers.get("X-Request-Id", ""))
+        type(self).clients.append(self.headers.get("X-Client-Request-Id", ""))
+        type(self).paths.append(self.path)
         body = json.dumps({"predictor": self.name}).encode()
         self.send_response(self.status)
         self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Request-Id", "the-servers-own")  # the router answers with its own
         self.end_headers()
         self.wfile.write(body)
 
@@ -197,60 +225,160 @@ class _Echo(BaseHTTPRequestHandler):
         return
 
 
-def test_request_ids_and_fallback_from_a_failing_predictor(tmp_path: Path) -> None:
-    """X-Request-Id: the client's or nginx's, sent upstream and back; a 500 or a dead predictor is retried elsewhere."""
-    import socket
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
+
+@pytest.fixture()
+def echoes() -> Iterator[dict[str, tuple[ThreadingHTTPServer, type[_Echo]]]]:
+    """A legacy stand-in answering 200 and a challenger answering 500."""
     servers = {}
     for name, status in (("legacy", 200), ("challenger", 500)):
-        handler = type(name, (_Echo,), {"name": name, "status": status, "seen": []})
+        handler = type(name, (_Echo,), {"name": name, "status": status, "seen": [], "clients": [], "paths": []})
         server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers[name] = (server, handler)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        dead = f"127.0.0.1:{sock.getsockname()[1]}"  # nothing listens once closed
-    spec = DeploymentSpec("fraud", (PredictorSpec("legacy", "m1", 50), PredictorSpec("challenger", "m2", 50)))
-    backends = {name: f"127.0.0.1:{server.server_address[1]}" for name, (server, _) in servers.items()}
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    router = Router(tmp_path / "router", port)
-    router.workdir.mkdir(parents=True)
-    try:
-        router.start(render_config(spec, backends, port=port, workdir=router.workdir))
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        ids = []
-        for i in range(20):
-            headers = {"X-Request-Id": f"client-{i}"} if i % 2 else {}
-            connection.request("POST", "/v2/models/fraud/infer", body=b"{}", headers=headers)
-            response = connection.getresponse()
-            assert response.status == 200 and json.loads(response.read()) == {"predictor": "legacy"}
-            assert response.getheader("X-Predictor") == "legacy"
-            ids.append(response.getheader("X-Request-Id"))
-            if i % 2:
-                assert ids[-1] == f"client-{i}"
-        assert len(set(ids)) == 20 and set(ids) == set(servers["legacy"][1].seen)
-        assert servers["challenger"][1].seen  # it was tried, and its 500s never reached the client
+    yield servers
+    for server, _ in servers.values():
+        server.shutdown()
 
-        # The direct route does not fall back: feedback must reach the named predictor or fail.
-        connection.request("POST", "/predictors/challenger/v2/models/fraud/feedback", body=b"{}")
-        response = connection.getresponse()
-        response.read()
-        assert response.status == 500 and response.getheader("X-Predictor") == "challenger"
 
-        router.reload(render_config(spec, {**backends, "challenger": dead}, port=port, workdir=router.workdir))
-        time.sleep(0.5)
-        connection.close()  # the old worker closed its idle connections
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        for _ in range(10):
-            connection.request("POST", "/v2/models/fraud/infer", body=b"{}")
-            response = connection.getresponse()
-            assert response.status == 200 and json.loads(response.read()) == {"predictor": "legacy"}
-    finally:
-        router.stop()
-        for server, _ in servers.values():
-            server.shutdown()
+FRAUD = DeploymentSpec("fraud", (PredictorSpec("legacy", "m1", 50), PredictorSpec("challenger", "m2", 50)))
+
+
+@pytest.fixture()
+def router(tmp_path: Path, echoes: dict) -> Iterator[tuple[Router, dict[str, str]]]:
+    """nginx routing FRAUD over the stand-ins."""
+    backends = {name: f"127.0.0.1:{server.server_address[1]}" for name, (server, _) in echoes.items()}
+    port = _free_port()
+    running = Router(tmp_path / "router", port)
+    running.workdir.mkdir(parents=True)
+    running.start(render_config(FRAUD, backends, port=port, workdir=running.workdir))
+    yield running, backends
+    running.stop()
+
+
+def _post(connection: http.client.HTTPConnection, path: str, headers: dict[str, str] | None = None) -> tuple:
+    connection.request("POST", path, body=b"{}", headers=headers or {})
+    response = connection.getresponse()
+    return response, response.read()
+
+
+def test_request_ids_and_fallback_from_a_failing_predictor(router: tuple[Router, dict[str, str]], echoes: dict) -> None:
+    """X-Request-Id: the router's, sent upstream and back; a 500 or a dead predictor is retried elsewhere."""
+    running, backends = router
+    connection = http.client.HTTPConnection("127.0.0.1", running.port, timeout=10)
+    ids = []
+    for i in range(20):
+        headers = {"X-Request-Id": f"client-{i}"} if i % 2 else {}
+        response, body = _post(connection, "/v2/models/fraud/infer", headers)
+        assert response.status == 200 and json.loads(body) == {"predictor": "legacy"}
+        assert response.getheader("X-Predictor") == "legacy"
+        ids.append(response.getheader("X-Request-Id"))
+        assert response.getheader("X-Client-Request-Id") == (f"client-{i}" if i % 2 else None)
+    assert len(set(ids)) == 20 and set(ids) == set(echoes["legacy"][1].seen)
+    assert all(re.fullmatch("[0-9a-f]{32}", i) for i in ids)
+    assert echoes["challenger"][1].seen  # it was tried, and its 500s never reached the client
+
+    # The direct route does not fall back: feedback must reach the named predictor or fail.
+    response, _ = _post(connection, "/predictors/challenger/v2/models/fraud/feedback")
+    assert response.status == 500 and response.getheader("X-Predictor") == "challenger"
+    assert re.fullmatch("[0-9a-f]{32}", response.getheader("X-Request-Id"))
+
+    dead = f"127.0.0.1:{_free_port()}"  # nothing listens there
+    running.reload(render_config(FRAUD, {**backends, "challenger": dead}, port=running.port, workdir=running.workdir))
+    time.sleep(0.5)
+    connection.close()  # the old worker closed its idle connections
+    connection = http.client.HTTPConnection("127.0.0.1", running.port, timeout=10)
+    for _ in range(10):
+        response, body = _post(connection, "/v2/models/fraud/infer")
+        assert response.status == 200 and json.loads(body) == {"predictor": "legacy"}
+
+
+def test_a_client_retrying_with_one_id_gets_a_new_request_id_each_time(
+    router: tuple[Router, dict[str, str]], echoes: dict
+) -> None:
+    """Once the client's X-Request-Id was every predictor's log key: a retry logged one id twice."""
+    running, _ = router
+    connection = http.client.HTTPConnection("127.0.0.1", running.port, timeout=10)
+    answers = [_post(connection, "/v2/models/fraud/infer", {"X-Request-Id": "retried"})[0] for _ in range(3)]
+    ids = [a.getheader("X-Request-Id") for a in answers]
+    assert len(set(ids)) == 3 and "retried" not in ids and "the-servers-own" not in ids
+    assert [a.getheader("X-Client-Request-Id") for a in answers] == ["retried"] * 3
+    legacy = echoes["legacy"][1]
+    assert set(ids) <= set(legacy.seen) and set(legacy.clients) == {"retried"}
+    _post(connection, "/v2/models/fraud/infer", {"X-Client-Request-Id": "forged"})  # not the client's to set
+    assert legacy.clients[-1] == ""
+
+
+def test_direct_routes_forward_the_path_as_the_client_sent_it(
+    router: tuple[Router, dict[str, str]], echoes: dict
+) -> None:
+    """Once the percent-decoded path: a %0D reached the predictor as a carriage return."""
+    running, _ = router
+    connection = http.client.HTTPConnection("127.0.0.1", running.port, timeout=10)
+    for path in ("/v2/models/fraud/in%0Dfer?x=%0A%0D", "/v2/models/fraud%2Finfer", "/v2/a%20b/c"):
+        response, _ = _post(connection, f"/predictors/legacy{path}")
+        assert response.status == 200 and echoes["legacy"][1].paths[-1] == path
+    response, body = _post(connection, "/predictors/nobody/v2/models/fraud/infer")
+    assert response.status == 404 and json.loads(body) == {"error": "no predictor nobody in deployment fraud"}
+
+
+def test_a_body_over_the_limit_gets_a_json_413_from_the_router(
+    router: tuple[Router, dict[str, str]], echoes: dict
+) -> None:
+    from kfp_mlops.serving.model import MAX_REQUEST_BYTES
+
+    running, _ = router
+    with socket.create_connection(("127.0.0.1", running.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /v2/models/fraud/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % (MAX_REQUEST_BYTES + 1)
+        )
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 ")
+    assert json.loads(body) == {"error": f"request body exceeds the limit of {MAX_REQUEST_BYTES} bytes"}
+    assert echoes["legacy"][1].paths == echoes["challenger"][1].paths == []
+
+
+def test_a_refused_reload_keeps_the_running_configuration(
+    router: tuple[Router, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A configuration nginx refuses, or a check that fails without a word, leaves the file nginx runs."""
+    running, backends = router
+    running_config = running.config_path.read_text()
+    broken = running_config.replace("keepalive_requests 100000;", "keepalive_requests;")
+    with pytest.raises(MlopsError, match='invalid number of arguments in "keepalive_requests"'):
+        running.reload(broken)
+    assert running.config_path.read_text() == running_config
+
+    silent = tmp_path / "silent-nginx"
+    silent.mkdir()
+    (silent / "nginx").write_text("#!/bin/sh\nexit 1\n")
+    (silent / "nginx").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{silent}:{os.environ['PATH']}")
+    with pytest.raises(MlopsError, match="`nginx -t` exited with 1 and said nothing"):
+        running.reload(render_config(FRAUD, backends, port=running.port + 1, workdir=running.workdir))
+    assert running.config_path.read_text() == running_config
+    connection = http.client.HTTPConnection("127.0.0.1", running.port, timeout=10)
+    assert _post(connection, "/v2/models/fraud/infer")[0].status == 200
+
+
+def test_file_paths_in_the_configuration_are_quoted(tmp_path: Path) -> None:
+    """A work folder with spaces, quotes, semicolons or braces once broke (or rewrote) the configuration."""
+    workdir = tmp_path / 'a b;c"d{e}#f\\g'
+    workdir.mkdir()
+    config = render_config(DeploymentSpec.single("iris", "m1"), {"main": "127.0.0.1:9000"}, port=1, workdir=workdir)
+    checked = _check(config, workdir)
+    assert checked.returncode == 0, checked.stderr
+    assert (workdir / "error.log").exists() and not (tmp_path / "a").exists()  # nginx opened its log there
+    with pytest.raises(MlopsError, match=r"nginx cannot use the path .*\$HOME"):
+        render_config(DeploymentSpec.single("iris", "m1"), {"main": "x:1"}, port=1, workdir=tmp_path / "$HOME")
 
 
 def test_relay_accepts_a_burst_of_new_connections(slow_target) -> None:

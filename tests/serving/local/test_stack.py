@@ -200,6 +200,39 @@ def test_a_frozen_shadow_does_not_slow_the_primary(stack: LocalStack, models: di
     assert sorted(frozen)[int(0.99 * len(frozen))] < max(0.25, 5 * sorted(baseline)[int(0.99 * len(baseline))])
 
 
+def test_a_client_retrying_one_id_cannot_break_the_log_join(tmp_path: Path, models: dict[str, str]) -> None:
+    """Once the client's X-Request-Id was the logged id: three tries with one id made the join refuse the log."""
+    from datetime import datetime, timezone
+
+    from kfp_mlops.serving.prediction_log import join, record_labels
+
+    log = str(tmp_path / "log")
+    with LocalStack(tmp_path / "stack", prediction_log=log) as stack:
+        stack.apply(DeploymentSpec.single("iris", models["legacy"]))
+        connection = http.client.HTTPConnection("127.0.0.1", int(stack.url.rsplit(":", 1)[1]), timeout=30)
+        answers = []
+        for body in (_body(), _body(), _body(), b'{"inputs": []}'):
+            connection.request(
+                "POST",
+                "/v2/models/iris/infer",
+                body=body,
+                headers={"Content-Type": "application/json", "X-Request-Id": "retried"},
+            )
+            response = connection.getresponse()
+            response.read()
+            assert response.getheader("X-Client-Request-Id") == "retried"
+            answers.append((response.status, response.getheader("X-Request-Id")))
+        connection.close()
+    assert [status for status, _ in answers] == [200, 200, 200, 400]
+    ids = [request_id for _, request_id in answers]
+    assert len(set(ids)) == 4 and "retried" not in ids
+    record_labels(log, [(request_id, 0, datetime.now(timezone.utc)) for request_id in ids[:3]])
+    joined = join(log, datetime.now(timezone.utc)).set_index("request_id")
+    assert sorted(joined.index) == sorted(ids)
+    assert joined.loc[ids[:3], "label"].tolist() == [0.0] * 3
+    assert joined.loc[ids[3], ["status", "decision"]].tolist() == ["error", "rejected"]
+
+
 def test_serve_command_answers_and_stops_cleanly(tmp_path: Path) -> None:
     cli = str(Path(sys.executable).parent / "kfp-mlops")
     process = subprocess.Popen(

@@ -8,16 +8,27 @@ What the rendered configuration does, for every request to the router's port:
 * **shadow**: every request is mirrored to the shadow relay (:mod:`.shadow_relay`), which
   acknowledges at once and forwards the copy; the shadow's answer never reaches a client;
 * the response carries ``X-Predictor`` naming the predictor that answered;
-* **request ids**: ``X-Request-Id`` (the client's, else nginx's ``$request_id``) is set on the
-  proxied request and on the mirrored copy, and returned to the client, so every predictor logs
-  the request under the same id (:mod:`kfp_mlops.serving.prediction_log`);
+* **request ids**: the router issues every request's id (nginx's ``$request_id``, 32 random hex
+  digits), sets it as ``X-Request-Id`` on the proxied request and on the mirrored copy, and returns
+  it to the client, so every predictor logs the request under the same id
+  (:mod:`kfp_mlops.serving.prediction_log`) and no client can choose it: a client's own
+  ``X-Request-Id`` travels on as ``X-Client-Request-Id`` and comes back under that name (a client
+  retrying with the same id gets a new request id each time);
+* **limits**: bodies over :data:`~kfp_mlops.serving.model.MAX_REQUEST_BYTES` (the ceiling of
+  every model server's own limit) get a JSON 413 from nginx itself; slow clients time out;
 * **fallback**: a live predictor that refuses the connection, times out or answers 500/502/503
   is retried once on the other live predictors (nginx ``backup`` servers and
   ``proxy_next_upstream``), so a dead or failing challenger costs no client request; the
   response's ``X-Predictor`` names the predictor that actually answered;
 * ``/predictors/<name>/...`` goes straight to one predictor, shadow included (feedback must reach
-  the predictor that served a request, not a fresh split);
+  the predictor that served a request, not a fresh split), with the rest of the path as the client
+  sent it (still percent-encoded: a ``%0D`` never reaches a predictor as a carriage return);
 * ``/router/health`` answers 200 while nginx runs.
+
+File paths in the configuration are quoted; a work folder whose path nginx cannot take literally
+(``$``, control characters) is refused. :meth:`Router.reload` checks a configuration before
+signalling nginx, and whatever goes wrong -- a refusal, a check that fails silently -- puts the
+running configuration's file back.
 
 nginx is Debian's ``nginx-light`` (``apt-get install nginx-light``).
 """
@@ -37,11 +48,15 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from kfp_mlops.core.errors import MlopsError
+from kfp_mlops.serving.model import MAX_REQUEST_BYTES
 from kfp_mlops.serving.spec import DeploymentSpec
 
 PREDICTOR_HEADER = "X-Predictor"
 SESSION_HEADER = "X-Session-Id"
 REQUEST_ID_HEADER = "X-Request-Id"
+CLIENT_REQUEST_ID_HEADER = "X-Client-Request-Id"
+CLIENT_TIMEOUT_S = 10  # to send the request line, headers or the next part of the body
+_UNQUOTABLE = re.compile(r"[$\x00-\x1f\x7f]")  # "$" starts a variable even inside quotes
 
 
 def render_config(
@@ -94,50 +109,57 @@ def render_config(
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header X-Shadow-Of {spec.name};
-            proxy_set_header {REQUEST_ID_HEADER} $req_id;
+            proxy_set_header {REQUEST_ID_HEADER} $request_id;
+            proxy_set_header {CLIENT_REQUEST_ID_HEADER} $http_{_variable(REQUEST_ID_HEADER)};
             proxy_connect_timeout 1s;
             proxy_read_timeout 2s;
         }}"""
     relay_upstream = f"    upstream relay {{ server {relay}; keepalive 16; }}\n" if relay else ""
     tmp = workdir / "tmp"
+    # The router's request id upstream and back; the client's under its own name.
+    ids = f"""proxy_set_header {REQUEST_ID_HEADER} $request_id;
+            proxy_set_header {CLIENT_REQUEST_ID_HEADER} $http_{_variable(REQUEST_ID_HEADER)};"""
+    answered_ids = f"""proxy_hide_header {REQUEST_ID_HEADER};
+            proxy_hide_header {CLIENT_REQUEST_ID_HEADER};
+            add_header {REQUEST_ID_HEADER} $request_id always;
+            add_header {CLIENT_REQUEST_ID_HEADER} $http_{_variable(REQUEST_ID_HEADER)} always;"""
     return f"""# Rendered by kfp_mlops.serving.local.router for deployment {spec.name}; do not edit.
 worker_processes 1;
 daemon off;
-user {getpass.getuser()};
-pid {workdir / "nginx.pid"};
-error_log {workdir / "error.log"} warn;
+user {_quoted(getpass.getuser())};
+pid {_quoted(workdir / "nginx.pid")};
+error_log {_quoted(workdir / "error.log")} warn;
 events {{ worker_connections 1024; }}
 http {{
     log_format routed '$time_iso8601 $status $request_time $upstream_response_time '
-                      '$predictor $answered_by $req_id "$request"';
-    access_log {workdir / "access.log"} routed;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    client_max_body_size 64m;
+                      '$predictor $answered_by $request_id "$request"';
+    access_log {_quoted(workdir / "access.log")} routed;
+    client_body_temp_path {_quoted(tmp / "body")};
+    proxy_temp_path {_quoted(tmp / "proxy")};
+    fastcgi_temp_path {_quoted(tmp / "fastcgi")};
+    uwsgi_temp_path {_quoted(tmp / "uwsgi")};
+    scgi_temp_path {_quoted(tmp / "scgi")};
+    client_max_body_size {MAX_REQUEST_BYTES};
     client_body_buffer_size 1m;
+    client_header_timeout {CLIENT_TIMEOUT_S}s;
+    client_body_timeout {CLIENT_TIMEOUT_S}s;
+    send_timeout {CLIENT_TIMEOUT_S}s;
     default_type application/json;
 
 {upstreams}
 {relay_upstream}
-    map $http_{SESSION_HEADER.lower().replace("-", "_")} $split_key {{
+    map $http_{_variable(SESSION_HEADER)} $split_key {{
         "" $request_id;
-        default $http_{SESSION_HEADER.lower().replace("-", "_")};
+        default $http_{_variable(SESSION_HEADER)};
     }}
     split_clients "${{split_key}}" $split_predictor {{
 {chr(10).join(shares)}
-    }}
-    map $http_{REQUEST_ID_HEADER.lower().replace("-", "_")} $req_id {{
-        "" $request_id;
-        default $http_{REQUEST_ID_HEADER.lower().replace("-", "_")};
     }}
     map $upstream_addr $answered_by {{
         default $predictor;
 {answered}
     }}
-    map $http_{PREDICTOR_HEADER.lower().replace("-", "_")} $predictor {{
+    map $http_{_variable(PREDICTOR_HEADER)} $predictor {{
         default $split_predictor;
 {overrides}
     }}
@@ -145,42 +167,72 @@ http {{
         default "";
 {direct}
     }}
+    # The direct route's path as the client sent it: $uri (and its captures) are percent-decoded.
+    map $request_uri $direct_path {{
+        default "";
+        "~^/predictors/[^/?]+(?<sent>/[^?]*)" $sent;
+    }}
 
     server {{
         listen 127.0.0.1:{port};
         keepalive_requests 100000;
+        error_page 413 = @too_large;
 
         location = /router/health {{
             return 200 '{{"status": "ok", "deployment": "{spec.name}"}}';
         }}
 
-        location ~ ^/predictors/(?<direct_name>[a-z0-9-]+)(?<direct_path>/.*)$ {{
+        location @too_large {{
+            return 413 '{{"error": "request body exceeds the limit of {MAX_REQUEST_BYTES} bytes"}}';
+        }}
+
+        location ~ ^/predictors/(?<direct_name>[a-z0-9-]+)/ {{
             if ($direct_upstream = "") {{
                 return 404 '{{"error": "no predictor $direct_name in deployment {spec.name}"}}';
+            }}
+            if ($direct_path = "") {{
+                return 400 '{{"error": "a direct route is /predictors/<name>/<path>"}}';
             }}
             proxy_pass http://$direct_upstream$direct_path$is_args$args;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
-            proxy_set_header {REQUEST_ID_HEADER} $req_id;
+            {ids}
+            {answered_ids}
             add_header {PREDICTOR_HEADER} $direct_name always;
-            add_header {REQUEST_ID_HEADER} $req_id always;
         }}
 
         location / {{
 {mirror}            proxy_pass http://p_$predictor;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
-            proxy_set_header {REQUEST_ID_HEADER} $req_id;
+            {ids}
             proxy_connect_timeout 1s;
             proxy_next_upstream error timeout http_500 http_502 http_503 non_idempotent;
             proxy_next_upstream_tries 2;
+            {answered_ids}
             add_header {PREDICTOR_HEADER} $answered_by always;
-            add_header {REQUEST_ID_HEADER} $req_id always;
         }}
 {shadow_location}
     }}
 }}
 """
+
+
+def _quoted(path: object) -> str:
+    """``path`` as a double-quoted nginx string.
+
+    Raises:
+        MlopsError: the path holds a character nginx would not take literally (``$``, a control character).
+    """
+    text = str(path)
+    if _UNQUOTABLE.search(text):
+        raise MlopsError(f"router: nginx cannot use the path {text!r} (no '$' or control characters)")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _variable(header: str) -> str:
+    """The name of nginx's variable for a request header (``$http_<name>``), without the prefix."""
+    return header.lower().replace("-", "_")
 
 
 class Router:
@@ -202,7 +254,7 @@ class Router:
         Raises:
             MlopsError: nginx is not installed, the configuration is refused, or it does not answer.
         """
-        nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+        nginx = _nginx()
         if nginx is None:
             raise MlopsError("nginx not found: the local stack's router needs it (apt-get install nginx-light)")
         self._write(config)
@@ -233,8 +285,8 @@ class Router:
         previous = self.config_path.read_text()
         self._write(config)
         try:
-            self._check(shutil.which("nginx") or "/usr/sbin/nginx")
-        except MlopsError:
+            self._check(_nginx() or "/usr/sbin/nginx")
+        except BaseException:  # whatever failed, the file must stay the configuration nginx runs
             self._write(previous)
             raise
         self.process.send_signal(signal.SIGHUP)
@@ -264,4 +316,12 @@ class Router:
             [nginx, "-t", "-q", "-p", str(self.workdir), "-c", str(self.config_path)], capture_output=True, text=True
         )
         if checked.returncode != 0:
-            raise MlopsError(f"router: nginx refused the configuration: {checked.stderr.strip().splitlines()[-1]}")
+            said = (checked.stderr.strip() or checked.stdout.strip()).splitlines()
+            # nginx names the problem on an [emerg] line and ends with "test failed".
+            reason = next((line for line in said if "[emerg]" in line), said[-1] if said else "")
+            reason = reason or f"`nginx -t` exited with {checked.returncode} and said nothing"
+            raise MlopsError(f"router: nginx refused the configuration: {reason}")
+
+
+def _nginx() -> str | None:
+    return shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)

@@ -4,7 +4,9 @@ nginx's ``mirror`` holds a keep-alive client connection until the mirror subrequ
 so a slow shadow would slow the live traffic. The router therefore mirrors to this relay, which
 acknowledges at once (``202``) and forwards the copy from a bounded queue with its own worker
 threads. When the shadow falls behind, the queue fills and further copies are dropped (and
-counted) rather than delaying anyone.
+counted) rather than delaying anyone. The queue is bounded in copies and in body bytes (a copy
+over :data:`~kfp_mlops.serving.model.MAX_REQUEST_BYTES`, which nginx never sends, is refused
+unread), so a burst of large requests cannot grow the relay without limit.
 
 Run as ``python -m kfp_mlops.serving.local.shadow_relay --port P --target http://127.0.0.1:S``;
 ``GET /relay/stats`` returns the counters as JSON.
@@ -21,6 +23,8 @@ import threading
 import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from kfp_mlops.serving.model import MAX_REQUEST_BYTES
 
 # Hop-by-hop headers are the connection's, not the request's: never forwarded.
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "proxy-connection", "content-length"}
@@ -65,14 +69,27 @@ class ShadowRelay:
         capacity: how many copies may wait; beyond that they are dropped.
         workers: concurrent forwarding connections to the shadow.
         timeout: seconds a forward may take before it counts as failed.
+        max_bytes: how many body bytes the waiting copies may hold; beyond that they are dropped.
     """
 
-    def __init__(self, port: int, target: str, *, capacity: int = 1000, workers: int = 4, timeout: float = 10.0):
+    def __init__(
+        self,
+        port: int,
+        target: str,
+        *,
+        capacity: int = 1000,
+        workers: int = 4,
+        timeout: float = 10.0,
+        max_bytes: int = 4 * MAX_REQUEST_BYTES,
+    ):
         parsed = urllib.parse.urlsplit(target)
         self.target_host, self.target_port = parsed.hostname or "127.0.0.1", parsed.port or 80
         self.timeout = timeout
         self.stats = RelayStats()
         self.copies: queue.Queue[tuple[str, str, dict[str, str], bytes] | None] = queue.Queue(maxsize=capacity)
+        self.max_bytes = max_bytes
+        self._queued_bytes = 0
+        self._bytes_lock = threading.Lock()
         self.server = _RelayServer(("127.0.0.1", port), self._handler())
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
@@ -103,12 +120,16 @@ class ShadowRelay:
                     self._reply(404, b'{"error": "the relay only accepts mirrored POSTs"}')
 
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 relay.stats.add("received")
+                length = self.headers.get("Content-Length") or "0"
+                if not length.isdigit() or int(length) > MAX_REQUEST_BYTES:
+                    relay.stats.add("dropped")
+                    self.close_connection = True  # its body is left unread
+                    self._reply(413, b'{"error": "the relay takes bodies within MAX_REQUEST_BYTES"}')
+                    return
+                body = self.rfile.read(int(length))
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
-                try:
-                    relay.copies.put_nowait(("POST", self.path, headers, body))
-                except queue.Full:
+                if not relay._enqueue(("POST", self.path, headers, body)):
                     relay.stats.add("dropped")
                 self._reply(202, b"{}")
 
@@ -124,9 +145,23 @@ class ShadowRelay:
 
         return Handler
 
+    def _enqueue(self, copy: tuple[str, str, dict[str, str], bytes]) -> bool:
+        """Queues a copy if the queue has room for it, in copies and in bytes."""
+        with self._bytes_lock:
+            if self._queued_bytes + len(copy[3]) > self.max_bytes:
+                return False
+            try:
+                self.copies.put_nowait(copy)
+            except queue.Full:
+                return False
+            self._queued_bytes += len(copy[3])
+            return True
+
     def _forward_loop(self) -> None:
         connection: http.client.HTTPConnection | None = None
         while (copy := self.copies.get()) is not None:
+            with self._bytes_lock:
+                self._queued_bytes -= len(copy[3])
             # A kept-alive connection the shadow closed while idle fails at once: one retry on a
             # fresh connection, as HTTP clients do, so such a copy is not lost.
             for attempt in range(2):

@@ -82,7 +82,9 @@ def record_outcome(state: RolloutState, action: str, reasons: tuple[str, ...], *
     if stored is None:
         return None
     store = ModelStore(stored.store_root)
-    if action == "rollback":
+    # The state decides, not the action alone: a rollback recorded after another controller
+    # finished the rollout (a lost race) must not reject a challenger that rollout promoted.
+    if action == "rollback" and state.status == "rolled_back":
         store.record_status(stored.model_name, stored.challenger_version, REJECTED, by=by, reasons=reasons)
         return {"champion": stored.legacy_version, "challenger_status": REJECTED}
     if action == "promote" and state.status == "promoted":

@@ -20,6 +20,7 @@ import yaml
 
 from kfp_mlops.core.config import Settings
 from kfp_mlops.core.errors import ConfigError
+from kfp_mlops.serving.cluster import pod_security
 from kfp_mlops.serving.cluster import seldon_deployment as sd
 from kfp_mlops.serving.spec import DeploymentSpec, InvalidSpec, PredictorSpec
 
@@ -104,6 +105,7 @@ def test_every_overlay_builds_the_same_kinds(built: dict[str, list[dict[str, Any
         kinds = sorted(d["kind"] for d in docs)
         assert kinds == sorted(
             [
+                "Namespace",
                 "SeldonDeployment",
                 "ServiceAccount",
                 "Role",
@@ -116,7 +118,8 @@ def test_every_overlay_builds_the_same_kinds(built: dict[str, list[dict[str, Any
             ]
         ), overlay
         for doc in docs:
-            assert doc["metadata"]["namespace"] in ("models", "kubeflow"), (overlay, doc["kind"])
+            if doc["kind"] != "Namespace":  # cluster-scoped
+                assert doc["metadata"]["namespace"] in ("models", "kubeflow"), (overlay, doc["kind"])
 
 
 def test_seldon_deployments_pass_the_schema_and_the_webhook_rules(built: dict[str, list[dict[str, Any]]]) -> None:
@@ -136,7 +139,91 @@ def test_core_kinds_validate_against_kubernetes_schemas(built: dict[str, list[di
                 for version in K8S_VERSIONS:
                     kubernetes_validate.validate(doc, version, strict=True)  # raises on any problem
                 checked.add(doc["kind"])
-    assert checked == {"ServiceAccount", "Role", "RoleBinding", "Service", "ConfigMap"}
+    assert checked == {"Namespace", "ServiceAccount", "Role", "RoleBinding", "Service", "ConfigMap"}
+
+
+def test_the_serving_namespace_enforces_the_restricted_pod_security_standard(
+    built: dict[str, list[dict[str, Any]]],
+) -> None:
+    for overlay, docs in built.items():
+        namespace = _one(docs, "Namespace")
+        assert namespace["metadata"]["name"] == _one(docs, "SeldonDeployment")["metadata"]["namespace"], overlay
+        labels = namespace["metadata"]["labels"]
+        for mode in ("enforce", "audit", "warn"):
+            assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted", (overlay, mode)
+        assert re.fullmatch(r"v1\.\d+", labels["pod-security.kubernetes.io/enforce-version"]), overlay
+
+
+def test_model_server_pods_meet_the_restricted_standard_with_a_read_only_root(
+    built: dict[str, list[dict[str, Any]]],
+) -> None:
+    """Every predictor's pod, as kustomize builds it: what the namespace admits, and no token, no writable root."""
+    for overlay, docs in built.items():
+        for predictor in _one(docs, "SeldonDeployment")["spec"]["predictors"]:
+            # No executor: Seldon would inject one the restricted standard refuses.
+            assert predictor["annotations"] == {"seldon.io/no-engine": "true"}, overlay
+            [component] = predictor["componentSpecs"]
+            pod = component["spec"]
+            assert pod_security.problems(pod) == [], (overlay, predictor["name"])
+            assert pod["automountServiceAccountToken"] is False
+            assert pod["securityContext"] == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+            [container] = pod["containers"]
+            assert container["securityContext"] == {
+                "allowPrivilegeEscalation": False,
+                "readOnlyRootFilesystem": True,
+                "runAsNonRoot": True,
+                "capabilities": {"drop": ["ALL"]},
+                "seccompProfile": {"type": "RuntimeDefault"},
+            }
+            [volume] = pod["volumes"]
+            assert volume["emptyDir"] and container["volumeMounts"] == [{"name": volume["name"], "mountPath": "/tmp"}]
+
+
+@pytest.mark.parametrize(
+    ("tamper", "expected"),
+    [
+        (lambda pod, c: c["securityContext"].pop("allowPrivilegeEscalation"), "allowPrivilegeEscalation must be false"),
+        (lambda pod, c: c["securityContext"].update(capabilities={}), "capabilities must drop ALL"),
+        (
+            lambda pod, c: c["securityContext"]["capabilities"].update(add=["NET_ADMIN"]),
+            "capabilities may add only NET_BIND_SERVICE, not NET_ADMIN",
+        ),
+        (lambda pod, c: c["securityContext"].update(runAsUser=0), "must run as non-root"),
+        (lambda pod, c: c["securityContext"].update(privileged=True), "privileged containers are not allowed"),
+        (lambda pod, c: c["securityContext"].pop("readOnlyRootFilesystem"), "readOnlyRootFilesystem must be true"),
+        (
+            lambda pod, c: [pod["securityContext"].pop("seccompProfile"), c["securityContext"].pop("seccompProfile")],
+            "seccompProfile.type must be RuntimeDefault or Localhost",
+        ),
+        (lambda pod, c: pod.pop("automountServiceAccountToken"), "automountServiceAccountToken must be false"),
+        (lambda pod, c: pod.update(hostNetwork=True), "hostNetwork is not allowed"),
+        (
+            lambda pod, c: pod["volumes"].append({"name": "host", "hostPath": {"path": "/"}}),
+            "volume 'host': hostPath volumes are not allowed",
+        ),
+        (lambda pod, c: c["ports"][0].update(hostPort=80), "hostPort is not allowed"),
+    ],
+    ids=[
+        "escalation",
+        "capabilities kept",
+        "capability added",
+        "root",
+        "privileged",
+        "writable root",
+        "seccomp",
+        "token",
+        "host network",
+        "hostPath",
+        "hostPort",
+    ],
+)
+def test_a_pod_the_namespace_would_refuse_is_refused_before_it_is_applied(tamper: Any, expected: str) -> None:
+    """The API server's refusal would leave the deployment without pods and say nothing to the deploy task."""
+    doc = sd.render(MODES["single"], settings=Settings.from_env())
+    pod = doc["spec"]["predictors"][0]["componentSpecs"][0]["spec"]
+    tamper(pod, pod["containers"][0])
+    found = sd.problems(doc)
+    assert len(found) == 1 and found[0].startswith("spec.predictors[0] (main): ") and expected in found[0], found
 
 
 def test_rbac_allows_only_seldondeployments_in_the_serving_namespace(built: dict[str, list[dict[str, Any]]]) -> None:

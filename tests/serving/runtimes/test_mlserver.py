@@ -376,6 +376,18 @@ def test_a_model_that_cannot_load_ends_the_server_with_a_clear_error(old_sklearn
     assert "trained with scikit-learn 0.24.2, this environment has 1.9." in last
 
 
+def test_the_server_writes_only_to_its_work_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLServer's defaults put metrics files and environments in the working folder (read-only in the image)."""
+    from kfp_mlops.serving.runtimes.mlserver.server import server_settings
+
+    for name, value in (("MODEL_URI", "gs://b/m"), ("DEPLOYMENT_NAME", "iris"), ("PREDICTOR_NAME", "main")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir("/")
+    settings, _ = server_settings(tmp_path / "work")
+    for folder in (settings.model_repository_root, settings.metrics_dir, settings.environments_dir):
+        assert Path(folder).is_relative_to(tmp_path / "work"), folder
+
+
 def test_stop_is_clean_and_idempotent(server: PredictorServer) -> None:
     server.stop()
     assert server.process.returncode == 0

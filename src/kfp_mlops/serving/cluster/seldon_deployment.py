@@ -5,14 +5,17 @@ Rendering fills the YAML templates in ``manifests/templates/`` (package data of
 predictor, and ``runtimes/<protocol>.yaml`` for the model-server container, whose image comes from
 :class:`~kfp_mlops.core.config.Settings`. Every predictor runs one custom container with
 ``MODEL_URI``, ``PREDICTOR_NAME`` and ``DEPLOYMENT_NAME`` in its environment; it and its one graph
-node are named after the deployment (Seldon's executor addresses a v2 model by the node's name, and
-the server serves the model under the deployment's name).
+node are named after the deployment (clients address a v2 model by that name, and the server serves
+the model under the deployment's name). Predictors run without Seldon's executor
+(``seldon.io/no-engine``) and their pods meet the "restricted" Pod Security Standard.
 
 :func:`problems` checks a SeldonDeployment document (rendered here, or built by kustomize) three
 ways: against the CRD schema vendored in ``manifests/schemas/`` (with undeclared fields reported
 rather than silently pruned), against the rules Seldon's admission webhook enforces (traffic,
-shadows, graph nodes matching containers, modelUri for prepackaged servers), and against the
-runtime contract (named ports, probes on declared ports, a model URI).
+shadows, graph nodes matching containers, modelUri for prepackaged servers), against the runtime
+contract (named ports, probes on declared ports, a model URI), and against the "restricted" Pod
+Security Standard the serving namespace enforces (:mod:`.pod_security`), whose refusal would
+otherwise leave the deployment without pods and without an error.
 
 Run ``python -m kfp_mlops.serving.cluster.seldon_deployment SPEC.json [-o OUT.yaml]`` to render a spec file
 (such as the one the deploy component writes for the local stack) for ``kubectl apply``.
@@ -35,6 +38,7 @@ import yaml
 
 from kfp_mlops.core.config import Settings
 from kfp_mlops.core.errors import ConfigError, MlopsError
+from kfp_mlops.serving.cluster import pod_security
 from kfp_mlops.serving.runtimes.environment import DEPLOYMENT_ENV, MODEL_URI_ENV, PREDICTOR_ENV
 from kfp_mlops.serving.spec import DeploymentSpec, InvalidSpec, PredictorSpec
 
@@ -126,6 +130,8 @@ def problems(doc: Mapping[str, Any]) -> list[str]:
             found.append(f"{where}: the name must be a DNS-1123 label")
         found += _label_problems(f"{where}.labels", predictor.get("labels"))
         found += _graph_problems(where, predictor)
+        for component in predictor.get("componentSpecs") or []:
+            found += [f"{where}: {problem}" for problem in pod_security.problems(component.get("spec") or {})]
     return found
 
 

@@ -4,8 +4,11 @@
 ``DEPLOYMENT_NAME`` and ``PREDICTOR_NAME`` in the environment (MLServer's own ``MLSERVER_*``
 variables set its ports and host). The model is served under the deployment's name; the settings
 it runs with are written to FOLDER (default: the current folder) as ``settings.json`` and
-``model-settings.json``. If the model cannot be loaded, the error is logged and the process exits
-with code 1 (plain ``mlserver start`` logs it and exits 0).
+``model-settings.json``, which is created if missing and is the only place the server writes to
+(MLServer's metrics files and environments folder go there too, not into the working folder): the
+image passes ``/tmp/mlserver``, on the pod's tmp volume beside a read-only root filesystem. If
+the model cannot be loaded, the error is logged and the process exits with code 1 (plain
+``mlserver start`` logs it and exits 0).
 
 Settings decided here whatever the environment says: ``debug: false`` (MLServer's default is
 true) and ``parallel_workers: 0``, so the model runs in the server process. With parallel workers
@@ -42,7 +45,13 @@ def server_settings(folder: Path) -> tuple[Settings, ModelSettings]:
     missing = [name for name in (MODEL_URI_ENV, DEPLOYMENT_ENV, PREDICTOR_ENV) if not os.environ.get(name)]
     if missing:
         raise MlopsError(f"v2 model server: set {', '.join(missing)} in the environment")
-    settings = Settings(debug=False, parallel_workers=0, model_repository_root=str(folder))
+    settings = Settings(
+        debug=False,
+        parallel_workers=0,
+        model_repository_root=str(folder),
+        metrics_dir=str(folder / ".metrics"),
+        environments_dir=str(folder / ".envs"),
+    )
     model = ModelSettings(
         name=os.environ[DEPLOYMENT_ENV],
         implementation=RUNTIME,

@@ -18,7 +18,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+import yaml
 
+from kfp_mlops.app.compiling import check_compiled, compile_pipeline
 from kfp_mlops.app.local_run import run_pipeline
 from kfp_mlops.app.summary import render_monitoring_summary, retrain_outcome, task_outputs
 from kfp_mlops.core import storage
@@ -189,3 +191,21 @@ def test_bad_arguments_are_refused_before_anything_runs(arguments: dict, message
     with pytest.raises(ConfigError) as refused:
         check_arguments({"store_root": "/tmp/store", "source": "window.csv", **arguments})
     assert message in str(refused.value)
+
+
+def test_one_dag_holds_the_retrain_and_the_start_of_its_rollout(tmp_path: Path) -> None:
+    """Compiled, strictly valid for KFP and Vertex: the training sub-DAG's deploy starts the rollout by default."""
+    compiled = compile_pipeline("monitoring", tmp_path)
+    check_compiled(compiled.vertex_path)
+    doc = next(yaml.safe_load_all(compiled.kfp_path.read_text()))
+    assert doc["root"]["inputDefinitions"]["parameters"]["deploy_mode"]["defaultValue"] == "rollout"
+    gated = next(c["dag"]["tasks"] for c in doc["components"].values() if "deploy" in c.get("dag", {}).get("tasks", {}))
+    assert set(gated) == {"register", "deploy"} and gated["deploy"]["dependentTasks"] == ["register"]
+    parameters = gated["deploy"]["inputs"]["parameters"]
+    for name, pipeline_input in [
+        ("mode", "deploy_mode"),
+        ("rollout_plan", "rollout_plan"),
+        ("rollout_state_uri", "rollout_state_uri"),
+        ("prediction_log_root", "prediction_log_root"),
+    ]:
+        assert parameters[name]["componentInputParameter"] == f"pipelinechannel--{pipeline_input}", name

@@ -33,7 +33,7 @@ report itself unavailable instead of failing.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -285,18 +285,7 @@ def fit_calibration(
     if not hasattr(model, "predict_proba"):
         raise CalibrationUnavailable(f"the model ({type(model).__name__}) has no predict_proba")
     classes = [str(c) for c in model.classes_]
-    counts = target.value_counts()
-    if len(classes) < 2 or counts.size < 2:
-        raise CalibrationUnavailable(
-            f"the calibration rows hold one class only ({', '.join(map(str, counts.index))}); "
-            "calibration needs at least two"
-        )
-    rarest = str(counts.idxmin())
-    if counts.min() < 2:
-        raise CalibrationUnavailable(
-            f"class {rarest!r} has {counts.min()} training row; out-of-fold calibration needs at least 2 per class"
-        )
-    k = int(min(folds, counts.min()))
+    k = calibration_folds(classes, target, folds)
     started = time.perf_counter()
     try:
         out_of_fold = cross_val_predict(
@@ -308,16 +297,46 @@ def fit_calibration(
         )
     except Exception as exc:  # a fold fit can fail in any way the estimator chooses
         raise CalibrationUnavailable(f"the out-of-fold fits failed: {type(exc).__name__}: {exc}") from None
+    return calibration_from_out_of_fold(classes, out_of_fold, target, folds=k, seconds=time.perf_counter() - started)
+
+
+def calibration_folds(classes: Sequence[str], target: pd.Series, folds: int = DEFAULT_FOLDS) -> int:
+    """How many stratified folds out-of-fold calibration can use: at most ``folds``, at most the rarest class's rows.
+
+    Raises:
+        CalibrationUnavailable: the rows hold one class only, or a class has a single row.
+    """
+    counts = target.value_counts()
+    if len(classes) < 2 or counts.size < 2:
+        raise CalibrationUnavailable(
+            f"the calibration rows hold one class only ({', '.join(map(str, counts.index))}); "
+            "calibration needs at least two"
+        )
+    rarest = str(counts.idxmin())
+    if counts.min() < 2:
+        raise CalibrationUnavailable(
+            f"class {rarest!r} has {counts.min()} training row; out-of-fold calibration needs at least 2 per class"
+        )
+    return int(min(folds, counts.min()))
+
+
+def calibration_from_out_of_fold(
+    classes: Sequence[str], out_of_fold: np.ndarray, target: pd.Series, *, folds: int, seconds: float
+) -> Calibration:
+    """The calibration maps from out-of-fold probabilities (columns in ``classes`` order) and the true classes.
+
+    Args:
+        classes: The model's classes, in its ``predict_proba`` column order.
+        out_of_fold: Each row's probabilities from a model fitted without it.
+        target: The rows' true classes.
+        folds: The folds the probabilities came from.
+        seconds: What the fold fits took.
+    """
     truth = target.astype(str).to_numpy()
+    classes = [str(c) for c in classes]
     calibrated = classes[1:] if len(classes) == 2 else classes
     steps = {c: IsotonicSteps.fit(out_of_fold[:, classes.index(c)], truth == c) for c in calibrated}
-    return Calibration(
-        classes=tuple(classes),
-        steps=steps,
-        rows=len(truth),
-        folds=k,
-        fit_seconds=time.perf_counter() - started,
-    )
+    return Calibration(classes=tuple(classes), steps=steps, rows=len(truth), folds=folds, fit_seconds=seconds)
 
 
 def _round(values: np.ndarray) -> np.ndarray:

@@ -47,8 +47,6 @@ def fit_model(
         ConfigError: unknown estimator or hyperparameter.
         DataError: no label column or no feature columns.
     """
-    from sklearn.metrics import accuracy_score
-
     if label not in train.columns:
         raise DataError(f"training data: no label column {label!r}")
     kinds = feature_kinds(train, label)
@@ -70,18 +68,29 @@ def fit_model(
     metadata = {
         "estimator": estimator,
         "hyperparameters": dict(hyperparameters),
-        "seed": seed,
         "label": label,
         "feature_names": list(kinds),
         "feature_kinds": kinds,
         "classes": [str(c) for c in model.classes_],
+        **fit_facts(model, features, target, fit_seconds=fit_seconds, seed=seed),
+        "calibration": calibration,
+    }
+    return model, metadata
+
+
+def fit_facts(
+    model: Any, features: pd.DataFrame, target: pd.Series, *, fit_seconds: float, seed: int
+) -> dict[str, Any]:
+    """What the metadata of every fit records (a retrain's too): seed, versions, time, rows and training metrics."""
+    from sklearn.metrics import accuracy_score
+
+    return {
+        "seed": seed,
         "versions": environment_versions(),
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "training_rows": len(train),
+        "training_rows": len(features),
         "metrics": {
             "train_accuracy": float(accuracy_score(target, model.predict(features))),
             "fit_seconds": round(fit_seconds, 4),
         },
-        "calibration": calibration,
     }
-    return model, metadata

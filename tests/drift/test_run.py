@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from kfp_mlops.core.errors import DataError
+from kfp_mlops.drift.policy import RetrainPolicy
 from kfp_mlops.drift.report import REPORT_FILE
 from kfp_mlops.drift.run import VERDICT_FILE, run_drift
 from kfp_mlops.modeling.model_bundle import ModelBundle, save_bundle
@@ -57,3 +58,21 @@ def test_report_from_the_model_training_data(files: dict[str, Path], tmp_path: P
     assert verdict["report"]["reference_rows"] == 11_000
     assert verdict["prediction"]["reference"] == "mean predicted probabilities on reference rows"
     assert verdict["performance"]["reference"] is None  # training rows are no fair baseline
+
+
+def test_the_verdict_carries_the_retrain_decision(files: dict[str, Path]) -> None:
+    """With labelled reference rows as the baseline: the quiet week keeps the model, December is retrained fully;
+    a policy of another metric decides on it; without a model only severe drift can warrant a retrain."""
+    model, reference = str(files["model"]), str(files["reference"])
+    quiet = run_drift(reference, str(files["quiet"]), model=model)
+    december = run_drift(reference, str(files["december"]), model=model)
+    by_auc = run_drift(reference, str(files["december"]), model=model, policy=RetrainPolicy(metric="roc_auc"))
+    no_model = run_drift(str(files["profile"]), str(files["december"]))
+
+    assert (quiet["retrain"]["action"], quiet["retrain"]["rule"]) == ("none", "no_drift")
+    assert december["reference_performance"] == december["performance"]["reference"]
+    assert december["retrain"]["rule"] == "realized_performance_drop"
+    assert (december["retrain"]["kind"], december["retrain"]["kind_rule"]) == ("full", "severe_drift")
+    assert by_auc["retrain"]["evidence"]["metric"] == "roc_auc"
+    assert (no_model["retrain"]["rule"], no_model["reference_performance"]) == ("severe_feature_drift", None)
+    assert json.loads(json.dumps(december["retrain"])) == december["retrain"]

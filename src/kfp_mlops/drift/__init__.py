@@ -25,7 +25,12 @@ Modules, in the order a check uses them:
   performance estimate on the window (:func:`estimate_performance`);
 * :mod:`~kfp_mlops.drift.check`: :func:`check_drift`, the verdict over features, model and dataset;
 * :mod:`~kfp_mlops.drift.report`: Evidently's report, or a page saying why there is none;
-* :mod:`~kfp_mlops.drift.run`: :func:`run_drift`, all of it end to end, writing report and verdict.
+* :mod:`~kfp_mlops.drift.policy`: :class:`RetrainPolicy` and :func:`decide_retrain`, whether a
+  verdict warrants a retrain (a performance drop beyond a tolerance, or severe drift; mild drift is
+  only logged) and which kind (an incremental update or a full retrain), and
+  :func:`same_regime_history`, the history windows a retrain may learn from;
+* :mod:`~kfp_mlops.drift.run`: :func:`run_drift`, all of it end to end, writing report and verdict
+  (with the policy's decision as ``retrain``).
 
 This package returns verdicts; printing them is the application's (``kfp-mlops drift``,
 :mod:`kfp_mlops.app.drift_command`). The names below are its public face: import them from here.
@@ -37,6 +42,7 @@ from kfp_mlops.drift.inputs import Reference, load_data, load_model, load_refere
 from kfp_mlops.drift.methods.jensen_shannon import js_distance
 from kfp_mlops.drift.methods.psi import PSI_EPSILON, psi
 from kfp_mlops.drift.model_checks import classification_scores, estimate_performance, label_strings, predict
+from kfp_mlops.drift.policy import RetrainDecision, RetrainPolicy, decide_retrain, same_regime_history
 from kfp_mlops.drift.report import REPORT_FILE, build_report
 from kfp_mlops.drift.run import VERDICT_FILE, run_drift
 from kfp_mlops.drift.scores import bucket_counts
@@ -50,10 +56,13 @@ __all__ = [
     "DriftConfig",
     "FeatureThresholds",
     "Reference",
+    "RetrainDecision",
+    "RetrainPolicy",
     "bucket_counts",
     "build_report",
     "check_drift",
     "classification_scores",
+    "decide_retrain",
     "estimate_performance",
     "js_distance",
     "label_strings",
@@ -63,5 +72,6 @@ __all__ = [
     "predict",
     "psi",
     "run_drift",
+    "same_regime_history",
     "sample_rows",
 ]

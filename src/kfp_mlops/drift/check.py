@@ -74,7 +74,9 @@ def check_drift(
         ``drifted``, ``reasons``), ``prediction``, ``performance`` (``None`` without a model /
         labels), ``performance_estimate`` (``None`` without a model; else the label-free estimate
         of accuracy and ROC AUC with intervals, beside the realized ones when there are labels, or
-        why it is unavailable: :func:`~kfp_mlops.drift.model_checks.estimate_performance`), ``rows``,
+        why it is unavailable: :func:`~kfp_mlops.drift.model_checks.estimate_performance`),
+        ``reference_performance`` (``reference_performance`` as given, the baseline of the retrain
+        policy: :mod:`kfp_mlops.drift.policy`; None without a model or a baseline), ``rows``,
         ``reasons``, ``method``, ``config``, ``reference``.
 
     Raises:
@@ -139,6 +141,7 @@ def check_drift(
         "prediction": prediction,
         "performance": performance,
         "performance_estimate": estimate,
+        "reference_performance": dict(reference_performance) if model is not None and reference_performance else None,
         "rows": len(current),
         "reasons": reasons,
         "method": METHOD,

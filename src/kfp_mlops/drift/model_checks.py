@@ -7,8 +7,8 @@ a calibrated model). With labels in the current window it compares accuracy and 
 reference's (a drop by more than ``DriftConfig.max_accuracy_drop`` / ``max_roc_auc_drop`` is a
 degradation). With or without labels it estimates accuracy and ROC AUC from the model's calibrated
 probabilities (:mod:`~kfp_mlops.drift.performance_estimation`), beside the realized ones when there
-are labels; the estimate is reported, it decides nothing. Only rows with every feature present are
-scored.
+are labels; the drift decision does not use the estimate, the retrain policy
+(:mod:`~kfp_mlops.drift.policy`) does. Only rows with every feature present are scored.
 """
 
 from __future__ import annotations

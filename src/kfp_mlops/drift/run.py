@@ -2,7 +2,10 @@
 
 :func:`run_drift` is what the ``drift_check`` component, the ``kfp-mlops drift`` command and the
 drift demo call. Every input is loaded and checked before anything is written, so bad inputs leave
-no verdict behind; the verdict is written last, after the report it records.
+no verdict behind; the verdict is written last, after the report it records. It carries the retrain
+policy's decision (:mod:`kfp_mlops.drift.policy`) as ``retrain``, with the champion's facts the
+policy needs: whether its estimator can be updated incrementally, and how many incremental updates
+in a row made it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from kfp_mlops.drift.check import check_drift
 from kfp_mlops.drift.config import DriftConfig
 from kfp_mlops.drift.inputs import load_data, load_model, load_reference, model_training_rows, sample_rows
 from kfp_mlops.drift.model_checks import classification_scores, label_strings, predict
+from kfp_mlops.drift.policy import RetrainPolicy, decide_retrain
 from kfp_mlops.drift.report import build_report, write_skipped_report
+from kfp_mlops.modeling.retraining import incremental_unavailable, incremental_updates
 
 VERDICT_FILE = "verdict.json"
 
@@ -27,6 +32,7 @@ def run_drift(
     model: str | None = None,
     label: str | None = None,
     config: DriftConfig | None = None,
+    policy: RetrainPolicy | None = None,
     verdict_path: str | Path | None = None,
     report_path: str | Path | None = None,
 ) -> dict[str, Any]:
@@ -38,11 +44,14 @@ def run_drift(
         model: A model folder (local or ``gs://``, e.g. a store version), optional.
         label: The label column of reference data given without a model.
         config: Thresholds.
+        policy: The retrain policy whose decision the verdict carries as ``retrain`` (default
+            :class:`~kfp_mlops.drift.policy.RetrainPolicy`).
         verdict_path: Where to write the verdict JSON (None: not written).
         report_path: Where to write the HTML report (None: no report is built).
 
     Returns:
-        The verdict (:func:`check_drift`) with ``report`` facts and input locations added.
+        The verdict (:func:`check_drift`) with ``report`` facts, input locations and the retrain
+        policy's decision (``retrain``: :meth:`~kfp_mlops.drift.policy.RetrainDecision.to_dict`) added.
 
     Raises:
         ConfigError, DataError, StorageError: bad inputs; nothing is written.
@@ -81,6 +90,12 @@ def run_drift(
         profile_where=ref.where,
     )
     verdict["inputs"] = {"reference": reference, "current": current, "model": model}
+    verdict["retrain"] = decide_retrain(
+        verdict,
+        policy,
+        incremental_unavailable=incremental_unavailable(bundle.model) if bundle else "no model was given",
+        incremental_updates=incremental_updates(bundle.metadata) if bundle else 0,
+    ).to_dict()
     if report_path is not None:
         if rows is None:
             reason = (

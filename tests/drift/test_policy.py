@@ -238,10 +238,9 @@ def test_holiday_season_is_retrained_and_recovers(autumn_champion: Any, tmp_path
     assert [f["rule"] for f in labelled.fired] == ["realized_performance_drop", "severe_feature_drift"]
     assert (unlabelled.rule, unlabelled.kind) == ("estimated_performance_drop", "full")
     retrained = {}
-    for kind, count in (
-        ("full", labelled.history_windows),
-        ("incremental", RetrainPolicy().incremental_history_windows),
-    ):
+    assert labelled.history_windows == RetrainPolicy().history_for("full") == 8
+    for kind in ("full", "incremental"):
+        count = RetrainPolicy().history_for(kind)
         data = load_retraining_data(
             window,
             recent_windows(history, count),
@@ -251,7 +250,7 @@ def test_holiday_season_is_retrained_and_recovers(autumn_champion: Any, tmp_path
         )
         same_regime, dropped = same_regime_history(data)
         assert (len(same_regime.history), len(dropped)) == (0, count)  # autumn is another regime
-        retrained[kind] = retrain(kind, same_regime, bundle, seed=0)
+        retrained[kind] = retrain(kind, same_regime.rows(), bundle, seed=0, sources=same_regime.sources())
         assert retrained[kind].record["kind"] == kind
     ceiling = build_pipeline(
         make_estimator("logistic_regression", {}, 0), ecommerce.NUMERIC_FEATURES, ecommerce.CATEGORICAL_FEATURES

@@ -26,7 +26,6 @@ from kfp_mlops.modeling.retraining import (
     retrain_full,
     retrain_incremental,
 )
-from kfp_mlops.modeling.retraining_data import RetrainingData, load_retraining_data
 from kfp_mlops.modeling.splitting import Split
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -48,12 +47,6 @@ def _one_thread():
 def _champion(rows: pd.DataFrame, estimator: str, **hyperparameters: Any) -> ModelBundle:
     result = retrain_full(rows, label="species", estimator=estimator, hyperparameters=hyperparameters, seed=0)
     return ModelBundle(result.model, {**result.metadata, "model_sha256": f"sha-of-{estimator}"})
-
-
-def _data(rows: pd.DataFrame) -> RetrainingData:
-    return load_retraining_data(
-        rows, [], feature_kinds=dict.fromkeys(FEATURES, "numeric"), label="species", window_name="update rows"
-    )
 
 
 @pytest.mark.parametrize("estimator", sorted(MECHANISMS))
@@ -133,7 +126,7 @@ def test_no_mechanism_refuses_and_retrain_falls_back_to_full(
     assert reason in str(incremental_unavailable(champion.model))
     with pytest.raises(IncrementalUnsupported, match=re.escape(reason)):
         retrain_incremental(champion, test)
-    fallback = retrain("incremental", _data(test), champion)
+    fallback = retrain("incremental", test, champion)
     assert (fallback.record["kind"], fallback.record["requested_kind"]) == ("full", "incremental")
     assert reason in fallback.record["fallback"]
     assert fallback.metadata["hyperparameters"] == hyperparameters  # the champion's, for a full retrain
@@ -141,20 +134,22 @@ def test_no_mechanism_refuses_and_retrain_falls_back_to_full(
 
 def test_retrain_runs_the_kind_asked_for(iris_split: Split) -> None:
     champion = _champion(iris_split.train, "logistic_regression")
-    data = _data(iris_split.test)
+    rows, sources = iris_split.test, [{"uri": "update rows", "rows": 30, "role": "window"}]
 
-    incremental = retrain("incremental", data, champion)
+    incremental = retrain("incremental", rows, champion, sources=sources)
     assert (incremental.record["kind"], incremental.record["requested_kind"]) == ("incremental", "incremental")
-    assert incremental.record["sources"] == [{"uri": "update rows", "rows": 30, "role": "window"}]
-    full = retrain("full", data, champion)
+    assert incremental.record["sources"] == sources and incremental.record["fallback"] is None
+    full = retrain("full", rows, champion)
     assert (full.record["kind"], full.record["fallback"]) == ("full", None)
-    changed = retrain("incremental", data, champion, estimator="knn")
+    changed = retrain("incremental", rows, champion, estimator="knn")
     assert changed.record["fallback"] == (
-        "the estimator changes (logistic_regression -> knn): only a full retrain can make it"
+        "the estimator changes (logistic_regression {} -> knn {}): only a full retrain can make it"
     )
     assert changed.metadata["estimator"] == "knn" and changed.metadata["hyperparameters"] == {}
+    tuned = retrain("incremental", rows, champion, hyperparameters={"C": 0.5})
+    assert (tuned.record["kind"], tuned.metadata["hyperparameters"]) == ("full", {"C": 0.5})
     with pytest.raises(ConfigError, match=r"^retrain kind 'partial': unknown; choose one of incremental, full$"):
-        retrain("partial", data, champion)
+        retrain("partial", rows, champion)
 
 
 def test_update_rows_without_a_class_or_a_feature(iris_split: Split) -> None:

@@ -128,6 +128,10 @@ class RetrainPolicy(Config):
                 found.append(f"{name}={value!r}: expected a whole number >= {least}")
         return found
 
+    def history_for(self, kind: str) -> int:
+        """How many recent windows a retrain of ``kind`` (``full`` or ``incremental``) reads beside the current one."""
+        return self.history_windows if kind == FULL else self.incremental_history_windows
+
 
 @dataclass(frozen=True)
 class RetrainDecision:
@@ -210,7 +214,7 @@ def decide_retrain(
             kind=kind,
             kind_rule=kind_rule,
             kind_reason=kind_reason,
-            history_windows=policy.history_windows if kind == FULL else policy.incremental_history_windows,
+            history_windows=policy.history_for(kind),
             evidence=evidence,
         )
     held = _held(performance, policy)

@@ -60,8 +60,6 @@ from kfp_mlops.modeling.training import fit_facts, fit_model
 if TYPE_CHECKING:
     import pandas as pd
 
-    from kfp_mlops.modeling.retraining_data import RetrainingData
-
 FULL = "full"
 INCREMENTAL = "incremental"
 RETRAIN_KINDS = (INCREMENTAL, FULL)
@@ -108,41 +106,49 @@ def incremental_updates(metadata: Mapping[str, Any]) -> int:
 
 def retrain(
     kind: str,
-    data: RetrainingData,
+    rows: pd.DataFrame,
     champion: ModelBundle,
     *,
     estimator: str | None = None,
     hyperparameters: Mapping[str, Any] | None = None,
     seed: int = 0,
+    sources: Sequence[Mapping[str, Any]] = (),
 ) -> Retrained:
     """Retrains the kind a decision asks for; an incremental update the champion cannot take becomes full.
 
     Args:
         kind: ``incremental`` or ``full`` (:data:`RETRAIN_KINDS`).
-        data: The window and its history (:func:`~kfp_mlops.modeling.retraining_data.load_retraining_data`).
-        champion: The model that drifted.
-        estimator: The estimator of a full retrain (default: the champion's). Another estimator than
-            the champion's cannot be reached incrementally: the retrain is full.
-        hyperparameters: Its arguments (default: the champion's when the estimator is).
+        rows: The training rows: the window and its history
+            (:meth:`~kfp_mlops.modeling.retraining_data.RetrainingData.rows`), or the training split of them.
+        champion: The model that drifted (its label is the rows' label).
+        estimator: The estimator (default: the champion's).
+        hyperparameters: Its arguments (default: the champion's when the estimator is). Another
+            estimator or other hyperparameters than the champion's cannot be reached incrementally:
+            the retrain is full.
         seed: Seeds the estimator and the calibration folds.
+        sources: The windows the rows came from (recorded;
+            :meth:`~kfp_mlops.modeling.retraining_data.RetrainingData.sources`).
 
     Returns:
         The model; its record says ``requested_kind`` and, when it fell back, ``fallback`` (why).
 
     Raises:
-        ConfigError: an unknown kind or estimator.
+        ConfigError: an unknown kind, estimator or hyperparameter.
+        DataError: ``rows`` lack the champion's features or label.
     """
     if kind not in RETRAIN_KINDS:
         raise ConfigError(f"retrain kind {kind!r}: unknown; choose one of {', '.join(RETRAIN_KINDS)}")
-    base_estimator = champion.metadata.get("estimator")
+    base_estimator, base_hyperparameters = champion.metadata.get("estimator"), champion.metadata.get("hyperparameters")
     estimator = estimator or base_estimator
     if hyperparameters is None:
-        hyperparameters = champion.metadata.get("hyperparameters", {}) if estimator == base_estimator else {}
-    rows, sources = data.rows(), data.sources()
+        hyperparameters = (base_hyperparameters or {}) if estimator == base_estimator else {}
     fallback = None
     if kind == INCREMENTAL:
-        if estimator != base_estimator:
-            fallback = f"the estimator changes ({base_estimator} -> {estimator}): only a full retrain can make it"
+        if (estimator, dict(hyperparameters)) != (base_estimator, dict(base_hyperparameters or {})):
+            fallback = (
+                f"the estimator changes ({base_estimator} {base_hyperparameters or {}} -> {estimator} "
+                f"{dict(hyperparameters)}): only a full retrain can make it"
+            )
         else:
             try:
                 retrained = retrain_incremental(champion, rows, seed=seed, sources=sources)
@@ -153,7 +159,7 @@ def retrain(
                 return retrained
     retrained = retrain_full(
         rows,
-        label=data.label,
+        label=champion.metadata["label"],
         estimator=str(estimator),
         hyperparameters=hyperparameters,
         seed=seed,

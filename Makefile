@@ -25,9 +25,10 @@ tools:
 	fi
 	@command -v kubectl >/dev/null || { echo "kubectl is required for kustomize builds (Debian/Google Cloud SDK package kubectl)"; exit 1; }
 
-## run: the main job — the training pipeline on Iris, locally (kfp.local, W&B offline)
+## run: the main job — the training pipeline on Iris, locally (kfp.local, W&B offline); it deploys the
+## model it trained (deploy mode single, chosen explicitly), so it can be run again and again
 run: env
-	$(BIN)/kfp-mlops run training
+	$(BIN)/kfp-mlops run training --deploy-mode single
 
 ## test: the static checks, then every test, including whole-pipeline and notebook runs
 test: env seldon-env tools lint

@@ -271,6 +271,16 @@ def test_a_decompression_bomb_costs_no_time_or_memory_and_the_server_stays_live(
     assert probes and max(probes) < 1.0
 
 
+def test_a_body_over_the_limit_is_read_and_dropped_so_the_client_gets_its_413(client: Client) -> None:
+    padded = b" " * 8 * 2**20 + _raw(ndarray([ROW]))  # more than socket buffers hold
+    reply = client.request("POST", INFER, raw=padded)
+    assert (reply.status, reply.json) == (
+        413,
+        {"error": f"request body of {len(padded)} bytes exceeds the limit of 1805536 bytes"},
+    )
+    assert reply.headers.get("connection") != "close" and client.post(INFER, ndarray([ROW])).status == 200
+
+
 def test_a_body_declared_too_large_is_refused_before_it_is_sent(server: PredictorServer) -> None:
     port = int(server.url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
@@ -479,13 +489,18 @@ def _colour(value: Any, size: Any = 2.0) -> dict[str, Any]:
         (_colour(True), "feature 'colour' row 1: expected a category string, got bool True"),
         (_colour(None), "feature 'colour' row 1: expected a category string, got NoneType None"),
         (_colour("blue", "big"), "feature 'size' row 1: expected a number, got str 'big'"),
+        (
+            {"inputs": [{**tensor, "shape": [1], "data": tensor["data"][1:]} for tensor in _colour(1.0)["inputs"]]},
+            "feature 'colour' row 0: expected a category string, got float 1.0",
+        ),
     ],
-    ids=["float", "int", "bool", "null", "string in a numeric feature"],
+    ids=["float", "int", "bool", "null", "string in a numeric feature", "float alone"],
 )
 def test_a_value_of_the_wrong_kind_in_a_categorical_model_gets_a_400_naming_the_feature(
     categorical_client: Client, body: dict[str, Any], reason: str
 ) -> None:
-    """A number in a categorical feature once raised inside the one-hot encoder: a 500."""
+    """A number in a categorical feature once raised inside the one-hot encoder (a 500), or, beside a
+    string, was taken for an unknown category (a 200 with a wrong answer)."""
     assert categorical_client.post(INFER, _colour("blue")).status == 200
     reply = categorical_client.post(INFER, body)
     assert (reply.status, reply.json) == (400, {"error": reason})

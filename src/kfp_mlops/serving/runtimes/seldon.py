@@ -24,7 +24,8 @@ Every malformed request gets a 4xx JSON answer in Seldon's error shape ``{"statu
 A body over the model's :attr:`~kfp_mlops.serving.model.ServedModel.max_request_bytes` gets 413,
 before it is parsed: on its ``Content-Length`` before it is read, or, streamed, once the limit is
 read (Flask's ``MAX_CONTENT_LENGTH`` stops the read there); a compressed body gets 415 (the wrapper
-would parse the compressed bytes).
+would parse the compressed bytes). The rest of a refused body is read and dropped, within
+:data:`~kfp_mlops.serving.model.MAX_REQUEST_BYTES`, so that the client gets the answer.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from werkzeug.exceptions import HTTPException
 
 from kfp_mlops.core.errors import MlopsError
 from kfp_mlops.serving.metrics import FEEDBACK, METRICS_PATH, PREDICT, ServingMetrics
-from kfp_mlops.serving.model import InvalidRequest, ServedModel
+from kfp_mlops.serving.model import MAX_REQUEST_BYTES, InvalidRequest, ServedModel
 from kfp_mlops.serving.runtimes.environment import DEPLOYMENT_ENV, MODEL_URI_ENV, PREDICTOR_ENV
 
 # The wrapper's routes for each counted endpoint (v1.0, the legacy v0.1, and the internal ones).
@@ -151,19 +152,10 @@ class SeldonRuntime:
         @blueprint.before_app_request
         def start() -> None:
             g.kfp_mlops_started = time.perf_counter()
-            if request.content_length is not None and request.content_length > limit:
-                raise SeldonMicroserviceException(
-                    f"request body of {request.content_length} bytes exceeds the limit of {limit} bytes",
-                    status_code=413,
-                )
-            if (request.content_encoding or "identity").lower() != "identity":
-                raise SeldonMicroserviceException(
-                    f"Content-Encoding {request.content_encoding!r} is not accepted: send an uncompressed body",
-                    status_code=415,
-                )
-            # A streamed body (no Content-Length) is read now, up to the limit; Flask keeps it for the wrapper.
-            if request.content_length is None and len(request.get_data(cache=True)) > limit:
-                raise SeldonMicroserviceException(f"request body exceeds the limit of {limit} bytes", status_code=413)
+            refusal = _body_refusal(limit)
+            if refusal is not None:
+                _drop_body()
+                raise refusal
             if _ENDPOINTS.get(request.path) == FEEDBACK:
                 _check_feedback(request.get_json(silent=True))
 
@@ -204,6 +196,36 @@ def _rows(message: Any) -> tuple[Any, list[str] | None]:
         raise InvalidRequest(f"data.names must be a list of feature names, got {type(names).__name__}")
     # Seldon's clients send "names": [] for "no names".
     return data["ndarray"], names or None
+
+
+def _body_refusal(limit: int) -> SeldonMicroserviceException | None:
+    """413 for a body over ``limit`` (declared, or streamed and read up to it), 415 for a compressed one."""
+    length = request.content_length
+    if length is not None and length > limit:
+        return SeldonMicroserviceException(
+            f"request body of {length} bytes exceeds the limit of {limit} bytes", status_code=413
+        )
+    if (request.content_encoding or "identity").lower() != "identity":
+        return SeldonMicroserviceException(
+            f"Content-Encoding {request.content_encoding!r} is not accepted: send an uncompressed body", status_code=415
+        )
+    # A streamed body (no Content-Length) is read now, up to the limit; Flask keeps it for the wrapper.
+    if length is None and len(request.get_data(cache=True)) > limit:
+        return SeldonMicroserviceException(f"request body exceeds the limit of {limit} bytes", status_code=413)
+    return None
+
+
+def _drop_body() -> None:
+    """Reads and drops what is left of a refused body, up to MAX_REQUEST_BYTES in all.
+
+    A client still sending it would otherwise meet a closed connection instead of the answer. A
+    body declared larger than that is not read at all (the router never sends one).
+    """
+    if (request.content_length or 0) > MAX_REQUEST_BYTES:
+        return
+    stream, budget = request.environ["wsgi.input"], MAX_REQUEST_BYTES
+    while budget > 0 and (chunk := stream.read(min(budget, 2**16))):
+        budget -= len(chunk)
 
 
 def _check_feedback(body: Any) -> None:

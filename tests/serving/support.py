@@ -48,6 +48,17 @@ def serving(
         server.stop()
 
 
+@contextmanager
+def serving_client(protocol: str, model_uri: str, workdir: Path) -> Iterator[Client]:
+    """A keep-alive client of a running server for predictor ``main`` of ``iris``, both stopped afterwards."""
+    with serving(protocol, model_uri, workdir) as server:
+        client = Client(server.url)
+        try:
+            yield client
+        finally:
+            client.close()
+
+
 @dataclass(frozen=True)
 class Reply:
     """One HTTP answer; ``json`` is the parsed body, or None when it is not JSON."""

@@ -30,6 +30,7 @@ from tests.serving.support import (
     resident_mib,
     scrape,
     serving,
+    serving_client,
     total,
 )
 
@@ -466,10 +467,8 @@ def test_a_server_failure_is_logged_as_an_error_not_a_refusal(tmp_path: Path) ->
 
 @pytest.fixture(scope="module")
 def categorical_client(categorical_model: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
-    with serving("v2", categorical_model, tmp_path_factory.mktemp("v2-categorical")) as started:
-        connection = Client(started.url)
-        yield connection
-        connection.close()
+    with serving_client("v2", categorical_model, tmp_path_factory.mktemp("v2-categorical")) as client:
+        yield client
 
 
 def _colour(value: Any, size: Any = 2.0) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import pytest
 
 from kfp_mlops.core.errors import MlopsError
 from kfp_mlops.serving.local.servers import PredictorServer, start_predictor
-from tests.serving.support import DEPLOYMENT, FEATURES, Client, IrisModel, scrape, serving, total
+from tests.serving.support import DEPLOYMENT, FEATURES, Client, IrisModel, scrape, serving, serving_client, total
 
 PREDICT = "/api/v1.0/predictions"
 FEEDBACK = "/api/v1.0/feedback"
@@ -220,10 +220,8 @@ def test_a_compressed_body_gets_a_415(client: Client) -> None:
 
 @pytest.fixture(scope="module")
 def categorical_client(categorical_model: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
-    with serving("seldon", categorical_model, tmp_path_factory.mktemp("seldon-categorical")) as started:
-        connection = Client(started.url)
-        yield connection
-        connection.close()
+    with serving_client("seldon", categorical_model, tmp_path_factory.mktemp("seldon-categorical")) as client:
+        yield client
 
 
 @pytest.mark.parametrize(

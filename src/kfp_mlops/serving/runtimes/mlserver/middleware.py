@@ -52,8 +52,8 @@ def served_endpoint(scope: Scope) -> tuple[str, str] | None:
     return (parts[3], parts[-1]) if served_metrics(parts[3]) is not None else None
 
 
-class RequestMetrics:
-    """ASGI middleware: counts and times requests to a served model's ``infer`` and ``feedback``.
+class _ServedRequests:
+    """ASGI middleware for the requests to a model this runtime serves; every other request passes through.
 
     Args:
         app: The ASGI app it wraps.
@@ -66,8 +66,18 @@ class RequestMetrics:
         served = served_endpoint(scope)
         if served is None:
             await self.app(scope, receive, send)
-            return
-        model, verb = served
+        else:
+            await self.handle(*served, scope, receive, send)
+
+    async def handle(self, model: str, verb: str, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serves a request to ``model``'s ``verb``."""
+        raise NotImplementedError
+
+
+class RequestMetrics(_ServedRequests):
+    """ASGI middleware: counts and times requests to a served model's ``infer`` and ``feedback``."""
+
+    async def handle(self, model: str, verb: str, scope: Scope, receive: Receive, send: Send) -> None:
         if verb in _REFUSED:
             await JSONResponse({"error": f"{verb} is not served: use POST /v2/models/{model}/infer"}, status_code=404)(
                 scope, receive, send
@@ -94,19 +104,11 @@ class RequestMetrics:
                 metrics.observe_request(endpoint, status, time.perf_counter() - started)
 
 
-class RequestIds:
-    """ASGI middleware: the request id of every ``infer`` and ``feedback`` request, on the request and its answer.
+class RequestIds(_ServedRequests):
+    """ASGI middleware: the request id of every ``infer`` and ``feedback`` request, on the request and its answer."""
 
-    Args:
-        app: The ASGI app it wraps.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        served = served_endpoint(scope)
-        if served is None or served[1] not in _ENDPOINTS:
+    async def handle(self, model: str, verb: str, scope: Scope, receive: Receive, send: Send) -> None:
+        if verb not in _ENDPOINTS:
             await self.app(scope, receive, send)
             return
         forwarded = header(scope, REQUEST_ID_HEADER.encode())

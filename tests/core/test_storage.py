@@ -1,13 +1,22 @@
-"""The storage layer against a local folder and a real GCS emulator process (fake-gcs-server)."""
+"""The storage layer against a local folder and a real GCS emulator process (fake-gcs-server).
+
+Lost responses are real: :class:`~tests.support.lossy_proxy.LossyProxy` sits between the client
+and the emulator, lets an upload reach the emulator, waits for its answer, then drops the
+connection, so the Google client retries an upload that already landed.
+"""
 
 from __future__ import annotations
 
 import socket
+import uuid
+from collections.abc import Iterator
 
 import pytest
 
 from kfp_mlops.core import storage
 from kfp_mlops.core.errors import AlreadyExistsError, StorageError
+from tests.support.gcs_emulator import GcsEmulator
+from tests.support.lossy_proxy import LossyProxy
 
 
 def test_write_read_list_delete(store_root: str) -> None:
@@ -81,3 +90,67 @@ def test_emulator_host_without_scheme(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bucket_only_uri_is_refused(gcs_bucket: str) -> None:
     with pytest.raises(StorageError, match="names a bucket"):
         storage.read_bytes(gcs_bucket)
+
+
+def test_create_only_retry_of_the_same_bytes_is_idempotent(store_root: str) -> None:
+    uri = storage.join(store_root, "versions", "v1", "metadata.json")
+    storage.write_bytes(uri, b"ours", create_only=True)
+    storage.write_bytes(uri, b"ours", create_only=True)  # a retry meeting its own object: success
+    with pytest.raises(AlreadyExistsError, match="must not be overwritten"):
+        storage.write_bytes(uri, b"theirs", create_only=True)
+    assert storage.read_bytes(uri) == b"ours"
+
+
+def test_compare_and_swap_retry_of_the_same_bytes_is_idempotent(store_root: str) -> None:
+    uri = storage.join(store_root, "champion.json")
+    storage.compare_and_swap(uri, b"v1", None)
+    _, version = storage.read_versioned(uri)
+    storage.compare_and_swap(uri, b"v2", version)
+    storage.compare_and_swap(uri, b"v2", version)  # the same move again: it landed, not a conflict
+    with pytest.raises(AlreadyExistsError, match="changed by someone else"):
+        storage.compare_and_swap(uri, b"v3", version)
+    assert storage.read_bytes(uri) == b"v2"
+
+
+@pytest.fixture()
+def lossy_bucket(gcs_emulator: GcsEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, LossyProxy]]:
+    """A fresh bucket reached through a proxy that can lose the emulator's responses."""
+    proxy = LossyProxy(gcs_emulator.url).start()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+    bucket = f"gs://lossy-{uuid.uuid4().hex[:12]}"
+    storage.ensure_bucket(bucket)
+    yield bucket, proxy
+    proxy.stop()
+
+
+def _uploads(method: str, path: str) -> bool:
+    return method == "POST" and path.startswith("/upload/storage/v1/")
+
+
+def test_lost_response_of_a_create_only_upload_is_not_a_conflict(lossy_bucket: tuple[str, LossyProxy]) -> None:
+    """The emulator stores the object, the proxy drops the answer, the client retries and gets 412."""
+    bucket, proxy = lossy_bucket
+    uri = f"{bucket}/models/iris/versions/v1/metadata.json"
+    proxy.lose(_uploads)
+
+    storage.write_bytes(uri, b'{"complete": true}', create_only=True)
+
+    assert len(proxy.lost) == 1
+    assert [status for method, path, status in proxy.forwarded if _uploads(method, path)] == [200, 412]
+    assert storage.read_bytes(uri) == b'{"complete": true}'
+
+
+def test_lost_response_of_a_compare_and_swap_is_not_a_conflict(lossy_bucket: tuple[str, LossyProxy]) -> None:
+    bucket, proxy = lossy_bucket
+    uri = f"{bucket}/models/iris/champion.json"
+    storage.compare_and_swap(uri, b"v1", None)
+    _, version = storage.read_versioned(uri)
+    proxy.lose(_uploads)
+
+    storage.compare_and_swap(uri, b"v2", version)
+
+    assert [status for method, path, status in proxy.forwarded if _uploads(method, path)][-2:] == [200, 412]
+    assert storage.read_bytes(uri) == b"v2"
+    # A real conflict is still one: a writer holding the old version loses.
+    with pytest.raises(AlreadyExistsError, match="changed by someone else"):
+        storage.compare_and_swap(uri, b"stale", version)

@@ -11,6 +11,13 @@ Two write modes matter for the model store:
   atomic: a reader sees the whole object or nothing.
 * :func:`compare_and_swap` replaces an object only if it still has the version the caller read,
   so two writers cannot both move a pointer such as ``champion.json``.
+
+Both are idempotent under retries. A conditional GCS upload whose response was lost (the
+connection broke after the server stored the object) is retried by the client and then fails its
+own precondition with 412. A create-only write whose stored bytes equal ours is therefore a
+success (locally too, where a caller may retry a write that raised after it landed); a
+compare-and-swap tags its upload with a random owner token in the object's metadata and, on 412,
+re-reads the object: its own token (or exactly its bytes) means its write landed.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -33,6 +41,8 @@ from kfp_mlops.core.errors import AlreadyExistsError, StorageError
 GCS_SCHEME = "gs://"
 # Bounded retries: an unreachable bucket must fail in seconds, not after the client's 120 s default.
 _GCS_DEADLINE_S = 30.0
+# Custom object metadata naming the compare-and-swap that wrote an object (see the module docstring).
+_WRITE_TOKEN_KEY = "kfp-mlops-write-token"
 
 
 def is_gcs(uri: str) -> bool:
@@ -97,21 +107,26 @@ def write_bytes(uri: str, data: bytes, *, create_only: bool = False) -> None:
         create_only: refuse to overwrite an existing object.
 
     Raises:
-        AlreadyExistsError: ``create_only`` and the object exists (it is left as it was).
+        AlreadyExistsError: ``create_only`` and another object exists there (it is left as it was);
+            an existing object with exactly these bytes is a success, so a retried write is idempotent.
         StorageError: the storage cannot be reached or refuses the write.
     """
     if is_gcs(uri):
         blob = _blob(uri)
         if create_only and exists(uri):
             # Checked first as well: emulators enforce the precondition only on small uploads.
-            raise AlreadyExistsError(f"{uri}: already exists and must not be overwritten")
-        with _gcs_errors(uri, create_only=create_only):
-            blob.upload_from_string(
-                data,
-                if_generation_match=0 if create_only else None,
-                retry=_retry(),
-                timeout=_GCS_DEADLINE_S,
-            )
+            _accept_if_same(uri, data)
+            return
+        try:
+            with _gcs_errors(uri, create_only=create_only):
+                blob.upload_from_string(
+                    data,
+                    if_generation_match=0 if create_only else None,
+                    retry=_retry(),
+                    timeout=_GCS_DEADLINE_S,
+                )
+        except AlreadyExistsError:
+            _accept_if_same(uri, data)  # a retry whose first attempt landed meets its own object
         return
     path = _local_path(uri)
     _write_local(path, data, create_only=create_only, uri=uri)
@@ -195,20 +210,27 @@ def compare_and_swap(uri: str, data: bytes, expected_version: str | None) -> Non
 
     Raises:
         AlreadyExistsError: someone else changed the object since it was read; nothing was written.
+            Never raised against the caller's own write: a retry whose first attempt landed succeeds.
     """
     if is_gcs(uri):
         blob = _blob(uri)
         generation = int(expected_version) if expected_version is not None else 0
-        with _gcs_errors(uri, create_only=True):
-            blob.upload_from_string(data, if_generation_match=generation, retry=_retry(), timeout=_GCS_DEADLINE_S)
+        token = uuid.uuid4().hex
+        blob.metadata = {_WRITE_TOKEN_KEY: token}
+        try:
+            with _gcs_errors(uri, create_only=True):
+                blob.upload_from_string(data, if_generation_match=generation, retry=_retry(), timeout=_GCS_DEADLINE_S)
+        except AlreadyExistsError:
+            if not _landed(uri, token, data):
+                raise AlreadyExistsError(f"{uri}: changed by someone else since it was read; not written") from None
         return
     path = _local_path(uri)
     path.parent.mkdir(parents=True, exist_ok=True)
     # An flock on a side file serialises local writers; the content hash is the version.
     with open(path.with_name(path.name + ".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        _, current = read_versioned(uri)
-        if current != expected_version:
+        stored, current = read_versioned(uri)
+        if current != expected_version and stored != data:  # equal bytes: a retry of a write that landed
             raise AlreadyExistsError(f"{uri}: changed by someone else since it was read; not written")
         _write_local(path, data, create_only=False, uri=uri)
 
@@ -263,9 +285,15 @@ def _write_local(path: Path, data: bytes, *, create_only: bool, uri: str) -> Non
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp_name)
     except FileExistsError:
-        raise AlreadyExistsError(f"{uri}: already exists and must not be overwritten") from None
+        _accept_if_same(uri, data)
     except OSError as exc:
         raise StorageError(f"{uri}: cannot write: {exc.strerror or exc}") from None
+
+
+def _accept_if_same(uri: str, data: bytes) -> None:
+    """Accepts an existing object holding exactly ``data`` (a retried create-only write); refuses any other."""
+    if read_bytes(uri) != data:
+        raise AlreadyExistsError(f"{uri}: already exists and must not be overwritten")
 
 
 def _dump_json(obj: Any) -> bytes:
@@ -287,6 +315,18 @@ def _blob(uri: str):  # -> google.cloud.storage.Blob
     if not key:
         raise StorageError(f"{uri}: names a bucket, not an object")
     return _client().bucket(bucket).blob(key)
+
+
+def _landed(uri: str, token: str, data: bytes) -> bool:
+    """Whether the object at ``uri`` is this compare-and-swap's write: tagged ``token``, or holding ``data``."""
+    blob = _blob(uri)
+    with _gcs_errors(uri):
+        if not blob.exists(retry=_retry(), timeout=_GCS_DEADLINE_S):
+            return False
+        blob.reload(retry=_retry(), timeout=_GCS_DEADLINE_S)
+        if (blob.metadata or {}).get(_WRITE_TOKEN_KEY) == token:
+            return True
+        return blob.download_as_bytes(retry=_retry(), timeout=_GCS_DEADLINE_S) == data
 
 
 def _retry():  # -> google.api_core.retry.Retry

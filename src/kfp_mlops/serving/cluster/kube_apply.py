@@ -1,16 +1,20 @@
-"""Apply a SeldonDeployment to a cluster and wait: server-side apply, wait until Available, restore on failure.
+"""Apply a deployment to a cluster and wait: server-side apply, wait until it is ready, restore on failure.
 
-:func:`apply_and_wait` reads what is there, applies the new object with server-side apply (field manager
-``kfp-mlops``, conflicts forced: the pipeline is the source of truth for its deployments), then polls
-``status.state`` until Seldon reports ``Available``. If Seldon reports ``Failed`` (its
-``status.description`` says why) or the timeout passes, the previous state is restored: the
-previous spec is applied again, or the object is deleted when there was none, and
-:class:`ApplyFailed` says what happened.
+:func:`apply_and_wait` takes a ``SeldonDeployment`` or a KServe ``InferenceService`` (:data:`KINDS`
+says how each reports readiness), reads what is there, applies the new object with server-side
+apply (field manager ``kfp-mlops``, conflicts forced: the pipeline is the source of truth for its
+deployments), then polls its status until the controller reports it ready: Seldon's
+``status.state: Available``, KServe's ``Ready`` condition. If the controller reports a failure
+(Seldon's ``Failed`` with ``status.description``; KServe's ``PredictorReady`` false with reason
+``RevisionFailed``, or a model that failed to load) or the timeout passes, the previous state is
+restored: the previous spec is applied again, or the object is deleted when there was none, and
+:class:`ApplyFailed` says what happened. :func:`apply` applies an object that has no readiness
+(our KServe ``ServingRuntime``) and returns at once.
 
 Seldon Core v1 does not report ``status.observedGeneration``, so right after an update the status
 may still be the previous generation's. A status is trusted once it changed after the apply, once
 ``settle_s`` passed, or at once when the object is new or the apply changed nothing; a controller
-that does report ``observedGeneration`` is trusted when it has caught up.
+that does report ``observedGeneration`` (KServe's does) is trusted when it has caught up.
 
 The apply goes through ``ApiClient.call_api`` with the ``application/apply-patch+yaml`` content
 type: ``CustomObjectsApi.patch_namespaced_custom_object`` in kubernetes 30 always sends a merge
@@ -26,16 +30,13 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from kfp_mlops.core.errors import ConfigError, MlopsError
-from kfp_mlops.serving.cluster.seldon_deployment import validate
+from kfp_mlops.serving.cluster import seldon_deployment
+from kfp_mlops.serving.cluster.kinds import FAILED, Kind, kind_of
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
-GROUP = "machinelearning.seldon.io"
-VERSION = "v1"
-PLURAL = "seldondeployments"
 FIELD_MANAGER = "kfp-mlops"
-AVAILABLE, FAILED = "Available", "Failed"
 _REQUEST_TIMEOUT_S = 30
 # Polls start this fast and double up to poll_s: quick applies are seen at once, slow ones cheaply.
 _FIRST_POLL_S = 0.25
@@ -62,10 +63,11 @@ class ApplyResult:
     """What an apply-and-wait did.
 
     Attributes:
-        name, namespace: the SeldonDeployment.
-        available: Seldon reported it Available for the applied spec.
-        state, description: the last ``status.state`` / ``status.description`` seen ("" if none).
-        created: there was no SeldonDeployment of that name before.
+        name, namespace: the object.
+        available: the controller reported it ready for the applied spec.
+        state, description: the last state (``Available``/``Failed``/Seldon's others; ``Ready``/
+            ``NotReady``/``Failed`` for KServe) and its description seen ("" if none).
+        created: there was no object of that name before.
         generation: ``metadata.generation`` after the apply.
         previous_generation: the generation before the apply (None when created).
         restored: None, ``"reapplied"`` (the previous spec is back) or ``"deleted"`` (it was new).
@@ -88,7 +90,7 @@ class ApplyResult:
 
 
 class ApplyFailed(MlopsError):
-    """The applied SeldonDeployment failed or timed out; ``result`` says what was restored."""
+    """The applied object failed or timed out; ``result`` says what was restored."""
 
     def __init__(self, message: str, result: ApplyResult) -> None:
         super().__init__(message)
@@ -129,13 +131,13 @@ def apply_and_wait(
     settle_s: float = 15.0,
     field_manager: str = FIELD_MANAGER,
 ) -> ApplyResult:
-    """Applies ``manifest`` and waits until it is Available; restores the previous state if not.
+    """Applies ``manifest`` and waits until it is ready; restores the previous state if not.
 
     Args:
-        manifest: a SeldonDeployment (from :func:`~kfp_mlops.serving.cluster.seldon_deployment.render`);
-            checked again here, before any request.
+        manifest: a SeldonDeployment or InferenceService (from the renderers); checked again here,
+            before any request.
         client: the API client (default: :func:`api_client`).
-        timeout_s: how long Seldon has to report Available.
+        timeout_s: how long the controller has to report it ready.
         poll_s: the longest wait between status reads (they start at a quarter second and double).
         settle_s: after an update, how long an unchanged status counts as the previous spec's.
         field_manager: the server-side apply field manager.
@@ -145,12 +147,16 @@ def apply_and_wait(
 
     Raises:
         InvalidSpec: the manifest breaks a rule; nothing was sent.
+        ConfigError: a kind without readiness (use :func:`apply`), or one not in :data:`KINDS`.
         ClusterError: the apply was refused (nothing changed) or the cluster is unreachable.
-        ApplyFailed: Failed or timed out; the previous state was restored (see ``result``).
+        ApplyFailed: failed or timed out; the previous state was restored (see ``result``).
     """
-    manifest = validate(manifest)
+    kind = kind_of(manifest)
+    if kind.status is None:
+        raise ConfigError(f"{kind.kind} reports no readiness to wait for: apply it with kube_apply.apply")
+    manifest = kind.validate(manifest)
     name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
-    api = _SeldonDeployments(client or api_client(), namespace)
+    api = _CustomObjects(client or api_client(), kind, namespace)
     started = time.monotonic()
     previous = api.get(name)
     applied = api.apply(manifest, field_manager)
@@ -164,7 +170,7 @@ def apply_and_wait(
         poll_s=poll_s,
         settle_s=settle_s,
         trusted=previous is None or previous_generation == generation,
-        before=_status(previous),
+        before=kind.status(previous)[:2],
     )
 
     def result(restored: str | None) -> ApplyResult:
@@ -186,10 +192,10 @@ def apply_and_wait(
     what = (
         f"failed: {description or 'no description'}"
         if state == FAILED
-        else f"did not become {AVAILABLE} within {timeout_s:g} s (state {state or 'not reported'}"
+        else f"did not become {kind.ready_state} within {timeout_s:g} s (state {state or 'not reported'}"
         f"{': ' + description if description else ''})"
     )
-    message = f"SeldonDeployment {namespace}/{name} (generation {generation}) {what}"
+    message = f"{kind.kind} {namespace}/{name} (generation {generation}) {what}"
     try:
         if previous is None:
             api.delete(name)
@@ -202,8 +208,37 @@ def apply_and_wait(
     raise ApplyFailed(f"{message}; {outcome}", result(restored))
 
 
+def apply(
+    manifest: Mapping[str, Any], *, client: ApiClient | None = None, field_manager: str = FIELD_MANAGER
+) -> dict[str, Any]:
+    """Server-side applies ``manifest`` (validated first) and returns the stored object, without waiting.
+
+    Raises:
+        InvalidSpec: the manifest breaks a rule; nothing was sent.
+        ClusterError: the apply was refused or the cluster is unreachable.
+    """
+    kind = kind_of(manifest)
+    manifest = kind.validate(manifest)
+    api = _CustomObjects(client or api_client(), kind, manifest["metadata"]["namespace"])
+    return api.apply(manifest, field_manager)
+
+
+def read(manifest: Mapping[str, Any], *, client: ApiClient | None = None) -> dict[str, Any] | None:
+    """The object of ``manifest``'s kind, namespace and name on the cluster, or None.
+
+    Raises:
+        ClusterError: the read was refused or the cluster is unreachable.
+    """
+    kind = kind_of(manifest)
+    metadata = manifest["metadata"]
+    result: dict[str, Any] | None = _CustomObjects(client or api_client(), kind, metadata["namespace"]).get(
+        metadata["name"]
+    )
+    return result
+
+
 def _wait(
-    api: _SeldonDeployments,
+    api: _CustomObjects,
     name: str,
     *,
     started_at: float,
@@ -225,24 +260,19 @@ def _wait(
             return "", "deleted by someone else while waiting", False
         if current:
             status = current.get("status") or {}
-            state, description = _status(current)
+            state, description, outcome = api.kind.status(current)  # type: ignore[misc]
             observed = status.get("observedGeneration")
             if observed is not None:
                 trusted = observed >= (current["metadata"].get("generation") or 0)
             else:
                 trusted = trusted or (state, description) != before or time.monotonic() - started_at >= settle_s
-            if trusted and state in (AVAILABLE, FAILED):
-                return state, description, state == AVAILABLE
+            if trusted and outcome is not None:
+                return state, description, outcome
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return state, description, False
         time.sleep(min(poll_s, _FIRST_POLL_S * 2**polls, remaining))
         polls += 1
-
-
-def _status(obj: Mapping[str, Any] | None) -> tuple[str, str]:
-    status = (obj or {}).get("status") or {}
-    return status.get("state") or "", status.get("description") or ""
 
 
 def _reapplicable(previous: Mapping[str, Any]) -> dict[str, Any]:
@@ -256,14 +286,15 @@ def _reapplicable(previous: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-class _SeldonDeployments:
-    """The three calls an apply makes, with Kubernetes errors turned into :class:`ClusterError`."""
+class _CustomObjects:
+    """The three calls an apply makes on one kind, with Kubernetes errors turned into :class:`ClusterError`."""
 
-    def __init__(self, client: ApiClient, namespace: str) -> None:
+    def __init__(self, client: ApiClient, kind: Kind, namespace: str) -> None:
         from kubernetes.client import CustomObjectsApi
 
         self._client = client
         self._custom = CustomObjectsApi(client)
+        self.kind = kind
         self.namespace = namespace
 
     def get(self, name: str) -> dict[str, Any] | None:
@@ -272,7 +303,12 @@ class _SeldonDeployments:
             "read",
             name,
             lambda: self._custom.get_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURAL, name, _request_timeout=_REQUEST_TIMEOUT_S
+                self.kind.group,
+                self.kind.version,
+                self.namespace,
+                self.kind.plural,
+                name,
+                _request_timeout=_REQUEST_TIMEOUT_S,
             ),
             missing_ok=True,
         )
@@ -280,7 +316,7 @@ class _SeldonDeployments:
     def apply(self, body: Mapping[str, Any], field_manager: str) -> dict[str, Any]:
         """Server-side apply; creates the object if there is none."""
         name = body["metadata"]["name"]
-        path = f"/apis/{GROUP}/{VERSION}/namespaces/{self.namespace}/{PLURAL}/{name}"
+        path = f"/apis/{self.kind.group}/{self.kind.version}/namespaces/{self.namespace}/{self.kind.plural}/{name}"
         return self._call(
             "apply",
             name,
@@ -302,7 +338,12 @@ class _SeldonDeployments:
             "delete",
             name,
             lambda: self._custom.delete_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURAL, name, _request_timeout=_REQUEST_TIMEOUT_S
+                self.kind.group,
+                self.kind.version,
+                self.namespace,
+                self.kind.plural,
+                name,
+                _request_timeout=_REQUEST_TIMEOUT_S,
             ),
             missing_ok=True,
         )
@@ -311,7 +352,7 @@ class _SeldonDeployments:
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
-        where = f"SeldonDeployment {self.namespace}/{name}"
+        where = f"{self.kind.kind} {self.namespace}/{name}"
         try:
             return request()
         except ApiException as exc:
@@ -319,7 +360,7 @@ class _SeldonDeployments:
                 return None
             raise ClusterError(
                 f"{where}: {verb} refused ({exc.status} {exc.reason}): "
-                f"{_api_message(exc)}{_hint(exc.status, self.namespace)}"
+                f"{_api_message(exc)}{_hint(exc.status, self.kind, self.namespace)}"
             ) from None
         except (HTTPError, OSError) as exc:
             host = self._client.configuration.host
@@ -335,12 +376,15 @@ def _api_message(exc: Any) -> str:
         return str(exc.body or exc.reason)
 
 
-def _hint(status: int | None, namespace: str) -> str:
+def _hint(status: int | None, kind: Kind, namespace: str) -> str:
+    resource = f"{kind.plural}.{kind.group}"
     if status in (401, 403):
+        rbac = (
+            "manifests/base/rbac.yaml" if kind.kind == seldon_deployment.KIND else "manifests/overlays/kserve/rbac.yaml"
+        )
         return (
-            f" (the service account needs get, create, patch and delete on {PLURAL}.{GROUP} in namespace "
-            f"{namespace}: manifests/base/rbac.yaml)"
+            f" (the service account needs get, create, patch and delete on {resource} in namespace {namespace}: {rbac})"
         )
     if status == 404:
-        return f" (is Seldon Core installed? the {PLURAL}.{GROUP} resource was not found)"
+        return f" (is {kind.installs} installed? the {resource} resource was not found)"
     return ""

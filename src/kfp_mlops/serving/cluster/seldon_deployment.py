@@ -3,11 +3,15 @@
 Rendering fills the YAML templates in ``manifests/templates/`` (package data of
 ``kfp_mlops.manifests``): ``seldondeployment.yaml`` for the object, ``predictor.yaml`` once per
 predictor, and ``runtimes/<protocol>.yaml`` for the model-server container, whose image comes from
-:class:`~kfp_mlops.core.config.Settings`. Every predictor runs one custom container with
-``MODEL_URI``, ``PREDICTOR_NAME`` and ``DEPLOYMENT_NAME`` in its environment; it and its one graph
-node are named after the deployment (clients address a v2 model by that name, and the server serves
-the model under the deployment's name). Predictors run without Seldon's executor
-(``seldon.io/no-engine``) and their pods meet the "restricted" Pod Security Standard.
+the :class:`~kfp_mlops.serving.cluster.resources.ServingOptions`. Every predictor runs one custom
+container with ``MODEL_URI``, ``PREDICTOR_NAME`` and ``DEPLOYMENT_NAME`` in its environment, and
+``PREDICTION_LOG_URI`` when the options name a prediction log (both runtimes append every answered
+request to it, which is what a rollout reads); its pods run under the options' service account when
+one is named. The container and its one graph node are named after the deployment (clients address
+a v2 model by that name, and the server serves the model under the deployment's name). Predictors
+run without Seldon's executor (``seldon.io/no-engine``), so Seldon's own request ``logger`` (sent
+by the executor) is not available: KServe's ``request_logger_url`` is refused here. Their pods meet
+the "restricted" Pod Security Standard.
 
 :func:`problems` checks a SeldonDeployment document (rendered here, or built by kustomize) three
 ways: against the CRD schema vendored in ``manifests/schemas/`` (with undeclared fields reported
@@ -18,28 +22,36 @@ Security Standard the serving namespace enforces (:mod:`.pod_security`), whose r
 otherwise leave the deployment without pods and without an error.
 
 Run ``python -m kfp_mlops.serving.cluster.seldon_deployment SPEC.json [-o OUT.yaml]`` to render a spec file
-(such as the one the deploy component writes for the local stack) for ``kubectl apply``.
+(such as the one the deploy component writes for the local stack) for ``kubectl apply``; the
+images come from the environment (:class:`~kfp_mlops.core.config.Settings`), the service account and
+the prediction log from its options.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import re
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from functools import cache, lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from kfp_mlops.core.config import Settings
 from kfp_mlops.core.errors import ConfigError, MlopsError
 from kfp_mlops.serving.cluster import pod_security
-from kfp_mlops.serving.runtimes.environment import DEPLOYMENT_ENV, MODEL_URI_ENV, PREDICTOR_ENV
+from kfp_mlops.serving.cluster.resources import (
+    DNS1123_LABEL,
+    ServingOptions,
+    label_problems,
+    require_filled,
+    set_env,
+    template,
+    to_yaml,
+)
+from kfp_mlops.serving.cluster.resources import schema_problems as _schema_problems
+from kfp_mlops.serving.cluster.resources import where as _where
+from kfp_mlops.serving.runtimes.environment import DEPLOYMENT_ENV, MODEL_URI_ENV, PREDICTION_LOG_ENV, PREDICTOR_ENV
 from kfp_mlops.serving.spec import DeploymentSpec, InvalidSpec, PredictorSpec
 
 API_VERSION = "machinelearning.seldon.io/v1"
@@ -51,34 +63,36 @@ PROTOCOL_LABEL = "kfp-mlops/protocol"
 # What Seldon Core 1.18's webhook accepts for spec.protocol ("" means its default, seldon).
 SELDON_PROTOCOLS = ("", "seldon", "tensorflow", "v2", "kfserving")
 
-_PACKAGE = "kfp_mlops.manifests"
-_SCHEMA = "schemas/seldondeployment_v1.json"
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
-_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_SCHEMA = "seldondeployment_v1.json"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_MAX_MESSAGE = 200
 
 
-def render(spec: DeploymentSpec, *, settings: Settings) -> dict[str, Any]:
+def render(spec: DeploymentSpec, *, serving: ServingOptions) -> dict[str, Any]:
     """The SeldonDeployment for ``spec``, checked by :func:`problems`.
 
     Args:
         spec: what to deploy; validated first.
-        settings: where the model-server images come from.
+        serving: the model-server images, the pods' service account, the prediction log.
 
     Raises:
         InvalidSpec: the spec, or the object rendered from it, breaks a rule; lists every problem.
-        ConfigError: a template is unreadable or leaves a value unfilled.
+        ConfigError: invalid options (a KServe logger URL among them); a template is unreadable or
+            leaves a value unfilled.
     """
     spec.validate()
-    images = {"v2": settings.serving_image_v2, "seldon": settings.serving_image_seldon}
-    doc = _template("seldondeployment.yaml")
+    serving.validate()
+    if serving.request_logger_url:
+        raise ConfigError(
+            f"request_logger_url={serving.request_logger_url!r}: KServe's request logger has no Seldon "
+            "counterpart here (predictors run without Seldon's executor, which sends Seldon's logger events); "
+            "log predictions with prediction_log_uri"
+        )
+    doc = template("seldondeployment.yaml")
     doc["metadata"].update(name=spec.name, namespace=spec.namespace)
     doc["metadata"]["labels"].update(spec.labels)
     doc["spec"]["protocol"] = spec.protocol
-    doc["spec"]["predictors"] = [_predictor(spec, p, images[spec.protocol]) for p in spec.predictors]
-    _require_filled(doc, "seldondeployment.yaml")
+    doc["spec"]["predictors"] = [_predictor(spec, p, serving) for p in spec.predictors]
+    require_filled(doc, "seldondeployment.yaml")
     return validate(doc)
 
 
@@ -90,11 +104,7 @@ def validate(doc: Mapping[str, Any]) -> dict[str, Any]:
     """
     found = problems(doc)
     if found:
-        metadata = doc.get("metadata")
-        if not isinstance(metadata, Mapping):
-            metadata = {}
-        where = f"{metadata.get('namespace') or '<no namespace>'}/{metadata.get('name') or '<no name>'}"
-        raise InvalidSpec(f"SeldonDeployment {where} is invalid: {'; '.join(found)}")
+        raise InvalidSpec(f"SeldonDeployment {_where(doc)} is invalid: {'; '.join(found)}")
     return dict(doc)
 
 
@@ -115,9 +125,9 @@ def problems(doc: Mapping[str, Any]) -> list[str]:
         found.append(f"apiVersion/kind: expected {API_VERSION} {KIND}, got {doc.get('apiVersion')} {doc.get('kind')}")
     for key in ("name", "namespace"):
         value = metadata.get(key)
-        if not isinstance(value, str) or not _DNS1123_LABEL.match(value) or len(value) > 63:
+        if not isinstance(value, str) or not DNS1123_LABEL.match(value) or len(value) > 63:
             found.append(f"metadata.{key}: {value!r} must be a DNS-1123 label")
-    found += _label_problems("metadata.labels", metadata.get("labels"))
+    found += label_problems("metadata.labels", metadata.get("labels"))
     if spec.get("protocol", "") not in SELDON_PROTOCOLS:
         found.append(f"spec.protocol: {spec['protocol']!r} is not one of {', '.join(p for p in SELDON_PROTOCOLS if p)}")
     found += _traffic_problems(spec["predictors"])
@@ -126,9 +136,9 @@ def problems(doc: Mapping[str, Any]) -> list[str]:
         where = f"spec.predictors[{index}] ({predictor['name']})"
         if names.count(predictor["name"]) > 1:
             found.append(f"{where}: duplicate predictor name")
-        if not _DNS1123_LABEL.match(predictor["name"]):
+        if not DNS1123_LABEL.match(predictor["name"]):
             found.append(f"{where}: the name must be a DNS-1123 label")
-        found += _label_problems(f"{where}.labels", predictor.get("labels"))
+        found += label_problems(f"{where}.labels", predictor.get("labels"))
         found += _graph_problems(where, predictor)
         for component in predictor.get("componentSpecs") or []:
             found += [f"{where}: {problem}" for problem in pod_security.problems(component.get("spec") or {})]
@@ -137,31 +147,15 @@ def problems(doc: Mapping[str, Any]) -> list[str]:
 
 def schema_problems(doc: Mapping[str, Any]) -> list[str]:
     """Where ``doc`` departs from the vendored CRD schema, fields it does not declare included."""
-    found = []
-    for error in sorted(_validator().iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path]):
-        where = _path(error.absolute_path)
-        if error.validator == "additionalProperties":
-            unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-            found.append(
-                f"{where}: unknown field(s) {', '.join(unknown)}: not in the SeldonDeployment schema "
-                "(the API server would drop them)"
-            )
-        else:
-            found.append(f"{where}: {_shorten(error.message)}")
-    return found
+    return _schema_problems(doc, _SCHEMA, KIND)
 
 
-def to_yaml(doc: Mapping[str, Any]) -> str:
-    """The document as block-style YAML, keys in template order."""
-    return yaml.safe_dump(dict(doc), sort_keys=False, default_flow_style=False, width=120)
-
-
-def render_file(spec_path: Path, *, settings: Settings) -> str:
+def render_file(spec_path: Path, *, serving: ServingOptions) -> str:
     """The YAML file for the spec document at ``spec_path``, with a header naming its source.
 
     Args:
         spec_path: A deployment spec document (``DeploymentSpec.to_dict``).
-        settings: where the model-server images come from.
+        serving: the model-server images, service account and prediction log.
 
     Raises:
         MlopsError: the file is unreadable or not JSON; InvalidSpec as :func:`render`.
@@ -175,7 +169,7 @@ def render_file(spec_path: Path, *, settings: Settings) -> str:
         f"# Rendered from {spec_path.name} by `python -m kfp_mlops.serving.cluster.seldon_deployment`: "
         "edit the spec, then render again.\n"
     )
-    return header + to_yaml(render(spec, settings=settings))
+    return header + to_yaml(render(spec, serving=serving))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -185,9 +179,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("spec", type=Path, help="deployment spec JSON (DeploymentSpec.to_dict)")
     parser.add_argument("-o", "--output", type=Path, default=None, help="write here instead of stdout")
+    parser.add_argument("--service-account", default="", help="the model-server pods' service account")
+    parser.add_argument("--prediction-log-uri", default="", help="the servers' PREDICTION_LOG_URI (gs://...)")
     args = parser.parse_args(argv)
     try:
-        text = render_file(args.spec, settings=Settings.from_env())
+        serving = ServingOptions.from_settings(
+            Settings.from_env(), service_account=args.service_account, prediction_log_uri=args.prediction_log_uri
+        )
+        text = render_file(args.spec, serving=serving)
     except MlopsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -201,8 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 # -- rendering ---------------------------------------------------------------------------------
 
 
-def _predictor(spec: DeploymentSpec, predictor: PredictorSpec, image: str) -> dict[str, Any]:
-    doc = _template("predictor.yaml")
+def _predictor(spec: DeploymentSpec, predictor: PredictorSpec, serving: ServingOptions) -> dict[str, Any]:
+    doc = template("predictor.yaml")
     doc.update(name=predictor.name, traffic=predictor.traffic, shadow=predictor.shadow, replicas=predictor.replicas)
     doc["graph"]["name"] = spec.name
     doc["labels"].update(spec.labels)
@@ -211,8 +210,8 @@ def _predictor(spec: DeploymentSpec, predictor: PredictorSpec, image: str) -> di
         {DEPLOYMENT_LABEL: spec.name, PREDICTOR_LABEL: predictor.name, PROTOCOL_LABEL: spec.protocol}
     )
     runtime = f"runtimes/{spec.protocol}.yaml"
-    container = _template(runtime)
-    container.update(name=doc["graph"]["name"], image=image)
+    container = template(runtime)
+    container.update(name=doc["graph"]["name"], image=serving.image(spec.protocol))
     values = {MODEL_URI_ENV: predictor.model_uri, PREDICTOR_ENV: predictor.name, DEPLOYMENT_ENV: spec.name}
     present = {entry["name"] for entry in container["env"]}
     if not set(values) <= present:
@@ -220,65 +219,16 @@ def _predictor(spec: DeploymentSpec, predictor: PredictorSpec, image: str) -> di
     for entry in container["env"]:
         if entry["name"] in values:
             entry["value"] = values[entry["name"]]
+    if serving.prediction_log_uri:
+        set_env(container, PREDICTION_LOG_ENV, serving.prediction_log_uri)
     component["spec"]["containers"] = [container]
-    _require_filled(doc, "predictor.yaml")
+    if serving.service_account:
+        component["spec"]["serviceAccountName"] = serving.service_account
+    require_filled(doc, "predictor.yaml")
     return doc
 
 
-@cache
-def _template_text(name: str) -> str:
-    try:
-        return resources.files(_PACKAGE).joinpath("templates", *name.split("/")).read_text()
-    except OSError as exc:
-        raise ConfigError(f"template {name}: cannot read from {_PACKAGE}: {exc}") from None
-
-
-def _template(name: str) -> dict[str, Any]:
-    # A fresh copy each time: renders fill the templates in place.
-    return copy.deepcopy(yaml.safe_load(_template_text(name)))
-
-
-def _require_filled(doc: Any, template: str, where: str = "") -> None:
-    if doc is None:
-        raise ConfigError(f"template {template}: {where or '<root>'} has no value after rendering")
-    if isinstance(doc, Mapping):
-        for key, value in doc.items():
-            _require_filled(value, template, f"{where}.{key}" if where else str(key))
-    elif isinstance(doc, list):
-        for index, value in enumerate(doc):
-            _require_filled(value, template, f"{where}[{index}]")
-
-
 # -- checks ------------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=1)
-def _validator() -> Any:
-    import jsonschema
-
-    schema = json.loads(resources.files(_PACKAGE).joinpath(*_SCHEMA.split("/")).read_text())
-    return jsonschema.Draft7Validator(_closed(schema))
-
-
-def _closed(schema: Any) -> Any:
-    """The schema with every declared object closed to undeclared fields.
-
-    The API server prunes fields a structural schema does not declare instead of refusing them;
-    closing the objects makes such a field an error here, so a typo or a misplaced field (say
-    ``protocol`` on a predictor) cannot vanish on apply.
-    """
-    if isinstance(schema, list):
-        return [_closed(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    closed = {key: _closed(value) for key, value in schema.items()}
-    if (
-        "properties" in closed
-        and "additionalProperties" not in closed
-        and not closed.get("x-kubernetes-preserve-unknown-fields")
-    ):
-        closed["additionalProperties"] = False
-    return closed
 
 
 def _traffic_problems(predictors: list[dict[str, Any]]) -> list[str]:
@@ -331,7 +281,7 @@ def _graph_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 def _container_problems(where: str, container: dict[str, Any]) -> list[str]:
     found = []
-    if not _DNS1123_LABEL.match(container["name"]) or len(container["name"]) > 63:
+    if not DNS1123_LABEL.match(container["name"]) or len(container["name"]) > 63:
         found.append(f"{where}: the name must be a DNS-1123 label")
     if not container.get("image"):
         found.append(f"{where}: no image")
@@ -352,33 +302,6 @@ def _container_problems(where: str, container: dict[str, Any]) -> list[str]:
         if container.get(probe) is None:
             found.append(f"{where}: no {probe}")
     return found
-
-
-def _label_problems(where: str, labels: Any) -> list[str]:
-    found = []
-    for key, value in (labels or {}).items():
-        prefix, _, name = key.rpartition("/")
-        if (
-            (prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix)))
-            or not name
-            or len(name) > 63
-            or not _LABEL_NAME.match(name)
-        ):
-            found.append(f"{where}: {key!r} is not a valid label key")
-        if not isinstance(value, str) or len(value) > 63 or not _LABEL_NAME.match(value):
-            found.append(f"{where}: the value of {key!r} ({value!r}) is not a valid label value")
-    return found
-
-
-def _path(parts: Sequence[Any]) -> str:
-    text = ""
-    for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "<root>"
-
-
-def _shorten(message: str) -> str:
-    return message if len(message) <= _MAX_MESSAGE else message[: _MAX_MESSAGE - 3] + "..."
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The ``kfp-mlops`` command: pipelines (compile, run locally, submit, schedule), serving, drift, rollouts, demos.
 
 One module per command group adds its commands to the parser and handles them: :mod:`.pipelines`,
-:mod:`.serve`, :mod:`.drift`, :mod:`.rollout`, :mod:`.demos`. A handler gets the parsed arguments
+:mod:`.serve`, :mod:`.drift`, :mod:`.rollout`, :mod:`.labels`, :mod:`.demos`. A handler gets the parsed arguments
 and the settings, read once here from the environment, and only parses and prints: the work is in
 :mod:`kfp_mlops.app` and the domain packages. Every failure the user can fix ends as one line on
 stderr (``error: ...``) and exit status 1.
@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from kfp_mlops import __version__
-from kfp_mlops.cli import demos, drift, pipelines, rollout, serve
+from kfp_mlops.cli import demos, drift, labels, pipelines, rollout, serve
 from kfp_mlops.core.config import Settings
 from kfp_mlops.core.errors import MlopsError
 
@@ -39,6 +39,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kfp-mlops", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"kfp-mlops {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
-    for group in (pipelines, serve, drift, rollout, demos):
+    for group in (pipelines, serve, drift, rollout, labels, demos):
         group.add_commands(commands)
     return parser

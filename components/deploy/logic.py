@@ -12,11 +12,19 @@ reaches traffic, and whether it becomes champion:
   (shadow) applied; the rollout's own steps promote the candidate -- moving the pointer -- or
   reject it.
 
-Everything is checked before anything is written, applied or moved: the mode and target, the
-champion (still the one the candidate was evaluated against, when the pointer is to move or a
+On a cluster the deployment runs on Seldon Core (a ``SeldonDeployment``) or KServe (our
+``ServingRuntime`` and an ``InferenceService``), chosen by ``platform``
+(:mod:`kfp_mlops.serving.cluster.platform`). KServe has no shadow predictor: mode ``shadow`` is
+refused there, and a rollout needs a plan without the shadow stage (``{"shadow": false}``). Every
+rendered deployment logs its predictions to the prediction log (``prediction_log_root``, default
+``<store_root>/prediction-log/<deployment_name>``), which a rollout's steps read; KServe's own
+request logger is added with ``request_logger_url``.
+
+Everything is checked before anything is written, applied or moved: the mode, target and platform,
+the champion (still the one the candidate was evaluated against, when the pointer is to move or a
 rollout to start), no rollout running for the deployment (it owns the deployment until it ends),
-the spec and the rendered SeldonDeployment, ``gs://`` model URIs for a cluster, and a stored model
-behind every URI. The champion pointer moves only after the spec was applied.
+the spec and the rendered objects, ``gs://`` model URIs and prediction log for a cluster, and a
+stored model behind every URI. The champion pointer moves only after the spec was applied.
 """
 
 from __future__ import annotations
@@ -42,7 +50,8 @@ from kfp_mlops.rollout.state import (
     refuse_running,
     running_rollout,
 )
-from kfp_mlops.serving.cluster import kube_apply, seldon_deployment
+from kfp_mlops.serving.cluster import kube_apply, platform
+from kfp_mlops.serving.cluster.resources import ServingOptions, to_yaml
 from kfp_mlops.serving.local.serve import deployment_file
 from kfp_mlops.serving.spec import DeploymentSpec
 
@@ -132,12 +141,16 @@ def plan_deployment(
     rollout_plan: Mapping[str, Any] | None = None,
     rollout_state_uri: str = "",
     prediction_log_root: str = "",
+    platform_name: str = "seldon",
 ) -> DeploymentPlan:
     """Decides the mode, checks the champion and the running rollout, and builds the (validated) spec.
 
+    ``platform_name`` is the cluster's serving platform (``seldon`` or ``kserve``: a rollout on KServe
+    must skip the shadow stage).
+
     Raises:
-        ConfigError: unknown mode, ``other_model_uri`` where it means nothing, or an invalid
-            rollout plan (every problem listed).
+        ConfigError: unknown mode, ``other_model_uri`` where it means nothing, an invalid rollout
+            plan (every problem listed), or a rollout starting in shadow on KServe.
         AlreadyExistsError: the champion moved since the evaluation, or a rollout is running for
             the deployment.
         InvalidSpec: the deployment breaks a rule.
@@ -159,6 +172,11 @@ def plan_deployment(
         store.check_champion(name, champion)  # the pointer moves, or the rollout starts, against it
     new_uri = storage.canonical_uri(registered["uri"])
     if mode == "rollout":
+        if platform_name == "kserve" and stage_plan.shadow:
+            raise ConfigError(
+                "a rollout on KServe cannot start in shadow (KServe has no shadow predictor): "
+                'set rollout_plan {"shadow": false} to start at the first canary step'
+            )
         legacy_uri = storage.canonical_uri(store.version_uri(name, str(champion)))
         base = controller.base_spec(deployment_name, namespace=namespace, protocol=protocol)
         rollout = RolloutStart(
@@ -204,22 +222,34 @@ def run_deploy(
     rollout_state_uri: str = "",
     prediction_log_root: str = "",
     target: str = "local",
+    platform_name: str = "seldon",
+    serving_image_v2: str = "",
+    serving_image_seldon: str = "",
+    service_account: str = "",
+    request_logger_url: str = "",
     timeout_seconds: int = 600,
     pipeline_job_id: str = "local",
     wandb_project: str = "",
 ) -> dict[str, Any]:
     """Plans and checks the deployment (:func:`plan_deployment`), then applies it and moves the champion.
 
-    ``manifest_path`` receives the SeldonDeployment YAML in every target. ``local`` writes the spec
-    to ``$KFP_MLOPS_HOME/deployments/<name>.json`` (atomically), where ``kfp-mlops serve`` picks it
-    up; ``cluster`` applies it with :func:`kfp_mlops.serving.cluster.kube_apply.apply_and_wait`;
-    ``none`` applies nothing (the champion still moves for ``single``, a rollout is still recorded).
-    The other arguments are the component's parameters (``component.py``).
+    ``manifest_path`` receives the cluster objects' YAML in every target (for ``kserve`` two
+    documents: the ServingRuntime, then the InferenceService). ``local`` writes the spec to
+    ``$KFP_MLOPS_HOME/deployments/<name>.json`` (atomically), where ``kfp-mlops serve`` picks it
+    up; ``cluster`` applies it with :func:`kfp_mlops.serving.cluster.platform.deploy`; ``none``
+    applies nothing (the champion still moves for ``single``, a rollout is still recorded). The
+    other arguments are the component's parameters (``component.py``).
 
     Args:
         registered_path: register's record (name, version, uri, status, the champion it was compared with).
-        manifest_path: where the SeldonDeployment YAML is written.
-        settings: the model-server images, and the home of the local stack's spec files.
+        manifest_path: where the cluster objects' YAML is written.
+        settings: the default model-server images, and the home of the local stack's spec files.
+        prediction_log_root: the servers' ``PREDICTION_LOG_URI``, which a rollout reads (empty:
+            ``<store_root>/prediction-log/<deployment_name>``).
+        platform_name: ``seldon`` or ``kserve``, the cluster's serving platform.
+        serving_image_v2, serving_image_seldon: the model-server images (empty: ``settings``').
+        service_account: the model-server pods' service account (empty: the namespace's default).
+        request_logger_url: KServe only: where its request logger sends every request and response.
 
     Returns:
         name, namespace, protocol, mode (as deployed), requested mode, target, state, the model's
@@ -235,6 +265,16 @@ def run_deploy(
     """
     if target not in TARGETS:
         raise ConfigError(f"deploy target {target!r}: unknown; choose one of {', '.join(TARGETS)}")
+    platform.check_platform(platform_name)
+    log_root = prediction_log_root or default_log_root(store_root, deployment_name)
+    serving = ServingOptions.from_settings(
+        settings,
+        image_v2=serving_image_v2,
+        image_seldon=serving_image_seldon,
+        service_account=service_account,
+        prediction_log_uri=log_root,
+        request_logger_url=request_logger_url,
+    )
     registered = json.loads(Path(registered_path).read_text())
     plan = plan_deployment(
         registered,
@@ -247,16 +287,19 @@ def run_deploy(
         ab_traffic=ab_traffic,
         rollout_plan=rollout_plan,
         rollout_state_uri=rollout_state_uri,
-        prediction_log_root=prediction_log_root,
+        prediction_log_root=log_root,
+        platform_name=platform_name,
     )
     spec = plan.spec
-    manifest = seldon_deployment.render(spec, settings=settings)
+    manifests = platform.render(spec, platform=platform_name, serving=serving)
     if target == "cluster":
         local = [f"{p.name}: {p.model_uri}" for p in spec.predictors if not storage.is_gcs(p.model_uri)]
+        if not storage.is_gcs(log_root):
+            local.append(f"prediction log: {log_root}")
         if local:
             raise ConfigError(
-                f"deployment {spec.name!r}: pods cannot read local model paths; use a gs:// "
-                f"store for target cluster ({'; '.join(local)})"
+                f"deployment {spec.name!r}: pods cannot read local model paths or write a local prediction log; "
+                f"use a gs:// store for target cluster ({'; '.join(local)})"
             )
     missing = [
         f"{p.name}: {p.model_uri}"
@@ -274,10 +317,11 @@ def run_deploy(
         "other_model_uri": other_model_uri,
         "ab_traffic": ab_traffic,
         "target": target,
+        "platform": platform_name,
     }
     with tracked_run("deploy", group=pipeline_job_id, config=params, settings=settings, project=wandb_project) as run:
-        Path(manifest_path).write_text(seldon_deployment.to_yaml(manifest))
-        applier = _Applier(settings, target, manifest, timeout_seconds)
+        Path(manifest_path).write_text("---\n".join(to_yaml(manifest) for manifest in manifests))
+        applier = _Applier(settings, target, platform_name, serving, timeout_seconds)
         try:
             if plan.rollout is not None:
                 _start_rollout(plan.rollout, plan, registered, store_root, applier)
@@ -291,11 +335,19 @@ def run_deploy(
             ModelStore(store_root).promote(
                 new, expected_champion=plan.champion, by="deploy single", reasons=plan.reasons
             )
-        record = _record(plan, registered, requested_mode=mode, target=target, applied=applier.outcome)
+        record = _record(
+            plan,
+            registered,
+            requested_mode=mode,
+            target=target,
+            platform_name=platform_name,
+            prediction_log_root=log_root,
+            applied=applier.outcome,
+        )
         run.run.summary.update({k: record[k] for k in ("name", "namespace", "target", "mode", "state", "version")})
         run.run.summary.update({f"traffic/{name}": share for name, share in record["traffic"].items()})
         run.log_artifact(
-            f"{spec.name}-seldondeployment",
+            f"{spec.name}-{manifests[-1]['kind'].lower()}",
             "deployment",
             uri=manifest_path,
             metadata=record,
@@ -310,7 +362,8 @@ class _Applier:
 
     settings: Settings
     target: str
-    manifest: dict[str, Any]
+    platform_name: str
+    serving: ServingOptions
     timeout_seconds: int
     outcome: dict[str, Any] = field(
         default_factory=lambda: {"state": "not applied", "spec_path": None, "rollout": None}
@@ -322,8 +375,9 @@ class _Applier:
             storage.write_json(str(path), spec.to_dict())
             self.outcome = {"state": "written", "spec_path": str(path), "rollout": None}
         elif self.target == "cluster":
-            manifest = seldon_deployment.render(spec, settings=self.settings)  # a rollback's spec differs
-            result = kube_apply.apply_and_wait(manifest, timeout_s=self.timeout_seconds)
+            result = platform.deploy(
+                spec, platform=self.platform_name, serving=self.serving, timeout_s=self.timeout_seconds
+            )
             self.outcome = {"state": result.state, "spec_path": None, "rollout": result.to_dict()}
 
 
@@ -344,7 +398,14 @@ def _start_rollout(
 
 
 def _record(
-    plan: DeploymentPlan, registered: dict[str, Any], *, requested_mode: str, target: str, applied: dict[str, Any]
+    plan: DeploymentPlan,
+    registered: dict[str, Any],
+    *,
+    requested_mode: str,
+    target: str,
+    platform_name: str,
+    prediction_log_root: str,
+    applied: dict[str, Any],
 ) -> dict[str, Any]:
     spec, rollout = plan.spec, plan.rollout
     return {
@@ -354,6 +415,7 @@ def _record(
         "mode": plan.mode,
         "requested_mode": requested_mode,
         "target": target,
+        "platform": platform_name,
         "model": registered["name"],
         "version": registered["version"],
         "status": CHAMPION if plan.crowns else CANDIDATE,
@@ -367,6 +429,6 @@ def _record(
         "model_uris": {p.name: p.model_uri for p in spec.predictors},
         **applied,
         "rollout_state_uri": None if rollout is None else rollout.state_uri,
-        "prediction_log_root": None if rollout is None else rollout.log_root,
+        "prediction_log_root": prediction_log_root,
         "stage": None if rollout is None else rollout.plan.stages()[0].name,
     }

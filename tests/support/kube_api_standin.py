@@ -1,30 +1,54 @@
-"""A local stand-in for the part of the Kubernetes API a SeldonDeployment rollout uses, for tests.
+"""A local stand-in for the part of the Kubernetes API our deployments use, for tests.
 
-No Kubernetes API server (nor Seldon's controller) can run on this machine, so the tests point the
-real ``kubernetes`` client at this instead: a real HTTP server on 127.0.0.1 answering GET, PATCH
-(server-side apply only) and DELETE on
-``/apis/machinelearning.seldon.io/v1/namespaces/{namespace}/seldondeployments/{name}``, with
-Kubernetes-shaped ``Status`` error bodies.
+No Kubernetes API server (nor Seldon's or KServe's controllers) can run on this machine, so the
+tests point the real ``kubernetes`` client at this instead: a real HTTP server on 127.0.0.1 serving
+three namespaced custom resources, ``seldondeployments`` (machinelearning.seldon.io/v1),
+``inferenceservices`` (serving.kserve.io/v1beta1) and ``servingruntimes`` (serving.kserve.io/v1alpha1),
+at ``/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}``, with Kubernetes-shaped
+``Status`` error bodies.
 
-What it imitates:
+What it imitates, because our code depends on it:
 
-* server-side apply: ``Content-Type: application/apply-patch+yaml`` (anything else: 415),
-  ``fieldManager`` required (422), a body whose name, namespace, apiVersion or kind disagree with
-  the URL refused (400), ``metadata.managedFields`` in the body refused (400); an object last
-  applied by another manager is a 409 conflict unless ``force=true``. An apply creates the object
-  if it is missing. Simplification: one applier's object replaces spec, labels and annotations
-  wholesale (the real server merges per field owner); the project always applies whole objects.
+* **CRD schemas, structurally**: every write is pruned of the fields the kind's CRD schema does not
+  declare (recursively; ``x-kubernetes-preserve-unknown-fields`` keeps a subtree; an object declared
+  without properties, such as an embedded ``metadata``, is kept whole, where the API server empties
+  all but metadata), as the API server does for structural schemas, then validated against it
+  (types, enums, required fields): 422 ``Invalid`` listing what is wrong. The schemas are the ones
+  vendored in ``manifests/schemas/``.
+* **writes**: server-side apply (PATCH, ``application/apply-patch+yaml``; anything else 415,
+  ``fieldManager`` required 422; name, namespace, apiVersion or kind disagreeing with the URL 400;
+  ``managedFields`` in the body 400; another manager's object a 409 conflict unless
+  ``force=true``), create (POST) and update (PUT). Creating answers **201**, updating **200**;
+  POST of an existing name is 409 ``AlreadyExists``. A body carrying ``metadata.resourceVersion``
+  other than the stored one is a **409 conflict** ("the object has been modified"); PUT requires it.
+  Simplification: one applier's object replaces spec, labels and annotations wholesale (the real
+  server merges per field owner); the project always applies whole objects.
 * ``metadata.generation`` goes up only when the spec changes; ``resourceVersion`` on every write;
-  ``status`` survives applies (it is a subresource) and starts empty on create.
-* a scripted controller: after an apply that changed the spec, the status is left as it was (the
-  controller has not reacted yet); each later GET advances a :class:`Plan` — ``Creating`` from the
-  ``react_after``-th GET, then ``Available`` or ``Failed`` (with a description) from the
-  ``settle_after``-th, or ``Creating`` for ever. Plans are queued per name with :meth:`plan`; an
-  apply with no queued plan gets :data:`WORKS` (Available on the second GET).
-* an optional admission check (``admission``) that refuses an apply with 422 and its messages.
+  ``status`` survives writes (it is a subresource) and starts empty on create.
+* **scripted controllers**, for SeldonDeployments and InferenceServices: after a write that changed
+  the spec, the status is left as it was (the controller has not reacted yet); each later GET
+  advances a :class:`Plan` -- reacting from the ``react_after``-th GET, settling on ready or failed
+  from the ``settle_after``-th, or never. Plans are queued per name with :meth:`plan`; a write with
+  no queued plan gets :data:`WORKS` (ready on the second GET). The statuses are shaped like the
+  controllers' own: Seldon's operator sets ``state`` (``Creating``, ``Available``, ``Failed``),
+  ``description`` and conditions ``DeploymentsReady``, ``ServicesReady``, ``Ready`` (no
+  ``observedGeneration`` unless ``observed_generation``); KServe's sets ``observedGeneration``,
+  conditions ``IngressReady``, ``PredictorReady``, ``Ready`` (a failure: ``PredictorReady`` False
+  with reason ``RevisionFailed`` and ``modelStatus.transitionStatus: BlockedByFailedLoad``), and
+  ``components.predictor`` with Knative revisions (``<name>-predictor-0000N``, a new one for every
+  change of the predictor other than ``canaryTrafficPercent``) and the traffic split between the
+  latest ready revision and the one rolled out before.
+* an optional admission check (``admission``, for every kind) that refuses a write with 422.
 
-Every request is recorded (method, path, query, content type, parsed body); :meth:`refuse_next` makes
-the next request of a method fail with a given status (403 from RBAC, 500...).
+What it still does not model: watches, list calls, label selectors, the status subresource's own
+endpoint, per-field ownership and merging of server-side apply, defaulting (a real server fills
+defaults the schemas declare), CEL rules (``x-kubernetes-validations``) and formats, finalizers and
+deletion grace, RBAC (use :meth:`refuse_next` for a 403), ClusterServingRuntimes (cluster-scoped),
+the pods, Knative routes and Istio behind the statuses, KServe's mutating webhook (which would
+merge the runtime into the pod), and any time-based behaviour (the controllers advance per GET).
+
+Every request is recorded (method, path, query, content type, parsed body); :meth:`refuse_next`
+makes the next request of a method fail with a given status (403 from RBAC, 500...).
 """
 
 from __future__ import annotations
@@ -35,19 +59,22 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import yaml
 
 from tests.support.loopback import JsonHandler, LoopbackServer
 
-_PATH = re.compile(r"/apis/machinelearning\.seldon\.io/v1/namespaces/([^/]+)/seldondeployments/([^/]+)")
-_API_VERSION, _KIND = "machinelearning.seldon.io/v1", "SeldonDeployment"
+_SCHEMAS = Path(__file__).resolve().parents[2] / "manifests" / "schemas"
+_PATH = re.compile(r"/apis/([^/]+)/([^/]+)/namespaces/([^/]+)/([^/]+)(?:/([^/]+))?")
 _REASONS = {
     400: "BadRequest",
     403: "Forbidden",
     404: "NotFound",
+    405: "MethodNotAllowed",
     409: "Conflict",
     415: "UnsupportedMediaType",
     422: "Invalid",
@@ -56,14 +83,48 @@ _REASONS = {
 
 
 @dataclass(frozen=True)
+class _Kind:
+    group: str
+    version: str
+    plural: str
+    kind: str
+    schema: str
+    controller: str | None  # "seldon", "kserve", or None (no status)
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}"
+
+
+_KINDS = {
+    kind.plural: kind
+    for kind in (
+        _Kind(
+            "machinelearning.seldon.io", "v1", "seldondeployments", "SeldonDeployment", "seldondeployment_v1", "seldon"
+        ),
+        _Kind(
+            "serving.kserve.io",
+            "v1beta1",
+            "inferenceservices",
+            "InferenceService",
+            "inferenceservice_v1beta1",
+            "kserve",
+        ),
+        _Kind("serving.kserve.io", "v1alpha1", "servingruntimes", "ServingRuntime", "servingruntime_v1alpha1", None),
+    )
+}
+
+
+@dataclass(frozen=True)
 class Plan:
-    """How the scripted controller answers one apply.
+    """How the scripted controller answers one change of spec.
 
     Attributes:
-        outcome: ``"Available"``, ``"Failed"``, or ``"never"`` (stays ``Creating``).
-        react_after: the GET from which the status shows ``Creating`` (1 = the first after the apply).
+        outcome: ``"Available"`` (ready: Seldon's Available, KServe's Ready), ``"Failed"``, or
+            ``"never"`` (stays not ready).
+        react_after: the GET from which the status shows the controller working (1 = the first after the write).
         settle_after: the GET from which the outcome shows.
-        description: ``status.description`` for a failure.
+        description: why it failed (Seldon's ``status.description``, KServe's condition message).
     """
 
     outcome: str = "Available"
@@ -98,28 +159,28 @@ class _Entry:
     manager: str
     plan: Plan | None = None
     gets: int = 0
+    revisions: int = 0  # KServe: Knative revisions created so far
+    rolled_out: str | None = None  # KServe: the revision taking the traffic the canary does not
 
 
 @dataclass
 class KubeApiStandIn(LoopbackServer):
-    """An in-memory SeldonDeployment API on a free loopback port; use as a context manager.
+    """In-memory SeldonDeployment, InferenceService and ServingRuntime APIs on a loopback port; a context manager.
 
     Args:
-        admission: returns the problems that make an apply fail with 422 (Seldon's webhook).
-        observed_generation: the scripted controller reports ``status.observedGeneration``
-            (Seldon Core v1 does not).
+        admission: returns the problems that make a write fail with 422 (a validating webhook).
+        observed_generation: the Seldon controller reports ``status.observedGeneration``
+            (Seldon Core v1 does not; KServe's always does).
     """
 
     admission: Callable[[dict[str, Any]], list[str]] | None = None
     observed_generation: bool = False
-    _objects: dict[tuple[str, str], _Entry] = field(default_factory=dict)
+    _objects: dict[tuple[str, str, str], _Entry] = field(default_factory=dict)
     _plans: dict[tuple[str, str], list[Plan]] = field(default_factory=dict)
     _requests: list[RecordedRequest] = field(default_factory=list)
     _refusals: list[list[Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _version: int = 0
-
-    # -- lifecycle ---------------------------------------------------------------------------
 
     def write_kubeconfig(self, path: Path) -> Path:
         """A kubeconfig whose current context is this server."""
@@ -128,18 +189,22 @@ class KubeApiStandIn(LoopbackServer):
     # -- test helpers ------------------------------------------------------------------------
 
     def plan(self, namespace: str, name: str, *plans: Plan) -> None:
-        """Queues how the controller answers the next applies of ``namespace/name``, in order."""
+        """Queues how the controller answers the next spec changes of ``namespace/name``, in order."""
         with self._lock:
             self._plans.setdefault((namespace, name), []).extend(plans)
 
     def seed(self, obj: dict[str, Any], *, manager: str = "kubectl", state: str = "Available") -> dict[str, Any]:
         """Stores ``obj`` as if ``manager`` had applied it and the controller had settled on ``state``."""
         with self._lock:
-            stored = self._store(json.loads(json.dumps(obj)), manager, previous=None)
-            stored["status"] = {"state": state}
-            if self.observed_generation:
-                stored["status"]["observedGeneration"] = stored["metadata"]["generation"]
-            return json.loads(json.dumps(stored))
+            kind = _kind_of(obj)
+            entry = self._store(kind, _prune_and_check(kind, _copy(obj)), manager, previous=None)
+            entry.revisions = 1 if kind.controller == "kserve" else 0
+            entry.plan = Plan(state, 0, 0, "") if state in ("Available", "Failed") else None
+            if entry.plan is not None:
+                entry.gets = -1
+                self._advance(kind, entry)
+            entry.plan = None
+            return _copy(entry.obj)
 
     def refuse_next(self, method: str, code: int, message: str, *, after: int = 0) -> None:
         """Makes a ``method`` request fail with ``code`` and ``message`` (nothing changes).
@@ -150,11 +215,12 @@ class KubeApiStandIn(LoopbackServer):
         with self._lock:
             self._refusals.append([method, code, message, after])
 
-    def object(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """A copy of the stored object, or None."""
+    def object(self, namespace: str, name: str, kind: str = "SeldonDeployment") -> dict[str, Any] | None:
+        """A copy of the stored object of ``kind``, or None."""
+        plural = next(k.plural for k in _KINDS.values() if k.kind == kind)
         with self._lock:
-            entry = self._objects.get((namespace, name))
-            return json.loads(json.dumps(entry.obj)) if entry else None
+            entry = self._objects.get((plural, namespace, name))
+            return _copy(entry.obj) if entry else None
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -166,14 +232,16 @@ class KubeApiStandIn(LoopbackServer):
 
     # -- dispatch (called with the lock held) ------------------------------------------------
 
-    def _dispatch(self, method: str, path: str, query: dict[str, str], content_type: str, raw: bytes) -> Any:
+    def _dispatch(
+        self, method: str, path: str, query: dict[str, str], content_type: str, raw: bytes
+    ) -> tuple[int, Any]:
         body: Any = None
         if raw:
             try:
                 body = yaml.safe_load(raw)  # JSON is YAML: covers both patch encodings
             except yaml.YAMLError:
                 body = raw.decode(errors="replace")
-        self._requests.append(RecordedRequest(method, path, query, content_type, json.loads(json.dumps(body))))
+        self._requests.append(RecordedRequest(method, path, query, content_type, _copy(body)))
         refusal = next((r for r in self._refusals if r[0] == method), None)
         if refusal is not None:
             if refusal[3] > 0:
@@ -182,108 +250,280 @@ class KubeApiStandIn(LoopbackServer):
                 self._refusals.remove(refusal)
                 raise _Refused(refusal[1], refusal[2])
         match = _PATH.fullmatch(path)
-        if not match:
+        kind = _KINDS.get(match.group(4)) if match else None
+        if match is None or kind is None or (match.group(1), match.group(2)) != (kind.group, kind.version):
             raise _Refused(404, "the server could not find the requested resource")
-        namespace, name = match.groups()
-        key = (namespace, name)
+        namespace, name = match.group(3), match.group(5)
+        if name is None:
+            if method != "POST":
+                raise _Refused(405, f"the stand-in does not implement {method} on a collection")
+            return self._write(kind, namespace, _name_of(body), query, body, create_only=True)
+        key = (kind.plural, namespace, name)
         if method == "GET":
-            entry = self._found(key)
-            self._advance(entry)
-            return entry.obj
+            entry = self._found(kind, key)
+            self._advance(kind, entry)
+            return 200, entry.obj
         if method == "DELETE":
-            self._found(key)
+            self._found(kind, key)
             del self._objects[key]
-            return {
-                "kind": "Status",
-                "apiVersion": "v1",
-                "metadata": {},
-                "status": "Success",
-                "details": {"name": name, "group": "machinelearning.seldon.io", "kind": "seldondeployments"},
-            }
+            details = {"name": name, "group": kind.group, "kind": kind.plural}
+            return 200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
         if method == "PATCH":
-            return self._apply(key, query, content_type, body)
+            if content_type != "application/apply-patch+yaml":
+                raise _Refused(415, f"the stand-in implements server-side apply only, not {content_type!r}")
+            if not query.get("fieldManager"):
+                raise _Refused(
+                    422,
+                    'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch',
+                )
+            return self._write(kind, namespace, name, query, body)
+        if method == "PUT":
+            self._found(kind, key)
+            if not ((body or {}).get("metadata") or {}).get("resourceVersion"):
+                raise _Refused(
+                    422,
+                    f'{kind.plural}.{kind.group} "{name}" is invalid: metadata.resourceVersion: '
+                    "Invalid value: 0: must be specified for an update",
+                )
+            return self._write(kind, namespace, name, query, body)
         raise _Refused(405, f"the stand-in does not implement {method}")
 
-    def _found(self, key: tuple[str, str]) -> _Entry:
+    def _found(self, kind: _Kind, key: tuple[str, str, str]) -> _Entry:
         entry = self._objects.get(key)
         if entry is None:
-            raise _Refused(404, f'seldondeployments.machinelearning.seldon.io "{key[1]}" not found')
+            raise _Refused(404, f'{kind.plural}.{kind.group} "{key[2]}" not found')
         return entry
 
-    def _apply(self, key: tuple[str, str], query: dict[str, str], content_type: str, body: Any) -> dict[str, Any]:
-        if content_type != "application/apply-patch+yaml":
-            raise _Refused(415, f"the stand-in implements server-side apply only, not {content_type!r}")
-        manager = query.get("fieldManager")
-        if not manager:
-            raise _Refused(
-                422, 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch'
-            )
+    def _write(
+        self, kind: _Kind, namespace: str, name: str, query: dict[str, str], body: Any, create_only: bool = False
+    ) -> tuple[int, dict[str, Any]]:
         if not isinstance(body, dict):
-            raise _Refused(400, "the apply body is not an object")
+            raise _Refused(400, "the body is not an object")
         metadata = body.get("metadata") or {}
-        if (body.get("apiVersion"), body.get("kind")) != (_API_VERSION, _KIND):
+        if (body.get("apiVersion"), body.get("kind")) != (kind.api_version, kind.kind):
             raise _Refused(
-                400, f"apply body is {body.get('apiVersion')} {body.get('kind')}, not {_API_VERSION} {_KIND}"
+                400, f"body is {body.get('apiVersion')} {body.get('kind')}, not {kind.api_version} {kind.kind}"
             )
-        if metadata.get("name") != key[1] or metadata.get("namespace", key[0]) != key[0]:
+        if metadata.get("name") != name or metadata.get("namespace", namespace) != namespace:
             raise _Refused(
                 400,
                 f"the name/namespace of the object ({metadata.get('namespace')}/{metadata.get('name')})"
-                f" does not match the URL ({key[0]}/{key[1]})",
+                f" does not match the URL ({namespace}/{name})",
             )
         if "managedFields" in metadata:
             raise _Refused(400, "metadata.managedFields must be nil")
+        key = (kind.plural, namespace, name)
         previous = self._objects.get(key)
-        if previous is not None and previous.manager != manager and query.get("force") != "true":
+        if create_only and previous is not None:
+            raise _Refused(409, f'{kind.plural}.{kind.group} "{name}" already exists')
+        version = metadata.get("resourceVersion")
+        if version is not None and (previous is None or version != previous.obj["metadata"]["resourceVersion"]):
+            raise _Refused(
+                409,
+                f'Operation cannot be fulfilled on {kind.plural}.{kind.group} "{name}": the object has been '
+                "modified; please apply your changes to the latest version and try again",
+            )
+        manager = query.get("fieldManager") or "kubectl"
+        if previous is not None and previous.manager != manager and query.get("force") != "true" and not create_only:
             raise _Refused(409, f'Apply failed with 1 conflict: conflict with "{previous.manager}": .spec')
+        pruned = _prune_and_check(kind, body)
         if self.admission is not None:
-            problems = self.admission(body)
+            problems = self.admission(pruned)
             if problems:
-                raise _Refused(
-                    422, f'admission webhook "v1.vseldondeployment.kb.io" denied the request: {"; ".join(problems)}'
-                )
-        stored = self._store(body, manager, previous)
-        entry = self._objects[key]
-        if previous is None or entry.obj["metadata"]["generation"] != previous.obj["metadata"]["generation"]:
-            queued = self._plans.get(key) or []
+                raise _Refused(422, f"admission webhook denied the request: {'; '.join(problems)}")
+        entry = self._store(kind, pruned, manager, previous)
+        if kind.controller and (
+            previous is None or entry.obj["metadata"]["generation"] != previous.obj["metadata"]["generation"]
+        ):
+            queued = self._plans.get((namespace, name)) or []
             entry.plan, entry.gets = (queued.pop(0) if queued else WORKS), 0
-        return stored
+            if kind.controller == "kserve" and (previous is None or _template(previous.obj) != _template(entry.obj)):
+                entry.revisions += 1
+        return (201 if previous is None else 200), entry.obj
 
-    def _store(self, body: dict[str, Any], manager: str, previous: _Entry | None) -> dict[str, Any]:
+    def _store(self, kind: _Kind, body: dict[str, Any], manager: str, previous: _Entry | None) -> _Entry:
         """Writes ``body`` as the object; the controller's plan carries over (the caller sets a new one)."""
         metadata = body.setdefault("metadata", {})
-        key = (metadata.setdefault("namespace", "default"), metadata["name"])
+        key = (kind.plural, metadata.setdefault("namespace", "default"), metadata["name"])
         self._version += 1
         now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        changed = previous is None or previous.obj["spec"] != body.get("spec")
+        changed = previous is None or previous.obj.get("spec") != body.get("spec")
         old = previous.obj["metadata"] if previous else {}
         metadata.update(
             uid=old.get("uid", f"uid-{self._version}"),
             creationTimestamp=old.get("creationTimestamp", now),
             generation=old.get("generation", 0) + 1 if changed else old["generation"],
             resourceVersion=str(self._version),
-            managedFields=[{"manager": manager, "operation": "Apply", "apiVersion": _API_VERSION, "time": now}],
+            managedFields=[{"manager": manager, "operation": "Apply", "apiVersion": kind.api_version, "time": now}],
         )
-        body["status"] = previous.obj.get("status", {}) if previous else {}
-        self._objects[key] = _Entry(
-            body, manager, previous.plan if previous else None, previous.gets if previous else 0
-        )
-        return body
+        if kind.controller:
+            body["status"] = previous.obj.get("status", {}) if previous else {}
+        entry = _Entry(body, manager)
+        if previous is not None:
+            entry.plan, entry.gets = previous.plan, previous.gets
+            entry.revisions, entry.rolled_out = previous.revisions, previous.rolled_out
+        self._objects[key] = entry
+        return entry
 
-    def _advance(self, entry: _Entry) -> None:
+    def _advance(self, kind: _Kind, entry: _Entry) -> None:
         """One GET's worth of the scripted controller."""
-        if entry.plan is None:
+        if entry.plan is None or kind.controller is None:
             return
         entry.gets += 1
-        plan, status = entry.plan, entry.obj.setdefault("status", {})
+        plan = entry.plan
         if entry.gets >= plan.settle_after and plan.outcome != "never":
-            status.update(state=plan.outcome, description=plan.description if plan.outcome == "Failed" else "")
+            outcome = plan.outcome
         elif entry.gets >= plan.react_after:
-            status.update(state="Creating", description="")
+            outcome = "Creating"
         else:
             return
-        if self.observed_generation:
-            status["observedGeneration"] = entry.obj["metadata"]["generation"]
+        if kind.controller == "seldon":
+            entry.obj["status"] = _seldon_status(entry.obj, outcome, plan.description)
+            if self.observed_generation:
+                entry.obj["status"]["observedGeneration"] = entry.obj["metadata"]["generation"]
+        else:
+            if outcome == "Available":
+                latest = _revision(entry.obj, entry.revisions)
+                canary = entry.obj["spec"]["predictor"].get("canaryTrafficPercent")
+                if canary is None or entry.rolled_out in (None, latest):
+                    entry.rolled_out = latest
+            entry.obj["status"] = _kserve_status(entry, outcome, plan.description)
+
+
+def _kind_of(obj: dict[str, Any]) -> _Kind:
+    return next(k for k in _KINDS.values() if (k.api_version, k.kind) == (obj.get("apiVersion"), obj.get("kind")))
+
+
+def _name_of(body: Any) -> str:
+    return str(((body or {}).get("metadata") or {}).get("name") or "") if isinstance(body, dict) else ""
+
+
+def _copy(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+@cache
+def _schema(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((_SCHEMAS / f"{name}.json").read_text())
+    return loaded
+
+
+def _prune(value: Any, schema: dict[str, Any]) -> Any:
+    """``value`` without the fields ``schema`` does not declare (structural pruning)."""
+    if schema.get("x-kubernetes-preserve-unknown-fields") or schema.get("x-kubernetes-int-or-string"):
+        return value
+    if isinstance(value, dict):
+        if "properties" in schema:
+            declared = schema["properties"]
+            return {k: _prune(v, declared[k]) for k, v in value.items() if k in declared}
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, dict):
+            return {k: _prune(v, extra) for k, v in value.items()}
+        return value
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [_prune(v, schema["items"]) for v in value]
+    return value
+
+
+def _prune_and_check(kind: _Kind, body: dict[str, Any]) -> dict[str, Any]:
+    schema = _schema(kind.schema)
+    pruned = {
+        **_prune({k: v for k, v in body.items() if k != "metadata"}, schema),
+        "metadata": body.get("metadata") or {},
+    }
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(pruned), key=lambda e: list(map(str, e.path)))
+    if errors:
+        details = "; ".join(f"{'.'.join(map(str, e.path)) or '<root>'}: {e.message[:150]}" for e in errors[:10])
+        raise _Refused(422, f'{kind.kind}.{kind.group} "{_name_of(body)}" is invalid: {details}')
+    return pruned
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _condition(kind: str, ok: bool | None, reason: str = "", message: str = "") -> dict[str, Any]:
+    condition = {
+        "type": kind,
+        "status": {True: "True", False: "False", None: "Unknown"}[ok],
+        "lastTransitionTime": _now(),
+    }
+    return {**condition, **({"reason": reason} if reason else {}), **({"message": message} if message else {})}
+
+
+def _seldon_status(obj: dict[str, Any], outcome: str, description: str) -> dict[str, Any]:
+    """What Seldon Core v1's operator reports (state, description, conditions, address)."""
+    name, namespace = obj["metadata"]["name"], obj["metadata"]["namespace"]
+    ready = outcome == "Available"
+    failed = outcome == "Failed"
+    return {
+        "state": outcome,
+        "description": description if failed else "",
+        "address": {"url": f"http://{name}-default.{namespace}.svc.cluster.local:8000/api/v1.0/predictions"},
+        "conditions": [
+            _condition(
+                "DeploymentsReady", ready, "" if ready else "Deployments not ready", description if failed else ""
+            ),
+            _condition("ServicesReady", ready or failed, "" if ready else "Services not ready"),
+            _condition("Ready", ready, "" if ready else "Deployments not ready"),
+        ],
+    }
+
+
+def _template(obj: dict[str, Any]) -> Any:
+    """What makes a new Knative revision: the predictor, its canary share aside."""
+    return {k: v for k, v in obj["spec"]["predictor"].items() if k != "canaryTrafficPercent"}
+
+
+def _revision(obj: dict[str, Any], number: int) -> str:
+    return f"{obj['metadata']['name']}-predictor-{number:05d}"
+
+
+def _kserve_status(entry: _Entry, outcome: str, description: str) -> dict[str, Any]:
+    """What KServe's controller reports: observedGeneration, conditions, the predictor's revisions and traffic."""
+    obj = entry.obj
+    name, namespace = obj["metadata"]["name"], obj["metadata"]["namespace"]
+    latest = _revision(obj, entry.revisions)
+    ready, failed = outcome == "Available", outcome == "Failed"
+    canary = obj["spec"]["predictor"].get("canaryTrafficPercent")
+    if ready and canary is not None and entry.rolled_out not in (None, latest):
+        traffic = [
+            {"revisionName": latest, "percent": canary, "latestRevision": True, "tag": "latest"},
+            {"revisionName": entry.rolled_out, "percent": 100 - canary, "latestRevision": False, "tag": "prev"},
+        ]
+    elif ready or entry.rolled_out is None:
+        traffic = [{"revisionName": latest, "percent": 100, "latestRevision": True}] if ready else []
+    else:  # the new revision is not ready: the rolled-out one keeps everything
+        traffic = [{"revisionName": entry.rolled_out, "percent": 100, "latestRevision": False}]
+    status: dict[str, Any] = {
+        "observedGeneration": obj["metadata"]["generation"],
+        "url": f"http://{name}.{namespace}.example.com",
+        "address": {"url": f"http://{name}.{namespace}.svc.cluster.local"},
+        "conditions": [
+            _condition("IngressReady", ready or None),
+            _condition(
+                "PredictorReady",
+                ready if ready or failed else None,
+                "RevisionFailed" if failed else ("" if ready else "RevisionMissing"),
+                f'Revision "{latest}" failed with message: {description}' if failed else "",
+            ),
+            _condition("Ready", ready if ready or failed else None, "" if ready else "RevisionMissing"),
+        ],
+        "components": {
+            "predictor": {
+                "latestCreatedRevision": latest,
+                **({"latestReadyRevision": latest} if ready else {}),
+                **({"latestRolledoutRevision": entry.rolled_out} if entry.rolled_out else {}),
+                "traffic": traffic,
+            }
+        },
+        "modelStatus": {
+            "transitionStatus": "BlockedByFailedLoad" if failed else ("UpToDate" if ready else "InProgress"),
+            "states": {"activeModelState": "Loaded" if ready else "Pending", "targetModelState": "Loaded"},
+            **({"lastFailureInfo": {"reason": "ModelLoadFailed", "message": description}} if failed else {}),
+        },
+    }
+    return status
 
 
 def write_kubeconfig(path: Path, server: str) -> Path:
@@ -312,13 +552,20 @@ class _Handler(JsonHandler):
     def do_DELETE(self) -> None:
         self._handle()
 
+    def do_POST(self) -> None:
+        self._handle()
+
+    def do_PUT(self) -> None:
+        self._handle()
+
     def _handle(self) -> None:
         path, query, raw = self.read_request()
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip()
         try:
             with self.owner._lock:
-                answer = json.loads(json.dumps(self.owner._dispatch(self.command, path, query, content_type, raw)))
-            self.send_json(200, answer)
+                code, answer = self.owner._dispatch(self.command, path, query, content_type, raw)
+                answer = _copy(answer)
+            self.send_json(code, answer)
         except _Refused as refused:
             self.send_json(
                 refused.code,

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from kfp_mlops.core.config import Settings
+from kfp_mlops.serving.cluster.resources import ServingOptions
 from kfp_mlops.core.errors import ConfigError
 from kfp_mlops.serving.cluster import kube_apply
 from kfp_mlops.serving.cluster import seldon_deployment as sd
@@ -24,7 +24,7 @@ from tests.support.kube_api_standin import KubeApiStandIn, Plan, write_kubeconfi
 
 SDEP_PATH = "/apis/machinelearning.seldon.io/v1/namespaces/models/seldondeployments/iris"
 FAST = {"poll_s": 0.01, "settle_s": 5.0, "timeout_s": 10.0}
-SETTINGS = Settings(home=Path("unused"), store_root="unused")  # only its model-server images are read
+SERVING = ServingOptions()
 
 
 @pytest.fixture()
@@ -41,7 +41,7 @@ def _use(server: KubeApiStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 
 def _manifest(model_uri: str = "gs://bucket/models/iris/versions/v2") -> dict[str, Any]:
-    return sd.render(DeploymentSpec.single("iris", model_uri), settings=SETTINGS)
+    return sd.render(DeploymentSpec.single("iris", model_uri), serving=SERVING)
 
 
 def _model_uri(obj: dict[str, Any]) -> str:
@@ -168,12 +168,12 @@ def test_a_new_deployment_that_never_becomes_available_is_deleted(standin: KubeA
 )
 def test_invalid_specs_are_refused_before_anything_is_sent(standin: KubeApiStandIn, spec: DeploymentSpec) -> None:
     with pytest.raises(InvalidSpec):
-        kube_apply.apply_and_wait(sd.render(spec, settings=SETTINGS), **FAST)
+        kube_apply.apply_and_wait(sd.render(spec, serving=SERVING), **FAST)
     assert standin.requests == []
 
 
 def test_a_tampered_manifest_is_refused_before_anything_is_sent(standin: KubeApiStandIn) -> None:
-    manifest = sd.render(DeploymentSpec.ab("iris", "gs://b/1", "gs://b/2", 10), settings=SETTINGS)
+    manifest = sd.render(DeploymentSpec.ab("iris", "gs://b/1", "gs://b/2", 10), serving=SERVING)
     manifest["spec"]["predictors"][1]["traffic"] = 50
     with pytest.raises(InvalidSpec, match="traffic sums to 140"):
         kube_apply.apply_and_wait(manifest, **FAST)

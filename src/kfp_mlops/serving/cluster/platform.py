@@ -58,7 +58,8 @@ def deploy(
     serving: ServingOptions,
     client: ApiClient | None = None,
     timeout_s: float = 600.0,
-    **wait: float,
+    poll_s: float = 5.0,
+    settle_s: float = 15.0,
 ) -> kube_apply.ApplyResult:
     """Applies ``spec`` on ``platform`` and waits until it is ready (restoring the previous state if not).
 
@@ -68,7 +69,7 @@ def deploy(
         serving: images, service account, prediction log, KServe logger.
         client: the Kubernetes API client (default: :func:`~.kube_apply.api_client`).
         timeout_s: how long each wait may take.
-        wait: ``poll_s`` / ``settle_s`` for :func:`~.kube_apply.apply_and_wait`.
+        poll_s, settle_s: as for :func:`~.kube_apply.apply_and_wait`.
 
     Returns:
         The result of the deployment's apply (the last one).
@@ -87,7 +88,9 @@ def deploy(
             for prerequisite in prerequisites:
                 kube_apply.apply(prerequisite, client=client)
             prerequisites = []
-            kube_apply.apply_and_wait(stable_manifest, client=client, timeout_s=timeout_s, **wait)
+            kube_apply.apply_and_wait(
+                stable_manifest, client=client, timeout_s=timeout_s, poll_s=poll_s, settle_s=settle_s
+            )
     for prerequisite in prerequisites:
         kube_apply.apply(prerequisite, client=client)
-    return kube_apply.apply_and_wait(manifest, client=client, timeout_s=timeout_s, **wait)
+    return kube_apply.apply_and_wait(manifest, client=client, timeout_s=timeout_s, poll_s=poll_s, settle_s=settle_s)

@@ -101,8 +101,46 @@ def test_live_comparison_without_labels_still_has_guardrail_metrics() -> None:
             "false_positives": 0,
             "fraud_amount": 0.0,
             "fraud_amount_caught": 0.0,
+            "rejected": 0,
         }
     )
+
+
+def test_refused_requests_are_counted_but_steer_no_guardrail() -> None:
+    """Garbage sent to the challenger is refused (4xx, ``rejected``): no error, no latency, no rollback."""
+    log = synthetic_log(np.random.default_rng(3), 1_000, paired=False)
+    clean = rollout.compare_live(log, config=LIVE)
+    challenger = (log["predictor"] == rollout.CHALLENGER).to_numpy()
+    garbage = (
+        log[challenger]
+        .head(600)
+        .assign(
+            request_id=[f"garbage-{i}" for i in range(600)],
+            status=plog.REJECTED,
+            score=np.nan,
+            decision=None,
+            label=np.nan,
+            latency_ms=0.2,
+        )
+    )
+    attacked = rollout.compare_live(pd.concat([log, garbage], ignore_index=True), config=LIVE)
+
+    counts = dict(attacked.counts[rollout.CHALLENGER])
+    assert counts.pop("rejected") == 600
+    assert counts == {k: v for k, v in clean.counts[rollout.CHALLENGER].items() if k != "rejected"}
+    assert attacked.metrics[rollout.CHALLENGER]["error_rate"] == clean.metrics[rollout.CHALLENGER]["error_rate"]
+    assert attacked.metrics[rollout.CHALLENGER]["p99_latency_ms"] == clean.metrics[rollout.CHALLENGER]["p99_latency_ms"]
+    plan = StagePlan(min_labelled=100, min_positives=10)
+    assert (
+        rollout.decide(plan, Stage("canary", 5), attacked).action
+        == rollout.decide(plan, Stage("canary", 5), clean).action
+    )
+
+    # A server failure (``error``) is what the guardrail counts.
+    failed = garbage.assign(status=plog.ERROR)
+    broken = rollout.compare_live(pd.concat([log, failed], ignore_index=True), config=LIVE)
+    assert broken.counts[rollout.CHALLENGER]["errors"] == 600 + clean.counts[rollout.CHALLENGER]["errors"]
+    assert rollout.decide(plan, Stage("canary", 5), broken).action == "rollback"
 
 
 def test_an_empty_stage_holds(tmp_path: Path) -> None:

@@ -7,6 +7,12 @@ rate of declines, approval rate, share of the fraud amount caught) and the opera
 (error rate, p99 latency), each with a confidence interval, and the challenger-minus-legacy
 difference of each with an interval (:class:`LiveComparison`).
 
+Requests the server **refused** (status ``rejected``: a 4xx, the client's fault) are left out of
+every metric -- the error rate, the latency, the approval rate -- and only counted
+(``counts[...]["rejected"]``): otherwise anyone able to send garbage to the challenger (``X-Predictor:
+challenger``) could force a rollback, or dilute its real failures. ``error`` (a server failure or a
+timeout) is what the error-rate guardrail counts.
+
 Intervals (methods in :mod:`kfp_mlops.rollout.intervals`):
 
 * **Single rates** (error rate, approval rate, false-positive rate of declines): Wilson score
@@ -59,6 +65,7 @@ from kfp_mlops.rollout.intervals import (
 )
 from kfp_mlops.rollout.metrics import LabelledRows, RequestRows, difference_standard_errors, point_estimate
 from kfp_mlops.rollout.sequential import StandardError
+from kfp_mlops.serving.prediction_log import REJECTED
 
 if TYPE_CHECKING:
     import numpy as np
@@ -124,10 +131,11 @@ class LiveComparison:
         challenger: The challenger's name.
         paired: Whether the differences are paired (both scored the same requests).
         confidence: Of every interval.
-        counts: Predictor -> ``requests``, ``errors``, ``approved``, ``labelled`` (answered and
-            labelled), ``positives`` (frauds among those), ``false_positives`` (legitimate ones
-            declined) and, when the inputs carry an amount, ``fraud_amount`` and
-            ``fraud_amount_caught`` (declined).
+        counts: Predictor -> ``requests`` and ``errors`` (refused requests left out), ``rejected``
+            (requests the server refused), ``approved``, ``labelled`` (answered and labelled),
+            ``positives`` (frauds among those), ``false_positives`` (legitimate ones declined)
+            and, when the inputs carry an amount, ``fraud_amount`` and ``fraud_amount_caught``
+            (declined).
         metrics: Predictor -> metric -> interval; a metric is absent when the data cannot
             define it (e.g. no fraud labelled yet).
         difference: Metric -> interval of challenger minus legacy.
@@ -316,7 +324,9 @@ class _Side:
 
     def __init__(self, rows: pd.DataFrame, config: LiveConfig) -> None:
         self.config = config
-        self.rows = rows.set_index("request_id", drop=False)
+        # A request the server refused is the client's doing: counted, but in no metric (module docstring).
+        refused = (rows["status"] == REJECTED).to_numpy()
+        self.rows = rows[~refused].set_index("request_id", drop=False)
         ok = (self.rows["status"] == "ok").to_numpy()
         declined = (self.rows["decision"] == config.decline).to_numpy()
         labelled = ok & self.rows["label"].notna().to_numpy()
@@ -330,6 +340,7 @@ class _Side:
             "labelled": int(labelled.sum()),
             "positives": int(label[labelled].sum()),
             "false_positives": int(((1 - label) * declined)[labelled].sum()),
+            "rejected": int(refused.sum()),
         }
         self.counts: dict[str, float] = dict(self.tally)
         if amount is not None:

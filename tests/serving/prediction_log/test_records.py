@@ -34,10 +34,25 @@ def test_invalid_record_names_request_and_field(changes: dict, match: str) -> No
 
 def test_a_refusal_is_rejected_with_its_reason_and_the_clients_id_beside_the_servers() -> None:
     refused = plog.PredictionRecord(
-        "srv-1", "challenger", "v1", {}, None, None, 0.8, plog.REJECTED, T0, error="400: feature 'x'", client_request_id="mine"
+        "srv-1",
+        "challenger",
+        "v1",
+        {},
+        None,
+        None,
+        0.8,
+        plog.REJECTED,
+        T0,
+        error="400: feature 'x'",
+        client_request_id="mine",
     )
     row = refused.row()
-    assert (row["request_id"], row["client_request_id"], row["status"], row["score"]) == ("srv-1", "mine", "rejected", None)
+    assert (row["request_id"], row["client_request_id"], row["status"], row["score"]) == (
+        "srv-1",
+        "mine",
+        "rejected",
+        None,
+    )
     assert json.loads(row["features"]) == {}
 
 

@@ -1,4 +1,4 @@
-"""The prediction log: every prediction a predictor made and every label that arrived later, as a table any engine reads.
+"""The prediction log: every prediction made and every label that came later, as a table any engine reads.
 
 Append-only Parquet on any storage root (a local folder, the GCS emulator or ``gs://``), through
 :mod:`kfp_mlops.core.storage` -- one code path, create-only immutable objects. Hive-partitioned::

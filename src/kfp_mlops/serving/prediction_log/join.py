@@ -71,7 +71,9 @@ def join(root: str, as_of: datetime, *, since: datetime | None = None) -> pd.Dat
     if not twice.empty:
         pairs = sorted({f"{r} by {p}" for r, p in zip(twice["request_id"], twice["predictor"])})
         raise DataError(f"prediction log {root}: request id(s) logged twice [{len(pairs)}]: {some(pairs)}")
-    labels = read_labels(root, dates=None if since is None else days_between(since.date() - timedelta(days=1), as_of.date()))
+    labels = read_labels(
+        root, dates=None if since is None else days_between(since.date() - timedelta(days=1), as_of.date())
+    )
     labels = labels[labels["labelled_at"] <= as_of].drop_duplicates()
     relabelled = labels[labels["request_id"].duplicated(keep=False)]["request_id"]
     if not relabelled.empty:
@@ -80,4 +82,3 @@ def join(root: str, as_of: datetime, *, since: datetime | None = None) -> pd.Dat
     joined = predictions.merge(labels, on="request_id", how="left", validate="many_to_one")
     joined["label"] = joined["label"].astype(float)
     return joined
-

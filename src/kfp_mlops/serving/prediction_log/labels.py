@@ -9,8 +9,9 @@ What recording a batch costs -- O(batch), not O(log):
 * **Which predictions are read.** A label comes after its prediction and, by contract, at most
   ``label_window`` (default 7 days) after it. The prediction hours from the batch's latest
   ``labelled_at`` back to its earliest minus ``label_window`` are the only ones its ids can be in;
-  they are read **newest first** (two columns, ``request_id`` and ``timestamp``, rows filtered to
-  the batch's ids as each segment is read) and the scan **stops as soon as every id is found**.
+  they are read **newest first**, in steps of 1, 2, 4... hours (two columns, ``request_id`` and
+  ``timestamp``, rows filtered to the batch's ids as each segment is read), and the scan **stops
+  as soon as every id is found**.
   Labels usually follow their predictions closely (the feedback endpoint: seconds; a fraud
   team's import: days), so the scan touches the hours between the batch's oldest prediction
   and its labels -- never the log's history, which may be years. Only a batch with an unknown id
@@ -56,7 +57,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 LABEL_WINDOW = timedelta(days=7)
-_SCAN_SEGMENTS = 16  # prediction segments read per step of the newest-first scan
 
 
 def record_labels(
@@ -85,7 +85,9 @@ def record_labels(
         return None
     ids = [request_id for request_id, _, _ in batch]
     moments = [at for _, _, at in batch]
-    first_seen = _first_predictions(root, set(ids), min(moments, default=None), max(moments, default=None), label_window)
+    first_seen = _first_predictions(
+        root, set(ids), min(moments, default=None), max(moments, default=None), label_window
+    )
     recorded = _recorded(root, set(ids), sorted({at.date() for at in first_seen.values()}))
 
     seen: set[str] = set()
@@ -165,30 +167,30 @@ def _first_predictions(
     wanted = pa.array(sorted(ids), pa.string())
     first: dict[str, datetime] = {}
     missing = set(ids)
-    step: list[Segment] = []
     hours = sorted(by_hour, reverse=True)
-    for index, hour in enumerate(hours):
-        step.extend(by_hour[hour])
-        if len(step) < _SCAN_SEGMENTS and index + 1 < len(hours):
-            continue
-        found = read_segments(step, PREDICTION_SCHEMA, columns=["request_id", "timestamp"], only_ids=wanted)
-        found = found.group_by("request_id").aggregate([("timestamp", "min")])
-        for request_id, moment in zip(found["request_id"].to_pylist(), found["timestamp_min"].to_pylist()):
-            first[request_id] = min(moment, first.get(request_id, moment))
-            missing.discard(request_id)
-        step = []
+    start, size = 0, 1
+    while missing and start < len(hours):
+        # Steps of 1, 2, 4... hours: at most twice the hours needed, in few rounds of concurrent reads.
+        step = hours[start : start + size]
+        start, size = start + size, 2 * size
+        missing -= _found(step, by_hour, wanted, first)
         if not missing:
-            # Every id is found; a shadow's predictions of one request, moments apart, may sit in
-            # the previous hour as well: read it too, for the first one.
-            previous = hour - timedelta(hours=1)
-            if previous in by_hour:
-                earlier = read_segments(
-                    by_hour[previous], PREDICTION_SCHEMA, columns=["request_id", "timestamp"], only_ids=wanted
-                )
-                for request_id, moment in zip(earlier["request_id"].to_pylist(), earlier["timestamp"].to_pylist()):
-                    first[request_id] = min(moment, first[request_id])
-            break
+            # A shadow's predictions of one request, moments apart, may sit in the hour before
+            # the oldest one read: read it too, for the first prediction.
+            _found([step[-1] - timedelta(hours=1)], by_hour, wanted, first)
     return first
+
+
+def _found(
+    hours: list[datetime], by_hour: dict[datetime, list[Segment]], wanted: pa.Array, first: dict[str, datetime]
+) -> set[str]:
+    """Reads ``hours``' predictions of the ``wanted`` ids into ``first``; returns the ids found."""
+    segments = [segment for hour in hours for segment in by_hour.get(hour, [])]
+    table = read_segments(segments, PREDICTION_SCHEMA, columns=["request_id", "timestamp"], only_ids=wanted)
+    table = table.group_by("request_id").aggregate([("timestamp", "min")])
+    for request_id, moment in zip(table["request_id"].to_pylist(), table["timestamp_min"].to_pylist()):
+        first[request_id] = min(moment, first.get(request_id, moment))
+    return set(table["request_id"].to_pylist())
 
 
 def _recorded(root: str, ids: set[str], dates: list[date]) -> dict[str, tuple[int, datetime]]:

@@ -193,7 +193,7 @@ class PredictionLogWriter:
                 if everything or len(buffer.rows) >= self.max_records or now - buffer.since >= self.max_age_s
             ]
             cut = [(key, self._buffers.pop(key).rows) for key in due]
-            for (predictor, hour), _ in cut:
+            for (predictor, _), _rows in cut:
                 self._predictors.add(predictor)
                 self._sequence += 1
             first_sequence = self._sequence - len(cut) + 1
@@ -235,7 +235,9 @@ class PredictionLogWriter:
         if given_up:
             self._drop(len(segment.table), f"{segment.uri} not written after {segment.attempts} attempts: {exc}")
         else:
-            logger.warning("prediction log: %s not written (attempt %d), will retry: %s", segment.uri, segment.attempts, exc)
+            logger.warning(
+                "prediction log: %s not written (attempt %d), will retry: %s", segment.uri, segment.attempts, exc
+            )
 
     def _drop(self, rows: int, why: str) -> None:
         now = time.monotonic()

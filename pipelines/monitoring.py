@@ -1,11 +1,14 @@
-"""The monitoring pipeline: import a data window -> drift check against the champion -> (if drift) retrain.
+"""The monitoring pipeline: import a data window -> drift check -> (if the policy says so) retrain.
 
-The retrain is the training pipeline itself, embedded as a sub-pipeline (a KFP v2 pipeline is a
-component): on drift it trains on the window, and the model passes the same gate and is registered
-as a *candidate*. Its deployment follows ``deploy_mode``, ``rollout`` by default: a safe rollout
-starts in shadow beside the champion, and only the rollout's promotion (the scheduled rollout
-pipeline) makes the candidate champion. One DAG in the KFP UI and one local run; nothing submits a
-second run, so the pods need no KFP credentials.
+The drift check's retrain policy (:mod:`kfp_mlops.drift.policy`) decides: a performance drop beyond
+a tolerance (realized, or estimated without labels) or severe drift warrants a retrain, of kind
+``incremental`` or ``full``; mild drift alone is logged. The retrain is the training pipeline
+itself, embedded as a sub-pipeline (a KFP v2 pipeline is a component) with ``retrain_kind`` set: it
+retrains the champion on the window and its recent history (``history_root``), and the model passes
+the same gate and is registered as a *candidate*. Its deployment follows ``deploy_mode``,
+``rollout`` by default: a safe rollout starts in shadow beside the champion, and only the
+rollout's promotion (the scheduled rollout pipeline) makes the candidate champion. One DAG in the
+KFP UI and one local run; nothing submits a second run, so the pods need no KFP credentials.
 
 A failed run changes neither the champion nor a running rollout: a window the drift check cannot
 compare (without the model's features, say) fails the first task, before anything is trained; a
@@ -27,8 +30,9 @@ from kfp_mlops.pipelines.platform import attach_wandb_secret
 
 WINDOW_SUFFIXES = (".csv", ".parquet", ".pq")
 DESCRIPTION = (
-    "Check a window of new data for drift against the champion; if it drifted, run the training pipeline "
-    "on the window (gate, register a candidate, and by default start a safe rollout in shadow beside the champion)."
+    "Check a window of new data for drift against the champion; when the retrain policy warrants it (a "
+    "performance drop or severe drift), retrain the champion on the window and its history (gate, register a "
+    "candidate, and by default start a safe rollout in shadow beside the champion)."
 )
 
 
@@ -54,6 +58,7 @@ def build_monitoring_pipeline(*, kubernetes: bool = True) -> Callable:
                 store_root=p["store_root"],
                 model_name=p["model_name"],
                 config=p["drift_config"],
+                retrain_policy=p["retrain_policy"],
                 pipeline_job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                 wandb_project=p["wandb_project"],
             )
@@ -62,8 +67,9 @@ def build_monitoring_pipeline(*, kubernetes: bool = True) -> Callable:
         )  # the champion it compares with changes
         if kubernetes:
             attach_wandb_secret(drift_task)
-        with dsl.If(drift_task.outputs["Output"] == True, name="drift-found"):  # noqa: E712
-            retrain(**{name: p[name] for name in TRAINING.names()}).set_display_name("retrain")
+        with dsl.If(drift_task.outputs["Output"] != "none", name="retrain-warranted"):
+            arguments = {name: p[name] for name in TRAINING.names() if name != "retrain_kind"}
+            retrain(**arguments, retrain_kind=drift_task.outputs["Output"]).set_display_name("retrain")
 
     return dsl.pipeline(name="monitoring", description=DESCRIPTION)(
         MONITORING.pipeline_function("monitoring", DESCRIPTION, steps)
@@ -93,4 +99,4 @@ def check_arguments(arguments: Mapping[str, Any]) -> None:
     if not isinstance(values["drift_config"], dict):
         raise ConfigError(f"drift_config: must be a JSON object, got {values['drift_config']!r}")
     DriftConfig.from_dict(values["drift_config"])
-    training.check_arguments({name: values[name] for name in TRAINING.names()})
+    training.check_arguments({name: values[name] for name in TRAINING.names() if name != "retrain_kind"})

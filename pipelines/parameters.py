@@ -8,7 +8,8 @@ and gives the ``kfp-mlops run/submit/schedule`` command one option per parameter
 in ``--help``.
 
 The training parameters are also the monitoring pipeline's (it runs the training pipeline on the
-window when it finds drift), which adds the window as ``source`` and its own ``drift_config``.
+window when its retrain policy warrants a retrain), which adds the window as ``source`` and its own
+``drift_config``, and sets ``retrain_kind`` from the drift check's decision.
 ``deploy_mode`` defaults to ``rollout`` in both: a retrained model becomes champion only through a
 safe rollout's promotion, unless a run asks for ``single`` explicitly.
 
@@ -141,6 +142,27 @@ TRAINING = ParameterSpec(
         Parameter("test_size", float, "fraction of the rows held out for evaluation", 0.2),
         Parameter("seed", int, "seed of the split and the estimator", 42),
         Parameter("schema_uri", str, "data schema JSON (path or gs://); empty: built in or inferred", ""),
+        Parameter(
+            "retrain_kind",
+            str,
+            "empty: train on source from scratch; incremental or full: retrain the champion on source and its "
+            "recent history (the monitoring pipeline sets it from its retrain policy's decision)",
+            "",
+        ),
+        Parameter(
+            "history_root",
+            str,
+            "a retrain's earlier windows: a folder or gs:// prefix whose .csv/.parquet files sort by time "
+            "(e.g. week-07.parquet); empty: the window alone",
+            "",
+        ),
+        Parameter(
+            "retrain_policy",
+            dict,
+            'RetrainPolicy fields, a JSON object, e.g. {"tolerance": 0.03, "history_windows": 8}: when a '
+            "verdict warrants a retrain, which kind, and how many history windows it reads",
+            {},
+        ),
         Parameter("gate_metric", str, f"gate metric: {_choices(GATE_METRICS)}", "accuracy"),
         Parameter("threshold", float, "gate: required value of the gate metric", 0.9),
         Parameter(
@@ -193,10 +215,11 @@ MONITORING = ParameterSpec(
         STORE_ROOT,
         Parameter("source", str, "the data window: a .csv/.parquet path or gs:// URI (also what a retrain trains on)"),
         Parameter("drift_config", dict, 'DriftConfig fields, a JSON object, e.g. {"psi_threshold": 0.25}', {}),
-        *(p for p in TRAINING.parameters if p.name not in ("store_root", "source")),
+        *(p for p in TRAINING.parameters if p.name not in ("store_root", "source", "retrain_kind")),
     ),
 )
-"""The monitoring pipeline's parameters: the window, the drift check's config, the training ones."""
+"""The monitoring pipeline's parameters: the window, the drift check's config, the training ones but
+``retrain_kind`` (its drift check decides it)."""
 
 ROLLOUT = ParameterSpec(
     "rollout",

@@ -1,5 +1,9 @@
 """The training pipeline: ingest -> validate -> train -> evaluate -> (if passed) register -> deploy.
 
+With ``retrain_kind`` set (by the monitoring pipeline's retrain policy, or by hand), ingest reads
+the window and its recent same-regime history and train retrains the champion (an incremental
+update or a full retrain) instead of fitting from scratch; the rest is the same path.
+
 register stores the model as a *candidate*; deploy decides how it reaches traffic (``deploy_mode``):
 by default a safe rollout against the champion, starting in shadow, whose promotion makes it
 champion; ``single`` (explicitly, or for the first model of a name) serves it alone and makes it
@@ -19,9 +23,12 @@ from kfp_mlops.components.register.component import register
 from kfp_mlops.components.train.component import train
 from kfp_mlops.components.validate.component import validate
 from kfp_mlops.core.errors import ConfigError
+from kfp_mlops.drift import RetrainPolicy
 from kfp_mlops.modeling.estimators import make_estimator
 from kfp_mlops.modeling.evaluation import check_gate_metric
 from kfp_mlops.modeling.model_store import ModelStore
+from kfp_mlops.modeling.retraining import RETRAIN_KINDS
+from kfp_mlops.modeling.retraining_data import list_windows
 from kfp_mlops.pipelines.parameters import TRAINING
 from kfp_mlops.pipelines.platform import attach_wandb_secret
 from kfp_mlops.rollout.plan import StagePlan
@@ -43,7 +50,17 @@ def build_training_pipeline(*, kubernetes: bool = True) -> Callable:
 
     def steps(p: dict[str, Any]) -> None:
         tracking = {"pipeline_job_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER, "wandb_project": p["wandb_project"]}
-        ingest_task = ingest(source=p["source"], label=p["label"], test_size=p["test_size"], seed=p["seed"], **tracking)
+        retraining = {"retrain_kind": p["retrain_kind"], "store_root": p["store_root"], "model_name": p["model_name"]}
+        ingest_task = ingest(
+            source=p["source"],
+            label=p["label"],
+            test_size=p["test_size"],
+            seed=p["seed"],
+            history_root=p["history_root"],
+            retrain_policy=p["retrain_policy"],
+            **retraining,
+            **tracking,
+        )
         ingest_task.set_display_name("ingest").set_caching_options(False)  # the source may change in place
         validate_task = validate(
             train=ingest_task.outputs["train"],
@@ -60,6 +77,7 @@ def build_training_pipeline(*, kubernetes: bool = True) -> Callable:
                 estimator=p["estimator"],
                 hyperparameters=p["hyperparameters"],
                 seed=p["seed"],
+                **retraining,
                 **tracking,
             )
             .set_display_name("train")
@@ -138,6 +156,20 @@ def check_arguments(arguments: Mapping[str, Any]) -> None:
         raise ConfigError(f"hyperparameters: must be a JSON object, got {values['hyperparameters']!r}")
     make_estimator(values["estimator"], values["hyperparameters"], int(values["seed"]))
     check_gate_metric(values["gate_metric"])
+    if values["retrain_kind"] not in ("", *RETRAIN_KINDS):
+        raise ConfigError(
+            f"retrain_kind {values['retrain_kind']!r}: unknown; choose one of {', '.join(RETRAIN_KINDS)} "
+            "or leave it empty"
+        )
+    if not isinstance(values["retrain_policy"], dict):
+        raise ConfigError(f"retrain_policy: must be a JSON object, got {values['retrain_policy']!r}")
+    RetrainPolicy.from_dict(values["retrain_policy"])
+    history_root = str(values["history_root"])
+    if history_root and not history_root.startswith("gs://") and not list_windows(history_root):
+        raise ConfigError(
+            f"history_root {history_root!r}: no .csv or .parquet window there; give the folder the earlier "
+            "windows are written to, or leave history_root empty"
+        )  # a gs:// history is checked by ingest, where the pipeline's credentials are
     if not 0.0 < float(values["test_size"]) < 1.0:
         raise ConfigError(f"test_size={values['test_size']}: must be a fraction between 0 and 1")
     ModelStore(values["store_root"]).model_uri(values["model_name"])  # checks the name

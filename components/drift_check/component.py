@@ -1,4 +1,4 @@
-"""KFP component: the drift check; its single bool output says whether the current window drifted."""
+"""KFP component: the drift check; its single output is the retrain the policy decided (incremental, full or none)."""
 
 from typing import Optional
 
@@ -22,15 +22,17 @@ def drift_check(
     model_name: str = "",
     label: str = "",
     config: Optional[dict] = None,
+    retrain_policy: Optional[dict] = None,
     pipeline_job_id: str = "local",
     wandb_project: str = "",
-) -> bool:
+) -> str:
     """Compares the current window with the reference (profile or data) and the model's predictions.
 
     Args:
         current_data: the window to check (Parquet).
-        verdict: JSON verdict: drift, drift_share, per-feature scores, prediction, performance, reasons.
-        metrics: drift, drift_share, drifted_features, psi_<feature>, prediction_psi, accuracy, roc_auc.
+        verdict: JSON verdict: drift, drift_share, per-feature scores, prediction, performance, reasons,
+            and the retrain decision (retrain: action, rule, reason, kind).
+        metrics: drift, drift_share, drifted_features, psi_<feature>, prediction_psi, accuracy, roc_auc, retrain.
         report: Evidently's data drift report (or a page saying why it was skipped).
         reference_profile: the reference profile from train (or give reference_uri).
         model: the model from train (optional; or give model_uri).
@@ -40,14 +42,16 @@ def drift_check(
         model_name: the registered model's name.
         label: the label column of reference data given without a model.
         config: DriftConfig fields, e.g. {"psi_threshold": 0.25, "ignore_columns": ["week"]}.
+        retrain_policy: RetrainPolicy fields, e.g. {"tolerance": 0.03, "history_windows": 8}.
         pipeline_job_id: groups this task's W&B run with the rest of the pipeline run.
         wandb_project: the W&B project (empty: WANDB_PROJECT or kfp-mlops).
 
     Returns:
-        Whether the data, the predictions or the performance drifted (a single output: kfp.local
-        skips conditions on NamedTuple fields).
+        ``incremental`` or ``full`` when the retrain policy warrants a retrain, else ``none`` (a
+        single output: kfp.local skips conditions on NamedTuple fields). Drift alone is not enough:
+        mild drift without a performance drop is logged, not retrained.
     """
-    from kfp_mlops.components.drift_check.logic import kfp_metrics, run_drift_check
+    from kfp_mlops.components.drift_check.logic import kfp_metrics, retrain_kind, run_drift_check
 
     result = run_drift_check(
         current_data.path,
@@ -61,6 +65,7 @@ def drift_check(
         model_name=model_name,
         label=label,
         config=config,
+        retrain_policy=retrain_policy,
         pipeline_job_id=pipeline_job_id,
         wandb_project=wandb_project,
     )
@@ -72,6 +77,10 @@ def drift_check(
             "drift_share": result["drift_share"],
             "drifted_features": result["drifted_features"],
             "reasons": result["reasons"],
+            "retrain": result["retrain"]["retrain"],
+            "retrain_rule": result["retrain"]["rule"],
+            "retrain_kind": result["retrain"]["kind"] or "none",
+            "retrain_reason": result["retrain"]["reason"],
         }
     )
-    return result["drift"]
+    return retrain_kind(result)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from kfp_mlops.components.common import tracked_task
 from kfp_mlops.core.errors import ConfigError
-from kfp_mlops.drift import DriftConfig, run_drift
+from kfp_mlops.drift import DriftConfig, RetrainPolicy, run_drift
 from kfp_mlops.modeling.model_store import ModelStore
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ def features_table(verdict: Mapping[str, Any]) -> pd.DataFrame:
 
 def kfp_metrics(verdict: Mapping[str, Any]) -> dict[str, float]:
     """Scalars for the KFP Metrics artifact and the W&B summary: drift, drift_share, psi_<feature>,
-    accuracy and its label-free estimate estimated_accuracy..."""
+    accuracy and its label-free estimate estimated_accuracy..., and retrain (1 when the policy asked for one)."""
     metrics = {
         "drift": float(verdict["drift"]),
         "drift_share": float(verdict["drift_share"]),
@@ -93,6 +93,7 @@ def kfp_metrics(verdict: Mapping[str, Any]) -> dict[str, float]:
         metrics.update(
             {k: float(verdict["performance"][k]) for k in ("accuracy", "roc_auc") if k in verdict["performance"]}
         )
+    metrics["retrain"] = float(verdict["retrain"]["retrain"])
     estimate = verdict["performance_estimate"]
     if estimate is not None and estimate["available"]:
         metrics.update(
@@ -114,12 +115,14 @@ def run_drift_check(
     model_name: str = "",
     label: str = "",
     config: Mapping[str, Any] | None = None,
+    retrain_policy: Mapping[str, Any] | None = None,
     pipeline_job_id: str = "local",
     wandb_project: str = "",
 ) -> dict[str, Any]:
     """Checks drift, writes the verdict JSON and the HTML report, logs scores to W&B.
 
-    Inputs are resolved by :func:`resolve_sources`; ``config`` is :class:`DriftConfig` as a dict.
+    Inputs are resolved by :func:`resolve_sources`; ``config`` is :class:`DriftConfig` and
+    ``retrain_policy`` :class:`RetrainPolicy` as a dict (both checked before anything is read).
 
     Returns:
         The verdict (also written to ``verdict_path``).
@@ -128,6 +131,7 @@ def run_drift_check(
         ConfigError, DataError, StorageError: bad inputs (named); no verdict is written.
     """
     drift_config = DriftConfig.from_dict(config or {})
+    policy = RetrainPolicy.from_dict(retrain_policy or {})
     reference, model = resolve_sources(
         reference_profile_path=reference_profile_path,
         reference_uri=reference_uri,
@@ -136,7 +140,13 @@ def run_drift_check(
         store_root=store_root,
         model_name=model_name,
     )
-    params = {"reference": reference, "model": model, "label": label, "config": drift_config.to_dict()}
+    params = {
+        "reference": reference,
+        "model": model,
+        "label": label,
+        "config": drift_config.to_dict(),
+        "retrain_policy": policy.to_dict(),
+    }
     with tracked_task("drift_check", params, pipeline_job_id=pipeline_job_id, wandb_project=wandb_project) as run:
         verdict = run_drift(
             reference,
@@ -144,10 +154,18 @@ def run_drift_check(
             model=model,
             label=label or None,
             config=drift_config,
+            policy=policy,
             verdict_path=verdict_path,
             report_path=report_path,
         )
         run.log_metrics(kfp_metrics(verdict))
         run.log_table("drift_features", features_table(verdict))
         run.run.summary["drift_reasons"] = "; ".join(verdict["reasons"]) or "no drift"
+        run.run.summary["retrain_decision"] = verdict["retrain"]["reason"]
     return verdict
+
+
+def retrain_kind(verdict: Mapping[str, Any]) -> str:
+    """The component's output: the retrain kind the policy decided (``incremental``/``full``), or ``none``."""
+    decision = verdict["retrain"]
+    return str(decision["kind"]) if decision["retrain"] else "none"

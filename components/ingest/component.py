@@ -1,4 +1,6 @@
-"""KFP component: ingest a data source into stratified train/test Dataset artifacts."""
+"""KFP component: ingest a data source (or a retrain's window and history) into stratified train/test Datasets."""
+
+from typing import Optional
 
 from kfp import dsl
 from kfp.dsl import Dataset, Output
@@ -14,10 +16,18 @@ def ingest(
     label: str = "species",
     test_size: float = 0.2,
     seed: int = 42,
+    retrain_kind: str = "",
+    store_root: str = "",
+    model_name: str = "",
+    history_root: str = "",
+    retrain_policy: Optional[dict] = None,
     pipeline_job_id: str = "local",
     wandb_project: str = "",
 ):
     """Loads ``source`` (``iris``, or a CSV/Parquet path or gs:// URI) and splits it.
+
+    A retrain (``retrain_kind`` incremental or full) splits the window ``source`` and its recent
+    same-regime history under ``history_root``, checked against the champion first.
 
     Args:
         source: the data source.
@@ -26,6 +36,11 @@ def ingest(
         label: the label column, used to stratify.
         test_size: the share of rows held out.
         seed: the split's random seed.
+        retrain_kind: empty for a training run; incremental or full for a retrain.
+        store_root: the model store holding the champion (a retrain).
+        model_name: the registered model's name (a retrain).
+        history_root: folder or gs:// prefix of the earlier windows (a retrain; empty: none).
+        retrain_policy: RetrainPolicy fields (a retrain: how many history windows each kind reads).
         pipeline_job_id: groups this task's W&B run with the rest of the pipeline run.
         wandb_project: the W&B project (empty: WANDB_PROJECT or kfp-mlops).
     """
@@ -38,6 +53,11 @@ def ingest(
         test.path,
         test_size=test_size,
         seed=seed,
+        retrain_kind=retrain_kind,
+        store_root=store_root,
+        model_name=model_name,
+        history_root=history_root,
+        retrain_policy=retrain_policy,
         pipeline_job_id=pipeline_job_id,
         wandb_project=wandb_project,
     )

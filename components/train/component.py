@@ -15,10 +15,13 @@ def train(
     estimator: str = "logistic_regression",
     hyperparameters: dict = {},
     seed: int = 42,
+    retrain_kind: str = "",
+    store_root: str = "",
+    model_name: str = "",
     pipeline_job_id: str = "local",
     wandb_project: str = "",
 ):
-    """Fits preprocessing + ``estimator`` on the training split.
+    """Fits preprocessing + ``estimator`` on the training split, or retrains the champion on it.
 
     Args:
         train_data: training rows from ingest (validated).
@@ -28,6 +31,10 @@ def train(
         estimator: logistic_regression, random_forest, gradient_boosting, decision_tree or knn.
         hyperparameters: constructor arguments of the estimator.
         seed: random_state of the estimator.
+        retrain_kind: empty for a training run; incremental (update a copy of the champion) or full
+            (from scratch) for a retrain; metadata["retraining"] records kind, mechanism and cost.
+        store_root: the model store holding the champion (a retrain).
+        model_name: the registered model's name (a retrain).
         pipeline_job_id: groups this task's W&B run with the rest of the pipeline run.
         wandb_project: the W&B project (empty: WANDB_PROJECT or kfp-mlops).
     """
@@ -43,6 +50,10 @@ def train(
         hyperparameters=hyperparameters,
         seed=seed,
         training_data_uri=train_data.uri,
+        retrain_kind=retrain_kind,
+        store_root=store_root,
+        model_name=model_name,
+        sources=train_data.metadata.get("sources", []),
         pipeline_job_id=pipeline_job_id,
         wandb_project=wandb_project,
     )

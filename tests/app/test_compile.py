@@ -213,13 +213,16 @@ def test_monitoring_imports_checks_and_retrains_only_on_drift_without_cache(comp
     for task in ("importer", "drift-check"):
         assert tasks[task]["cachingOptions"] == {}, task  # never cached: the window and the champion change
     condition = tasks["condition-1"]["triggerPolicy"]["condition"]
-    assert condition == "inputs.parameter_values['pipelinechannel--drift-check-Output'] == true"
-    # The retrain is the training pipeline itself, a sub-DAG of this one, on the window.
+    assert condition == "inputs.parameter_values['pipelinechannel--drift-check-Output'] != 'none'"
+    assert drift["inputs"]["parameters"]["retrain_policy"]["componentInputParameter"] == "retrain_policy"
+    # The retrain is the training pipeline itself, a sub-DAG of this one, on the window, of the kind decided.
     retrain = doc["components"]["comp-condition-1"]["dag"]["tasks"]["training"]
     assert retrain["taskInfo"]["name"] == "retrain" and retrain["componentRef"]["name"] == "comp-training"
     parameters = retrain["inputs"]["parameters"]
     assert parameters["source"]["componentInputParameter"] == "pipelinechannel--source"
     assert set(parameters) == set(TRAINING.names())
+    # Inside the condition the drift check's output is an input of the condition's DAG.
+    assert parameters["retrain_kind"] == {"componentInputParameter": "pipelinechannel--drift-check-Output"}
     training_dag = doc["components"]["comp-training"]["dag"]["tasks"]
     assert {"ingest", "validate", "train", "evaluate"} <= set(training_dag)
     for task in ("ingest", "evaluate"):

@@ -1,9 +1,12 @@
-"""The monitoring pipeline end to end with kfp.local: import a window, check drift, retrain on drift -- the lifecycle.
+"""The monitoring pipeline end to end with kfp.local: import a window, check drift, retrain when the policy says so.
 
 The champion is an autumn model put in the store directly (fitted by the training code the train
-component runs), so the test pays only for the monitoring runs: a quiet autumn window (no retrain)
-and the first holiday week (drift: the training sub-pipeline registers a *candidate* that beats the
-old model, and starts a safe rollout in shadow beside the champion, which stays champion). A
+component runs), so the test pays only for the monitoring runs: a quiet autumn window (no retrain),
+the first holiday week under a policy that tolerates its drop (drift logged, not retrained), and
+the same week under the default policy (its accuracy drop warrants a retrain: the training
+sub-pipeline retrains the champion on the week and the history before it, registers a *candidate*
+that beats the old model, and starts a safe rollout in shadow beside the champion, which stays
+champion). A
 second drifted run while that rollout runs is refused at deploy, changing nothing; a window without
 the model's features fails the first task. The rollout is then driven to promotion on simulated
 traffic, as the scheduled rollout pipeline's step would: only then does the champion pointer move,
@@ -81,15 +84,33 @@ def test_drift_registers_a_candidate_whose_rollout_alone_can_make_it_champion(tm
         "deployment_name": "shop",
         "rollout_plan": PLAN,
     }
-    quiet, december = tmp_path / "week-40.csv", tmp_path / "week-46.csv"
+    windows = tmp_path / "windows"  # where weekly windows land; the history of a retrain
+    windows.mkdir()
+    for week in (44, 45, 46):
+        ecommerce.generate([week], 2_000, seed=week).drop(columns="week").to_csv(
+            windows / f"week-{week}.csv", index=False
+        )
+    ecommerce.generate([52], 2_000, seed=52).drop(columns="week").to_csv(windows / "week-52.csv", index=False)
+    quiet, december = tmp_path / "week-40.csv", windows / "week-46.csv"
     ecommerce.generate([40], 2_000, seed=1).drop(columns="week").to_csv(quiet, index=False)
-    ecommerce.generate([46], 2_000, seed=1).drop(columns="week").to_csv(december, index=False)
+    arguments["history_root"] = str(windows)
 
     calm = run_pipeline("monitoring", {**arguments, "source": str(quiet)}, settings=settings)
     assert calm.tasks == ["drift-check"]  # the importer leaves no folder; the retrain was skipped
-    assert task_outputs(calm, "drift-check")["parameters"]["Output"] is False
+    assert task_outputs(calm, "drift-check")["parameters"]["Output"] == "none"
     assert store.champion("shop").version == old_version
-    assert "Retrain   skipped: no drift" in render_monitoring_summary(calm, settings)
+    assert "Retrain   skipped: the retrain policy decided none" in render_monitoring_summary(calm, settings)
+
+    # Drift the policy tolerates (a drop within tolerance, no severe drift) is logged, not retrained.
+    lenient = {"tolerance": 0.5, "large_drop": 0.5, "severe_psi": 50.0}
+    logged = run_pipeline(
+        "monitoring", {**arguments, "source": str(december), "retrain_policy": lenient}, settings=settings
+    )
+    assert logged.tasks == ["drift-check"]
+    logged_verdict = json.loads(logged.artifact("drift-check", "verdict").read_text())
+    assert logged_verdict["drift"] is True
+    assert (logged_verdict["retrain"]["action"], logged_verdict["retrain"]["rule"]) == ("log", "drift_without_drop")
+    assert task_outputs(logged, "drift-check")["parameters"]["Output"] == "none"
 
     run = run_pipeline("monitoring", {**arguments, "source": str(december)}, settings=settings)
     # One run: the training sub-pipeline's tasks write beside the drift check.
@@ -97,11 +118,23 @@ def test_drift_registers_a_candidate_whose_rollout_alone_can_make_it_champion(tm
     assert sorted(p.name.split("-")[0] for p in (settings.home / "runs").iterdir()) == ["monitoring", "monitoring"]
     verdict = json.loads(run.artifact("drift-check", "verdict").read_text())
     assert verdict["drift"] is True and verdict["inputs"]["current"] == str(december)
-    assert task_outputs(run, "ingest")["artifacts"]["train"]["metadata"]["source"] == str(december)
+    decision = verdict["retrain"]
+    assert decision["action"] == "retrain" and decision["rule"] == "realized_performance_drop"
+    kind = task_outputs(run, "drift-check")["parameters"]["Output"]
+    assert kind == decision["kind"] and kind in ("incremental", "full")
+    # The retrain read the window and the history before it (never week 52, which comes later).
+    ingested = task_outputs(run, "ingest")["artifacts"]["train"]["metadata"]
+    assert ingested["source"] == str(december) and ingested["retrain_kind"] == kind
+    history = [s["uri"] for s in ingested["sources"] if s["role"] == "history"]
+    assert history == [str(windows / f"week-{w}.csv") for w in (44, 45)][-decision["history_windows"] :]
+    assert [s["uri"] for s in ingested["sources"] if s["role"] == "window"] == [str(december)]
     evaluation = json.loads(run.artifact("evaluate", "evaluation").read_text())
     assert evaluation["passed"] is True and evaluation["champion_version"] == old_version
     registered = json.loads(run.artifact("register", "registered").read_text())
     new_version = registered["version"]
+    record = load_bundle(registered["uri"]).metadata["retraining"]
+    assert (record["requested_kind"], record["fit_seconds"] > 0) == (kind, True)
+    assert record["kind"] == kind or record["fallback"]
     assert (registered["status"], registered["champion"]) == (CANDIDATE, old_version)
     # Registered as a candidate; the champion stays until the rollout promotes the candidate.
     assert store.champion("shop").version == old_version
@@ -131,7 +164,8 @@ def test_drift_registers_a_candidate_whose_rollout_alone_can_make_it_champion(tm
     fresh = ecommerce.generate([47], 4_000, seed=2).drop(columns="week")
     assert _accuracy(registered["uri"], fresh) > _accuracy(store.version_uri("shop", old_version), fresh) + 0.02
     summary = render_monitoring_summary(run, settings)
-    assert f"Retrain   registered {new_version} as a candidate" in summary
+    assert f"Retrain   {kind}: registered {new_version} as a candidate" in summary
+    assert "Policy    retrain (realized_performance_drop)" in summary
     assert "Deployed  shop (v2, rollout, local): written" in summary
     assert f"Rollout   {new_version} in shadow beside champion {old_version}" in summary
     assert f"kfp-mlops rollout step --deployment shop --state {state_uri}" in summary
@@ -185,6 +219,10 @@ def _iso(start: datetime, *, hours: int) -> str:
         ({"rollout_plan": {"stepz": [5]}}, "stage plan: unknown key(s) stepz"),
         ({"deploy_mode": "canary"}, "deploy_mode 'canary': unknown"),
         ({"source": "window.txt"}, "give the data window as a .csv or .parquet file"),
+        ({"retrain_policy": {"tolerence": 0.1}}, "retrain policy: unknown key(s) tolerence"),
+        ({"retrain_policy": {"tolerance": 2}}, "tolerance=2: expected a number in (0, 1]"),
+        ({"history_root": "/nonexistent/windows"}, "history_root '/nonexistent/windows': no .csv or .parquet window"),
+        ({"retrain_kind": "full"}, "pipeline monitoring: unknown key(s) retrain_kind"),
     ],
 )
 def test_bad_arguments_are_refused_before_anything_runs(arguments: dict, message: str) -> None:

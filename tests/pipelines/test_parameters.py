@@ -18,10 +18,11 @@ from kfp_mlops.pipelines.parameters import (
 )
 
 
-def test_the_monitoring_pipeline_takes_every_training_parameter() -> None:
-    assert set(TRAINING.names()) < set(MONITORING.names())
+def test_the_monitoring_pipeline_takes_every_training_parameter_but_the_retrain_kind() -> None:
+    """Its drift check's retrain policy decides the retrain kind; every other training parameter is the user's."""
+    assert set(TRAINING.names()) - set(MONITORING.names()) == {"retrain_kind"}
     assert set(MONITORING.names()) - set(TRAINING.names()) == {"drift_config"}
-    for name in set(TRAINING.names()) - {"source"}:  # the window replaces the training data
+    for name in set(TRAINING.names()) - {"source", "retrain_kind"}:  # the window replaces the training data
         assert next(p for p in MONITORING.parameters if p.name == name) == next(
             p for p in TRAINING.parameters if p.name == name
         )

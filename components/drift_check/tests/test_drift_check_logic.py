@@ -224,7 +224,7 @@ def test_features_table_has_one_row_per_feature() -> None:
 
 @pytest.mark.slow
 def test_component_gates_a_branch_in_kfp_local(tmp_path: Path, inputs: Inputs) -> None:
-    """The bool output drives dsl.If; reference data gives Evidently's report as the HTML output."""
+    """The retrain kind output drives dsl.If; reference data gives Evidently's report as the HTML output."""
     from kfp import dsl, local
     from kfp.dsl import Dataset, Output
 
@@ -240,8 +240,8 @@ def test_component_gates_a_branch_in_kfp_local(tmp_path: Path, inputs: Inputs) -
         shutil.copy(path, data.path)
 
     @dsl.component(base_image="python:3.11", install_kfp_package=False)
-    def alarm(share: str) -> str:
-        return share
+    def alarm(kind: str) -> str:
+        return kind
 
     @dsl.pipeline
     def monitoring(path: str, reference_uri: str):
@@ -251,9 +251,10 @@ def test_component_gates_a_branch_in_kfp_local(tmp_path: Path, inputs: Inputs) -
             reference_uri=reference_uri,
             label="purchased",
             config={"ignore_columns": ["week"]},
+            retrain_policy={"severe_psi": 0.05},  # without a model, only severe drift can warrant a retrain
         )
-        with dsl.If(check.outputs["Output"] == True):  # noqa: E712 - a KFP condition, not a Python test
-            alarm(share="drift")
+        with dsl.If(check.outputs["Output"] != "none"):
+            alarm(kind=check.outputs["Output"])
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "runs"))
     monitoring(path=str(inputs.december), reference_uri=str(reference))
@@ -262,4 +263,6 @@ def test_component_gates_a_branch_in_kfp_local(tmp_path: Path, inputs: Inputs) -
     assert (run_dir / "alarm").is_dir()
     verdict = json.loads((run_dir / "drift-check" / "verdict").read_text())
     assert verdict["drift"] is True and verdict["report"]["reference_rows"] == 5_500
+    assert (verdict["retrain"]["rule"], verdict["retrain"]["kind"]) == ("severe_feature_drift", "full")
+    assert json.loads((run_dir / "alarm" / "executor_output.json").read_text())["parameterValues"]["Output"] == "full"
     assert (run_dir / "drift-check" / "report").read_text().lstrip().startswith("<!DOCTYPE html>")

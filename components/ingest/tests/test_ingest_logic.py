@@ -5,6 +5,7 @@ How a source is split is tested with the split itself, in tests/modeling/test_sp
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -12,9 +13,14 @@ import pandas as pd
 import pytest
 
 from kfp_mlops.components.ingest.logic import run_ingest
-from kfp_mlops.core.errors import DataError
+from kfp_mlops.core.errors import ConfigError, DataError
+from kfp_mlops.demos import ecommerce
 from kfp_mlops.modeling.datasets import read_parquet
+from kfp_mlops.modeling.model_bundle import ModelBundle, save_bundle
+from kfp_mlops.modeling.model_store import ModelStore
+from kfp_mlops.modeling.profile import build_profile
 from kfp_mlops.modeling.splitting import split_source
+from kfp_mlops.modeling.training import fit_model
 from tests.support.wandb_offline import find_offline_runs, read_offline_run
 
 
@@ -35,7 +41,7 @@ def test_run_ingest_writes_parquet_and_logs_an_offline_wandb_run(tmp_path: Path)
     [run_dir] = find_offline_runs(Path(os.environ["WANDB_DIR"]))
     logged = read_offline_run(run_dir)
     assert (logged.job_type, logged.group, logged.exit_code) == ("ingest", "job-123", 0)
-    assert logged.config == {"source": "iris", "label": "species", "test_size": 0.2, "seed": 3}
+    assert logged.config == {"source": "iris", "label": "species", "test_size": 0.2, "seed": 3, "retrain_kind": ""}
     assert {k: logged.summary[k] for k in ("train_rows", "test_rows")} == pytest.approx(
         {"train_rows": 120, "test_rows": 30}
     )
@@ -56,3 +62,61 @@ def test_run_ingest_failure_finishes_the_run_as_failed(tmp_path: Path) -> None:
     assert not train_path.exists()
     [run_dir] = find_offline_runs(Path(os.environ["WANDB_DIR"]))
     assert read_offline_run(run_dir).exit_code == 1
+
+
+def test_a_retrain_splits_the_window_and_its_same_regime_history(tmp_path: Path) -> None:
+    """retrain_kind set: the champion's columns of the window and the history before it; the sets say which."""
+    store_root = str(tmp_path / "store")
+    champion = _crowned_autumn_model(tmp_path, store_root)
+    windows = tmp_path / "windows"
+    windows.mkdir()
+    for week in (40, 47, 48, 49):  # week 40 is autumn: another regime than the holiday window
+        ecommerce.generate([week], 600, seed=week).to_parquet(windows / f"week-{week}.parquet")
+    train_path, test_path = tmp_path / "train.parquet", tmp_path / "test.parquet"
+
+    metadata = run_ingest(
+        str(windows / "week-48.parquet"),
+        ecommerce.LABEL,
+        str(train_path),
+        str(test_path),
+        retrain_kind="full",
+        store_root=store_root,
+        model_name="shop",
+        history_root=str(windows),
+        retrain_policy={"history_windows": 2},
+    )
+
+    train = read_parquet(train_path)
+    assert set(train.columns) == {*champion.metadata["feature_kinds"], ecommerce.LABEL}  # no week column
+    assert len(train) + len(read_parquet(test_path)) == 1_200  # week 48 and week 47; week 49 is later
+    sources = metadata["train"]["sources"]
+    assert [(s["uri"], s["role"]) for s in sources] == [
+        (str(windows / "week-47.parquet"), "history"),
+        (str(windows / "week-48.parquet"), "window"),
+    ]
+    assert [d["uri"] for d in metadata["train"]["left_out"]] == [str(windows / "week-40.parquet")]
+    assert metadata["test"]["retrain_kind"] == "full" and metadata["test"]["base_version"]
+
+
+def test_a_retrain_without_a_champion_or_with_an_unknown_kind_is_refused(tmp_path: Path) -> None:
+    window = tmp_path / "week-48.parquet"
+    ecommerce.generate([48], 300, seed=1).to_parquet(window)
+    outputs = (str(tmp_path / "train.parquet"), str(tmp_path / "test.parquet"))
+    common = {"store_root": str(tmp_path / "store"), "model_name": "shop"}
+    with pytest.raises(ConfigError, match=r"retrain of 'shop' .*: the champion cannot be loaded: there is none"):
+        run_ingest(str(window), ecommerce.LABEL, *outputs, retrain_kind="full", **common)
+    with pytest.raises(ConfigError, match="retrain_kind 'partial': unknown; choose one of incremental, full"):
+        run_ingest(str(window), ecommerce.LABEL, *outputs, retrain_kind="partial", **common)
+    assert not Path(outputs[0]).exists()
+
+
+def _crowned_autumn_model(tmp_path: Path, store_root: str) -> ModelBundle:
+    autumn = ecommerce.generate(range(38, 44), 300, seed=0).drop(columns=ecommerce.WEEK)
+    model, metadata = fit_model(autumn, ecommerce.LABEL, "logistic_regression", {}, seed=0)
+    save_bundle(tmp_path / "model", model, {**metadata, "training_data_uri": "memory"})
+    profile = tmp_path / "profile.json"
+    profile.write_text(json.dumps(build_profile(autumn, metadata["feature_kinds"], ecommerce.LABEL)))
+    store = ModelStore(store_root)
+    registered = store.publish("shop", tmp_path / "model", profile_path=profile, evaluation={"passed": True})
+    store.promote(registered, expected_champion=None, by="test", reasons=["first model"])
+    return ModelBundle(model, metadata)

@@ -17,8 +17,10 @@ import pytest
 import sklearn
 
 from kfp_mlops.components.train.logic import run_train
+from kfp_mlops.core.errors import ConfigError
 from kfp_mlops.modeling.datasets import write_parquet
 from kfp_mlops.modeling.model_bundle import METADATA_FILE, MODEL_FILE
+from kfp_mlops.modeling.model_store import ModelStore
 from kfp_mlops.modeling.splitting import split_source
 from tests.support.wandb_offline import find_offline_runs, read_offline_run, use_offline_wandb
 
@@ -145,3 +147,74 @@ def test_profile_of_a_categorical_feature(tmp_path: Path, iris_train: pd.DataFra
     model_artifact = logged.artifact("model")
     assert model_artifact["metadata"]["inputs"] == ["train-data:latest"]
     assert sorted(e["path"] for e in model_artifact["entries"]) == [METADATA_FILE, MODEL_FILE]
+
+
+@pytest.mark.parametrize(
+    ("estimator", "hyperparameters", "kind", "fallback"),
+    [
+        ("logistic_regression", {"C": 2.0}, "incremental", None),
+        ("logistic_regression", {"C": 2.0}, "full", None),
+        ("random_forest", {}, "full", None),
+        ("random_forest", {}, "incremental", "the estimator changes"),
+    ],
+)
+def test_a_retrain_updates_or_replaces_the_champion_and_records_how(
+    tmp_path: Path,
+    trained: tuple[Path, Path, dict[str, Any]],
+    iris_train: pd.DataFrame,
+    estimator: str,
+    hyperparameters: dict[str, Any],
+    kind: str,
+    fallback: str | None,
+) -> None:
+    """retrain_kind: the champion in the store is retrained (never changed); metadata["retraining"] says how."""
+    model_dir, profile, champion_metadata = trained
+    store = ModelStore(str(tmp_path / "store"))
+    registered = store.publish("iris", model_dir, profile_path=profile, evaluation={"passed": True})
+    store.promote(registered, expected_champion=None, by="test", reasons=["first model"])
+    train_path = tmp_path / "train.parquet"
+    write_parquet(iris_train, train_path)
+    sources = [{"uri": "gs://windows/week-1.parquet", "rows": 120, "role": "window"}]
+
+    metadata = run_train(
+        str(train_path),
+        str(tmp_path / "model"),
+        str(tmp_path / "profile.json"),
+        label="species",
+        estimator=estimator,
+        hyperparameters=hyperparameters,
+        seed=5,
+        retrain_kind=kind,
+        store_root=store.root,
+        model_name="iris",
+        sources=sources,
+    )
+
+    record = metadata["retraining"]
+    assert (record["requested_kind"], record["sources"]) == (kind, sources)
+    if fallback:
+        assert record["kind"] == "full" and fallback in record["fallback"]
+    else:
+        assert (record["kind"], record["fallback"]) == (kind, None)
+    assert record["base_model_sha256"] == champion_metadata["model_sha256"]
+    assert record["fit_seconds"] > 0 and metadata["estimator"] == estimator
+    assert json.loads((tmp_path / "model" / METADATA_FILE).read_text())["retraining"] == record
+    assert store.champion("iris").version == registered.version
+
+
+def test_a_retrain_without_a_champion_is_refused(tmp_path: Path, iris_train: pd.DataFrame) -> None:
+    train_path = tmp_path / "train.parquet"
+    write_parquet(iris_train, train_path)
+    with pytest.raises(ConfigError, match=r"retrain of 'iris' in .*: the champion cannot be loaded: there is none"):
+        run_train(
+            str(train_path),
+            str(tmp_path / "model"),
+            str(tmp_path / "profile.json"),
+            label="species",
+            estimator="logistic_regression",
+            hyperparameters={},
+            retrain_kind="full",
+            store_root=str(tmp_path / "store"),
+            model_name="iris",
+        )
+    assert not (tmp_path / "model").exists()

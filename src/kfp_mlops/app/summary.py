@@ -114,20 +114,24 @@ def render_monitoring_summary(run: LocalRun, settings: Settings, compiled: list[
     """The text ``kfp-mlops run monitoring`` prints: the drift verdict and what the retrain did."""
     lines = [_header(run), ""]
     verdict_path = run.artifact("drift-check", "verdict")
+    decision: dict[str, Any] = {}
     if verdict_path.exists():
         verdict = json.loads(verdict_path.read_text())
+        decision = verdict["retrain"]
         state = "DRIFT" if verdict["drift"] else "no drift"
         lines.append(
             f"Drift     {state} on {verdict['rows']} rows: share {verdict['drift_share']:.3f} of features "
             f"({', '.join(verdict['drifted_features']) or 'none'})"
         )
         lines += [f"          {reason}" for reason in verdict["reasons"]]
+        lines.append(f"Policy    {decision['action']} ({decision['rule']}): {decision['reason']}")
     outcome = retrain_outcome(run)
     if outcome is None:
-        lines.append("Retrain   skipped: no drift")
+        lines.append(f"Retrain   skipped: the retrain policy decided {decision.get('action', 'nothing')}")
     elif outcome["version"]:
         accuracy = outcome["metrics"].get("accuracy", float("nan"))
-        lines.append(f"Retrain   registered {outcome['version']} as a candidate (accuracy {accuracy:.4f})")
+        kind = decision.get("kind")
+        lines.append(f"Retrain   {kind}: registered {outcome['version']} as a candidate (accuracy {accuracy:.4f})")
     else:
         lines.append(f"Retrain   the gate refused the new model: {'; '.join(outcome['reasons'])}")
     lines += _deployment_lines(run)

@@ -29,6 +29,8 @@ Modules, in the order a check uses them:
   verdict warrants a retrain (a performance drop beyond a tolerance, or severe drift; mild drift is
   only logged) and which kind (an incremental update or a full retrain), and
   :func:`same_regime_history`, the history windows a retrain may learn from;
+* :mod:`~kfp_mlops.drift.retrain_inputs`: :func:`gather_retraining_data`, what a decided retrain
+  trains on (the window and its recent same-regime history, checked against the champion);
 * :mod:`~kfp_mlops.drift.run`: :func:`run_drift`, all of it end to end, writing report and verdict
   (with the policy's decision as ``retrain``).
 
@@ -44,6 +46,7 @@ from kfp_mlops.drift.methods.psi import PSI_EPSILON, psi
 from kfp_mlops.drift.model_checks import classification_scores, estimate_performance, label_strings, predict
 from kfp_mlops.drift.policy import RetrainDecision, RetrainPolicy, decide_retrain, same_regime_history
 from kfp_mlops.drift.report import REPORT_FILE, build_report
+from kfp_mlops.drift.retrain_inputs import gather_retraining_data, history_before
 from kfp_mlops.drift.run import VERDICT_FILE, run_drift
 from kfp_mlops.drift.scores import bucket_counts
 
@@ -64,6 +67,8 @@ __all__ = [
     "classification_scores",
     "decide_retrain",
     "estimate_performance",
+    "gather_retraining_data",
+    "history_before",
     "js_distance",
     "label_strings",
     "load_data",

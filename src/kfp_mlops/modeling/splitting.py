@@ -68,10 +68,27 @@ def split_source(source: str, label: str, test_size: float = 0.2, seed: int = 42
         ConfigError: ``test_size`` is not a fraction in (0, 1).
         DataError: the source is unusable, has no ``label`` column, or a class is too small to split.
     """
+    check_test_size(test_size)
+    return split_frame(load_source(source), label, test_size=test_size, seed=seed, source=source)
+
+
+def split_frame(frame: pd.DataFrame, label: str, *, test_size: float = 0.2, seed: int = 42, source: str) -> Split:
+    """Splits rows already loaded (a retrain's window and history), stratified on ``label``.
+
+    Args:
+        frame: the rows.
+        label: the label column.
+        test_size: the share of rows held out.
+        seed: the split's random seed.
+        source: where the rows came from (named in errors and recorded in the metadata).
+
+    Raises:
+        ConfigError: ``test_size`` is not a fraction in (0, 1).
+        DataError: no ``label`` column, or a class is too small to split.
+    """
     from sklearn.model_selection import train_test_split
 
     check_test_size(test_size)
-    frame = load_source(source)
     if label not in frame.columns:
         raise DataError(
             f"data source {source!r}: no label column {label!r}; columns are {', '.join(map(str, frame.columns))}"

@@ -15,6 +15,7 @@ def run_evaluate(
     model_dir: str,
     test_path: str,
     *,
+    model_sha256: str,
     store_root: str,
     model_name: str,
     gate_metric: str = "accuracy",
@@ -27,6 +28,8 @@ def run_evaluate(
 
     Args:
         model_dir: the candidate's model folder.
+        model_sha256: its model file's sha256 as train recorded it (the Model artifact's
+            ``model_sha256`` metadata, kept apart from the folder); the candidate loads only if it matches.
         test_path: the held-out rows (Parquet).
         store_root: the model store holding the champion.
         model_name: the registered model's name.
@@ -37,7 +40,7 @@ def run_evaluate(
         wandb_project: the W&B project (empty: the ``WANDB_PROJECT`` setting).
 
     Returns:
-        The evaluation; a champion that could not be loaded is named in its reasons.
+        The evaluation; a champion that could not be loaded fails it, and its reasons say why.
     """
     params = {
         "gate_metric": gate_metric,
@@ -47,7 +50,7 @@ def run_evaluate(
         "store_root": store_root,
     }
     with tracked_task("evaluate", params, pipeline_job_id=pipeline_job_id, wandb_project=wandb_project) as run:
-        candidate = load_bundle(model_dir)
+        candidate = load_bundle(model_dir, sha256=model_sha256)
         test = read_parquet(test_path)
         champion, champion_version, champion_error = load_champion(store_root, model_name)
         result = evaluate(
@@ -58,9 +61,8 @@ def run_evaluate(
             max_regression=max_regression,
             champion=champion,
             champion_version=champion_version,
+            champion_error=champion_error,
         )
-        if champion_error:
-            result.reasons.append(f"champion {champion_version} could not be loaded: {champion_error}")
         run.log_metrics({**result.metrics, "passed": float(result.passed)})
         run.log_confusion_matrix(result.truth, result.predicted, candidate.classes)
         run.log_roc_curve(result.truth, result.proba, candidate.classes)

@@ -21,19 +21,26 @@ def run_register(
     profile_path: str,
     evaluation_path: str,
     *,
+    model_sha256: str,
     store_root: str,
     model_name: str,
     pipeline_job_id: str = "local",
     wandb_project: str = "",
 ) -> dict[str, Any]:
-    """Stores the model as a new immutable version with the status ``candidate``.
+    """Stores the model as a new immutable version with the status ``candidate`` and its checksum.
+
+    Args:
+        model_sha256: the model file's sha256 as train recorded it (the Model artifact's
+            ``model_sha256`` metadata): the file must match it, and the store records it apart from
+            the file, for the champion pointer, the rollout state and every later load.
 
     Returns:
-        name, version, uri, status (``candidate``) and ``champion``: the champion the evaluation
-        compared it with (None: the first model of its name).
+        name, version, uri, sha256, status (``candidate``) and ``champion``: the champion the
+        evaluation compared it with (None: the first model of its name).
 
     Raises:
-        MlopsError: the evaluation did not pass (register must only run behind the gate).
+        MlopsError: the evaluation did not pass (register must only run behind the gate), or the
+            model file does not match ``model_sha256``.
     """
     evaluation = json.loads(Path(evaluation_path).read_text())
     if not evaluation.get("passed"):
@@ -41,7 +48,9 @@ def run_register(
     store = ModelStore(store_root)
     params = {"store_root": store_root, "model_name": model_name}
     with tracked_task("register", params, pipeline_job_id=pipeline_job_id, wandb_project=wandb_project) as run:
-        registered = store.publish(model_name, model_dir, profile_path=profile_path, evaluation=evaluation)
+        registered = store.publish(
+            model_name, model_dir, profile_path=profile_path, evaluation=evaluation, sha256=model_sha256
+        )
         store.record_status(
             model_name, registered.version, CANDIDATE, by="register", reasons=evaluation.get("reasons", [])
         )
@@ -49,6 +58,7 @@ def run_register(
             "name": registered.name,
             "version": registered.version,
             "uri": registered.uri,
+            "sha256": store.checksum(model_name, registered.version),
             "status": CANDIDATE,
             "champion": evaluation.get("champion_version"),
         }

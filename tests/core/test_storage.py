@@ -101,14 +101,14 @@ def test_create_only_retry_of_the_same_bytes_is_idempotent(store_root: str) -> N
     assert storage.read_bytes(uri) == b"ours"
 
 
-def test_compare_and_swap_retry_of_the_same_bytes_is_idempotent(store_root: str) -> None:
-    uri = storage.join(store_root, "champion.json")
+def test_compare_and_swap_of_the_same_bytes_by_another_writer_is_a_conflict(store_root: str) -> None:
+    """Two writers moving an object to the same content: only the first one wins (both would act on it)."""
+    uri = storage.join(store_root, "rollout.json")
     storage.compare_and_swap(uri, b"v1", None)
     _, version = storage.read_versioned(uri)
     storage.compare_and_swap(uri, b"v2", version)
-    storage.compare_and_swap(uri, b"v2", version)  # the same move again: it landed, not a conflict
     with pytest.raises(AlreadyExistsError, match="changed by someone else"):
-        storage.compare_and_swap(uri, b"v3", version)
+        storage.compare_and_swap(uri, b"v2", version)
     assert storage.read_bytes(uri) == b"v2"
 
 

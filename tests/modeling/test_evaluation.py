@@ -15,7 +15,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss
 from kfp_mlops.core.errors import ConfigError, MlopsError
 from kfp_mlops.modeling.datasets import load_iris_frame
 from kfp_mlops.modeling.evaluation import GATE_METRICS, evaluate, load_champion
-from kfp_mlops.modeling.model_bundle import METADATA_FILE, ModelBundle, load_bundle
+from kfp_mlops.modeling.model_bundle import METADATA_FILE, MODEL_FILE, ModelBundle, load_bundle
 from kfp_mlops.modeling.splitting import Split, split_source
 from tests.support.models import crown, save_model
 
@@ -39,6 +39,11 @@ def models(tmp_path_factory: pytest.TempPathFactory, iris_split: Split) -> Model
     return Models(tmp_path_factory.mktemp("models"), iris_split)
 
 
+def _load(folder: Path) -> ModelBundle:
+    """Loads a folder save_model wrote, against the checksum train would hand on."""
+    return load_bundle(str(folder), sha256=json.loads((folder / METADATA_FILE).read_text())["model_sha256"])
+
+
 def _sklearn_metrics(bundle: ModelBundle, test: pd.DataFrame) -> dict[str, float]:
     truth = test["species"].to_numpy()
     proba = bundle.model.predict_proba(test[bundle.feature_names])
@@ -57,7 +62,7 @@ def _sklearn_metrics(bundle: ModelBundle, test: pd.DataFrame) -> dict[str, float
 
 def test_metrics_match_sklearn(models: Models) -> None:
     """Accuracy, macro F1, one-vs-rest AUC, log loss and the confusion matrix, as sklearn computes them."""
-    bundle = load_bundle(str(models.good))
+    bundle = _load(models.good)
     result = evaluate(bundle, models.test)
 
     assert result.metrics == pytest.approx(_sklearn_metrics(bundle, models.test))
@@ -93,14 +98,14 @@ def test_metrics_match_sklearn(models: Models) -> None:
 )
 def test_gate_threshold(models: Models, gate_metric: str, threshold: float, passed: bool, reason: str) -> None:
     """The gate metric must reach the threshold: a minimum, or a maximum for log_loss."""
-    result = evaluate(load_bundle(str(models.good)), models.test, gate_metric=gate_metric, threshold=threshold)
+    result = evaluate(_load(models.good), models.test, gate_metric=gate_metric, threshold=threshold)
     assert (result.passed, result.reasons) == (passed, [reason, "no champion yet"])
 
 
 def test_unknown_gate_metric_lists_the_choices(models: Models) -> None:
     """Only metrics the gate knows the direction of are accepted."""
     with pytest.raises(ConfigError) as exc:
-        evaluate(load_bundle(str(models.good)), models.test, gate_metric="precision")
+        evaluate(_load(models.good), models.test, gate_metric="precision")
     assert str(exc.value) == "gate_metric 'precision': unknown; choose one of accuracy, f1_macro, roc_auc, log_loss"
     assert set(GATE_METRICS) == {"accuracy", "f1_macro", "roc_auc", "log_loss"}
 
@@ -108,7 +113,7 @@ def test_unknown_gate_metric_lists_the_choices(models: Models) -> None:
 def test_test_data_without_the_model_features(models: Models) -> None:
     """Test rows lacking a feature the model needs are refused by feature name."""
     with pytest.raises(MlopsError, match=r"^test data lacks the model's features petal_width$"):
-        evaluate(load_bundle(str(models.good)), models.test.drop(columns="petal_width"))
+        evaluate(_load(models.good)), models.test.drop(columns="petal_width")
 
 
 def test_worse_candidate_fails_against_the_champion(store_root: str, models: Models) -> None:
@@ -118,12 +123,12 @@ def test_worse_candidate_fails_against_the_champion(store_root: str, models: Mod
     assert (champion_version, error) == (version, None)
 
     result = evaluate(
-        load_bundle(str(models.weak)), models.test, threshold=0.5, champion=champion, champion_version=champion_version
+        _load(models.weak), models.test, threshold=0.5, champion=champion, champion_version=champion_version
     )
 
     assert result.passed is False
     assert result.metrics["accuracy"] == pytest.approx(2 / 3)
-    assert result.champion_metrics == pytest.approx(_sklearn_metrics(load_bundle(str(models.good)), models.test))
+    assert result.champion_metrics == pytest.approx(_sklearn_metrics(_load(models.good)), models.test)
     assert result.reasons == [
         "accuracy 0.6667 meets the threshold 0.5",
         f"accuracy 0.6667 vs champion {version} 0.9333: worse (tolerance 0.0)",
@@ -137,7 +142,7 @@ def test_equal_candidate_passes_with_zero_tolerance(store_root: str, models: Mod
     champion, champion_version, _ = load_champion(store_root, "iris")
 
     result = evaluate(
-        load_bundle(str(models.good)),
+        _load(models.good),
         models.test,
         max_regression=0.0,
         champion=champion,
@@ -151,8 +156,8 @@ def test_equal_candidate_passes_with_zero_tolerance(store_root: str, models: Mod
 
 def test_max_regression_tolerates_a_slightly_worse_candidate(models: Models) -> None:
     """Within max_regression of the champion still passes; log_loss compares the other way round."""
-    champion = load_bundle(str(models.good))
-    weak = load_bundle(str(models.weak))
+    champion = _load(models.good)
+    weak = _load(models.weak)
     tolerated = evaluate(weak, models.test, threshold=0.5, max_regression=0.3, champion=champion, champion_version="v1")
     assert tolerated.passed is True
     assert tolerated.reasons[1].endswith(": not worse (tolerance 0.3)")
@@ -173,7 +178,7 @@ def test_champion_with_other_features_is_not_compared(tmp_path: Path, models: Mo
     version = crown(store_root, models.fewer_features)
     champion, champion_version, _ = load_champion(store_root, "iris")
 
-    result = evaluate(load_bundle(str(models.good)), models.test, champion=champion, champion_version=champion_version)
+    result = evaluate(_load(models.good), models.test, champion=champion, champion_version=champion_version)
 
     assert result.passed is True
     assert result.reasons == [
@@ -186,24 +191,47 @@ def test_champion_with_other_features_is_not_compared(tmp_path: Path, models: Mo
     }
 
 
-def test_champion_that_cannot_be_loaded(tmp_path: Path, models: Models) -> None:
-    """A champion from another scikit-learn is reported, not compared, and still named in the record."""
+@pytest.mark.parametrize("breakage", ["another sklearn", "corrupt pickle", "replaced pickle", "unreadable file"])
+def test_a_champion_that_cannot_be_loaded_fails_the_gate(tmp_path: Path, models: Models, breakage: str) -> None:
+    """Fail closed: a champion that exists but does not load is reported, and the candidate does not pass
+    on the threshold alone (it would otherwise replace a champion it was never compared with)."""
     old = tmp_path / "old-model"
     shutil.copytree(models.good, old)
-    metadata = json.loads((old / METADATA_FILE).read_text())
-    metadata["versions"]["sklearn"] = "0.24.2"
-    (old / METADATA_FILE).write_text(json.dumps(metadata))
     store_root = str(tmp_path / "store")
+    if breakage == "another sklearn":  # a library upgrade: the champion's pickle is from another version
+        metadata = json.loads((old / METADATA_FILE).read_text())
+        metadata["versions"]["sklearn"] = "0.24.2"
+        (old / METADATA_FILE).write_text(json.dumps(metadata))
     version = crown(store_root, old)
+    stored = Path(store_root, "models", "iris", "versions", version)
+    if breakage == "corrupt pickle":
+        (stored / MODEL_FILE).write_bytes((stored / MODEL_FILE).read_bytes()[:100])
+    elif breakage == "replaced pickle":
+        (stored / MODEL_FILE).write_bytes((models.weak / MODEL_FILE).read_bytes())
+    elif breakage == "unreadable file":  # the store answers the pointer, then fails to read the model
+        (stored / MODEL_FILE).unlink()
+        (stored / MODEL_FILE).mkdir()
+    expected = {
+        "another sklearn": "trained with scikit-learn 0.24.2",
+        "corrupt pickle": "not the recorded",
+        "replaced pickle": "not the recorded",
+        "unreadable file": "cannot read",
+    }[breakage]
 
     champion, champion_version, error = load_champion(store_root, "iris")
 
     assert (champion, champion_version) == (None, version)
-    assert error is not None and "trained with scikit-learn 0.24.2" in error
-    result = evaluate(load_bundle(str(models.good)), models.test, champion=champion, champion_version=champion_version)
-    assert result.passed is True
+    assert error is not None and expected in error
+    result = evaluate(
+        _load(models.good), models.test, champion=champion, champion_version=champion_version, champion_error=error
+    )
+    assert result.passed is False
+    assert result.reasons == [
+        "accuracy 0.9333 meets the threshold 0.9",
+        f"champion {version} could not be loaded ({error}): "
+        "the candidate was not compared with it, so it does not pass",
+    ]
     assert result.record()["champion_version"] == version
-    assert "no champion yet" not in result.reasons
     assert load_champion(str(tmp_path / "empty-store"), "iris") == (None, None, None)
 
 
@@ -214,7 +242,7 @@ def test_binary_classification(tmp_path: Path) -> None:
     source = tmp_path / "two-classes.csv"
     frame.to_csv(source, index=False)
     split = split_source(str(source), "species", test_size=0.3, seed=1)
-    bundle = load_bundle(str(save_model(tmp_path / "binary", split.train, "logistic_regression")))
+    bundle = _load(save_model(tmp_path / "binary", split.train, "logistic_regression"))
 
     result = evaluate(bundle, split.test, threshold=0.8)
 
@@ -232,9 +260,9 @@ def test_roc_curve_is_json_safe(tmp_path: Path, models: Models, binary: bool) ->
     if binary:
         train = models.train[models.train["species"] != "setosa"]
         test = models.test[models.test["species"] != "setosa"]
-        bundle = load_bundle(str(save_model(tmp_path / "binary", train, "knn")))
+        bundle = _load(save_model(tmp_path / "binary", train, "knn"))
     else:
-        bundle, test = load_bundle(str(models.weak)), models.test
+        bundle, test = _load(models.weak), models.test
 
     roc = evaluate(bundle, test).roc
 

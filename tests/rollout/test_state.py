@@ -4,6 +4,7 @@ the store and versions of registered models kept, and older documents still read
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,13 @@ import pytest
 from kfp_mlops import rollout
 from kfp_mlops.core import storage
 from kfp_mlops.core.errors import AlreadyExistsError, ConfigError, DataError
+from kfp_mlops.modeling.model_store import ModelStore
 from kfp_mlops.rollout import LiveComparison, StagePlan
 from kfp_mlops.rollout import state as state_module
 from tests.rollout.simulated import CANARY_5, CANARY_50, SHADOW, T0, TICK, live
+from tests.support.gcs_emulator import GcsEmulator
+from tests.support.lossy_proxy import LossyProxy
+from tests.support.models import crown, iris_model
 
 
 def test_state_moves_by_compare_and_swap(store_root: str) -> None:
@@ -69,17 +74,21 @@ def test_a_stored_state_that_is_not_a_rollout_is_refused(tmp_path: Path) -> None
         rollout.load_rollout(str(uri))
 
 
-def test_a_rollout_of_registered_models_knows_its_store_and_versions(tmp_path: Path) -> None:
+def test_a_rollout_of_registered_models_knows_its_store_versions_and_checksums(tmp_path: Path) -> None:
     uri = str(tmp_path / "rollout.json")
-    stored = state_module.StoredModels("gs://b/store", "shop", "v1", "v2")
+    store_root = str(tmp_path / "store")
+    old, new = (crown(store_root, iris_model(tmp_path / name), name="shop") for name in ("old", "new"))
+    stored = state_module.StoredModels(store_root, "shop", old, new)
     state = rollout.start_rollout(uri, StagePlan(), "old", "new", at=T0, stored=stored, log_root="gs://b/log")
     loaded, _ = rollout.load_rollout(uri)
     assert loaded == state and (loaded.stored, loaded.log_root) == (stored, "gs://b/log")
+    store = ModelStore(store_root)
+    assert loaded.checksums == {"old": store.checksum("shop", old), "new": store.checksum("shop", new)}
     assert state_module.running_rollout(uri) == state
     with pytest.raises(AlreadyExistsError, match=r"rollout\.json: a rollout of new is running at shadow; finish or"):
         state_module.refuse_running(uri, state_module.running_rollout(uri))
 
-    storage.write_json(uri, {**state.to_dict(), "stored": {"store_root": "gs://b/store", "model_name": "shop"}})
+    storage.write_json(uri, {**state.to_dict(), "stored": {"store_root": store_root, "model_name": "shop"}})
     with pytest.raises(DataError, match="rollout state: missing key 'legacy_version'"):
         rollout.load_rollout(uri)
     assert state_module.running_rollout(str(tmp_path / "none.json")) is None
@@ -91,9 +100,35 @@ def test_a_state_document_from_before_stored_models_still_loads(tmp_path: Path) 
     """Written by an earlier version: no ``stored``, no ``log_root``; its outcome moves no champion."""
     uri = tmp_path / "rollout.json"
     state = rollout.start_rollout(str(uri), StagePlan(), "old", "new", at=T0)
-    old_document = {k: v for k, v in state.to_dict().items() if k not in ("stored", "log_root")}
+    old_document = {k: v for k, v in state.to_dict().items() if k not in ("stored", "log_root", "checksums")}
     uri.write_text(json.dumps(old_document))
     loaded, _ = rollout.load_rollout(str(uri))
     assert loaded == state and loaded.stored is None and loaded.log_root == ""
     finished = loaded.apply(rollout.decide(StagePlan(), SHADOW, live(auc=(-0.2, -0.3, -0.1))), at=T0 + TICK)
     assert state_module.running_rollout(str(uri)) == loaded and finished.status == "rolled_back"
+
+
+def test_a_save_whose_response_was_lost_is_not_a_conflict_with_itself(
+    gcs_emulator: GcsEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The emulator stores the new state, the proxy drops its answer, the client retries and gets 412:
+    the save succeeds (its own owner token is on the object), and a real second controller still loses."""
+    proxy = LossyProxy(gcs_emulator.url).start()
+    try:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+        bucket = f"gs://lossy-{uuid.uuid4().hex[:12]}"
+        storage.ensure_bucket(bucket)
+        uri = f"{bucket}/rollouts/fraud.json"
+        rollout.start_rollout(uri, StagePlan(), "gs://m/old", "gs://m/new", at=T0)
+        first, version = rollout.load_rollout(uri)
+        moved = first.apply(rollout.decide(first.plan, first.stage, live()), at=T0 + TICK)
+        proxy.lose(lambda method, path: method == "POST" and path.startswith("/upload/"))
+
+        rollout.save_rollout(uri, moved, version)
+
+        assert len(proxy.lost) == 1
+        assert rollout.load_rollout(uri)[0] == moved
+        with pytest.raises(AlreadyExistsError, match="another controller moved the rollout"):
+            rollout.save_rollout(uri, moved, version)
+    finally:
+        proxy.stop()

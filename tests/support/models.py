@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from kfp_mlops.modeling.model_bundle import PROFILE_FILE, save_bundle
+from kfp_mlops.modeling.model_bundle import METADATA_FILE, PROFILE_FILE, save_bundle
 from kfp_mlops.modeling.model_store import ModelStore
 from kfp_mlops.modeling.profile import build_profile
 from kfp_mlops.modeling.splitting import split_source
@@ -42,6 +42,7 @@ def crown(store_root: str, model_dir: Path, *, name: str = "iris", profile_path:
     """Stores ``model_dir`` as a version of ``name`` (no W&B run) and makes it the champion; returns the version."""
     store = ModelStore(store_root)
     current = store.champion(name)
-    registered = store.publish(name, model_dir, profile_path=profile_path, evaluation={"passed": True})
+    sha256 = json.loads((model_dir / METADATA_FILE).read_text())["model_sha256"]  # as train hands it on
+    registered = store.publish(name, model_dir, profile_path=profile_path, evaluation={"passed": True}, sha256=sha256)
     store.promote(registered, expected_champion=current.version if current else None, by="test", reasons=["crowned"])
     return registered.version

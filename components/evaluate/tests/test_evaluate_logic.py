@@ -5,6 +5,7 @@ The scores and the gate themselves are tested in tests/modeling/test_evaluation.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from kfp_mlops.components.evaluate.logic import run_evaluate
 from kfp_mlops.modeling.datasets import write_parquet
 from kfp_mlops.modeling.evaluation import GATE_METRICS
+from kfp_mlops.modeling.model_bundle import METADATA_FILE
 from kfp_mlops.modeling.splitting import split_source
 from tests.support.models import crown, save_model
 from tests.support.wandb_offline import find_offline_runs, read_offline_run
@@ -43,6 +45,7 @@ def test_run_evaluate_logs_metrics_confusion_matrix_and_roc(store_root: str, mod
     result = run_evaluate(
         str(models.good),
         str(models.test_path),
+        model_sha256=json.loads((models.good / METADATA_FILE).read_text())["model_sha256"],
         store_root=store_root,
         model_name="iris",
         threshold=0.9,

@@ -80,10 +80,15 @@ def _register(candidate: Candidate, evaluation: Path, store_root: str, name: str
         str(candidate.model_dir),
         str(candidate.profile_path),
         str(evaluation),
+        model_sha256=candidate.metadata["model_sha256"],
         store_root=store_root,
         model_name=name,
         pipeline_job_id="job-1",
     )
+
+
+def store_checksum(store_root: str, version: str) -> str:
+    return str(storage.read_json(storage.join(store_root, "models", "iris", "statuses", f"{version}.json"))["sha256"])
 
 
 def _champion(store_root: str, name: str = "iris") -> dict[str, Any]:
@@ -101,7 +106,16 @@ def test_first_registration_writes_the_version_as_a_candidate(
     version = record["version"]
     uri = storage.join(store_root, "models", "iris", "versions", version)
     assert VERSION.match(version) and version.endswith(candidate.metadata["model_sha256"][:8])
-    assert record == {"name": "iris", "version": version, "uri": uri, "status": CANDIDATE, "champion": None}
+    sha256 = candidate.metadata["model_sha256"]
+    assert record == {
+        "name": "iris",
+        "version": version,
+        "uri": uri,
+        "sha256": sha256,
+        "status": CANDIDATE,
+        "champion": None,
+    }
+    assert store_checksum(store_root, version) == sha256  # recorded apart from the version folder
     assert storage.list_uris(uri) == [storage.join(uri, f) for f in VERSION_FILES]
     assert storage.read_bytes(storage.join(uri, MODEL_FILE)) == (candidate.model_dir / MODEL_FILE).read_bytes()
     assert storage.read_json(storage.join(uri, METADATA_FILE)) == candidate.metadata
@@ -113,7 +127,7 @@ def test_first_registration_writes_the_version_as_a_candidate(
     status = store.status("iris", version)
     assert (status.status, status.by, status.reasons) == (CANDIDATE, "register", ("test",))
     assert store.versions("iris") == [version]
-    assert load_bundle(uri).metadata == candidate.metadata  # the stored version loads back
+    assert store.load("iris", version).metadata == candidate.metadata  # the stored version loads back
 
     [run_dir] = find_offline_runs(Path(os.environ["WANDB_DIR"]))
     logged = read_offline_run(run_dir)
@@ -200,6 +214,7 @@ def test_an_incomplete_model_folder_writes_nothing(tmp_path: Path, candidate: Ca
             str(incomplete),
             str(candidate.profile_path),
             str(_evaluation(tmp_path)),
+            model_sha256=candidate.metadata["model_sha256"],
             store_root=str(store_root),
             model_name="iris",
         )
@@ -246,7 +261,11 @@ def test_a_write_failing_mid_publish_leaves_no_partial_version(tmp_path: Path, c
 
     with _max_file_size(500_000), pytest.raises(StorageError, match=f"{PROFILE_FILE}: cannot write: File too large"):
         ModelStore(store_root).publish(
-            "iris", candidate.model_dir, profile_path=big_profile, evaluation={"passed": True}
+            "iris",
+            candidate.model_dir,
+            profile_path=big_profile,
+            evaluation={"passed": True},
+            sha256=candidate.metadata["model_sha256"],
         )
 
     assert storage.list_uris(store_root) == []
@@ -289,7 +308,10 @@ def test_a_champion_that_was_not_compared_can_still_be_replaced(
     first = crown(store_root, old.model_dir, profile_path=old.profile_path)
     champion, champion_version, _ = load_champion(store_root, "iris")
     result = evaluate(
-        load_bundle(str(candidate.model_dir)), candidate.test, champion=champion, champion_version=champion_version
+        load_bundle(str(candidate.model_dir), sha256=candidate.metadata["model_sha256"]),
+        candidate.test,
+        champion=champion,
+        champion_version=champion_version,
     )
     assert result.passed and f"champion {first} has other features or classes: not compared" in result.reasons
     evaluation = tmp_path / "evaluation.json"

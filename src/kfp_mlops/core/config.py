@@ -16,6 +16,8 @@ Environment variables:
     WANDB_PROJECT / WANDB_ENTITY: where runs are logged (default project ``kfp-mlops``).
     WANDB_API_KEY: when set, W&B logs online; otherwise offline.
     STORAGE_EMULATOR_HOST: an ``http://host:port`` GCS emulator for ``gs://`` URIs.
+    KFP_MLOPS_ALLOW_MODELS_OUTSIDE_STORE: ``1`` lets model servers load a model folder outside the
+        model store (its sha256 then given in ``MODEL_SHA256``); default: only store versions.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ DEFAULT_SERVING_IMAGE_SELDON = f"ghcr.io/kfp-mlops/seldon:{__version__}"
 DEFAULT_KFP_NAMESPACE = "kubeflow"
 # The Kubernetes Secret holding WANDB_API_KEY on a cluster (manifests/base/wandb-secret.template.yaml).
 WANDB_SECRET_NAME = "wandb-credentials"
+# The opt-out from confining served model URIs to the model store (kfp_mlops.modeling.model_store.load_model).
+OUTSIDE_STORE_ENV = "KFP_MLOPS_ALLOW_MODELS_OUTSIDE_STORE"
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class Settings:
     kfp_namespace: str = DEFAULT_KFP_NAMESPACE
     wandb_project: str = "kfp-mlops"
     wandb_entity: str | None = None
+    allow_models_outside_store: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -64,4 +69,5 @@ class Settings:
             kfp_namespace=env.get("KFP_NAMESPACE") or DEFAULT_KFP_NAMESPACE,
             wandb_project=env.get("WANDB_PROJECT") or "kfp-mlops",
             wandb_entity=env.get("WANDB_ENTITY") or None,
+            allow_models_outside_store=env.get(OUTSIDE_STORE_ENV, "").strip().lower() in ("1", "true", "yes"),
         )

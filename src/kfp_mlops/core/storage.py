@@ -17,7 +17,8 @@ connection broke after the server stored the object) is retried by the client an
 own precondition with 412. A create-only write whose stored bytes equal ours is therefore a
 success (locally too, where a caller may retry a write that raised after it landed); a
 compare-and-swap tags its upload with a random owner token in the object's metadata and, on 412,
-re-reads the object: its own token (or exactly its bytes) means its write landed.
+re-reads the object: its own token means its write landed. Equal bytes are not enough there: two
+controllers making the same decision must not both believe they recorded it.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import uuid
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from kfp_mlops.core.errors import AlreadyExistsError, StorageError
 
@@ -221,7 +222,7 @@ def compare_and_swap(uri: str, data: bytes, expected_version: str | None) -> Non
             with _gcs_errors(uri, create_only=True):
                 blob.upload_from_string(data, if_generation_match=generation, retry=_retry(), timeout=_GCS_DEADLINE_S)
         except AlreadyExistsError:
-            if not _landed(uri, token, data):
+            if not _written_by(uri, token):
                 raise AlreadyExistsError(f"{uri}: changed by someone else since it was read; not written") from None
         return
     path = _local_path(uri)
@@ -229,8 +230,8 @@ def compare_and_swap(uri: str, data: bytes, expected_version: str | None) -> Non
     # An flock on a side file serialises local writers; the content hash is the version.
     with open(path.with_name(path.name + ".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        stored, current = read_versioned(uri)
-        if current != expected_version and stored != data:  # equal bytes: a retry of a write that landed
+        _, current = read_versioned(uri)
+        if current != expected_version:
             raise AlreadyExistsError(f"{uri}: changed by someone else since it was read; not written")
         _write_local(path, data, create_only=False, uri=uri)
 
@@ -248,6 +249,42 @@ def local_copy(uri: str) -> Iterator[Path]:
         path = Path(tmp) / uri.rsplit("/", 1)[-1]
         path.write_bytes(read_bytes(uri))
         yield path
+
+
+@contextlib.contextmanager
+def open_reader(uri: str, *, chunk_bytes: int = 16 << 20) -> Iterator[BinaryIO]:
+    """Yields a seekable binary file that reads the object at ``uri`` as it is read.
+
+    For readers that stream a large object in constant memory (Parquet record batches): on
+    ``gs://`` each read beyond the buffered ``chunk_bytes`` is a ranged download, pinned to the
+    object's generation when opened, so an object replaced meanwhile fails the read instead of
+    mixing two versions.
+
+    Raises:
+        StorageError: the object does not exist, the storage cannot be reached, or (``gs://``) it
+            changed while being read.
+    """
+    if not is_gcs(uri):
+        try:
+            handle = _local_path(uri).open("rb")
+        except FileNotFoundError:
+            raise StorageError(f"{uri}: no such file") from None
+        except OSError as exc:
+            raise StorageError(f"{uri}: cannot read: {exc.strerror or exc}") from None
+        with handle:
+            yield handle
+        return
+    blob = _blob(uri)
+    with _gcs_errors(uri):
+        blob.reload(retry=_retry(), timeout=_GCS_DEADLINE_S)
+        with blob.open(
+            "rb",
+            chunk_size=chunk_bytes,
+            if_generation_match=blob.generation,
+            retry=_retry(),
+            timeout=_GCS_DEADLINE_S,
+        ) as reader:
+            yield reader
 
 
 def ensure_bucket(uri: str) -> None:
@@ -317,16 +354,14 @@ def _blob(uri: str):  # -> google.cloud.storage.Blob
     return _client().bucket(bucket).blob(key)
 
 
-def _landed(uri: str, token: str, data: bytes) -> bool:
-    """Whether the object at ``uri`` is this compare-and-swap's write: tagged ``token``, or holding ``data``."""
+def _written_by(uri: str, token: str) -> bool:
+    """Whether the object at ``uri`` is the write of the compare-and-swap that tagged it ``token``."""
     blob = _blob(uri)
     with _gcs_errors(uri):
         if not blob.exists(retry=_retry(), timeout=_GCS_DEADLINE_S):
             return False
         blob.reload(retry=_retry(), timeout=_GCS_DEADLINE_S)
-        if (blob.metadata or {}).get(_WRITE_TOKEN_KEY) == token:
-            return True
-        return blob.download_as_bytes(retry=_retry(), timeout=_GCS_DEADLINE_S) == data
+    return (blob.metadata or {}).get(_WRITE_TOKEN_KEY) == token
 
 
 def _retry():  # -> google.api_core.retry.Retry

@@ -112,6 +112,7 @@ def train_models(out: Path, *, rows: int = 30_000, seed: int = 0) -> Models:
     poor, poor_meta = fit_model(shuffled, fraud.LABEL, "logistic_regression", {"max_iter": 1000}, seed)
 
     uris: dict[str, str] = {}
+    checksums: dict[str, str] = {}  # kept in memory from the save: the demo's record apart from the files
     for name, model, meta in (
         (
             "legacy",
@@ -128,8 +129,8 @@ def train_models(out: Path, *, rows: int = 30_000, seed: int = 0) -> Models:
         ("failing", FailingModel(challenger_meta["classes"]), challenger_meta),
     ):
         folder = out / "models" / name
-        save_bundle(folder, model, {**meta, "training_data_uri": f"fraud.generate({rows}, seed={seed})"})
-        uris[name] = str(folder)
+        saved = save_bundle(folder, model, {**meta, "training_data_uri": f"fraud.generate({rows}, seed={seed})"})
+        uris[name], checksums[name] = str(folder), saved["model_sha256"]
 
     offline = compare_offline(
         {
@@ -141,12 +142,12 @@ def train_models(out: Path, *, rows: int = 30_000, seed: int = 0) -> Models:
         label=fraud.LABEL,
     )
     test = holdout[every]
-    legacy_bundle = load_bundle(uris["legacy"])
+    legacy_bundle = load_bundle(uris["legacy"], sha256=checksums["legacy"])
     gates: dict[str, tuple[bool, list[str]]] = {}
     for name in ("legacy", "challenger", "poor"):
         champion = None if name == "legacy" else legacy_bundle
         result = evaluate(
-            load_bundle(uris[name]),
+            load_bundle(uris[name], sha256=checksums[name]),
             test,
             gate_metric="roc_auc",
             threshold=0.7,

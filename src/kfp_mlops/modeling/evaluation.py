@@ -1,9 +1,11 @@
 """Evaluation: score a candidate on held-out rows and decide whether it may be registered.
 
 The gate passes when the candidate's gate metric reaches the threshold and is not worse than the
-current champion's on the same test rows (by more than ``max_regression``). A champion that
-cannot be compared (other features or classes, or an incompatible scikit-learn) is reported and
-left out of the decision.
+current champion's on the same test rows (by more than ``max_regression``). A champion with other
+features or classes cannot score these rows: that is reported and left out of the decision. A
+champion that exists but cannot be loaded (its storage times out, its file is corrupt or fails its
+recorded checksum, a library upgrade broke its pickle) fails the gate, closed, with the reason: the
+candidate was not compared, and the threshold alone never replaces a champion.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kfp_mlops.core.errors import ConfigError, MlopsError
-from kfp_mlops.modeling.model_bundle import ModelBundle, load_bundle
+from kfp_mlops.modeling.model_bundle import ModelBundle
 from kfp_mlops.modeling.model_store import ModelStore
 
 if TYPE_CHECKING:
@@ -115,6 +117,7 @@ def evaluate(
     max_regression: float = 0.0,
     champion: ModelBundle | None = None,
     champion_version: str | None = None,
+    champion_error: str | None = None,
 ) -> Evaluation:
     """Scores ``candidate`` (and ``champion``, if given) on ``test`` and applies the gate.
 
@@ -126,6 +129,7 @@ def evaluate(
         max_regression: how much worse than the champion the candidate may be.
         champion: the current champion, compared on the same rows when it has the same features and classes.
         champion_version: the champion's version, recorded even when it is not compared (or could not load).
+        champion_error: why the champion ``champion_version`` could not be loaded: the gate fails.
 
     Raises:
         ConfigError: an unknown gate metric.
@@ -165,7 +169,14 @@ def evaluate(
                 f"{gate_metric} {value:.4f} vs champion {champion_version} {best:.4f}: "
                 f"{'not worse' if beats_champion else 'worse'} (tolerance {max_regression})"
             )
-    elif champion_version is None:  # a champion that could not be loaded is reported by the caller
+    elif champion_version is not None:
+        # Fail closed: a champion that exists but does not load is no reason to deploy untested.
+        beats_champion = False
+        result.reasons.append(
+            f"champion {champion_version} could not be loaded ({champion_error or 'no reason given'}): "
+            "the candidate was not compared with it, so it does not pass"
+        )
+    else:
         result.reasons.append("no champion yet")
     result.passed = meets_threshold and beats_champion
     return result
@@ -174,14 +185,26 @@ def evaluate(
 def load_champion(store_root: str, model_name: str) -> tuple[ModelBundle | None, str | None, str | None]:
     """The champion of ``model_name`` and its version, or why it could not be loaded.
 
+    The champion is loaded from its version folder in the store, checked against the sha256 in the
+    champion pointer and the one recorded at registration.
+
     Returns:
-        ``(bundle, version, None)``; ``(None, version, reason)`` when the champion cannot load here;
-        ``(None, None, None)`` before the first registration.
+        ``(bundle, version, None)``; ``(None, version, reason)`` when the champion cannot be loaded
+        here (give both to :func:`evaluate`: the gate fails); ``(None, None, None)`` before the
+        first champion.
+
+    Raises:
+        StorageError: the champion pointer itself cannot be read (the gate cannot know whether
+            there is a champion).
     """
-    pointer = ModelStore(store_root).champion(model_name)
+    store = ModelStore(store_root)
+    pointer = store.champion_pointer(model_name)
     if pointer is None:
         return None, None, None
+    version, sha256 = str(pointer.get("version")), pointer.get("sha256")
+    if not isinstance(sha256, str):
+        return None, version, f"the champion pointer of {model_name} records no sha256 of its model"
     try:
-        return load_bundle(pointer.uri), pointer.version, None
-    except MlopsError as exc:
-        return None, pointer.version, str(exc)
+        return store.load(model_name, version, sha256=sha256), version, None
+    except MlopsError as exc:  # storage errors, checksums, scikit-learn versions, broken pickles
+        return None, version, str(exc)

@@ -5,6 +5,10 @@ runtimes load, so it must load in every environment that has a compatible scikit
 Seldon runtime's environment has numpy<2; joblib pickles load across that boundary). The model's
 calibration maps are data in ``metadata.json`` (``calibration``; :mod:`kfp_mlops.modeling.calibration`),
 not a second pickle, so they travel wherever the metadata goes.
+
+A model is loaded only against a checksum recorded apart from it (:func:`load_bundle`); the
+``model_sha256`` that :func:`save_bundle` writes into ``metadata.json`` is what the train step
+hands on as its artifact's metadata, and what register records in the store.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import hashlib
 import io
 import json
 import platform
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +29,8 @@ from kfp_mlops.modeling.calibration import Calibration, read_calibration
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
 PROFILE_FILE = "reference_profile.json"
+SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+"""A recorded checksum: a sha256 as 64 lowercase hex digits."""
 
 
 @dataclass
@@ -79,21 +86,39 @@ def save_bundle(folder: str | Path, model: Any, metadata: dict[str, Any]) -> dic
     return metadata
 
 
-def load_bundle(location: str) -> ModelBundle:
-    """Loads a model folder from a local path or ``gs://`` prefix and checks it can run here.
+def load_bundle(location: str, *, sha256: str) -> ModelBundle:
+    """Loads a model folder from a local path or ``gs://`` prefix, after checking it is the model recorded.
+
+    The pickle is unpickled only once its bytes match ``sha256``, a checksum recorded apart from
+    it (the champion pointer, the version's status record, the rollout state, the train step's
+    artifact metadata): ``model_sha256`` in the folder's own ``metadata.json`` proves nothing
+    about a folder someone could write to.
+
+    Args:
+        location: The model folder.
+        sha256: The recorded sha256 of its ``model.joblib`` (64 hex digits); required.
 
     Raises:
-        MlopsError: the folder lacks a model, its checksum does not match, or it was trained with a
-            scikit-learn whose major.minor differs from this environment's.
+        MlopsError: no valid checksum was given, the model file's bytes do not match it, the
+            folder lacks a model, or it was trained with a scikit-learn whose major.minor differs
+            from this environment's.
     """
     import joblib
 
+    if not SHA256_PATTERN.match(sha256 or ""):
+        raise MlopsError(
+            f"model {location}: no recorded sha256 to check {MODEL_FILE} against (got {sha256!r}); "
+            "an unverified pickle is never loaded"
+        )
     metadata = storage.read_json(storage.join(location, METADATA_FILE))
     check_compatible(metadata, where=location)
     payload = storage.read_bytes(storage.join(location, MODEL_FILE))
-    expected = metadata.get("model_sha256")
-    if expected and hashlib.sha256(payload).hexdigest() != expected:
-        raise MlopsError(f"model {location}: {MODEL_FILE} does not match the sha256 in {METADATA_FILE}")
+    actual = hashlib.sha256(payload).hexdigest()
+    if actual != sha256:
+        raise MlopsError(
+            f"model {location}: {MODEL_FILE} has sha256 {actual}, not the recorded {sha256}; "
+            "refusing to load a model other than the one registered"
+        )
     try:
         model = joblib.load(io.BytesIO(payload))
     except Exception as exc:  # unpickling can raise anything a broken or foreign file triggers

@@ -2,8 +2,8 @@
 
 Layout under the root (a local folder, the GCS emulator or ``gs://``)::
 
-    models/<name>/champion.json                      <- {"version", "uri", "previous", "promoted_at", "by", "reasons"}
-    models/<name>/statuses/<version>.json            <- {"version", "status", "history": [...]}
+    models/<name>/champion.json            <- {"version", "uri", "sha256", "previous", "promoted_at", "by", "reasons"}
+    models/<name>/statuses/<version>.json  <- {"version", "sha256", "status", "history": [...]}
     models/<name>/versions/<version>/model.joblib
     models/<name>/versions/<version>/reference_profile.json
     models/<name>/versions/<version>/evaluation.json
@@ -16,10 +16,24 @@ explicit ``single`` deployment, the first model of a name, or a rollout's promot
 moves by compare-and-swap, so two concurrent moves cannot both win, and every move records who
 made it and why. The pointer is the authority on which version is champion: a status history that
 a crash left one step behind never contradicts it (:meth:`ModelStore.status`).
+
+**Provenance.** Publishing records the sha256 of the version's ``model.joblib`` in its status
+record, apart from the folder it guards; the champion pointer copies it, and every load
+(:meth:`ModelStore.load`, :func:`load_model`) checks the bytes against it before unpickling. A
+version without a recorded checksum is never loaded nor promoted. Version ids match
+:data:`VERSION_PATTERN` (no ``..``, no slashes): an id can never name a path outside its model's
+folder. :func:`load_model` also confines model URIs to the store unless the caller opts out
+(:data:`~kfp_mlops.core.config.OUTSIDE_STORE_ENV`), and then needs the checksum from the caller.
+
+**Retries.** Every write is idempotent (:mod:`kfp_mlops.core.storage`): a write whose response was
+lost and that the client retried is a success, never a conflict with itself, so :meth:`publish`
+never deletes what it wrote and :meth:`promote` never reports that it lost to its own move.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import re
 from collections.abc import Sequence
@@ -29,8 +43,16 @@ from pathlib import Path
 from typing import Any
 
 from kfp_mlops.core import storage
-from kfp_mlops.core.errors import AlreadyExistsError, ConfigError, DataError, MlopsError
-from kfp_mlops.modeling.model_bundle import METADATA_FILE, MODEL_FILE, PROFILE_FILE
+from kfp_mlops.core.config import OUTSIDE_STORE_ENV
+from kfp_mlops.core.errors import AlreadyExistsError, ConfigError, DataError, MlopsError, StorageError
+from kfp_mlops.modeling.model_bundle import (
+    METADATA_FILE,
+    MODEL_FILE,
+    PROFILE_FILE,
+    SHA256_PATTERN,
+    ModelBundle,
+    load_bundle,
+)
 
 EVALUATION_FILE = "evaluation.json"
 CHAMPION_FILE = "champion.json"
@@ -38,6 +60,11 @@ STATUS_FOLDER = "statuses"
 CANDIDATE, CHAMPION, REJECTED, RETIRED = "candidate", "champion", "rejected", "retired"
 STATUSES = (CANDIDATE, CHAMPION, REJECTED, RETIRED)
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")
+VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+"""A version id: letters, digits, ``.``, ``_`` and ``-``, starting with a letter or digit, at most
+128 characters, and never ``..`` (publish makes ``v<UTC time>-<sha256 prefix>``)."""
+# <root>/models/<name>/versions/<version>: a store version's folder, wherever the store is.
+_VERSION_URI = re.compile(r"^(?P<root>.+)/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)/?$")
 _STATUS_WRITE_ATTEMPTS = 5  # concurrent writers of one version's history retry on a lost compare-and-swap
 
 
@@ -93,7 +120,49 @@ class ModelStore:
         return storage.join(self.root, "models", name)
 
     def version_uri(self, name: str, version: str) -> str:
+        """The folder of one version of ``name``.
+
+        Raises:
+            ConfigError: the version id does not match :data:`VERSION_PATTERN`.
+        """
+        check_version(version)
         return storage.join(self.model_uri(name), "versions", version)
+
+    def checksum(self, name: str, version: str) -> str:
+        """The sha256 of the version's ``model.joblib`` that publishing recorded in its status record.
+
+        Raises:
+            MlopsError: none is recorded (the version cannot be loaded nor promoted).
+        """
+        uri = self._status_uri(name, version)
+        data, _ = storage.read_versioned(uri)
+        recorded = self._parse_status(uri, data).get("sha256") if data is not None else None
+        if not isinstance(recorded, str) or not SHA256_PATTERN.match(recorded):
+            raise MlopsError(
+                f"model {name} version {version}: no sha256 of {MODEL_FILE} recorded in {uri}; "
+                "it cannot be verified, so it is neither loaded nor promoted (register it again)"
+            )
+        return recorded
+
+    def load(self, name: str, version: str, *, sha256: str | None = None) -> ModelBundle:
+        """Loads a stored version after checking its bytes against the recorded checksum.
+
+        Args:
+            name: The model's name.
+            version: The version id.
+            sha256: A checksum the caller holds too (the champion pointer's, the rollout state's);
+                it must agree with the recorded one.
+
+        Raises:
+            MlopsError: no checksum is recorded, the two disagree, or the version does not load.
+        """
+        recorded = self.checksum(name, version)
+        if sha256 is not None and sha256 != recorded:
+            raise MlopsError(
+                f"model {name} version {version}: the expected sha256 {sha256} differs from the one "
+                f"recorded at registration, {recorded}; not loaded"
+            )
+        return load_bundle(self.version_uri(name, version), sha256=recorded)
 
     def registered(self, name: str, version: str) -> RegisteredVersion:
         """The stored version ``version`` of ``name``.
@@ -125,16 +194,35 @@ class ModelStore:
         return sorted(uri[len(prefix) + 1 : -len(suffix)] for uri in storage.list_uris(prefix) if uri.endswith(suffix))
 
     def publish(
-        self, name: str, model_dir: str | Path, *, profile_path: str | Path | None, evaluation: dict[str, Any]
+        self,
+        name: str,
+        model_dir: str | Path,
+        *,
+        profile_path: str | Path | None,
+        evaluation: dict[str, Any],
+        sha256: str,
     ) -> RegisteredVersion:
-        """Stores a new immutable version; neither its status nor the champion pointer is touched.
+        """Stores a new immutable version and records its checksum; the champion pointer is not touched.
 
-        Every input is read and checked before the first write; if a write fails part-way, the
-        files this call wrote are removed, so a version is either complete or absent.
+        Every input is read and checked before the first write. The model files go first, then
+        the checksum (the status record, without statuses yet), then ``metadata.json``, whose
+        presence marks the version complete: a version is listed only once all of it is stored.
+        A retried write whose response was lost is a success (:mod:`kfp_mlops.core.storage`). If
+        a write fails, the files this call wrote are removed while the marker is surely absent;
+        anything the storage refused to remove stays invisible (no marker), and a rerun stores a
+        new version.
+
+        Args:
+            name: The model's name.
+            model_dir: The model folder (``model.joblib``, ``metadata.json``).
+            profile_path: The reference profile stored beside it (None: none).
+            evaluation: The gate's record, stored as ``evaluation.json``.
+            sha256: The model file's checksum as the step that made it recorded it (the train
+                step's artifact metadata); the file must match it.
 
         Raises:
-            MlopsError: the model folder is incomplete.
-            StorageError: the store is unreachable (nothing is left half-written).
+            MlopsError: the model folder is incomplete, or its model file does not match ``sha256``.
+            StorageError: the store is unreachable (no complete version is left behind).
         """
         model_dir = Path(model_dir)
         files: dict[str, bytes] = {}
@@ -142,24 +230,33 @@ class ModelStore:
             if not (model_dir / required).is_file():
                 raise MlopsError(f"model {model_dir}: missing {required}; not registered")
             files[required] = (model_dir / required).read_bytes()
-        metadata = json.loads(files[METADATA_FILE])
+        actual = hashlib.sha256(files[MODEL_FILE]).hexdigest()
+        if actual != sha256:
+            raise MlopsError(
+                f"model {model_dir}: {MODEL_FILE} has sha256 {actual}, not {sha256!r} as recorded when it "
+                "was trained; not registered"
+            )
         if profile_path is not None:
             files[PROFILE_FILE] = Path(profile_path).read_bytes()
         files[EVALUATION_FILE] = (json.dumps(evaluation, indent=2, sort_keys=True, default=str) + "\n").encode()
 
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-        version = f"v{stamp}-{metadata.get('model_sha256', 'unknown')[:8]}"
+        version = f"v{stamp}-{sha256[:8]}"
         uri = self.version_uri(name, version)
+        status_uri = self._status_uri(name, version)
+        marker = storage.join(uri, METADATA_FILE)
         written: list[str] = []
         try:
-            # metadata.json goes last: its presence is what marks the version complete.
-            for file_name in sorted(files, key=lambda f: f == METADATA_FILE):
+            for file_name in [f for f in files if f != METADATA_FILE]:
                 target = storage.join(uri, file_name)
                 storage.write_bytes(target, files[file_name], create_only=True)
                 written.append(target)
-        except Exception:
-            for target in written:
-                storage.delete(target)
+            status: dict[str, Any] = {"version": version, "sha256": sha256, "status": None, "history": []}
+            storage.write_bytes(status_uri, _dump(status), create_only=True)
+            written.append(status_uri)
+            storage.write_bytes(marker, files[METADATA_FILE], create_only=True)
+        except StorageError:
+            _remove_unless_complete(marker, written)
             raise
         return RegisteredVersion(name=name, version=version, uri=uri)
 
@@ -191,6 +288,7 @@ class ModelStore:
 
         Raises:
             AlreadyExistsError: the champion moved meanwhile; it is left as is.
+            MlopsError: the version has no recorded checksum (it could never be loaded).
         """
         pointer_uri = self._pointer_uri(registered.name)
         data, token = storage.read_versioned(pointer_uri)
@@ -200,16 +298,18 @@ class ModelStore:
                 f"{pointer_uri}: champion is now {current!r}, not {expected_champion!r} as evaluated; "
                 f"{registered.version} stays registered but is not promoted"
             )
+        sha256 = self.checksum(registered.name, registered.version)
         now = _now()
         pointer = {
             "version": registered.version,
             "uri": registered.uri,
+            "sha256": sha256,
             "previous": current,
             "promoted_at": now,
             "by": by,
             "reasons": list(reasons),
         }
-        storage.compare_and_swap(pointer_uri, (json.dumps(pointer, indent=2, sort_keys=True) + "\n").encode(), token)
+        storage.compare_and_swap(pointer_uri, _dump(pointer), token)
         self.record_status(registered.name, registered.version, CHAMPION, by=by, reasons=reasons, at=now)
         if current is not None:
             replaced_by = f"replaced by {registered.version}"
@@ -230,10 +330,11 @@ class ModelStore:
         uri = self._status_uri(name, version)
         for _ in range(_STATUS_WRITE_ATTEMPTS):
             data, token = storage.read_versioned(uri)
+            doc: dict[str, Any] = self._parse_status(uri, data) if data is not None else {"version": version}
             history = self._parse_history(uri, data)
-            doc = {"version": version, "status": status, "history": [*history, entry.to_dict()]}
+            doc.update(status=status, history=[*history, entry.to_dict()])
             try:
-                storage.compare_and_swap(uri, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode(), token)
+                storage.compare_and_swap(uri, _dump(doc), token)
             except AlreadyExistsError:
                 continue
             return entry
@@ -274,13 +375,82 @@ class ModelStore:
         return storage.join(self.model_uri(name), STATUS_FOLDER, f"{version}.json")
 
     @staticmethod
-    def _parse_history(uri: str, data: bytes | None) -> list[dict[str, Any]]:
+    def _parse_status(uri: str, data: bytes) -> dict[str, Any]:
+        try:
+            doc = json.loads(data)
+        except ValueError as exc:
+            raise DataError(f"{uri}: not a status record ({exc})") from None
+        if not isinstance(doc, dict):
+            raise DataError(f"{uri}: not a status record (a JSON {type(doc).__name__})")
+        return doc
+
+    @classmethod
+    def _parse_history(cls, uri: str, data: bytes | None) -> list[dict[str, Any]]:
         if data is None:
             return []
         try:
-            return list(json.loads(data)["history"])
-        except (ValueError, KeyError, TypeError) as exc:
+            return list(cls._parse_status(uri, data)["history"])
+        except (KeyError, TypeError) as exc:
             raise DataError(f"{uri}: not a status history ({type(exc).__name__}: {exc})") from None
+
+
+def check_version(version: str) -> None:
+    """Refuses a version id that does not match :data:`VERSION_PATTERN` (``..``, slashes, empty...).
+
+    Raises:
+        ConfigError: naming the id and the pattern.
+    """
+    if not VERSION_PATTERN.match(version) or ".." in version:
+        raise ConfigError(
+            f"model version {version!r}: use letters, digits, '.', '_' or '-', starting with a letter or "
+            "digit, at most 128 characters, never '..'"
+        )
+
+
+def load_model(uri: str, *, store_root: str, outside_store: bool = False, sha256: str | None = None) -> ModelBundle:
+    """Loads the model at ``uri``, confined to the store at ``store_root`` and checked against a recorded checksum.
+
+    A version folder of that store (``<store_root>/models/<name>/versions/<version>``) is checked
+    against the checksum recorded at registration (and against ``sha256`` too, when given). Any
+    other folder is refused unless ``outside_store`` -- the user's opt-out,
+    :data:`~kfp_mlops.core.config.OUTSIDE_STORE_ENV` -- and then ``sha256`` is required.
+
+    Raises:
+        MlopsError: the URI is outside the store without the opt-out, no checksum is recorded or
+            given, it does not match, or the model does not load.
+        ConfigError: a malformed model name or version id in the URI.
+    """
+    canonical = storage.canonical_uri(uri)
+    found = _VERSION_URI.match(canonical)
+    if found is not None and _same_root(found["root"], store_root):
+        return ModelStore(store_root).load(found["name"], found["version"], sha256=sha256)
+    if not outside_store:
+        raise MlopsError(
+            f"model URI {uri} is outside the model store {store_root} (expected "
+            f"{storage.join(store_root, 'models', '<name>', 'versions', '<version>')}); "
+            f"set {OUTSIDE_STORE_ENV}=1 to load models from elsewhere, with their sha256 given"
+        )
+    return load_bundle(canonical, sha256=sha256 or "")
+
+
+def _same_root(found: str, store_root: str) -> bool:
+    root = storage.canonical_uri(store_root).rstrip("/")
+    if storage.is_gcs(root) or storage.is_gcs(found):
+        return found == root
+    return Path(found.removeprefix("file://")).resolve() == Path(root.removeprefix("file://")).expanduser().resolve()
+
+
+def _remove_unless_complete(marker: str, written: Sequence[str]) -> None:
+    """Removes a failed publish's files, unless its marker landed (then the version is complete)."""
+    with contextlib.suppress(StorageError):  # storage down: the leftovers stay invisible, without a marker
+        if storage.exists(marker):
+            return
+        for target in written:
+            storage.delete(target)
+
+
+def _dump(doc: dict[str, Any]) -> bytes:
+    return (json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n").encode()
 
 
 def _now() -> str:

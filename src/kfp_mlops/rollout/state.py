@@ -9,7 +9,12 @@ these existed still loads (without them).
 :func:`start_rollout`, :func:`load_rollout` and :func:`save_rollout` read and write it as a JSON
 document through :mod:`kfp_mlops.core.storage` (a local path or ``gs://``), moved by
 compare-and-swap: a save names the version it read, so when two controllers move one rollout
-at once, only the first one's decision is recorded.
+at once, only the first one's decision is recorded -- and a save whose response was lost and that
+the storage client retried is not mistaken for another controller's (:mod:`kfp_mlops.core.storage`).
+
+A rollout of registered models records both models' checksums (``checksums``: model URI to the
+sha256 register recorded), so whoever loads them for the rollout checks what it loads against the
+state it acts on, not against a file beside the model.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any
 
 from kfp_mlops.core import storage
 from kfp_mlops.core.errors import AlreadyExistsError, ConfigError, DataError, StorageError
+from kfp_mlops.modeling.model_store import ModelStore
 from kfp_mlops.rollout.plan import PROMOTED, ROLLED_BACK, Decision, Stage, StagePlan
 from kfp_mlops.serving.prediction_log import as_utc
 
@@ -86,6 +92,8 @@ class RolloutState:
         stored: Where both models are registered (None: model folders outside a store; the
             rollout's outcome then moves no champion pointer).
         log_root: The prediction log it reads ("": named by every step).
+        checksums: The sha256 of each model's file by model URI, as registered (empty: model
+            folders outside a store).
     """
 
     plan: StagePlan
@@ -97,6 +105,7 @@ class RolloutState:
     history: tuple[Mapping[str, Any], ...] = ()
     stored: StoredModels | None = None
     log_root: str = ""
+    checksums: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def start(
@@ -109,8 +118,21 @@ class RolloutState:
         stored: StoredModels | None = None,
         log_root: str = "",
     ) -> RolloutState:
-        """A new rollout at the plan's first stage."""
-        return cls(plan.validate(), legacy_uri, challenger_uri, 0, "running", as_utc(at, "at"), (), stored, log_root)
+        """A new rollout at the plan's first stage; a rollout of registered models records their checksums.
+
+        Raises:
+            MlopsError: a registered model has no recorded checksum (it could not be loaded).
+        """
+        checksums: dict[str, str] = {}
+        if stored is not None:
+            store = ModelStore(stored.store_root)
+            checksums = {
+                legacy_uri: store.checksum(stored.model_name, stored.legacy_version),
+                challenger_uri: store.checksum(stored.model_name, stored.challenger_version),
+            }
+        return cls(
+            plan.validate(), legacy_uri, challenger_uri, 0, "running", as_utc(at, "at"), (), stored, log_root, checksums
+        )
 
     @property
     def stage(self) -> Stage:
@@ -158,6 +180,7 @@ class RolloutState:
             "history": [dict(h) for h in self.history],
             "stored": None if self.stored is None else self.stored.to_dict(),
             "log_root": self.log_root,
+            "checksums": dict(self.checksums),
         }
 
     @classmethod
@@ -178,6 +201,7 @@ class RolloutState:
                 history=tuple(doc.get("history", ())),
                 stored=StoredModels.from_dict(doc["stored"]) if doc.get("stored") else None,
                 log_root=str(doc.get("log_root") or ""),
+                checksums={str(k): str(v) for k, v in (doc.get("checksums") or {}).items()},
             )
         except KeyError as exc:
             raise DataError(f"rollout state: missing key {exc}") from None

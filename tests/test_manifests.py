@@ -20,8 +20,9 @@ import yaml
 
 from kfp_mlops.core.config import Settings
 from kfp_mlops.core.errors import ConfigError
-from kfp_mlops.serving.cluster import pod_security
+from kfp_mlops.serving.cluster import pod_security, resources
 from kfp_mlops.serving.cluster import seldon_deployment as sd
+from kfp_mlops.serving.cluster.resources import ServingOptions
 from kfp_mlops.serving.spec import DeploymentSpec, InvalidSpec, PredictorSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -219,7 +220,7 @@ def test_model_server_pods_meet_the_restricted_standard_with_a_read_only_root(
 )
 def test_a_pod_the_namespace_would_refuse_is_refused_before_it_is_applied(tamper: Any, expected: str) -> None:
     """The API server's refusal would leave the deployment without pods and say nothing to the deploy task."""
-    doc = sd.render(MODES["single"], settings=Settings.from_env())
+    doc = sd.render(MODES["single"], serving=ServingOptions.from_settings(Settings.from_env()))
     pod = doc["spec"]["predictors"][0]["componentSpecs"][0]["spec"]
     tamper(pod, pod["containers"][0])
     found = sd.problems(doc)
@@ -261,7 +262,8 @@ def test_metrics_are_scraped_where_each_runtime_serves_them(
     assert endpoint["path"] == METRICS_PATH
     assert monitor["spec"]["namespaceSelector"]["matchNames"] == ["models"]
     doc = sd.render(
-        DeploymentSpec.with_shadow("iris", "gs://b/1", "gs://b/2", protocol=protocol), settings=Settings.from_env()
+        DeploymentSpec.with_shadow("iris", "gs://b/1", "gs://b/2", protocol=protocol),
+        serving=ServingOptions.from_settings(Settings.from_env()),
     )
     for predictor in doc["spec"]["predictors"]:
         [component] = predictor["componentSpecs"]
@@ -354,7 +356,7 @@ def test_no_secret_kind_is_built(built: dict[str, list[dict[str, Any]]]) -> None
 def test_rendered_seldondeployments_are_current(folder: str, default_images: Settings) -> None:
     """Each seldondeployment.yaml is what its deployment-spec.json renders to."""
     spec_path = MANIFESTS / folder / "deployment-spec.json"
-    expected = sd.render_file(spec_path, settings=default_images)
+    expected = sd.render_file(spec_path, serving=ServingOptions.from_settings(default_images))
     assert (MANIFESTS / folder / "seldondeployment.yaml").read_text() == expected, (
         f"manifests/{folder}/seldondeployment.yaml is stale: run `.venv/bin/python -m "
         f"kfp_mlops.serving.cluster.seldon_deployment manifests/{folder}/deployment-spec.json "
@@ -393,7 +395,7 @@ def test_rendered_modes_validate_against_the_crd_schema(
     monkeypatch.setenv("KFP_MLOPS_SELDON_IMAGE", "registry.example/seldon:7")
     spec = DeploymentSpec(**{**MODES[mode].__dict__, "protocol": protocol, "labels": {"team": "ml"}})
 
-    doc = sd.render(spec, settings=Settings.from_env())
+    doc = sd.render(spec, serving=ServingOptions.from_settings(Settings.from_env()))
 
     assert sd.schema_problems(doc) == [] and sd.problems(doc) == []
     assert (doc["apiVersion"], doc["kind"]) == ("machinelearning.seldon.io/v1", "SeldonDeployment")
@@ -456,13 +458,13 @@ def test_rendered_modes_validate_against_the_crd_schema(
 )
 def test_invalid_specs_are_refused_listing_every_problem(spec: DeploymentSpec, expected: list[str]) -> None:
     with pytest.raises(InvalidSpec) as refused:
-        sd.render(spec, settings=Settings.from_env())
+        sd.render(spec, serving=ServingOptions.from_settings(Settings.from_env()))
     for problem in expected:
         assert problem in str(refused.value)
 
 
 def _rendered() -> dict[str, Any]:
-    return sd.render(MODES["ab"], settings=Settings.from_env())
+    return sd.render(MODES["ab"], serving=ServingOptions.from_settings(Settings.from_env()))
 
 
 def test_problems_reports_what_the_webhook_and_the_schema_would_refuse() -> None:
@@ -517,12 +519,12 @@ def test_validate_names_the_deployment_and_lists_all_problems() -> None:
 
 
 def test_a_template_left_unfilled_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    text = sd._template_text("runtimes/v2.yaml") + "serviceAccountName: null\n"
-    original = sd._template_text
-    monkeypatch.setattr(sd, "_template_text", lambda name: text if name == "runtimes/v2.yaml" else original(name))
+    text = resources.template_text("runtimes/v2.yaml") + "serviceAccountName: null\n"
+    original = resources.template_text
+    monkeypatch.setattr(resources, "template_text", lambda name: text if name == "runtimes/v2.yaml" else original(name))
     with pytest.raises(
         ConfigError,
         match=r"^template predictor.yaml: componentSpecs\[0\]\.spec\.containers\[0\]"
         r"\.serviceAccountName has no value after rendering$",
     ):
-        sd.render(MODES["single"], settings=Settings.from_env())
+        sd.render(MODES["single"], serving=ServingOptions.from_settings(Settings.from_env()))

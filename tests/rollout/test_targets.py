@@ -12,6 +12,7 @@ from kfp_mlops.cli import main
 from kfp_mlops.core.config import Settings
 from kfp_mlops.core.errors import ConfigError
 from kfp_mlops.rollout.targets import ClusterTarget, SpecFileTarget, make_target
+from kfp_mlops.serving.cluster.resources import ServingOptions
 from kfp_mlops.serving.spec import DeploymentSpec
 from tests.rollout.test_controller import traffic
 from tests.support.models import iris_model
@@ -32,10 +33,16 @@ def test_targets_by_name(tmp_path: Path) -> None:
     local = make_target("local", settings=settings, deployment="fraud")
     assert isinstance(local, SpecFileTarget) and local.path == tmp_path / "deployments" / "fraud.json"
     cluster = make_target("cluster", settings=settings, deployment="fraud", timeout_seconds=60)
-    assert isinstance(cluster, ClusterTarget) and cluster.timeout_s == 60 and cluster.settings == settings
+    assert isinstance(cluster, ClusterTarget) and cluster.timeout_s == 60 and cluster.platform == "seldon"
+    assert cluster.serving == ServingOptions(settings.serving_image_v2, settings.serving_image_seldon)
+    serving = ServingOptions(prediction_log_uri="gs://b/log", service_account="reader")
+    kserve = make_target("cluster", settings=settings, deployment="fraud", platform="kserve", serving=serving)
+    assert isinstance(kserve, ClusterTarget) and (kserve.platform, kserve.serving) == ("kserve", serving)
     assert make_target("none", settings=settings, deployment="fraud") is None
     with pytest.raises(ConfigError, match="unknown; choose one of local, cluster, none"):
         make_target("k8s", settings=settings, deployment="fraud")
+    with pytest.raises(ConfigError, match="serving platform 'knative': unknown; choose one of seldon, kserve"):
+        make_target("cluster", settings=settings, deployment="fraud", platform="knative")
 
 
 def test_cli_start_step_status_write_the_spec_kfp_mlops_serve_watches(home: Path, tmp_path: Path, capsys) -> None:

@@ -12,6 +12,11 @@ estimate (:mod:`kfp_mlops.drift.performance_estimation`; reported, not part of t
 ``verdict["drift"]`` is true when the dataset, the predictions or the performance drifted;
 ``verdict["reasons"]`` says which.
 
+The verdict is built from each feature's counts (:class:`~kfp_mlops.drift.scores.Counts`) by
+:func:`verdict_from_counts`, so a window streamed in batches (:mod:`kfp_mlops.drift.streaming`)
+gets the same verdict as the loaded frame; :func:`check_profile` and :func:`check_window` are the
+refusals both paths share.
+
 Before scoring, the check refuses what it cannot compare, naming every problem: a malformed
 profile, one of an unknown version or of another model, and a window that is empty, lacks or adds
 columns, has non-numeric values in a numeric feature, or a feature with every value missing.
@@ -19,13 +24,13 @@ columns, has non-numeric values in a numeric feature, or a feature with every va
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kfp_mlops.core.errors import ConfigError, DataError
 from kfp_mlops.drift.config import DriftConfig
 from kfp_mlops.drift.model_checks import model_drift
-from kfp_mlops.drift.scores import categorical_scores, numeric_scores
+from kfp_mlops.drift.scores import Counts, categorical_counts, numeric_counts, scores_from_counts
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -86,22 +91,55 @@ def check_drift(
             feature, or a feature with every value missing (all named).
     """
     config = config or DriftConfig()
-    _check_profile(profile, profile_where, model)
-    features: dict[str, Mapping[str, Any]] = profile["features"]
-    unknown = sorted(set(config.per_feature) - set(features))
-    if unknown:
-        raise ConfigError(
-            f"drift config: per_feature names features {profile_where} does not have: {', '.join(unknown)}"
-        )
+    check_profile(profile, config, model, profile_where)
     _check_current(current, profile, config, where)
-
-    scores = {
-        name: numeric_scores(current[name].to_numpy(dtype="float64", na_value=float("nan")), features[name])
+    features: dict[str, Mapping[str, Any]] = profile["features"]
+    counts = {
+        name: numeric_counts(current[name].to_numpy(dtype="float64", na_value=float("nan")), features[name])
         if features[name]["kind"] == "numeric"
-        else categorical_scores(current[name], features[name])
+        else categorical_counts(current[name], features[name])
         for name in profile["feature_names"]
     }
+    model_checks = None
+    if model is not None:
+        model_checks = model_drift(
+            model, current, profile, config, reference_prediction_shares, reference_performance, where
+        )
+    return verdict_from_counts(
+        profile,
+        counts,
+        len(current),
+        config=config,
+        model_checks=model_checks,
+        reference_performance=reference_performance,
+        profile_where=profile_where,
+    )
 
+
+def verdict_from_counts(
+    profile: Mapping[str, Any],
+    counts: Mapping[str, Counts],
+    rows: int,
+    *,
+    config: DriftConfig,
+    model_checks: tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any]] | None,
+    reference_performance: Mapping[str, float] | None,
+    profile_where: str,
+) -> dict[str, Any]:
+    """The verdict of :func:`check_drift` from a checked window's per-feature counts.
+
+    Args:
+        profile: The reference profile (checked by :func:`check_profile`).
+        counts: Per feature of the profile, its counts over the window.
+        rows: The window's rows.
+        config: Thresholds.
+        model_checks: :func:`~kfp_mlops.drift.model_checks.model_drift`'s prediction, performance
+            and estimate, or None without a model.
+        reference_performance: As given to :func:`check_drift`.
+        profile_where: Names the profile in the verdict.
+    """
+    features: dict[str, Mapping[str, Any]] = profile["features"]
+    scores = {name: scores_from_counts(counts[name], features[name]) for name in profile["feature_names"]}
     verdict_features = {}
     weights = drifted_weight = 0.0
     for name in profile["feature_names"]:
@@ -121,10 +159,8 @@ def check_drift(
             f"{config.drift_share}): {', '.join(drifted)}"
         )
     prediction = performance = estimate = None
-    if model is not None:
-        prediction, performance, estimate = model_drift(
-            model, current, profile, config, reference_prediction_shares, reference_performance, where
-        )
+    if model_checks is not None:
+        prediction, performance, estimate = model_checks
         if prediction["drifted"]:
             reasons.append(
                 f"predicted class probabilities drifted: PSI {prediction['psi']:.3f} >= "
@@ -141,8 +177,10 @@ def check_drift(
         "prediction": prediction,
         "performance": performance,
         "performance_estimate": estimate,
-        "reference_performance": dict(reference_performance) if model is not None and reference_performance else None,
-        "rows": len(current),
+        "reference_performance": dict(reference_performance)
+        if model_checks is not None and reference_performance
+        else None,
+        "rows": rows,
         "reasons": reasons,
         "method": METHOD,
         "config": config.to_dict(),
@@ -172,6 +210,21 @@ def _feature_reasons(
         outside = "outside [min, max]" if entry["kind"] == "numeric" else "outside the reference categories"
         reasons.append(f"{score['out_of_range_share']:.3f} of values {outside} (reference {expected_outside:.3f})")
     return reasons
+
+
+def check_profile(
+    profile: Mapping[str, Any], config: DriftConfig, model: ModelBundle | None, where: str = "reference profile"
+) -> None:
+    """Refuses a malformed profile, an unknown version, one that belongs to another model, and a
+    ``config`` whose ``per_feature`` names features the profile does not have.
+
+    Raises:
+        ConfigError: naming every problem.
+    """
+    _check_profile(profile, where, model)
+    unknown = sorted(set(config.per_feature) - set(profile["features"]))
+    if unknown:
+        raise ConfigError(f"drift config: per_feature names features {where} does not have: {', '.join(unknown)}")
 
 
 def _check_profile(profile: Mapping[str, Any], where: str, model: ModelBundle | None) -> None:
@@ -226,32 +279,58 @@ def _check_current(current: pd.DataFrame, profile: Mapping[str, Any], config: Dr
     """Refuses an empty window, missing or unknown columns, wrong dtypes and all-missing features."""
     import pandas as pd
 
-    names = list(profile["feature_names"])
-    problems = []
-    missing = [n for n in names if n not in current.columns]
-    if missing:
-        problems.append(f"lacks the reference's feature(s) {', '.join(missing)}")
-    allowed = {*names, profile["label"], *config.ignore_columns}
-    extra = [str(c) for c in current.columns if c not in allowed]
-    if extra:
-        problems.append(
-            f"has column(s) the reference does not know: {', '.join(extra)} "
-            "(drop them, or list them in DriftConfig.ignore_columns)"
-        )
-    if len(current) == 0:
-        problems.append("has no rows")
-    present = [n for n in names if n in current.columns]
+    present = [n for n in profile["feature_names"] if n in current.columns]
     wrong = [
         f"{n} ({current[n].dtype})"
         for n in present
         if profile["features"][n]["kind"] == "numeric"
         and (not pd.api.types.is_numeric_dtype(current[n]) or pd.api.types.is_bool_dtype(current[n]))
     ]
-    if wrong:
-        problems.append(f"has non-numeric values in numeric feature(s) {', '.join(wrong)}")
-    if len(current):
-        empty = [n for n in present if current[n].isna().all()]
-        if empty:
-            problems.append(f"has every value missing in {', '.join(empty)}")
+    empty = [n for n in present if current[n].isna().all()] if len(current) else []
+    check_window([str(c) for c in current.columns], len(current), wrong, empty, profile, config, where)
+
+
+def check_window(
+    columns: Sequence[str],
+    rows: int,
+    non_numeric: Sequence[str],
+    all_missing: Sequence[str],
+    profile: Mapping[str, Any],
+    config: DriftConfig,
+    where: str,
+) -> None:
+    """Refuses a window from facts about it: missing or unknown columns, no rows, wrong dtypes,
+    all-missing features.
+
+    Args:
+        columns: The window's columns.
+        rows: Its rows.
+        non_numeric: Numeric features whose values are not numbers, each as ``"name (type)"``.
+        all_missing: Features with every value missing.
+        profile: The reference profile.
+        config: Its ``ignore_columns`` are allowed beside the features and the label.
+        where: Names the window in the error.
+
+    Raises:
+        DataError: naming every problem.
+    """
+    names = list(profile["feature_names"])
+    problems = []
+    missing = [n for n in names if n not in columns]
+    if missing:
+        problems.append(f"lacks the reference's feature(s) {', '.join(missing)}")
+    allowed = {*names, profile["label"], *config.ignore_columns}
+    extra = [c for c in columns if c not in allowed]
+    if extra:
+        problems.append(
+            f"has column(s) the reference does not know: {', '.join(extra)} "
+            "(drop them, or list them in DriftConfig.ignore_columns)"
+        )
+    if rows == 0:
+        problems.append("has no rows")
+    if non_numeric:
+        problems.append(f"has non-numeric values in numeric feature(s) {', '.join(non_numeric)}")
+    if all_missing:
+        problems.append(f"has every value missing in {', '.join(all_missing)}")
     if problems:
         raise DataError(f"{where}: {'; '.join(problems)}; no verdict written")

@@ -59,8 +59,31 @@ def model_drift(
     Raises:
         DataError: no row has every feature, or the model cannot score the rows.
     """
-    classes = model.classes
     scored, proba = predict(model, current, where)
+    return drift_of_predictions(model, scored, proba, profile, config, reference_shares, reference_performance)
+
+
+def drift_of_predictions(
+    model: ModelBundle,
+    scored: pd.DataFrame,
+    proba: np.ndarray,
+    profile: Mapping[str, Any],
+    config: DriftConfig,
+    reference_shares: Mapping[str, float] | None,
+    reference_performance: Mapping[str, float] | None,
+) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any]]:
+    """:func:`model_drift` from the model's probabilities on the window's scored rows.
+
+    Args:
+        model: The model the profile belongs to.
+        scored: The scored rows (:func:`predict`); only their label column is read, when they have one.
+        proba: Their class probabilities.
+        profile: The reference profile (its ``label`` and ``label_shares``).
+        config: Thresholds.
+        reference_shares: As for :func:`model_drift`.
+        reference_performance: As for :func:`model_drift`.
+    """
+    classes = model.classes
     # Mean class probabilities (the expected class shares), not argmax shares: they are on the scale
     # of the reference's label shares (equal for a calibrated model), and a model that rarely predicts
     # a minority class would otherwise look drifted against them.

@@ -14,12 +14,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kfp_mlops.drift.check import check_drift
 from kfp_mlops.drift.config import DriftConfig
-from kfp_mlops.drift.inputs import load_data, load_model, load_reference, model_training_rows, sample_rows
+from kfp_mlops.drift.inputs import load_model, load_reference, model_training_rows, sample_rows
 from kfp_mlops.drift.model_checks import classification_scores, label_strings, predict
 from kfp_mlops.drift.policy import RetrainPolicy, decide_retrain
 from kfp_mlops.drift.report import build_report, write_skipped_report
+from kfp_mlops.drift.streaming import check_window_at
 from kfp_mlops.modeling.retraining import incremental_unavailable, incremental_updates
 
 VERDICT_FILE = "verdict.json"
@@ -64,7 +64,6 @@ def run_drift(
         feature_kinds=bundle.metadata.get("feature_kinds") if bundle else None,
         ignore_columns=config.ignore_columns,
     )
-    window = load_data(current, "current data")
     rows, rows_where = ref.rows, ref.rows_where
     if rows is None:
         rows, rows_where = model_training_rows(bundle) if bundle else (None, "no model was given")
@@ -79,16 +78,17 @@ def run_drift(
         if ref.explicit_rows and label_name in scored.columns and scored[label_name].notna().all():
             reference_performance = classification_scores(label_strings(scored[label_name]), proba, bundle.classes)
 
-    verdict = check_drift(
+    checked = check_window_at(  # a Parquet window is streamed in constant memory, a CSV one loaded
+        current,
         ref.profile,
-        window,
         config=config,
         model=bundle,
         reference_prediction_shares=reference_shares,
         reference_performance=reference_performance,
-        where=f"current data {current}",
         profile_where=ref.where,
+        report_rows=config.report_rows if report_path is not None and rows is not None else 0,
     )
+    verdict = checked.verdict
     verdict["inputs"] = {"reference": reference, "current": current, "model": model}
     verdict["retrain"] = decide_retrain(
         verdict,
@@ -105,7 +105,7 @@ def run_drift(
             write_skipped_report(report_path, reason)
             verdict["report"] = {"path": str(report_path), "skipped": reason}
         else:
-            facts = build_report(rows, window, ref.profile, report_path, config=config)
+            facts = build_report(rows, checked.report_rows, ref.profile, report_path, config=config)
             verdict["report"] = {**facts, "reference": rows_where}
     if verdict_path is not None:
         Path(verdict_path).parent.mkdir(parents=True, exist_ok=True)

@@ -11,12 +11,17 @@
   reference's ``null_share``) and of values outside the reference's [min, max] (categorical:
   outside its listed categories, i.e. in the ``other`` bucket).
 
-Every score is a plain float, so the verdict is JSON as it is.
+Scores come from :class:`Counts` (values per grid interval or category, missing and present
+values), which add up: a window read in batches (:mod:`kfp_mlops.drift.streaming`) sums its
+batches' counts and scores exactly like the whole window loaded at once. Every score is a plain
+float, so the verdict is JSON as it is.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -39,20 +44,119 @@ def bucket_counts(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
     values), minlength=len(grid) + 1)``, about 5x faster. A uniform table of
     :data:`_LOOKUP_CELLS` cells over the grid's range gives each value its grid index up to one
     step, which two comparisons fix, provided grid points are at least two cells apart (a table
-    cell then holds at most one, even after rounding); otherwise binary search does it.
+    cell then holds at most one, even after rounding); otherwise binary search does it. The table
+    is built once per grid (a streamed window asks for the same grid once per batch).
     """
-    size = len(grid)
+    lookup = _lookup_table(np.asarray(grid, dtype=float).tobytes())
+    if lookup is None:
+        return np.bincount(np.searchsorted(grid, values, side="left"), minlength=len(grid) + 1)
+    table, scale, above, below = lookup
+    cells = np.clip((values - grid[0]) * scale, 0, _LOOKUP_CELLS - 1).astype(np.int64)
+    index = table[cells]
+    index += values > above[index]
+    index -= (index > 0) & (values <= below[index])  # -inf stays at 0
+    return np.bincount(index, minlength=len(grid) + 1)
+
+
+@lru_cache(maxsize=1024)
+def _lookup_table(grid_bytes: bytes) -> tuple[np.ndarray, float, np.ndarray, np.ndarray] | None:
+    """The lookup table of :func:`bucket_counts` for a grid (given as bytes, to be cached), its scale,
+    and the grid padded above and below; None when the grid suits no table."""
+    grid = np.frombuffer(grid_bytes)
     span = float(grid[-1] - grid[0])
-    if size > 1 and 0 < span < np.inf:
-        scale = _LOOKUP_CELLS / span
-        if np.all(np.diff(np.floor((grid - grid[0]) * scale)) >= 2):
-            table = np.searchsorted(grid, grid[0] + np.arange(_LOOKUP_CELLS) / scale)  # first point >= cell start
-            cells = np.clip((values - grid[0]) * scale, 0, _LOOKUP_CELLS - 1).astype(np.int64)
-            index = table[cells]
-            index += values > np.append(grid, np.inf)[index]
-            index -= (index > 0) & (values <= np.insert(grid, 0, -np.inf)[index])  # -inf stays at 0
-            return np.bincount(index, minlength=size + 1)
-    return np.bincount(np.searchsorted(grid, values, side="left"), minlength=size + 1)
+    if len(grid) < 2 or not 0 < span < np.inf:
+        return None
+    scale = _LOOKUP_CELLS / span
+    if not np.all(np.diff(np.floor((grid - grid[0]) * scale)) >= 2):
+        return None
+    table = np.searchsorted(grid, grid[0] + np.arange(_LOOKUP_CELLS) / scale)  # first point >= cell start
+    return table, scale, np.append(grid, np.inf), np.insert(grid, 0, -np.inf)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What one feature's scores need from a window: plain counts, so the counts of two parts of a
+    window add up to the counts of the whole (a streamed window scores exactly like a loaded one).
+
+    Attributes:
+        rows: Values, missing ones included.
+        present: Values not missing.
+        buckets: Numeric: values per interval of the profile's ``cdf_grid`` (:func:`bucket_counts`);
+            categorical: values per reference category, in the profile's order.
+        below_min: Numeric: values below the reference's minimum (categorical: 0).
+    """
+
+    rows: int
+    present: int
+    buckets: np.ndarray
+    below_min: int = 0
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(
+            self.rows + other.rows,
+            self.present + other.present,
+            self.buckets + other.buckets,
+            self.below_min + other.below_min,
+        )
+
+
+def numeric_counts(values: np.ndarray, entry: Mapping[str, Any]) -> Counts:
+    """The counts of one numeric column (float64, NaN = missing) against the profile's entry."""
+    rows = len(values)
+    missing = np.isnan(values)
+    if missing.any():
+        values = values[~missing]
+    # One pass for both scores: counts per grid interval, then cumulative shares.
+    buckets = bucket_counts(values, np.asarray(entry["cdf_grid"], dtype=float))
+    return Counts(rows, len(values), buckets, int(np.count_nonzero(values < entry["min"])))
+
+
+def categorical_counts(column: pd.Series, entry: Mapping[str, Any]) -> Counts:
+    """The counts of one categorical column (None/NaN = missing) against the profile's entry."""
+    counts = column.value_counts(dropna=True)
+    counts = counts.groupby(counts.index.astype(str)).sum()  # 1 and "1" are the same category
+    return category_counts(counts.to_dict(), len(column), entry)
+
+
+def category_counts(counts: Mapping[str, int], rows: int, entry: Mapping[str, Any]) -> Counts:
+    """The counts of a categorical column given as category (as a string) -> count of its present values.
+
+    Args:
+        counts: How often each category occurs (missing values left out).
+        rows: Values, missing ones included.
+        entry: The profile's entry for the feature (``frequencies``).
+    """
+    known = np.array([counts.get(c, 0) for c in entry["frequencies"]], dtype=np.int64)
+    return Counts(rows, int(sum(counts.values())), known)
+
+
+def scores_from_counts(counts: Counts, entry: Mapping[str, Any]) -> dict[str, float]:
+    """One feature's scores from its counts: ``psi``, ``ks`` (numeric) or ``js`` (categorical),
+    ``missing_share``, ``out_of_range_share``.
+
+    Args:
+        counts: The feature's counts over the window (at least one value present).
+        entry: The profile's entry for the feature.
+    """
+    present = counts.present
+    if entry["kind"] == "numeric":
+        grid = np.asarray(entry["cdf_grid"], dtype=float)
+        at_or_below = np.cumsum(counts.buckets[:-1]) / present
+        return {
+            "psi": psi(entry["bin_shares"], shares_in_bins(at_or_below, grid, entry["bin_edges"])),
+            "ks": ks_on_grid(at_or_below, entry["cdf"], counts.below_min / present),
+            "missing_share": (counts.rows - present) / counts.rows,
+            "out_of_range_share": (counts.below_min + int(counts.buckets[-1])) / present,
+        }
+    seen = counts.buckets.astype(float)
+    current = np.append(seen, present - seen.sum()) / present
+    reference = np.append([entry["frequencies"][c] for c in entry["frequencies"]], entry["other_share"])
+    return {
+        "psi": psi(reference, current),
+        "js": js_distance(reference, current),
+        "missing_share": (counts.rows - present) / counts.rows,
+        "out_of_range_share": float(current[-1]),
+    }
 
 
 def numeric_scores(values: np.ndarray, entry: Mapping[str, Any]) -> dict[str, float]:
@@ -66,22 +170,7 @@ def numeric_scores(values: np.ndarray, entry: Mapping[str, Any]) -> dict[str, fl
     Returns:
         ``psi``, ``ks``, ``missing_share``, ``out_of_range_share``.
     """
-    grid = np.asarray(entry["cdf_grid"], dtype=float)
-    rows = len(values)
-    missing = np.isnan(values)
-    if missing.any():
-        values = values[~missing]
-    present = len(values)
-    # One pass for both scores: counts per grid interval, then cumulative shares.
-    counts = bucket_counts(values, grid)
-    below = int(np.count_nonzero(values < entry["min"]))
-    at_or_below = np.cumsum(counts[:-1]) / present
-    return {
-        "psi": psi(entry["bin_shares"], shares_in_bins(at_or_below, grid, entry["bin_edges"])),
-        "ks": ks_on_grid(at_or_below, entry["cdf"], below / present),
-        "missing_share": (rows - present) / rows,
-        "out_of_range_share": (below + int(counts[-1])) / present,
-    }
+    return scores_from_counts(numeric_counts(values, entry), entry)
 
 
 def categorical_scores(column: pd.Series, entry: Mapping[str, Any]) -> dict[str, float]:
@@ -94,16 +183,4 @@ def categorical_scores(column: pd.Series, entry: Mapping[str, Any]) -> dict[str,
     Returns:
         ``psi``, ``js``, ``missing_share``, ``out_of_range_share``.
     """
-    counts = column.value_counts(dropna=True)
-    counts = counts.groupby(counts.index.astype(str)).sum()  # 1 and "1" are the same category
-    present = int(counts.sum())
-    known = list(entry["frequencies"])
-    seen = np.array([counts.get(c, 0) for c in known], dtype=float)
-    current = np.append(seen, present - seen.sum()) / present
-    reference = np.append([entry["frequencies"][c] for c in known], entry["other_share"])
-    return {
-        "psi": psi(reference, current),
-        "js": js_distance(reference, current),
-        "missing_share": (len(column) - present) / len(column),
-        "out_of_range_share": float(current[-1]),
-    }
+    return scores_from_counts(categorical_counts(column, entry), entry)

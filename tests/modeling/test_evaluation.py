@@ -113,7 +113,7 @@ def test_unknown_gate_metric_lists_the_choices(models: Models) -> None:
 def test_test_data_without_the_model_features(models: Models) -> None:
     """Test rows lacking a feature the model needs are refused by feature name."""
     with pytest.raises(MlopsError, match=r"^test data lacks the model's features petal_width$"):
-        evaluate(_load(models.good)), models.test.drop(columns="petal_width")
+        evaluate(_load(models.good), models.test.drop(columns="petal_width"))
 
 
 def test_worse_candidate_fails_against_the_champion(store_root: str, models: Models) -> None:
@@ -128,7 +128,7 @@ def test_worse_candidate_fails_against_the_champion(store_root: str, models: Mod
 
     assert result.passed is False
     assert result.metrics["accuracy"] == pytest.approx(2 / 3)
-    assert result.champion_metrics == pytest.approx(_sklearn_metrics(_load(models.good)), models.test)
+    assert result.champion_metrics == pytest.approx(_sklearn_metrics(_load(models.good), models.test))
     assert result.reasons == [
         "accuracy 0.6667 meets the threshold 0.5",
         f"accuracy 0.6667 vs champion {version} 0.9333: worse (tolerance 0.0)",

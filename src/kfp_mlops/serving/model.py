@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from kfp_mlops.core.config import Settings
 from kfp_mlops.core.errors import MlopsError
 
 if TYPE_CHECKING:
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     from kfp_mlops.modeling.model_bundle import ModelBundle
 
 DEFAULT_MAX_BATCH = 10_000
+MODEL_SHA256_ENV = "MODEL_SHA256"
+"""The sha256 of a model loaded from outside the model store (with the opt-out only)."""
 MAX_REQUEST_BYTES = 16 * 2**20
 """The largest request body, raw or decompressed, that any runtime or the local router accepts."""
 # A model's own body limit: the envelope (names, shapes, datatypes, ids), then per value a JSON
@@ -86,15 +89,39 @@ class ServedModel:
         self._positional = _positional_copy(bundle.model, self.feature_names) if all(self._numeric) else None
 
     @classmethod
-    def load(cls, location: str, *, max_batch: int = DEFAULT_MAX_BATCH) -> ServedModel:
-        """Loads a model folder (local path or ``gs://``), checking its scikit-learn version.
+    def load(
+        cls,
+        location: str,
+        *,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        settings: Settings | None = None,
+        sha256: str | None = None,
+    ) -> ServedModel:
+        """Loads a model folder (local path or ``gs://``) after checking where it is and what it is.
 
-        The version is the store's version folder name when the location is one
-        (``.../versions/<version>``), else the first 12 hex digits of the model's sha256.
+        The folder must be a version of the model store (``settings.store_root``:
+        ``KFP_MLOPS_STORE``), and its model file must match the sha256 recorded when it was
+        registered (:func:`kfp_mlops.modeling.model_store.load_model`). With the opt-out
+        ``KFP_MLOPS_ALLOW_MODELS_OUTSIDE_STORE=1`` another folder loads, checked against ``sha256``
+        (default: :data:`MODEL_SHA256_ENV` from the environment). The version is the store's
+        version folder name when the location is one (``.../versions/<version>``), else the first
+        12 hex digits of the model's sha256.
+
+        Raises:
+            MlopsError: the folder is outside the store without the opt-out, has no recorded (or
+                given) checksum or does not match it, or does not load here.
         """
-        from kfp_mlops.modeling.model_bundle import load_bundle
+        import os
 
-        bundle = load_bundle(location)
+        from kfp_mlops.modeling.model_store import load_model
+
+        settings = settings or Settings.from_env()
+        bundle = load_model(
+            location,
+            store_root=settings.store_root,
+            outside_store=settings.allow_models_outside_store,
+            sha256=sha256 or os.environ.get(MODEL_SHA256_ENV) or None,
+        )
         parts = location.rstrip("/").split("/")
         if len(parts) >= 2 and parts[-2] == "versions":
             version = parts[-1]

@@ -7,6 +7,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from kfp_mlops.core.config import DEFAULT_IMAGE, Settings
+from kfp_mlops.core.run_outputs import RunOutputs
 from kfp_mlops.core.tracking import TrackedRun, tracked_run
 
 # The release image every component declares; compiling pins the image chosen with `--image` on the
@@ -42,7 +43,12 @@ def from_struct(value: Any) -> Any:
 
 
 def tracked_task(
-    component: str, config: Mapping[str, Any], *, pipeline_job_id: str, wandb_project: str
+    component: str,
+    config: Mapping[str, Any],
+    *,
+    pipeline_job_id: str,
+    wandb_project: str,
+    outputs: RunOutputs | None = None,
 ) -> AbstractContextManager[TrackedRun]:
     """The W&B run of one component task, with the settings of the task's environment.
 
@@ -54,7 +60,28 @@ def tracked_task(
         config: the task's parameters.
         pipeline_job_id: the KFP pipeline job id (the run's group).
         wandb_project: the pipeline's W&B project (empty: the ``WANDB_PROJECT`` setting).
+        outputs: the task's ``wandb_page`` (Markdown) and ``wandb_files`` outputs the finished run
+            is published to (None: none, e.g. a logic function called outside KFP).
+
+    The run is named ``<component>-<pipeline_job_id>``; its config holds the KFP run's id and page.
     """
     return tracked_run(
-        component, group=pipeline_job_id, config=config, settings=Settings.from_env(), project=wandb_project
+        component,
+        group=pipeline_job_id,
+        config=config,
+        settings=Settings.from_env(),
+        project=wandb_project,
+        outputs=outputs,
     )
+
+
+def dataset_name(model_name: str, source: str) -> str:
+    """The W&B name stem of a data set's artifacts: the model's name, else the source's file stem.
+
+    ``iris`` for the Iris source, ``fraud`` for ``gs://bucket/data/fraud.parquet``; artifact names
+    then are ``<stem>-train-data``, ``<stem>-model``..., one collection per data set.
+    """
+    if model_name:
+        return model_name
+    stem = source.rstrip("/").rsplit("/", 1)[-1].split(".", 1)[0]
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in stem) or "data"

@@ -1,4 +1,4 @@
-"""The training pipeline: ingest -> validate -> train -> evaluate -> (if passed) register -> deploy.
+"""The training pipeline: ingest -> validate -> (if fit) train -> evaluate -> (if passed) register -> deploy.
 
 With ``retrain_kind`` set (by the monitoring pipeline's retrain policy, or by hand), ingest reads
 the window and its recent same-regime history and train retrains the champion (an incremental
@@ -21,7 +21,7 @@ from kfp_mlops.components.evaluate.component import evaluate
 from kfp_mlops.components.ingest.component import ingest
 from kfp_mlops.components.register.component import register
 from kfp_mlops.components.train.component import train
-from kfp_mlops.components.validate.component import validate
+from kfp_mlops.components.validate.component import refuse_unfit_data, validate
 from kfp_mlops.core.errors import ConfigError
 from kfp_mlops.drift import RetrainPolicy
 from kfp_mlops.modeling.estimators import make_estimator
@@ -70,67 +70,72 @@ def build_training_pipeline(*, kubernetes: bool = True) -> Callable:
             schema_uri=p["schema_uri"],
             **tracking,
         ).set_display_name("validate")
-        train_task = (
-            train(
-                train_data=ingest_task.outputs["train"],
-                label=p["label"],
-                estimator=p["estimator"],
-                hyperparameters=p["hyperparameters"],
-                seed=p["seed"],
-                **retraining,
-                **tracking,
+        tasks = [ingest_task, validate_task]
+        # Unfit data does not fail validate (its report would not be uploaded): it gates the rest.
+        with dsl.If(validate_task.outputs["Output"] == True, name="data-valid"):  # noqa: E712
+            train_task = (
+                train(
+                    train_data=ingest_task.outputs["train"],
+                    label=p["label"],
+                    estimator=p["estimator"],
+                    hyperparameters=p["hyperparameters"],
+                    seed=p["seed"],
+                    **retraining,
+                    **tracking,
+                )
+                .set_display_name("train")
+                .after(validate_task)
             )
-            .set_display_name("train")
-            .after(validate_task)
-        )
-        train_task.set_cpu_limit("2").set_memory_limit("4G")
-        evaluate_task = (
-            evaluate(
-                model=train_task.outputs["model"],
-                test_data=ingest_task.outputs["test"],
-                store_root=p["store_root"],
-                model_name=p["model_name"],
-                gate_metric=p["gate_metric"],
-                threshold=p["threshold"],
-                max_regression=p["max_regression"],
-                **tracking,
-            )
-            .set_display_name("evaluate")
-            .set_caching_options(False)
-        )  # the champion it compares with changes
-        tasks = [ingest_task, validate_task, train_task, evaluate_task]
-        with dsl.If(evaluate_task.outputs["Output"] == True, name="quality-gate-passed"):  # noqa: E712
-            register_task = (
-                register(
+            train_task.set_cpu_limit("2").set_memory_limit("4G")
+            evaluate_task = (
+                evaluate(
                     model=train_task.outputs["model"],
-                    reference_profile=train_task.outputs["reference_profile"],
-                    evaluation=evaluate_task.outputs["evaluation"],
+                    test_data=ingest_task.outputs["test"],
                     store_root=p["store_root"],
                     model_name=p["model_name"],
+                    gate_metric=p["gate_metric"],
+                    threshold=p["threshold"],
+                    max_regression=p["max_regression"],
                     **tracking,
                 )
-                .set_display_name("register")
+                .set_display_name("evaluate")
                 .set_caching_options(False)
-            )
-            deploy_task = (
-                deploy(
-                    registered=register_task.outputs["registered"],
-                    store_root=p["store_root"],
-                    deployment_name=p["deployment_name"],
-                    namespace=p["namespace"],
-                    protocol=p["protocol"],
-                    mode=p["deploy_mode"],
-                    ab_traffic=p["ab_traffic"],
-                    rollout_plan=p["rollout_plan"],
-                    rollout_state_uri=p["rollout_state_uri"],
-                    prediction_log_root=p["prediction_log_root"],
-                    target=p["deploy_target"],
-                    **tracking,
+            )  # the champion it compares with changes
+            tasks += [train_task, evaluate_task]
+            with dsl.If(evaluate_task.outputs["Output"] == True, name="quality-gate-passed"):  # noqa: E712
+                register_task = (
+                    register(
+                        model=train_task.outputs["model"],
+                        reference_profile=train_task.outputs["reference_profile"],
+                        evaluation=evaluate_task.outputs["evaluation"],
+                        store_root=p["store_root"],
+                        model_name=p["model_name"],
+                        **tracking,
+                    )
+                    .set_display_name("register")
+                    .set_caching_options(False)
                 )
-                .set_display_name("deploy")
-                .set_caching_options(False)
-            )  # the cluster's, the champion's and the rollout's state are not inputs
-            tasks += [register_task, deploy_task]
+                deploy_task = (
+                    deploy(
+                        registered=register_task.outputs["registered"],
+                        store_root=p["store_root"],
+                        deployment_name=p["deployment_name"],
+                        namespace=p["namespace"],
+                        protocol=p["protocol"],
+                        mode=p["deploy_mode"],
+                        ab_traffic=p["ab_traffic"],
+                        rollout_plan=p["rollout_plan"],
+                        rollout_state_uri=p["rollout_state_uri"],
+                        prediction_log_root=p["prediction_log_root"],
+                        target=p["deploy_target"],
+                        **tracking,
+                    )
+                    .set_display_name("deploy")
+                    .set_caching_options(False)
+                )  # the cluster's, the champion's and the rollout's state are not inputs
+                tasks += [register_task, deploy_task]
+        with dsl.Else(name="data-unfit"):
+            refuse_unfit_data(report=validate_task.outputs["report"]).set_display_name("refuse unfit data")
         if kubernetes:
             for task in tasks:
                 attach_wandb_secret(task)

@@ -3,7 +3,7 @@
 from typing import Optional
 
 from kfp import dsl
-from kfp.dsl import Dataset, Output
+from kfp.dsl import Artifact, Dataset, Markdown, Output
 
 from kfp_mlops.components.common import COMPONENT_IMAGE
 
@@ -13,6 +13,8 @@ def ingest(
     source: str,
     train: Output[Dataset],
     test: Output[Dataset],
+    wandb_page: Output[Markdown],
+    wandb_files: Output[Artifact],
     label: str = "species",
     test_size: float = 0.2,
     seed: int = 42,
@@ -33,6 +35,8 @@ def ingest(
         source: the data source.
         train: the training rows, Parquet; metadata holds rows, schema and class counts.
         test: the held-out rows, Parquet, same metadata.
+        wandb_page: the task's W&B run: its link, or where its offline files are.
+        wandb_files: the offline W&B run's folder (for ``wandb sync``), or a note with the link.
         label: the label column, used to stratify.
         test_size: the share of rows held out.
         seed: the split's random seed.
@@ -45,6 +49,7 @@ def ingest(
         wandb_project: the W&B project (empty: WANDB_PROJECT or kfp-mlops).
     """
     from kfp_mlops.components.ingest.logic import run_ingest
+    from kfp_mlops.core.run_outputs import RunOutputs
 
     metadata = run_ingest(
         source,
@@ -60,6 +65,7 @@ def ingest(
         retrain_policy=retrain_policy,
         pipeline_job_id=pipeline_job_id,
         wandb_project=wandb_project,
+        outputs=RunOutputs(wandb_page.path, wandb_files.path),
     )
     train.metadata.update(metadata["train"])
     test.metadata.update(metadata["test"])

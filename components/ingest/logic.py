@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kfp_mlops.components.common import tracked_task
+from kfp_mlops.components.common import dataset_name, tracked_task
 from kfp_mlops.core.errors import ConfigError
+from kfp_mlops.core.run_outputs import RunOutputs
 from kfp_mlops.drift import RetrainPolicy, gather_retraining_data
 from kfp_mlops.modeling.datasets import write_parquet
 from kfp_mlops.modeling.evaluation import load_champion
@@ -36,6 +37,7 @@ def run_ingest(
     retrain_policy: Mapping[str, Any] | None = None,
     pipeline_job_id: str = "local",
     wandb_project: str = "",
+    outputs: RunOutputs | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Splits ``source`` into Parquet files at ``train_path``/``test_path`` and logs them to W&B.
 
@@ -54,16 +56,20 @@ def run_ingest(
         retrain_policy: RetrainPolicy fields: how many history windows a retrain kind reads.
         pipeline_job_id: the W&B group.
         wandb_project: the W&B project (empty: the ``WANDB_PROJECT`` setting).
+        outputs: the task outputs the W&B run is published to.
 
     Returns:
-        The metadata of the train and test artifacts, keyed "train" and "test".
+        The metadata of the train and test artifacts, keyed "train" and "test"; each names the
+        exact W&B artifact version it was logged as (``wandb_artifact``, e.g. ``iris-train-data``).
 
     Raises:
         ConfigError: an unknown retrain kind or policy field, a retrain without a champion.
         DataError: the source (or, for a retrain, a history window) is unusable; nothing is written.
     """
     params = {"source": source, "label": label, "test_size": test_size, "seed": seed, "retrain_kind": retrain_kind}
-    with tracked_task("ingest", params, pipeline_job_id=pipeline_job_id, wandb_project=wandb_project) as run:
+    with tracked_task(
+        "ingest", params, pipeline_job_id=pipeline_job_id, wandb_project=wandb_project, outputs=outputs
+    ) as run:
         if retrain_kind:
             split, retraining = _retraining_split(
                 source,
@@ -82,8 +88,10 @@ def run_ingest(
         write_parquet(split.test, test_path)
         metadata = {part: {**split.metadata(part), **retraining} for part in ("train", "test")}
         run.log_metrics({"train_rows": len(split.train), "test_rows": len(split.test)})
+        stem = dataset_name(model_name, source)
         for part, path in (("train", train_path), ("test", test_path)):
-            run.log_artifact(f"{part}-data", "dataset", uri=path, metadata=metadata[part])
+            ref = run.log_artifact(f"{stem}-{part}-data", "dataset", uri=path, metadata=metadata[part])
+            metadata[part]["wandb_artifact"] = ref.to_dict()
     return metadata
 
 

@@ -1,7 +1,7 @@
 """KFP component: train a scikit-learn pipeline; output the model and a reference profile."""
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Model, Output
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Model, Output
 
 from kfp_mlops.components.common import COMPONENT_IMAGE
 
@@ -11,6 +11,9 @@ def train(
     train_data: Input[Dataset],
     model: Output[Model],
     reference_profile: Output[Artifact],
+    summary: Output[Markdown],
+    wandb_page: Output[Markdown],
+    wandb_files: Output[Artifact],
     label: str = "species",
     estimator: str = "logistic_regression",
     hyperparameters: dict = {},
@@ -27,6 +30,10 @@ def train(
         train_data: training rows from ingest (validated).
         model: a folder with model.joblib and metadata.json (versions, features, classes, metrics).
         reference_profile: JSON quantile edges and category frequencies of the training features.
+        summary: Markdown: estimator, training metrics and, for a retrain, its record (kind,
+            mechanism, cost, sources, fallback).
+        wandb_page: the task's W&B run: its link, or where its offline files are.
+        wandb_files: the offline W&B run's folder (for ``wandb sync``), or a note with the link.
         label: the label column.
         estimator: logistic_regression, random_forest, gradient_boosting, decision_tree or knn.
         hyperparameters: constructor arguments of the estimator.
@@ -39,7 +46,9 @@ def train(
         wandb_project: the W&B project (empty: WANDB_PROJECT or kfp-mlops).
     """
     from kfp_mlops.components.common import json_safe
-    from kfp_mlops.components.train.logic import run_train
+    from kfp_mlops.components.train.logic import render_summary, run_train
+    from kfp_mlops.core.run_outputs import RunOutputs
+    from kfp_mlops.core.tracking import artifact_refs
 
     metadata = run_train(
         train_data.path,
@@ -56,6 +65,10 @@ def train(
         sources=train_data.metadata.get("sources", []),
         pipeline_job_id=pipeline_job_id,
         wandb_project=wandb_project,
+        uses=artifact_refs(train_data.metadata),
+        outputs=RunOutputs(wandb_page.path, wandb_files.path),
     )
+    with open(summary.path, "w") as out:
+        out.write(render_summary(metadata))
     model.metadata.update(json_safe(metadata))
     reference_profile.metadata.update({"features": metadata["feature_names"], "label": label})

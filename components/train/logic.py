@@ -13,9 +13,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from kfp_mlops.components.common import tracked_task
+from kfp_mlops.components.common import dataset_name, tracked_task
 from kfp_mlops.core.errors import ConfigError
+from kfp_mlops.core.run_outputs import RunOutputs
 from kfp_mlops.core.storage import canonical_uri
+from kfp_mlops.core.tracking import ArtifactRef
 from kfp_mlops.modeling.datasets import read_parquet
 from kfp_mlops.modeling.evaluation import load_champion
 from kfp_mlops.modeling.model_bundle import save_bundle
@@ -40,6 +42,8 @@ def run_train(
     sources: Sequence[Mapping[str, Any]] = (),
     pipeline_job_id: str = "local",
     wandb_project: str = "",
+    uses: Sequence[ArtifactRef] = (),
+    outputs: RunOutputs | None = None,
 ) -> dict[str, Any]:
     """Trains, writes the model folder and the reference profile, logs both to W&B.
 
@@ -60,9 +64,13 @@ def run_train(
         sources: the windows the training rows came from (a retrain's record).
         pipeline_job_id: the W&B group.
         wandb_project: the W&B project (empty: the ``WANDB_PROJECT`` setting).
+        uses: the training data's W&B artifact (ingest's ``<name>-train-data`` version), the
+            model's exact input; its name (``iris-train-data``) names the model (``iris-model``).
+        outputs: the task outputs the W&B run is published to.
 
     Returns:
-        The model metadata (also written to ``model_dir/metadata.json``).
+        The model metadata (as written to ``model_dir/metadata.json``) and ``wandb_artifact``, the
+        model's W&B artifact version.
     """
     params = {
         "estimator": estimator,
@@ -71,7 +79,9 @@ def run_train(
         "label": label,
         "retrain_kind": retrain_kind,
     }
-    with tracked_task("train", params, pipeline_job_id=pipeline_job_id, wandb_project=wandb_project) as run:
+    with tracked_task(
+        "train", params, pipeline_job_id=pipeline_job_id, wandb_project=wandb_project, outputs=outputs
+    ) as run:
         train = read_parquet(train_path)
         if retrain_kind:
             champion, _, unloadable = load_champion(store_root, model_name)
@@ -97,8 +107,37 @@ def run_train(
         Path(profile_path).parent.mkdir(parents=True, exist_ok=True)
         Path(profile_path).write_text(json.dumps(profile, indent=2, sort_keys=True) + "\n")
         run.log_metrics(metadata["metrics"])
-        run.log_artifact("model", "model", uri=canonical_uri(model_dir), metadata=metadata, uses=["train-data:latest"])
+        data = next((ref.name for ref in uses if ref.name.endswith("-train-data")), "")
+        stem = data.removesuffix("-train-data") or dataset_name(model_name, training_data_uri or train_path)
+        ref = run.log_artifact(f"{stem}-model", "model", uri=canonical_uri(model_dir), metadata=metadata, uses=uses)
         run.log_artifact(
-            "reference-profile", "profile", uri=canonical_uri(profile_path), metadata={"rows": profile["rows"]}
+            f"{stem}-reference-profile",
+            "profile",
+            uri=canonical_uri(profile_path),
+            metadata={"rows": profile["rows"]},
+            uses=uses,
         )
-    return metadata
+        if "retraining" in metadata:
+            run.log_record("retraining", metadata["retraining"])
+    return {**metadata, "wandb_artifact": ref.to_dict()}
+
+
+def render_summary(metadata: Mapping[str, Any]) -> str:
+    """The KFP UI's Markdown summary of a trained model: estimator, training metrics, and a retrain's record."""
+    lines = [
+        "# Training",
+        "",
+        f"Estimator `{metadata.get('estimator', '?')}` · {len(metadata.get('feature_names', []))} features · "
+        f"classes {', '.join(f'`{c}`' for c in metadata.get('classes', []))}",
+        "",
+        "| metric (training split) | value |",
+        "|---|---|",
+        *(f"| {name} | {value:.4f} |" for name, value in sorted(metadata.get("metrics", {}).items())),
+    ]
+    record = metadata.get("retraining")
+    if record:
+        lines += ["", f"## Retrain: {record.get('kind')}", "", "| field | value |", "|---|---|"]
+        lines += [f"| {key} | {json.dumps(value, default=str)} |" for key, value in sorted(record.items())]
+    else:
+        lines += ["", "Trained from scratch (not a retrain)."]
+    return "\n".join(lines) + "\n"

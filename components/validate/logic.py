@@ -1,4 +1,10 @@
-"""Validate: check a labelled dataset against its expected schema before anything trains on it."""
+"""Validate: check a labelled dataset against its expected schema before anything trains on it.
+
+Unfit data does not fail the task: KFP uploads no output artifact of a failed task, so the report
+would never reach the UI. The task succeeds with ``passed`` false and its report written; the
+training pipeline gates everything after it on ``passed`` and fails the run in a last step
+(:func:`refuse_unfit_data`) that names the problems.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from kfp_mlops.components.common import tracked_task
 from kfp_mlops.core.errors import DataError
+from kfp_mlops.core.run_outputs import RunOutputs
 from kfp_mlops.modeling.datasets import read_parquet
 from kfp_mlops.modeling.schema import DataSchema, FeatureSpec, schema_for
 
@@ -132,16 +139,8 @@ def render_report(result: ValidationResult, schema: DataSchema, source: str) -> 
         "| column | expected | problems |",
         "|---|---|---|",
     ]
-    columns = [
-        schema.label,
-        *schema.features,
-        *(c for c in result.problems if c not in schema.features and c != schema.label),
-    ]
-    for column in dict.fromkeys(columns):
-        spec = schema.features.get(column)
-        expected = "label" if column == schema.label else (_describe(spec) if spec else "-")
-        found = "; ".join(result.problems.get(column, [])) or "ok"
-        lines.append(f"| `{column}` | {expected} | {found} |")
+    for row in problems_table(result, schema).itertuples(index=False):
+        lines.append(f"| `{row.column}` | {row.expected} | {row.problems} |")
     return "\n".join(lines) + "\n"
 
 
@@ -160,22 +159,64 @@ def run_validate(
     schema_uri: str = "",
     pipeline_job_id: str = "local",
     wandb_project: str = "",
+    outputs: RunOutputs | None = None,
 ) -> dict[str, Any]:
-    """Validates the split datasets, writes the Markdown report, and fails on unfit data.
+    """Validates the split datasets, writes the Markdown report, and logs it to W&B.
 
-    The report is written (and logged) before failing, so the KFP UI shows why the run stopped.
+    Unfit data is a result, not an error: ``passed`` is false, ``summary`` names every bad column,
+    and the W&B run raises an alert.
 
-    Raises:
-        DataError: naming every bad column and what is wrong with it.
+    Returns:
+        passed, rows, summary (one line of problems, empty when passed) and the schema used.
     """
     train, test = read_parquet(train_path), read_parquet(test_path)
     schema = schema_for(source, schema_uri, train, label)
     params = {"source": source, "label": label, "schema_uri": schema_uri}
-    with tracked_task("validate", params, pipeline_job_id=pipeline_job_id, wandb_project=wandb_project) as run:
+    with tracked_task(
+        "validate", params, pipeline_job_id=pipeline_job_id, wandb_project=wandb_project, outputs=outputs
+    ) as run:
         result = validate_frames(train, test, schema)
         Path(report_path).parent.mkdir(parents=True, exist_ok=True)
         Path(report_path).write_text(render_report(result, schema, source))
         run.log_metrics({"rows": result.rows, "bad_columns": len(result.problems), "passed": float(result.passed)})
+        run.log_table("validation", problems_table(result, schema))
+        run.run.summary["verdict"] = "passed" if result.passed else result.summary()
         if not result.passed:
-            raise DataError(f"data from {source!r} is unfit for training: {result.summary()}")
-    return {"passed": result.passed, "rows": result.rows, "schema": json.loads(schema.to_json())}
+            run.alert(f"Data validation failed: {source}", result.summary(), level="ERROR")
+    return {
+        "passed": result.passed,
+        "rows": result.rows,
+        "summary": result.summary(),
+        "schema": json.loads(schema.to_json()),
+    }
+
+
+def problems_table(result: ValidationResult, schema: DataSchema) -> pd.DataFrame:
+    """One row per column: what was expected and what was found ("ok" when nothing), for W&B."""
+    import pandas as pd
+
+    columns = dict.fromkeys([schema.label, *schema.features, *result.problems])
+    rows = [
+        {
+            "column": column,
+            "expected": "label"
+            if column == schema.label
+            else _describe(spec)
+            if (spec := schema.features.get(column))
+            else "-",
+            "problems": "; ".join(result.problems.get(column, [])) or "ok",
+        }
+        for column in columns
+    ]
+    return pd.DataFrame(rows, columns=["column", "expected", "problems"])
+
+
+def refuse_unfit_data(report_path: str) -> None:
+    """Fails the pipeline run after a failed validation, naming the problems from the report.
+
+    Raises:
+        DataError: always, with the report's problem rows.
+    """
+    lines = Path(report_path).read_text().splitlines()
+    problems = [line for line in lines if line.startswith("| `") and not line.endswith("| ok |")]
+    raise DataError("the data is unfit for training (see validate's report): " + " ".join(problems))

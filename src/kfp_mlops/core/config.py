@@ -13,6 +13,10 @@ Environment variables:
         (default ``ghcr.io/kfp-mlops/seldon:<version>``).
     KFP_HOST: the KFP API endpoint for ``submit``/``schedule``.
     KFP_NAMESPACE: the Kubernetes namespace of the pipeline (default ``kubeflow``).
+    KFP_UI_HOST: the KFP UI's address (e.g. ``https://kubeflow.example.com/pipeline``), for the run
+        link in every W&B run's config (empty: no link, e.g. locally).
+    KFP_MLOPS_PUSHGATEWAY: a Prometheus Pushgateway (``http://host:9091``) where drift checks and
+        rollout steps push their metrics (empty: not pushed).
     WANDB_PROJECT / WANDB_ENTITY: where runs are logged (default project ``kfp-mlops``).
     WANDB_API_KEY: when set, W&B logs online; otherwise offline.
     STORAGE_EMULATOR_HOST: an ``http://host:port`` GCS emulator for ``gs://`` URIs.
@@ -51,6 +55,8 @@ class Settings:
     serving_image_seldon: str = DEFAULT_SERVING_IMAGE_SELDON
     kfp_host: str | None = None
     kfp_namespace: str = DEFAULT_KFP_NAMESPACE
+    kfp_ui_host: str = ""
+    pushgateway_url: str = ""
     wandb_project: str = "kfp-mlops"
     wandb_entity: str | None = None
     allow_models_outside_store: bool = False
@@ -67,6 +73,8 @@ class Settings:
             serving_image_seldon=env.get("KFP_MLOPS_SELDON_IMAGE") or DEFAULT_SERVING_IMAGE_SELDON,
             kfp_host=env.get("KFP_HOST") or None,
             kfp_namespace=env.get("KFP_NAMESPACE") or DEFAULT_KFP_NAMESPACE,
+            kfp_ui_host=env.get("KFP_UI_HOST", "").strip().rstrip("/"),
+            pushgateway_url=env.get("KFP_MLOPS_PUSHGATEWAY", "").strip().rstrip("/"),
             wandb_project=env.get("WANDB_PROJECT") or "kfp-mlops",
             wandb_entity=env.get("WANDB_ENTITY") or None,
             allow_models_outside_store=env.get(OUTSIDE_STORE_ENV, "").strip().lower() in ("1", "true", "yes"),

@@ -1,17 +1,34 @@
 """The one Weights & Biases helper every KFP component logs through.
 
 A component wraps its work in :func:`tracked_run`, which opens one W&B run per task: the
-component name is the run's ``job_type`` and the KFP pipeline job id its ``group``, so the W&B UI
-shows one pipeline run as one group. The project and entity come from the
+component name is the run's ``job_type``, the KFP pipeline job id its ``group`` (so the W&B UI
+shows one pipeline run as one group), ``<component>-<job id>`` its name, and the KFP run's page
+(``kfp_run_url``, from the ``KFP_UI_HOST`` setting) is in its config. The project and entity come from the
 :class:`~kfp_mlops.core.config.Settings` the caller read where its task or command started. W&B's
 own variables are read when a run opens: runs are offline unless ``WANDB_API_KEY`` is set
 (:func:`resolve_mode`); offline runs land in ``$WANDB_DIR/wandb/offline-run-*`` and can be
-uploaded later with ``wandb sync``.
+uploaded later with ``wandb sync``; :class:`RunOutputs` publishes a run to a KFP task's outputs
+(a Markdown page with its link, and the offline run folder as an archive, which a pod would lose).
+
+Lineage is exact: :meth:`TrackedRun.log_artifact` returns an :class:`ArtifactRef` (name, digest
+and, online, the version W&B assigned), which the producing component puts in its KFP artifact's
+metadata and the consuming one passes as ``uses``; a consumer never names ``:latest``. Model
+versions are linked to the W&B Registry with aliases (:meth:`TrackedRun.log_model_version`).
+What wandb 0.31 cannot do offline, checked against its source: ``use_artifact`` (asks the server
+to resolve the version) and ``link_artifact`` (``NotImplementedError``, after logging the
+artifact again). Offline, the inputs are kept in the artifact's metadata (``inputs``) and the
+intended Registry link in its metadata (``registry``); the aliases are set on the artifact version
+itself, where they act on ``wandb sync``: an artifact logged again with the same content is the same
+version (W&B deduplicates by digest), and an alias is unique within a collection, so logging the
+champion's version with ``champion`` moves that alias. ``rejected`` is a tag, not an alias: many
+versions can be rejected, and an alias would move. ``run.alert`` works offline (an ``alert`` record,
+sent on sync).
 
 ``wandb`` is imported inside the functions that use it: the import alone costs ~0.3-1 s and not
 every caller logs.
 
-wandb 0.31.0 is pinned exactly; this module relies on one of its internals, noted where used: the
+Longer than 400 lines: every kind of record a component logs stays in this one helper, so there is
+one W&B idiom. wandb 0.31.0 is pinned exactly; this module relies on one of its internals, noted where used: the
 GCS manifest entry for references.
 """
 
@@ -20,6 +37,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,11 +45,62 @@ from kfp_mlops.core.config import Settings
 from kfp_mlops.core.errors import ConfigError
 
 if TYPE_CHECKING:
+    from kfp_mlops.core.run_outputs import RunOutputs
+
+if TYPE_CHECKING:
     import numpy as np
     import pandas
     import wandb
 
 MODES = ("online", "offline", "disabled")
+
+
+# The W&B Registry's model registry: model versions are linked to ``<prefix>/<registered model>``.
+REGISTRY_PREFIX = "wandb-registry-model"
+
+
+@dataclass(frozen=True)
+class ArtifactRef:
+    """One logged artifact version, exactly: what a consumer declares it used.
+
+    Attributes:
+        name: The artifact collection, e.g. ``iris-train-data``.
+        type: Its type, e.g. ``dataset``.
+        digest: W&B's digest of its contents (known offline too).
+        version: ``v<N>`` as W&B assigned it (None offline: versions are assigned on sync).
+    """
+
+    name: str
+    type: str
+    digest: str
+    version: str | None = None
+
+    @classmethod
+    def of(cls, artifact: wandb.Artifact) -> ArtifactRef:
+        """The reference of a just-logged artifact."""
+        version = None if artifact.is_draft() else artifact.version
+        return cls(artifact.name.split(":")[0], artifact.type, artifact.digest, version)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ArtifactRef:
+        """The reference from :meth:`to_dict` (e.g. a KFP artifact's ``wandb_artifact`` metadata).
+
+        Raises:
+            ConfigError: ``data`` lacks a name, type or digest.
+        """
+        try:
+            return cls(str(data["name"]), str(data["type"]), str(data["digest"]), data.get("version") or None)
+        except (KeyError, TypeError):
+            raise ConfigError(f"W&B artifact reference {data!r}: needs name, type and digest") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able fields, for KFP artifact metadata."""
+        return {"name": self.name, "type": self.type, "digest": self.digest, "version": self.version}
+
+
+def artifact_refs(*metadata: Mapping[str, Any] | None) -> list[ArtifactRef]:
+    """The W&B artifacts recorded in KFP artifacts' metadata (key ``wandb_artifact``), skipping those without one."""
+    return [ArtifactRef.from_dict(m["wandb_artifact"]) for m in metadata if m and m.get("wandb_artifact")]
 
 
 def resolve_mode(environ: Mapping[str, str] | None = None) -> str:
@@ -144,29 +213,115 @@ class TrackedRun:
         *,
         uri: str,
         metadata: Mapping[str, Any],
-        uses: Sequence[str] = (),
-    ) -> None:
-        """Logs a dataset or model artifact, with the artifacts it was made from.
+        uses: Sequence[ArtifactRef] = (),
+        aliases: Sequence[str] = (),
+        tags: Sequence[str] = (),
+    ) -> ArtifactRef:
+        """Logs a dataset or model artifact, with the exact artifact versions it was made from.
 
         Args:
-            name: Artifact name, e.g. ``iris-train``.
+            name: Artifact name, e.g. ``iris-train-data``.
             type: Artifact type, e.g. ``dataset`` or ``model``.
             uri: A local file or folder (its files are added) or a ``gs://`` URI (added as a
                 reference, without reading the bucket).
             metadata: JSON-able facts about the artifact (rows, metrics, versions...).
-            uses: Artifacts this run consumed, e.g. ``["iris-train:latest"]``.
+            uses: The artifacts this run consumed, as their producers logged them. Online each is
+                declared with ``use_artifact`` by its exact version; offline (or without a known
+                version) they are listed in the metadata's ``inputs``.
+            aliases: Aliases of this version (``latest`` is added by W&B).
+            tags: Tags of this version.
+
+        Returns:
+            The logged version: name, type, digest and, online, its version.
 
         Raises:
             FileNotFoundError: A local ``uri`` does not exist.
             ValueError: ``uri`` has a scheme other than ``gs://``.
         """
+        return ArtifactRef.of(self._log(name, type, uri=uri, metadata=metadata, uses=uses, aliases=aliases, tags=tags))
+
+    def log_model_version(
+        self,
+        name: str,
+        *,
+        uri: str,
+        metadata: Mapping[str, Any],
+        registered_model: str,
+        aliases: Sequence[str] = (),
+        tags: Sequence[str] = (),
+        uses: Sequence[ArtifactRef] = (),
+    ) -> ArtifactRef:
+        """Logs a stored model version as a ``model`` artifact and links it to the W&B Registry.
+
+        Logging the same stored version again (same files, so the same digest) names the same W&B
+        version: this is how a promotion moves ``champion`` to it.
+
+        Args:
+            name: The artifact collection, e.g. ``iris-registered``.
+            uri: The stored version's folder (local or ``gs://``).
+            metadata: Facts about the version (store version, status, checksum...).
+            registered_model: The Registry collection, linked as ``wandb-registry-model/<it>``.
+            aliases: Aliases for the version, in the project and in the Registry.
+            tags: Tags for the version (e.g. ``rejected``).
+            uses: The artifacts it was made from.
+
+        Returns:
+            The logged version.
+        """
+        target = f"{REGISTRY_PREFIX}/{registered_model}"
+        meta = {**metadata, "registry": {"path": target, "aliases": list(aliases), "linked": not self.run.offline}}
+        artifact = self._log(name, "model", uri=uri, metadata=meta, uses=uses, aliases=aliases, tags=tags)
+        if not self.run.offline:
+            self.run.link_artifact(artifact, target, aliases=list(aliases))
+        return ArtifactRef.of(artifact)
+
+    def log_html(self, key: str, html_path: str) -> None:
+        """Logs an HTML page (e.g. Evidently's report) under ``key``, shown in the run's media panel."""
+        import wandb
+
+        self.run.log({key: wandb.Html(Path(html_path).read_text())})
+
+    def log_record(self, key: str, record: Mapping[str, Any]) -> None:
+        """Logs a flat JSON document as a two-column W&B Table (``field``, ``value``) under ``key``."""
+        import json
+
+        import pandas as pd
+
+        rows = [
+            {"field": str(k), "value": v if isinstance(v, (str, int, float, bool)) else json.dumps(v, default=str)}
+            for k, v in record.items()
+        ]
+        self.log_table(key, pd.DataFrame(rows, columns=["field", "value"]).astype({"value": str}))
+
+    def alert(self, title: str, text: str, *, level: str = "WARN") -> None:
+        """Sends a W&B alert (Slack or email, as the user set up in W&B); offline it is sent on sync.
+
+        Args:
+            title: Short title (W&B allows under 64 characters; longer is cut).
+            text: What happened and why.
+            level: ``INFO``, ``WARN`` or ``ERROR``.
+        """
+        self.run.alert(title=title[:63], text=text, level=level, wait_duration=0)
+
+    def _log(
+        self,
+        name: str,
+        type: str,  # noqa: A002
+        *,
+        uri: str,
+        metadata: Mapping[str, Any],
+        uses: Sequence[ArtifactRef],
+        aliases: Sequence[str],
+        tags: Sequence[str],
+    ) -> wandb.Artifact:
         import wandb
 
         meta = dict(metadata)
-        if uses and self.run.offline:
-            # use_artifact raises in offline mode (it asks the server to resolve the name), so
-            # offline the lineage is kept as metadata instead of as a graph edge.
-            meta["inputs"] = list(uses)
+        undeclared = [ref for ref in uses if self.run.offline or ref.version is None]
+        if undeclared:
+            # use_artifact raises offline (it asks the server to resolve the version), and a
+            # version logged offline has none yet: the exact inputs are kept as metadata instead.
+            meta["inputs"] = [ref.to_dict() for ref in undeclared]
         artifact = wandb.Artifact(name, type=type, metadata=meta)
         if uri.startswith("gs://"):
             _add_gcs_reference(artifact, uri)
@@ -178,10 +333,13 @@ class TrackedRun:
             artifact.add_file(uri)
         else:
             raise FileNotFoundError(f"artifact {name!r}: no file or folder at {uri}")
+        for ref in uses:
+            if ref not in undeclared:
+                self.run.use_artifact(f"{ref.name}:{ref.version}")
+        logged = self.run.log_artifact(artifact, aliases=list(aliases) or None, tags=list(tags) or None)
         if not self.run.offline:
-            for used in uses:
-                self.run.use_artifact(used)
-        self.run.log_artifact(artifact)
+            logged.wait()  # the version W&B assigns, for the consumers' exact use_artifact
+        return logged
 
 
 def run_location(run: TrackedRun) -> str:
@@ -200,6 +358,7 @@ def tracked_run(
     settings: Settings,
     project: str | None = None,
     name: str | None = None,
+    outputs: RunOutputs | None = None,
 ) -> Iterator[TrackedRun]:
     """Opens a W&B run for one component task and finishes it on exit.
 
@@ -214,7 +373,8 @@ def tracked_run(
             caller where its task or command starts.
         project: W&B project instead of the settings' one (a pipeline's ``wandb_project``; empty
             or None: the settings' one).
-        name: Run display name (default: generated by W&B).
+        name: Run display name (default: ``<component>-<group>``).
+        outputs: The KFP task outputs the finished run is published to (None: none).
 
     Raises:
         ConfigError: ``WANDB_MODE`` is invalid.
@@ -222,18 +382,28 @@ def tracked_run(
     run = _init(
         project=project or settings.wandb_project,
         entity=settings.wandb_entity,
-        name=name,
+        name=name or f"{component}-{group}",
         job_type=component,
         group=group,
-        config=dict(config),
+        config={**config, "kfp_run_id": group, "kfp_run_url": kfp_run_url(settings, group)},
         mode=resolve_mode(),
     )
+    tracked = TrackedRun(run)
     try:
-        yield TrackedRun(run)
+        yield tracked
     except BaseException:
         run.finish(exit_code=1)
         raise
     run.finish()
+    if outputs is not None:
+        outputs.publish(tracked)
+
+
+def kfp_run_url(settings: Settings, run_id: str) -> str:
+    """The KFP UI's page of a pipeline run (empty without a ``KFP_UI_HOST`` or a real run id)."""
+    if not settings.kfp_ui_host or not run_id or run_id == "local":
+        return ""
+    return f"{settings.kfp_ui_host}/#/runs/details/{run_id}"
 
 
 def _init(**kwargs: Any) -> wandb.sdk.wandb_run.Run:

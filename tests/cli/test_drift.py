@@ -32,3 +32,26 @@ def test_drift_command_prints_a_verdict(tmp_path: Path, capsys: pytest.CaptureFi
     assert verdict["drift"] is True and "week" not in verdict["features"]
     assert main([*argv, "--config", "{oops"]) == 1
     assert "--config: not valid JSON" in error_line(capsys)
+
+
+def test_drift_of_unlabelled_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Reference and window without a label column: every column is a feature, no performance part."""
+    from kfp_mlops.demos.ecommerce import LABEL, generate
+
+    generate(range(0, 4), 1500, seed=1).drop(columns=LABEL).to_parquet(tmp_path / "reference.parquet")
+    generate(range(46, 47), 1500, seed=2).drop(columns=LABEL).to_parquet(tmp_path / "holidays.parquet")
+    argv = [
+        "drift",
+        "--reference",
+        str(tmp_path / "reference.parquet"),
+        "--current",
+        str(tmp_path / "holidays.parquet"),
+    ]
+
+    assert main([*argv, "--ignore-columns", "week"]) == 0
+    verdict = json.loads(capsys.readouterr().out)
+    assert verdict["drift"] is True and verdict["reference"]["label"] is None
+    assert (verdict["performance"], verdict["performance_estimate"], verdict["prediction"]) == (None, None, None)
+    assert LABEL not in verdict["features"] and "week" not in verdict["features"]
+    assert main([*argv, "--label", LABEL]) == 1
+    assert f"no label column '{LABEL}' (leave the label out for unlabelled data)" in error_line(capsys)

@@ -29,10 +29,12 @@ def run_drift_command(
 
     Args:
         reference: A profile or reference data (:func:`kfp_mlops.drift.load_reference`).
-        current: The window to check (``.csv`` or ``.parquet``, local or ``gs://``).
+        current: The window to check: ``.parquet`` (read in record batches, in constant memory
+            without a model) or ``.csv``, local or ``gs://``.
         out: The output folder, or None.
         model: A model folder, for prediction and performance drift.
-        label: The label column of reference data given without a model.
+        label: The label column of reference data given without a model (None: unlabelled data,
+            every column a feature; the verdict then has no performance part).
         config: Thresholds.
 
     Returns:

@@ -15,10 +15,18 @@ def add_commands(commands: Commands) -> None:
     drift_cmd.add_argument(
         "--reference", required=True, help="reference profile .json, model/store-version folder, or .csv/.parquet data"
     )
-    drift_cmd.add_argument("--current", required=True, help="current window: .csv or .parquet (local or gs://)")
+    drift_cmd.add_argument(
+        "--current",
+        required=True,
+        help="current window: .parquet (streamed in constant memory) or .csv (local or gs://)",
+    )
     drift_cmd.add_argument("--out", type=Path, default=None, help="write verdict.json and report.html (Evidently) here")
     drift_cmd.add_argument("--model", default=None, help="model folder, for prediction and performance drift")
-    drift_cmd.add_argument("--label", default=None, help="label column (when the reference is data)")
+    drift_cmd.add_argument(
+        "--label",
+        default=None,
+        help="label column of reference data (a model names its own; leave it out for unlabelled data)",
+    )
     drift_cmd.add_argument("--config", default=None, help="DriftConfig as JSON, e.g. '{\"psi_threshold\": 0.25}'")
     drift_cmd.add_argument("--ignore-columns", default="", help="comma-separated columns that are not features")
     drift_cmd.add_argument("--fail-on-drift", action="store_true", help="exit 3 when drift is found")

@@ -2,7 +2,9 @@
 
 The reference is a *profile* (:mod:`kfp_mlops.modeling.profile`: a ``.json``, a KFP artifact, or a
 model folder / store version holding ``reference_profile.json``) or reference *data* (``.csv``,
-``.parquet``, a KFP Dataset), which is profiled the way train profiles its data. The verdict needs
+``.parquet``, a KFP Dataset), which is profiled the way train profiles its data; reference data
+without a label (none named, and no model to name it) is profiled as unlabelled: every column but
+the ignored ones is a feature, and the profile's ``label`` is None. The verdict needs
 only the profile; reference *rows* serve Evidently's report and the model's reference predictions.
 They are the reference data when the reference is given as data, else the model's training data
 (``training_data_uri`` in its metadata) when it can be read, else there are none: rows are never
@@ -74,13 +76,14 @@ def load_reference(
     Args:
         location: A profile (``.json``, a KFP artifact, or a model folder holding
             ``reference_profile.json``), or reference data (``.csv``, ``.parquet``, a KFP Dataset).
-        label: The label column of reference data (a profile names its own).
+        label: The label column of reference data (a profile names its own); None: the data is
+            unlabelled.
         feature_kinds: Feature name -> kind for reference data (e.g. a model's ``feature_kinds``);
             default: every column but the label and ``ignore_columns``, numeric by dtype.
         ignore_columns: Columns of reference data that are not features.
 
     Raises:
-        ConfigError: reference data without a label column name, or lacking the label.
+        ConfigError: reference data lacks the label column named.
         DataError, StorageError: the location is missing or unreadable.
     """
     if not location:
@@ -90,10 +93,11 @@ def load_reference(
     if Path(location).suffix.lower() == ".json" or _looks_like_json(location):
         return Reference(profile=storage.read_json(location), where=location)
     rows = load_data(location, "reference data")
-    if not label:
-        raise ConfigError(f"reference data {location}: name its label column (or give the model) to profile it")
-    if label not in rows.columns:
-        raise ConfigError(f"reference data {location}: no label column {label!r}")
+    label = label or None
+    if label is not None and label not in rows.columns:
+        raise ConfigError(
+            f"reference data {location}: no label column {label!r} (leave the label out for unlabelled data)"
+        )
     kinds = dict(feature_kinds) if feature_kinds else _infer_kinds(rows, label, ignore_columns)
     missing = [name for name in kinds if name not in rows.columns]
     if missing:
@@ -111,7 +115,7 @@ def _looks_like_json(location: str) -> bool:
         return handle.read(1) in (b"{", b"[")
 
 
-def _infer_kinds(rows: pd.DataFrame, label: str, ignore: Sequence[str]) -> dict[str, str]:
+def _infer_kinds(rows: pd.DataFrame, label: str | None, ignore: Sequence[str]) -> dict[str, str]:
     """Every column but the label and ``ignore``, numeric by dtype (train's rule)."""
     import pandas as pd
 

@@ -32,14 +32,15 @@ MIN_BIN_SHARE = 0.01
 
 
 def build_profile(
-    frame: pd.DataFrame, feature_kinds: Mapping[str, str], label: str, n_bins: int = 10
+    frame: pd.DataFrame, feature_kinds: Mapping[str, str], label: str | None, n_bins: int = 10
 ) -> dict[str, Any]:
     """Profiles ``frame``'s features.
 
     Args:
         frame: the training data.
         feature_kinds: feature name -> "numeric" or "categorical".
-        label: the label column (its class shares are profiled too).
+        label: the label column (its class shares are profiled too), or None for unlabelled data
+            (the profile's ``label`` is then None and its ``label_shares`` empty).
         n_bins: how many quantile bins numeric features get.
     """
     import numpy as np
@@ -65,7 +66,9 @@ def build_profile(
             entry["frequencies"] = {str(k): float(v) for k, v in top.items()}
             entry["other_share"] = float(shares.iloc[_MAX_CATEGORIES:].sum())
         features[name] = entry
-    label_shares = frame[label].dropna().astype(str).value_counts(normalize=True).sort_index()
+    label_shares = (
+        frame[label].dropna().astype(str).value_counts(normalize=True).sort_index() if label is not None else {}
+    )
     return {
         "version": PROFILE_VERSION,
         "rows": len(frame),

@@ -35,10 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kfp_mlops.components.common import registered_artifact
 from kfp_mlops.core import storage
 from kfp_mlops.core.config import Settings
 from kfp_mlops.core.errors import ConfigError, MlopsError
-from kfp_mlops.core.tracking import tracked_run
+from kfp_mlops.core.run_outputs import RunOutputs
+from kfp_mlops.core.tracking import ArtifactRef, tracked_run
 from kfp_mlops.modeling.model_bundle import METADATA_FILE
 from kfp_mlops.modeling.model_store import CANDIDATE, CHAMPION, ModelStore, RegisteredVersion
 from kfp_mlops.rollout import controller
@@ -230,6 +232,8 @@ def run_deploy(
     timeout_seconds: int = 600,
     pipeline_job_id: str = "local",
     wandb_project: str = "",
+    uses: tuple[ArtifactRef, ...] = (),
+    outputs: RunOutputs | None = None,
 ) -> dict[str, Any]:
     """Plans and checks the deployment (:func:`plan_deployment`), then applies it and moves the champion.
 
@@ -295,11 +299,11 @@ def run_deploy(
     if target == "cluster":
         local = [f"{p.name}: {p.model_uri}" for p in spec.predictors if not storage.is_gcs(p.model_uri)]
         if not storage.is_gcs(log_root):
-            local.append(f"prediction log: {log_root}")
+            local.append(f"prediction log (the servers write it): {log_root}")
         if local:
             raise ConfigError(
-                f"deployment {spec.name!r}: pods cannot read local model paths or write a local prediction log; "
-                f"use a gs:// store for target cluster ({'; '.join(local)})"
+                f"deployment {spec.name!r}: pods cannot read local model paths; use a gs:// "
+                f"store for target cluster ({'; '.join(local)})"
             )
     missing = [
         f"{p.name}: {p.model_uri}"
@@ -319,7 +323,9 @@ def run_deploy(
         "target": target,
         "platform": platform_name,
     }
-    with tracked_run("deploy", group=pipeline_job_id, config=params, settings=settings, project=wandb_project) as run:
+    with tracked_run(
+        "deploy", group=pipeline_job_id, config=params, settings=settings, project=wandb_project, outputs=outputs
+    ) as run:
         Path(manifest_path).write_text("---\n".join(to_yaml(manifest) for manifest in manifests))
         applier = _Applier(settings, target, platform_name, serving, timeout_seconds)
         try:
@@ -334,6 +340,14 @@ def run_deploy(
             new = RegisteredVersion(registered["name"], registered["version"], registered["uri"])
             ModelStore(store_root).promote(
                 new, expected_champion=plan.champion, by="deploy single", reasons=plan.reasons
+            )
+            # The same stored files, so the same W&B version: ``champion`` moves to it.
+            run.log_model_version(
+                registered_artifact(registered["name"]),
+                uri=registered["uri"],
+                metadata={"version": registered["version"], "status": CHAMPION, "by": "deploy single"},
+                registered_model=registered["name"],
+                aliases=[CHAMPION],
             )
         record = _record(
             plan,
@@ -351,7 +365,7 @@ def run_deploy(
             "deployment",
             uri=manifest_path,
             metadata=record,
-            uses=[f"{registered['name']}:latest"],
+            uses=uses,
         )
     return record
 
@@ -432,3 +446,25 @@ def _record(
         "prediction_log_root": prediction_log_root,
         "stage": None if rollout is None else rollout.plan.stages()[0].name,
     }
+
+
+def render_summary(record: Mapping[str, Any]) -> str:
+    """The KFP UI's Markdown summary of a deployment: mode, state, champion, why, and the predictors."""
+    lines = [
+        f"# Deployed `{record['model']}` version `{record['version']}` as `{record['name']}`",
+        "",
+        f"Mode **{record['mode']}** (asked: {record['requested_mode']}) · target `{record['target']}` "
+        f"({record['platform']}) · state `{record['state']}` · champion afterwards `{record['champion']}`",
+        "",
+        *(f"- {reason}" for reason in record["reasons"]),
+        "",
+        "| predictor | traffic | shadow | model |",
+        "|---|---|---|---|",
+        *(
+            f"| {p['name']} | {p['traffic']} % | {'yes' if p['shadow'] else 'no'} | `{p['model_uri']}` |"
+            for p in record["predictors"]
+        ),
+    ]
+    if record.get("stage"):
+        lines += ["", f"Safe rollout started at stage `{record['stage']}`; state: `{record['rollout_state_uri']}`."]
+    return "\n".join(lines) + "\n"

@@ -25,6 +25,7 @@ from kfp_mlops.modeling.model_store import CANDIDATE, CHAMPION, ModelStore, Regi
 from kfp_mlops.rollout import load_rollout
 from kfp_mlops.serving.cluster import kube_apply
 from kfp_mlops.serving.cluster import seldon_deployment as sd
+from kfp_mlops.serving.cluster.resources import ServingOptions
 from kfp_mlops.serving.spec import DeploymentSpec, InvalidSpec
 from tests.support.kube_api_standin import KubeApiStandIn, Plan
 from tests.support.models import iris_model
@@ -103,6 +104,7 @@ def test_single_writes_the_spec_for_the_local_stack_and_moves_the_champion(tmp_p
         "mode": "single",
         "requested_mode": "single",
         "target": "local",
+        "platform": "seldon",
         "state": "written",
         "model": MODEL,
         "version": "v2",
@@ -115,7 +117,7 @@ def test_single_writes_the_spec_for_the_local_stack_and_moves_the_champion(tmp_p
         "spec_path": str(spec_file),
         "rollout": None,
         "rollout_state_uri": None,
-        "prediction_log_root": None,
+        "prediction_log_root": storage.join(store.root, "prediction-log", "iris"),
         "stage": None,
     }
     # The user chose single explicitly: the pointer moves, saying who moved it and why.
@@ -128,7 +130,8 @@ def test_single_writes_the_spec_for_the_local_stack_and_moves_the_champion(tmp_p
     )
     assert store.status(MODEL, "v1").status == "retired"
     manifest = yaml.safe_load((tmp_path / "manifest.yaml").read_text())
-    assert manifest == sd.render(DeploymentSpec.single("iris", uri), settings=Settings.from_env())
+    serving = ServingOptions.from_settings(Settings.from_env(), prediction_log_uri=record["prediction_log_root"])
+    assert manifest == sd.render(DeploymentSpec.single("iris", uri), serving=serving)
 
     [run] = _wandb_runs()
     assert (run.job_type, run.group, run.exit_code) == ("deploy", "job-1", 0)
@@ -321,7 +324,8 @@ def test_rollout_starts_in_shadow_beside_the_champion(tmp_path: Path, served: Mo
         ("legacy", legacy, 100, False),
         ("challenger", challenger, 0, True),
     ]
-    assert yaml.safe_load((tmp_path / "manifest.yaml").read_text()) == sd.render(spec, settings=Settings.from_env())
+    serving = ServingOptions.from_settings(Settings.from_env(), prediction_log_uri=record["prediction_log_root"])
+    assert yaml.safe_load((tmp_path / "manifest.yaml").read_text()) == sd.render(spec, serving=serving)
     # The rollout knows the store and both versions; the champion is untouched until it promotes.
     state, _ = load_rollout(state_uri)
     assert (state.status, state.stage.name, state.plan.steps) == ("running", "shadow", (5, 100))

@@ -1,7 +1,7 @@
 """KFP component: serve the registered candidate (single, A/B, shadow, or a safe rollout), locally or on a cluster."""
 
 from kfp import dsl
-from kfp.dsl import Artifact, Input, Output
+from kfp.dsl import Artifact, Input, Markdown, Output
 
 from kfp_mlops.components.common import COMPONENT_IMAGE
 
@@ -11,6 +11,9 @@ def deploy(
     registered: Input[Artifact],
     deployment: Output[Artifact],
     manifest: Output[Artifact],
+    summary: Output[Markdown],
+    wandb_page: Output[Markdown],
+    wandb_files: Output[Artifact],
     store_root: str,
     deployment_name: str = "iris",
     namespace: str = "models",
@@ -33,6 +36,9 @@ def deploy(
         deployment: JSON describing the deployment (mode, predictors, traffic, model URIs, target,
             state, the champion afterwards and why, the rollout's state document and stage).
         manifest: the rendered SeldonDeployment YAML (for a local target too: what a cluster would run).
+        summary: Markdown: mode, target, state, the champion afterwards and why, the predictors.
+        wandb_page: the task's W&B run: its link, or where its offline files are.
+        wandb_files: the offline W&B run's folder (for ``wandb sync``), or a note with the link.
         store_root: the model store (the champion pointer, the versions' folders).
         deployment_name: the SeldonDeployment's name (a DNS-1123 label).
         namespace: its Kubernetes namespace.
@@ -56,8 +62,10 @@ def deploy(
     import json
 
     from kfp_mlops.components.common import from_struct, json_safe
-    from kfp_mlops.components.deploy.logic import run_deploy
+    from kfp_mlops.components.deploy.logic import render_summary, run_deploy
     from kfp_mlops.core.config import Settings
+    from kfp_mlops.core.run_outputs import RunOutputs
+    from kfp_mlops.core.tracking import artifact_refs
 
     record = run_deploy(
         registered.path,
@@ -77,7 +85,11 @@ def deploy(
         timeout_seconds=timeout_seconds,
         pipeline_job_id=pipeline_job_id,
         wandb_project=wandb_project,
+        uses=tuple(artifact_refs(registered.metadata)),
+        outputs=RunOutputs(wandb_page.path, wandb_files.path),
     )
+    with open(summary.path, "w") as out:
+        out.write(render_summary(record))
     with open(deployment.path, "w") as out:
         json.dump(record, out, indent=2, sort_keys=True)
     deployment.metadata.update(json_safe(record))

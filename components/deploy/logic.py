@@ -35,12 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kfp_mlops.components.common import registered_artifact
 from kfp_mlops.core import storage
 from kfp_mlops.core.config import Settings
 from kfp_mlops.core.errors import ConfigError, MlopsError
 from kfp_mlops.core.run_outputs import RunOutputs
-from kfp_mlops.core.tracking import ArtifactRef, tracked_run
+from kfp_mlops.core.tracking import ArtifactRef, registered_artifact, tracked_run
 from kfp_mlops.modeling.model_bundle import METADATA_FILE
 from kfp_mlops.modeling.model_store import CANDIDATE, CHAMPION, ModelStore, RegisteredVersion
 from kfp_mlops.rollout import controller

@@ -3,7 +3,7 @@
 from typing import Optional
 
 from kfp import dsl
-from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 from kfp_mlops.components.common import COMPONENT_IMAGE
 
@@ -14,6 +14,10 @@ def drift_check(
     verdict: Output[Artifact],
     metrics: Output[Metrics],
     report: Output[HTML],
+    summary: Output[Markdown],
+    snapshot: Output[Artifact],
+    wandb_page: Output[Markdown],
+    wandb_files: Output[Artifact],
     reference_profile: Optional[Input[Artifact]] = None,
     model: Optional[Input[Model]] = None,
     reference_uri: str = "",
@@ -34,6 +38,12 @@ def drift_check(
             and the retrain decision (retrain: action, rule, reason, kind).
         metrics: drift, drift_share, drifted_features, psi_<feature>, prediction_psi, accuracy, roc_auc, retrain.
         report: Evidently's data drift report (or a page saying why it was skipped).
+        summary: the verdict as Markdown: the decision, and per feature our PSI, KS/JS and why it
+            drifted (with why Evidently's PSI differs).
+        snapshot: Evidently's snapshot of the report (JSON; empty when the report was skipped), for
+            the drift trend across runs (kfp_mlops.drift.trend).
+        wandb_page: the task's W&B run: its link, or where its offline files are.
+        wandb_files: the offline W&B run's folder (for ``wandb sync``), or a note with the link.
         reference_profile: the reference profile from train (or give reference_uri).
         model: the model from train (optional; or give model_uri).
         reference_uri: a profile JSON, a model folder, or reference data (.csv/.parquet), local or gs://.
@@ -51,7 +61,8 @@ def drift_check(
         single output: kfp.local skips conditions on NamedTuple fields). Drift alone is not enough:
         mild drift without a performance drop is logged, not retrained.
     """
-    from kfp_mlops.components.drift_check.logic import kfp_metrics, retrain_kind, run_drift_check
+    from kfp_mlops.components.drift_check.logic import kfp_metrics, render_verdict, retrain_kind, run_drift_check
+    from kfp_mlops.core.run_outputs import RunOutputs
 
     result = run_drift_check(
         current_data.path,
@@ -68,7 +79,12 @@ def drift_check(
         retrain_policy=retrain_policy,
         pipeline_job_id=pipeline_job_id,
         wandb_project=wandb_project,
+        snapshot_path=snapshot.path,
+        outputs=RunOutputs(wandb_page.path, wandb_files.path),
     )
+    with open(summary.path, "w") as out:
+        out.write(render_verdict(result))
+    snapshot.metadata.update({"saved": "snapshot" in result.get("report", {})})
     for name, value in kfp_metrics(result).items():
         metrics.log_metric(name, value)
     verdict.metadata.update(

@@ -12,7 +12,10 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from kfp_mlops.components.common import tracked_task
+from kfp_mlops.core.config import Settings
 from kfp_mlops.core.errors import ConfigError
+from kfp_mlops.core.metrics_push import push_drift
+from kfp_mlops.core.run_outputs import RunOutputs
 from kfp_mlops.drift import DriftConfig, RetrainPolicy, run_drift
 from kfp_mlops.modeling.model_store import ModelStore
 
@@ -118,8 +121,14 @@ def run_drift_check(
     retrain_policy: Mapping[str, Any] | None = None,
     pipeline_job_id: str = "local",
     wandb_project: str = "",
+    snapshot_path: str = "",
+    outputs: RunOutputs | None = None,
 ) -> dict[str, Any]:
     """Checks drift, writes the verdict JSON and the HTML report, logs scores to W&B.
+
+    The W&B run also gets Evidently's report (HTML) and an alert when drift is found; the scores and
+    the retrain decision are pushed to the ``KFP_MLOPS_PUSHGATEWAY`` setting's Pushgateway (if set).
+    ``snapshot_path`` (empty: none) receives the report's Evidently snapshot, for trends.
 
     Inputs are resolved by :func:`resolve_sources`; ``config`` is :class:`DriftConfig` and
     ``retrain_policy`` :class:`RetrainPolicy` as a dict (both checked before anything is read).
@@ -147,7 +156,9 @@ def run_drift_check(
         "config": drift_config.to_dict(),
         "retrain_policy": policy.to_dict(),
     }
-    with tracked_task("drift_check", params, pipeline_job_id=pipeline_job_id, wandb_project=wandb_project) as run:
+    with tracked_task(
+        "drift_check", params, pipeline_job_id=pipeline_job_id, wandb_project=wandb_project, outputs=outputs
+    ) as run:
         verdict = run_drift(
             reference,
             current_path,
@@ -157,12 +168,55 @@ def run_drift_check(
             policy=policy,
             verdict_path=verdict_path,
             report_path=report_path,
+            snapshot_path=snapshot_path or None,
         )
         run.log_metrics(kfp_metrics(verdict))
+        run.log_html("evidently_report", report_path)
+        if verdict["drift"]:
+            run.alert(
+                f"Drift found: {model_name or current_path}",
+                "; ".join(verdict["reasons"]) + f". Retrain: {verdict['retrain']['reason']}",
+                level="WARN",
+            )
         run.log_table("drift_features", features_table(verdict))
         run.run.summary["drift_reasons"] = "; ".join(verdict["reasons"]) or "no drift"
         run.run.summary["retrain_decision"] = verdict["retrain"]["reason"]
+    push_drift(Settings.from_env(), verdict, job=pipeline_job_id, model=model_name or "unnamed")
     return verdict
+
+
+def render_verdict(verdict: Mapping[str, Any]) -> str:
+    """The KFP UI's Markdown of the verdict: the decision, then per feature our scores and why it drifted."""
+    decision = verdict["retrain"]
+    lines = [
+        f"# Drift: {'found' if verdict['drift'] else 'none'}",
+        "",
+        f"{len(verdict['drifted_features'])} of {len(verdict['features'])} features drifted "
+        f"(share {verdict['drift_share']:.2f}). Retrain: **{decision['kind'] if decision['retrain'] else 'no'}** "
+        f"({decision['reason']})",
+        "",
+        *(f"- {reason}" for reason in verdict["reasons"]),
+        "",
+        "| feature | kind | PSI | KS | JS | drifted | why |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, scores in verdict["features"].items():
+        cells = [_number(scores.get(k)) for k in ("psi", "ks", "js")]
+        why = "; ".join(scores.get("reasons", [])) or "-"
+        drifted = "yes" if scores["drifted"] else "no"
+        lines.append(f"| `{name}` | {scores['kind']} | {' | '.join(cells)} | {drifted} | {why} |")
+    lines += [
+        "",
+        "These PSI values are the verdict's: bins at the reference's quantiles, from the training profile. "
+        "Evidently's report (the HTML beside this) bins both samples into equal-width bins, so its PSI "
+        "for the same feature differs, and so may its drift flags; the verdict and the retrain decision "
+        "are this table's.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _number(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.3f}"
 
 
 def retrain_kind(verdict: Mapping[str, Any]) -> str:

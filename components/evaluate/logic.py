@@ -67,4 +67,6 @@ def run_evaluate(
         run.log_confusion_matrix(result.truth, result.predicted, candidate.classes)
         run.log_roc_curve(result.truth, result.proba, candidate.classes)
         run.run.summary["gate_reasons"] = "; ".join(result.reasons)
+        if not result.passed:
+            run.alert(f"Quality gate failed: {model_name}", "; ".join(result.reasons), level="WARN")
     return result

@@ -1,7 +1,7 @@
 """KFP component: one step of a safe rollout (promote, hold or roll back the challenger)."""
 
 from kfp import dsl
-from kfp.dsl import Artifact, Output
+from kfp.dsl import Artifact, Markdown, Metrics, Output
 
 from kfp_mlops.components.common import COMPONENT_IMAGE
 
@@ -9,6 +9,8 @@ from kfp_mlops.components.common import COMPONENT_IMAGE
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
 def rollout_step(
     decision: Output[Artifact],
+    summary: Output[Markdown],
+    metrics: Output[Metrics],
     state_uri: str,
     log_root: str = "",
     deployment_name: str = "fraud",
@@ -27,6 +29,9 @@ def rollout_step(
 
     Args:
         decision: JSON: action, stage, next stage, reasons, challenger share, applied spec, comparison.
+        summary: Markdown: the action, the stages, why, and the live differences with their intervals.
+        metrics: action (1 promote, 0 hold, -1 rollback), challenger_share, promoted, rolled_back and each
+            difference's value, for the KFP UI (also pushed to KFP_MLOPS_PUSHGATEWAY when set).
         state_uri: the rollout state document (started with `kfp-mlops rollout start`).
         log_root: the prediction log's root (empty: the one the rollout was started with).
         deployment_name: the deployment every stage keeps.
@@ -43,12 +48,15 @@ def rollout_step(
         The action taken: promote, hold, rollback or none (the rollout was already over).
     """
     from kfp_mlops.components.common import from_struct, json_safe
+    from kfp_mlops.components.rollout.logic import rollout_metrics, rollout_summary
     from kfp_mlops.core.config import Settings
+    from kfp_mlops.core.metrics_push import push_rollout
     from kfp_mlops.rollout.task import run_rollout_step
 
+    settings = Settings.from_env()  # read once, here at the task's entry
     record = run_rollout_step(
         decision.path,
-        settings=Settings.from_env(),  # read once, here at the task's entry
+        settings=settings,
         state_uri=state_uri,
         log_root=log_root,
         deployment_name=deployment_name,
@@ -61,6 +69,12 @@ def rollout_step(
         pipeline_job_id=pipeline_job_id,
         wandb_project=wandb_project,
     )
+    with open(summary.path, "w") as out:
+        out.write(rollout_summary(record))
+    for name, value in rollout_metrics(record).items():
+        metrics.log_metric(name, value)
+    if record["action"] != "none":
+        push_rollout(settings, record, job=pipeline_job_id, deployment=deployment_name)
     decision.metadata.update(
         json_safe({k: record[k] for k in ("action", "stage", "next_stage", "status", "challenger_share", "reasons")})
     )

@@ -59,6 +59,16 @@ MODES = ("online", "offline", "disabled")
 REGISTRY_PREFIX = "wandb-registry-model"
 
 
+
+def registered_artifact(model_name: str) -> str:
+    """The W&B artifact collection of a model's stored versions (``<model_name>-registered``).
+
+    register logs each version there with ``candidate``; deploy (mode single) and a rollout's
+    promotion log the champion's version there again with ``champion`` (the same files, so the same
+    W&B version: the alias moves), a rollback tags the challenger ``rejected``.
+    """
+    return f"{model_name}-registered"
+
 @dataclass(frozen=True)
 class ArtifactRef:
     """One logged artifact version, exactly: what a consumer declares it used.

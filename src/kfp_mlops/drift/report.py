@@ -32,6 +32,7 @@ def build_report(
     path: str | Path,
     *,
     config: DriftConfig | None = None,
+    snapshot_path: str | Path | None = None,
 ) -> dict[str, Any]:
     """Writes Evidently's data drift report (HTML) for the profile's features.
 
@@ -39,8 +40,12 @@ def build_report(
     both samples) uses the verdict's PSI threshold and drift share, yet its numbers and decisions
     can differ from the verdict's: the verdict is :func:`~kfp_mlops.drift.check.check_drift`'s.
 
+    ``snapshot_path``, when given, receives the run's Evidently snapshot (``Snapshot.dumps``),
+    which :mod:`kfp_mlops.drift.trend` and Evidently's workspace read back.
+
     Returns:
-        Facts for the verdict: path, rows per side, Evidently's version and its drift share.
+        Facts for the verdict: path, rows per side, Evidently's version and its drift share (and
+        the snapshot's path).
     """
     from evidently import DataDefinition, Dataset, Report, __version__
     from evidently.presets import DataDriftPreset
@@ -63,6 +68,11 @@ def build_report(
     )
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(path))
+    if snapshot_path is not None:
+        Path(snapshot_path).parent.mkdir(parents=True, exist_ok=True)
+        # Snapshot.save_json writes the short dict() form, which Snapshot.load refuses (evidently
+        # 0.7.23); dumps() is the full form that load, and a workspace's add_run, read back.
+        Path(snapshot_path).write_text(snapshot.dumps())
     share = next(m["value"]["share"] for m in snapshot.dict()["metrics"] if "DriftedColumnsCount" in m["metric_name"])
     return {
         "path": str(path),
@@ -70,6 +80,7 @@ def build_report(
         "current_rows": len(cur),
         "evidently": __version__,
         "evidently_drift_share": float(share),
+        **({"snapshot": str(snapshot_path)} if snapshot_path is not None else {}),
     }
 
 

@@ -35,6 +35,7 @@ def run_drift(
     policy: RetrainPolicy | None = None,
     verdict_path: str | Path | None = None,
     report_path: str | Path | None = None,
+    snapshot_path: str | Path | None = None,
 ) -> dict[str, Any]:
     """Loads the inputs, checks drift, writes the report and then the verdict.
 
@@ -48,6 +49,8 @@ def run_drift(
             :class:`~kfp_mlops.drift.policy.RetrainPolicy`).
         verdict_path: Where to write the verdict JSON (None: not written).
         report_path: Where to write the HTML report (None: no report is built).
+        snapshot_path: Where to save the report's Evidently snapshot (JSON, for trends across runs:
+            :mod:`kfp_mlops.drift.trend`; None: not saved, nor when the report is skipped).
 
     Returns:
         The verdict (:func:`check_drift`) with ``report`` facts, input locations and the retrain
@@ -105,7 +108,9 @@ def run_drift(
             write_skipped_report(report_path, reason)
             verdict["report"] = {"path": str(report_path), "skipped": reason}
         else:
-            facts = build_report(rows, checked.report_rows, ref.profile, report_path, config=config)
+            facts = build_report(
+                rows, checked.report_rows, ref.profile, report_path, config=config, snapshot_path=snapshot_path
+            )
             verdict["report"] = {**facts, "reference": rows_where}
     if verdict_path is not None:
         Path(verdict_path).parent.mkdir(parents=True, exist_ok=True)

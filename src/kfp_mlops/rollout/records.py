@@ -5,7 +5,8 @@ A record (built by :mod:`kfp_mlops.rollout.controller`) holds the time, the acti
 the next one, the status, the reasons, the challenger's traffic share, both models, the spec
 applied and the live comparison the decision rests on. :class:`DecisionLog` writes it to
 ``<state folder>/decisions/<time>-<stage>-<action>.json`` and, given a :class:`Tracking`, logs it
-to W&B (:func:`kfp_mlops.core.tracking.tracked_run`, job type ``rollout``): the action as a code
+to W&B (:func:`kfp_mlops.core.tracking.tracked_run`, job type ``rollout``): the decision and the
+differences as tables, an alert on a rollback, the action as a code
 (:data:`ACTION_CODES`), the challenger's share, every difference's interval and the predictors'
 counts as metrics, the reasons in the run summary and the document as a file.
 
@@ -24,9 +25,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from kfp_mlops.core import storage
 from kfp_mlops.core.config import Settings
-from kfp_mlops.core.tracking import tracked_run
+from kfp_mlops.core.tracking import TrackedRun, registered_artifact, tracked_run
 from kfp_mlops.modeling.model_store import CHAMPION, REJECTED, ModelStore, RegisteredVersion
 from kfp_mlops.rollout.state import RolloutState, StoredModels
 
@@ -86,7 +89,7 @@ def record_outcome(state: RolloutState, action: str, reasons: tuple[str, ...], *
     # finished the rollout (a lost race) must not reject a challenger that rollout promoted.
     if action == "rollback" and state.status == "rolled_back":
         store.record_status(stored.model_name, stored.challenger_version, REJECTED, by=by, reasons=reasons)
-        return {"champion": stored.legacy_version, "challenger_status": REJECTED}
+        return {"model": stored.model_name, "champion": stored.legacy_version, "challenger_status": REJECTED}
     if action == "promote" and state.status == "promoted":
         challenger = RegisteredVersion(
             stored.model_name,
@@ -94,7 +97,7 @@ def record_outcome(state: RolloutState, action: str, reasons: tuple[str, ...], *
             store.version_uri(stored.model_name, stored.challenger_version),
         )
         store.promote(challenger, expected_champion=stored.legacy_version, by=by, reasons=reasons)
-        return {"champion": stored.challenger_version, "challenger_status": CHAMPION}
+        return {"model": stored.model_name, "champion": stored.challenger_version, "challenger_status": CHAMPION}
     return None
 
 
@@ -172,3 +175,30 @@ def _track(tracking: Tracking, record: Mapping[str, Any], artifact: str) -> None
             path = Path(artifact)
             if path.exists():
                 run.run.save(str(path), base_path=str(path.parent), policy="now")
+        _track_outcome(run, record)
+
+
+def _track_outcome(run: TrackedRun, record: Mapping[str, Any]) -> None:
+    """The decision as tables, an alert on a rollback, and the Registry aliases following the store."""
+    fields = ("at", "action", "stage", "next_stage", "status", "challenger_share", "legacy_uri", "challenger_uri")
+    run.log_record("decision", {**{k: record[k] for k in fields}, "reasons": "; ".join(record["reasons"])})
+    differences = (record.get("comparison") or {}).get("difference") or {}
+    if differences:
+        rows = [
+            {"metric": metric, **{k: interval.get(k) for k in ("value", "low", "high")}}
+            for metric, interval in differences.items()
+        ]
+        run.log_table("differences", pd.DataFrame(rows, columns=["metric", "value", "low", "high"]))
+    if record["action"] == "rollback":
+        run.alert(f"Rollout rolled back at {record['stage']}", "; ".join(record["reasons"]), level="ERROR")
+    outcome = record.get("store") or {}
+    if outcome.get("challenger_status") in (CHAMPION, REJECTED):
+        promoted = outcome["challenger_status"] == CHAMPION
+        run.log_model_version(
+            registered_artifact(outcome["model"]),
+            uri=record["challenger_uri"],
+            metadata={"status": outcome["challenger_status"], "by": "rollout", "reasons": list(record["reasons"])},
+            registered_model=outcome["model"],
+            aliases=[CHAMPION] if promoted else [],
+            tags=[] if promoted else [REJECTED],
+        )

@@ -1,0 +1,119 @@
+"""Batch-job metrics for Prometheus: drift checks and rollout steps push theirs to a Pushgateway.
+
+A drift check or a rollout step is a short KFP task, gone before Prometheus could scrape it; the
+convention for batch jobs is to push the last result to a Pushgateway, which Prometheus scrapes
+(``manifests/base/monitoring.yaml``). The gateway is the ``KFP_MLOPS_PUSHGATEWAY`` setting; empty
+means nothing is pushed (laptops, tests that do not start one).
+
+Each push replaces its group (HTTP PUT): job ``kfp-mlops-drift`` grouped by ``model``, job
+``kfp-mlops-rollout`` grouped by ``deployment``, so a gauge always shows the latest check or step.
+A failed push is logged, never raised: the verdict or the decision is already recorded, and
+monitoring must not undo it. Grafana panels and alerts on these series:
+``manifests/base/dashboards/kfp-mlops-monitoring.json`` and ``manifests/base/alerts.yaml``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from kfp_mlops.core.config import Settings
+
+log = logging.getLogger(__name__)
+
+DRIFT_JOB = "kfp-mlops-drift"
+ROLLOUT_JOB = "kfp-mlops-rollout"
+# The rollout's status as a number, so one gauge can be charted and alerted on.
+ROLLOUT_STATUS_CODES = {"running": 0, "promoted": 1, "rolled_back": -1}
+
+
+def push_drift(settings: Settings, verdict: Mapping[str, Any], *, job: str, model: str) -> bool:
+    """Pushes a drift verdict: drift found, drifted share, per-feature PSI, prediction PSI, the retrain decision.
+
+    Args:
+        settings: Its ``pushgateway_url`` (empty: nothing is pushed).
+        verdict: :func:`kfp_mlops.drift.run_drift`'s verdict.
+        job: The KFP pipeline job id (label ``pipeline_job_id``).
+        model: The registered model checked (the group).
+
+    Returns:
+        Whether the metrics were pushed.
+    """
+    from prometheus_client import CollectorRegistry, Gauge
+
+    registry = CollectorRegistry()
+
+    def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+        return Gauge(name, doc, ("pipeline_job_id", *labels), registry=registry)
+
+    gauge("kfp_mlops_drift_detected", "1 when the last drift check found drift").labels(job).set(
+        float(verdict["drift"])
+    )
+    gauge("kfp_mlops_drift_share", "Share of features that drifted in the last check").labels(job).set(
+        float(verdict["drift_share"])
+    )
+    psi = gauge("kfp_mlops_drift_feature_psi", "PSI of each feature in the last check", ("feature",))
+    drifted = gauge("kfp_mlops_drift_feature_drifted", "1 when the feature drifted in the last check", ("feature",))
+    for feature, scores in verdict["features"].items():
+        psi.labels(job, feature).set(float(scores["psi"]))
+        drifted.labels(job, feature).set(float(scores["drifted"]))
+    if verdict.get("prediction") is not None:
+        gauge("kfp_mlops_drift_prediction_psi", "PSI of the model's predictions").labels(job).set(
+            float(verdict["prediction"]["psi"])
+        )
+    decision = verdict["retrain"]
+    gauge("kfp_mlops_retrain_decision", "1 when the retrain policy asked for a retrain, by kind", ("kind",)).labels(
+        job, str(decision["kind"] or "none")
+    ).set(float(decision["retrain"]))
+    gauge("kfp_mlops_drift_last_check_timestamp_seconds", "When the last drift check ran").labels(job).set(time.time())
+    return _push(settings, DRIFT_JOB, {"model": model}, registry)
+
+
+def push_rollout(settings: Settings, record: Mapping[str, Any], *, job: str, deployment: str) -> bool:
+    """Pushes a rollout decision: the challenger's share, the stage, the status and the action.
+
+    Args:
+        settings: Its ``pushgateway_url`` (empty: nothing is pushed).
+        record: The decision record (:mod:`kfp_mlops.rollout.records`).
+        job: The KFP pipeline job id (label ``pipeline_job_id``).
+        deployment: The deployment rolled out (the group).
+
+    Returns:
+        Whether the metrics were pushed.
+    """
+    from prometheus_client import CollectorRegistry, Gauge
+
+    registry = CollectorRegistry()
+    labels = ("pipeline_job_id", "stage")
+    values = (job, str(record["next_stage"]))
+    Gauge(
+        "kfp_mlops_rollout_challenger_share", "Challenger's percent of live traffic", labels, registry=registry
+    ).labels(*values).set(float(record["challenger_share"]))
+    Gauge(
+        "kfp_mlops_rollout_status", "Rollout status: 0 running, 1 promoted, -1 rolled back", labels, registry=registry
+    ).labels(*values).set(float(ROLLOUT_STATUS_CODES.get(str(record["status"]), 0)))
+    Gauge(
+        "kfp_mlops_rollout_last_action",
+        "The last step's action: 1 promote, 0 hold, -1 rollback",
+        labels,
+        registry=registry,
+    ).labels(*values).set({"promote": 1.0, "rollback": -1.0}.get(str(record["action"]), 0.0))
+    Gauge(
+        "kfp_mlops_rollout_last_step_timestamp_seconds", "When the last rollout step ran", labels, registry=registry
+    ).labels(*values).set(time.time())
+    return _push(settings, ROLLOUT_JOB, {"deployment": deployment}, registry)
+
+
+def _push(settings: Settings, job: str, grouping: Mapping[str, str], registry: Any) -> bool:
+    from prometheus_client import push_to_gateway
+
+    if not settings.pushgateway_url:
+        return False
+    try:
+        push_to_gateway(settings.pushgateway_url, job=job, grouping_key=dict(grouping), registry=registry, timeout=10)
+    except OSError as exc:  # URLError, connection refused, timeout
+        log.warning("metrics not pushed to %s (job %s): %s", settings.pushgateway_url, job, exc)
+        return False
+    return True

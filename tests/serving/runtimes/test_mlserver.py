@@ -127,10 +127,11 @@ def test_metadata_declares_every_input_form_and_the_outputs(client: Client, vers
 
 def test_every_answer_is_tagged_with_version_and_predictor(client: Client, version: str) -> None:
     tags = {"deployment": DEPLOYMENT, "predictor": "main", "model_version": version}
-    answer = client.post(INFER, ndarray([ROW])).json
+    reply = client.post(INFER, ndarray([ROW]))
+    answer = reply.json
     assert answer["model_name"] == DEPLOYMENT and answer["model_version"] == version
     assert answer["parameters"] == tags
-    feedback = client.post(FEEDBACK, {"predicted": ["setosa"], "truth": ["setosa"]})
+    feedback = client.post(FEEDBACK, {"request_id": reply.headers["x-request-id"], "truth": ["setosa"]})
     assert feedback.status == 200, feedback.text
     assert {k: feedback.json[k] for k in tags} == tags
 
@@ -191,11 +192,11 @@ MALFORMED = {
     "wrong method": ("GET", INFER, None, 405),
     "streaming variant": ("POST", f"/v2/models/{DEPLOYMENT}/infer_stream", _raw(ndarray([ROW])), 404),
     "feedback not JSON": ("POST", FEEDBACK, b"setosa", 400),
-    "feedback without truth": ("POST", FEEDBACK, _raw({"predicted": ["setosa"]}), 400),
-    "feedback truth not a list": ("POST", FEEDBACK, _raw({"predicted": ["setosa"], "truth": "setosa"}), 400),
-    "feedback of different lengths": ("POST", FEEDBACK, _raw({"predicted": ["setosa"], "truth": []}), 400),
-    "feedback with an unknown class": ("POST", FEEDBACK, _raw({"predicted": ["setosa"], "truth": ["rose"]}), 400),
-    "feedback for an unknown model": ("POST", "/v2/models/nobody/feedback", _raw({"predicted": [], "truth": []}), 404),
+    "feedback without truth": ("POST", FEEDBACK, _raw({"request_id": "r"}), 400),
+    "feedback truth not a list": ("POST", FEEDBACK, _raw({"request_id": "r", "truth": "setosa"}), 400),
+    "feedback with the client's labels": ("POST", FEEDBACK, _raw({"predicted": ["setosa"], "truth": ["setosa"]}), 400),
+    "feedback for an unknown request": ("POST", FEEDBACK, _raw({"request_id": "nobody", "truth": ["setosa"]}), 404),
+    "feedback for an unknown model": ("POST", "/v2/models/nobody/feedback", _raw({"truth": []}), 404),
 }
 
 
@@ -339,11 +340,12 @@ def test_metrics_count_requests_classes_and_feedback(server: PredictorServer, cl
         assert client.post(INFER, ndarray([ROW])).status == 200
     assert client.post(INFER, ndarray([ROW[:3]])).status == 400
     assert client.request("POST", INFER, raw=b"{").status == 422  # rejected by MLServer, counted all the same
-    feedback = client.post(
-        FEEDBACK, {"predicted": ["setosa"] * 4, "truth": ["setosa", "setosa", "setosa", "virginica"]}
-    )
+    four = client.post(INFER, ndarray([ROW] * 4))  # the model answers setosa for each
+    truth = ["setosa", "setosa", "setosa", "virginica"]
+    feedback = client.post(FEEDBACK, {"request_id": four.headers["x-request-id"], "truth": truth})
     assert feedback.status == 200 and feedback.json["rows"] == 4 and feedback.json["correct"] == 3
-    assert client.post(FEEDBACK, {"predicted": ["setosa"], "truth": ["rose"]}).status == 400
+    one = client.post(INFER, ndarray([ROW])).headers["x-request-id"]
+    assert client.post(FEEDBACK, {"request_id": one, "truth": ["rose"]}).status == 400
     after = scrape(server.metrics_url)
 
     def delta(name: str, **labels: str) -> float:
@@ -360,15 +362,15 @@ def test_metrics_count_requests_classes_and_feedback(server: PredictorServer, cl
         ]
     }
     assert counted == {
-        ("predict", "200"): 3,
+        ("predict", "200"): 5,
         ("predict", "400"): 1,
         ("predict", "422"): 1,
         ("feedback", "200"): 1,
         ("feedback", "400"): 1,
     }
-    assert delta("kfp_mlops_request_duration_seconds_count", endpoint="predict", status="200") == 3
+    assert delta("kfp_mlops_request_duration_seconds_count", endpoint="predict", status="200") == 5
     assert delta("kfp_mlops_request_duration_seconds_sum", endpoint="predict", status="200") > 0
-    assert delta("kfp_mlops_predictions_total", **{"class": "setosa"}) == 3
+    assert delta("kfp_mlops_predictions_total", **{"class": "setosa"}) == 8
     assert delta("kfp_mlops_feedback_total") == 4 and delta("kfp_mlops_feedback_correct_total") == 3
     accuracy = total(after, "kfp_mlops_feedback_correct_total", **identity) / total(
         after, "kfp_mlops_feedback_total", **identity
@@ -446,23 +448,9 @@ def test_every_request_is_logged_under_an_id_the_client_did_not_choose(iris_mode
     assert len(ok) == 6 and ok["score"].between(0, 1).all() and set(ok["decision"]) == {"setosa"}
     assert frame.loc["front-1", "features"] == dict(zip(FEATURES, ROW))
     refused = frame.loc[bad_id]
-    assert (refused["status"], refused["decision"]) == ("error", "rejected")
+    assert (refused["status"], refused["decision"]) == ("rejected", None)
     assert refused["error"].startswith("400: ") and "shape" in refused["error"]
     assert len(join(log, datetime.now(timezone.utc))) == len(frame) == 7  # the join takes the log whole
-
-
-def test_a_server_failure_is_logged_as_an_error_not_a_refusal(tmp_path: Path) -> None:
-    from kfp_mlops.serving.model import InvalidRequest
-    from kfp_mlops.serving.prediction_log import read_predictions
-    from kfp_mlops.serving.runtimes.mlserver.prediction_logger import PredictionLogger
-
-    logger = PredictionLogger(str(tmp_path), predictor="main", version="v1", classes=["setosa"])
-    logger.log("refused", [{}], InvalidRequest("too big", status=413), latency_ms=1.0)
-    logger.log("failed", [{}], "RuntimeError: boom", latency_ms=1.0)
-    logger.flush()
-    frame = read_predictions(str(tmp_path)).set_index("request_id")
-    assert frame.loc["refused", ["status", "decision", "error"]].tolist() == ["error", "rejected", "413: too big"]
-    assert frame.loc["failed", ["status", "decision", "error"]].tolist() == ["error", None, "RuntimeError: boom"]
 
 
 @pytest.fixture(scope="module")

@@ -41,8 +41,17 @@ def ndarray(rows: Any, names: list[str] | None = None) -> dict[str, Any]:
     return {"data": data}
 
 
-def feedback(predicted: Any, truth: Any) -> dict[str, Any]:
-    return {"response": {"jsonData": {"labels": predicted}}, "truth": {"data": {"ndarray": truth}}}
+def feedback(request_id: str, truth: Any) -> dict[str, Any]:
+    """Feedback on the answer to request ``request_id``: its ``meta.puid``, with the true labels."""
+    return {"response": {"meta": {"puid": request_id}}, "truth": {"data": {"ndarray": truth}}}
+
+
+def predicted(client: Client, rows: list[list[float]]) -> str:
+    """The request id of a prediction for ``rows`` (its answer's ``meta.puid``)."""
+    reply = client.post(PREDICT, ndarray(rows))
+    assert reply.status == 200, reply.text
+    assert reply.json["meta"]["puid"] == reply.headers["X-Request-Id"]
+    return reply.json["meta"]["puid"]
 
 
 def test_predictions_equal_the_pipeline_in_every_input_form(
@@ -71,7 +80,7 @@ def test_predictions_equal_the_pipeline_in_every_input_form(
 def test_every_answer_is_tagged_with_version_and_predictor(client: Client, version: str) -> None:
     tags = {"deployment": DEPLOYMENT, "predictor": "main", "model_version": version}
     assert client.post(PREDICT, ndarray([ROW])).json["meta"]["tags"] == tags
-    answer = client.post(FEEDBACK, feedback(["setosa"], ["setosa"]))
+    answer = client.post(FEEDBACK, feedback(predicted(client, [ROW]), ["setosa"]))
     assert answer.status == 200, answer.text
     assert answer.json["meta"]["tags"] == tags
     status = client.request("GET", "/health/status")
@@ -130,11 +139,16 @@ MALFORMED = {
     "feedback not an object": ("POST", FEEDBACK, b"[1, 2]", 400),
     "feedback with an unknown field": ("POST", FEEDBACK, _raw({"verdict": "good"}), 400),
     "feedback with a reward that is not a number": ("POST", FEEDBACK, _raw({"reward": "high"}), 400),
-    "feedback without labels": ("POST", FEEDBACK, _raw({"truth": {"data": {"ndarray": ["setosa"]}}}), 400),
-    "feedback of different lengths": ("POST", FEEDBACK, _raw(feedback(["setosa", "setosa"], ["setosa"])), 400),
-    "feedback with an unknown class": ("POST", FEEDBACK, _raw(feedback(["setosa"], ["rose"])), 400),
-    "feedback with an infinity": ("POST", FEEDBACK, _raw(feedback([], [])).replace(b"[]}}}", b"[Infinity]}}}"), 400),
-    "feedback with a number beyond the float range": ("POST", FEEDBACK, _raw(feedback([], [10**400])), 400),
+    "feedback without a request id": ("POST", FEEDBACK, _raw({"truth": {"data": {"ndarray": ["setosa"]}}}), 400),
+    "feedback with the client's labels only": (
+        "POST",
+        FEEDBACK,
+        _raw({"response": {"jsonData": {"labels": ["setosa"]}}, "truth": {"data": {"ndarray": ["setosa"]}}}),
+        400,
+    ),
+    "feedback for an unknown request": ("POST", FEEDBACK, _raw(feedback("nobody", ["setosa"])), 404),
+    "feedback with an infinity": ("POST", FEEDBACK, _raw(feedback("r", [])).replace(b"[]}}}", b"[Infinity]}}}"), 400),
+    "feedback with a number beyond the float range": ("POST", FEEDBACK, _raw(feedback("r", [10**400])), 400),
 }
 
 
@@ -170,10 +184,11 @@ def test_metrics_count_requests_classes_and_feedback(server: PredictorServer, cl
     assert client.post(PREDICT, ndarray([ROW[:3]])).status == 400
     assert client.request("POST", PREDICT, raw=b"{").status == 400  # rejected by the wrapper, counted all the same
     # Numbers in the truth come back from Seldon's protobuf as floats; labels are strings here.
-    answer = client.post(FEEDBACK, feedback(["setosa"] * 4, [["setosa"], ["setosa"], ["setosa"], ["virginica"]]))
+    four = predicted(client, [ROW] * 4)  # the model answers setosa for each
+    answer = client.post(FEEDBACK, feedback(four, [["setosa"], ["setosa"], ["setosa"], ["virginica"]]))
     assert answer.status == 200, answer.text
     assert answer.json["jsonData"]["rows"] == 4 and answer.json["jsonData"]["correct"] == 3
-    assert client.post(FEEDBACK, feedback(["setosa"], ["rose"])).status == 400
+    assert client.post(FEEDBACK, feedback(predicted(client, [ROW]), ["rose"])).status == 400
     after = scrape(server.metrics_url)
 
     def delta(name: str, **labels: str) -> float:
@@ -183,9 +198,9 @@ def test_metrics_count_requests_classes_and_feedback(server: PredictorServer, cl
         (e, s): delta("kfp_mlops_requests_total", endpoint=e, status=s)
         for e, s in [("predict", "200"), ("predict", "400"), ("feedback", "200"), ("feedback", "400")]
     }
-    assert counted == {("predict", "200"): 3, ("predict", "400"): 2, ("feedback", "200"): 1, ("feedback", "400"): 1}
-    assert delta("kfp_mlops_request_duration_seconds_count", endpoint="predict", status="200") == 3
-    assert delta("kfp_mlops_predictions_total", **{"class": "setosa"}) == 3
+    assert counted == {("predict", "200"): 5, ("predict", "400"): 2, ("feedback", "200"): 1, ("feedback", "400"): 1}
+    assert delta("kfp_mlops_request_duration_seconds_count", endpoint="predict", status="200") == 5
+    assert delta("kfp_mlops_predictions_total", **{"class": "setosa"}) == 8
     assert delta("kfp_mlops_feedback_total") == 4 and delta("kfp_mlops_feedback_correct_total") == 3
     accuracy = total(after, "kfp_mlops_feedback_correct_total", **identity) / total(
         after, "kfp_mlops_feedback_total", **identity
@@ -250,7 +265,7 @@ def test_a_value_of_the_wrong_kind_in_a_categorical_model_gets_a_400_naming_the_
 
 def test_numeric_true_labels_survive_seldons_protobuf(client: Client) -> None:
     # Iris classes are strings; a numeric label arrives as a float and must not read as "1.0".
-    reply = client.post(FEEDBACK, feedback(["setosa"], [1]))
+    reply = client.post(FEEDBACK, feedback(predicted(client, [ROW]), [1]))
     assert reply.status == 400 and "unknown class(es) in feedback: 1;" in reply.json["status"]["info"]
 
 

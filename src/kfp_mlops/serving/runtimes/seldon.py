@@ -11,13 +11,22 @@ Endpoints (Seldon protocol):
 * ``POST /api/v1.0/predictions``: ``{"data": {"ndarray": [[...], ...]}}`` with rows in the model's
   feature order, or with ``"names": [...]`` naming the columns (an ndarray of ``{feature: value}``
   records works too). The answer is ``{"jsonData": {"labels": [...], "probabilities": [[...]],
-  "classes": [...]}, "meta": {"tags": {"deployment", "predictor", "model_version"}}}``.
+  "classes": [...]}, "meta": {"puid": <request id>, "tags": {"deployment", "predictor",
+  "model_version"}}}``.
 * ``POST /api/v1.0/feedback``: ``{"response": <an answer above>, "truth": {"data": {"ndarray":
-  [true labels]}}}``; the answer's ``jsonData`` counts the correct ones and the live accuracy.
+  [true labels]}}}``, one label per row; the request is the answer's ``meta.puid``
+  (:mod:`.feedback`: only requests this server answered, scored against what it predicted). The
+  answer's ``jsonData`` counts the correct ones and the live accuracy.
 * ``GET /health/ping``, ``GET /health/status``, ``GET /api/v1.0/metadata``.
 * ``GET /prometheus`` on the HTTP port: the metrics of :mod:`kfp_mlops.serving.metrics`. They live
   in the gunicorn worker, hence one worker (use ``--threads`` for concurrency); Seldon's own
   metrics port serves only Seldon's counters, from another process.
+
+Request ids, prediction logging and feedback work as in the v2 runtime: every prediction and
+feedback answer carries ``X-Request-Id``, the id the front issued or the server's own
+(:mod:`.request_ids`; the client's comes back as ``X-Client-Request-Id``); with
+``PREDICTION_LOG_URI`` set, every answered, refused (4xx) or failed prediction row is logged under
+it (:mod:`.prediction_logger`, written by a thread of the gunicorn worker, and when it exits).
 
 Every malformed request gets a 4xx JSON answer in Seldon's error shape ``{"status": {"code",
 "info", "reason", "status"}}``, unknown paths included (the wrapper alone answers those with 500).
@@ -30,12 +39,14 @@ would parse the compressed bytes). The rest of a refused body is read and droppe
 
 from __future__ import annotations
 
+import atexit
+import logging
 import os
 import sys
 import time
 from typing import Any
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, g, has_request_context, request
 from google.protobuf import json_format
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from seldon_core.flask_utils import SeldonMicroserviceException
@@ -44,8 +55,18 @@ from werkzeug.exceptions import HTTPException
 
 from kfp_mlops.core.errors import MlopsError
 from kfp_mlops.serving.metrics import FEEDBACK, METRICS_PATH, PREDICT, ServingMetrics
-from kfp_mlops.serving.model import MAX_REQUEST_BYTES, InvalidRequest, ServedModel
+from kfp_mlops.serving.model import MAX_REQUEST_BYTES, InvalidRequest, Prediction, ServedModel
 from kfp_mlops.serving.runtimes.environment import DEPLOYMENT_ENV, MODEL_URI_ENV, PREDICTOR_ENV
+from kfp_mlops.serving.runtimes.feedback import FeedbackDesk, IssuedRequests
+from kfp_mlops.serving.runtimes.prediction_logger import PredictionLogger
+from kfp_mlops.serving.runtimes.request_ids import (
+    CLIENT_REQUEST_ID_HEADER,
+    REQUEST_ID_HEADER,
+    client_request_id,
+    issue_request_id,
+)
+
+logger = logging.getLogger("kfp_mlops.seldon")
 
 # The wrapper's routes for each counted endpoint (v1.0, the legacy v0.1, and the internal ones).
 _ENDPOINTS = {
@@ -79,20 +100,55 @@ class SeldonRuntime:
             raise SystemExit(f"error: cannot serve model {deployment!r}: {exc}") from None
         self._tags = {"deployment": deployment, "predictor": predictor, "model_version": self._served.version}
         self._metrics = ServingMetrics(deployment=deployment, predictor=predictor, model_version=self._served.version)
+        self._log = PredictionLogger.from_env(
+            predictor,
+            self._served.version,
+            list(self._served.classes),
+            logger=logger,
+            on_drop=self._metrics.observe_log_dropped,
+        )
+        self._issued = IssuedRequests()
+        self._feedback = FeedbackDesk(self._served, self._metrics, self._issued, self._log)
         # Seldon registers this attribute's blueprint on its Flask app (its hook for error handlers).
         self.model_error_handler = self._blueprint()
         print(f"serving model {model_uri} version {self._served.version}", file=sys.stderr, flush=True)
+
+    def load(self) -> None:
+        """Called by the wrapper in the worker that serves: the log's last records are written when it exits."""
+        if self._log is not None:
+            atexit.register(self._log.stop)
+            print(f"logging predictions to {self._log.root}", file=sys.stderr, flush=True)
 
     def tags(self) -> dict[str, str]:
         """The deployment, predictor and model version, in every answer's ``meta.tags``."""
         return dict(self._tags)
 
     def predict_raw(self, message: Any) -> dict[str, Any]:
-        """Answers a Seldon prediction request (the decoded JSON body)."""
+        """Answers a Seldon prediction request (the decoded JSON body); logs it under the issued id."""
+        request_id, client_id, started = _request_context()
+        rows: Any = None
+        names: list[str] | None = None
+
+        def note(outcome: Prediction | InvalidRequest | str) -> None:
+            # Remembered for feedback, and logged; a refused batch over max_batch is logged as one row.
+            self._issued.note(request_id, outcome)
+            if self._log is not None:
+                listed = rows if isinstance(rows, list) else []
+                readable = not isinstance(outcome, InvalidRequest) or len(listed) <= self._served.max_batch
+                features = _features(rows, names or self._served.feature_names) if readable else []
+                latency_ms = (time.perf_counter() - started) * 1000
+                self._log.log(request_id, features, outcome, latency_ms=latency_ms, client_request_id=client_id)
+
         try:
-            prediction = self._served.predict(*_rows(message))
+            rows, names = _rows(message)
+            prediction = self._served.predict(rows, names)
         except InvalidRequest as exc:
+            note(exc)
             raise SeldonMicroserviceException(str(exc), status_code=exc.status) from None
+        except Exception as exc:
+            note(f"{type(exc).__name__}: {exc}")
+            raise
+        note(prediction)
         self._metrics.observe_predictions(prediction.labels)
         return {
             "jsonData": {
@@ -100,30 +156,26 @@ class SeldonRuntime:
                 "probabilities": prediction.probabilities.tolist(),
                 "classes": prediction.classes,
             },
-            "meta": {"tags": self.tags()},
+            "meta": {"puid": request_id, "tags": self.tags()},
         }
 
     def send_feedback_raw(self, feedback: prediction_pb2.Feedback) -> prediction_pb2.SeldonMessage:
-        """Scores the labels of ``feedback.response`` against ``feedback.truth``; updates the live accuracy."""
+        """Records the true labels of the answer ``feedback.response`` (by its ``meta.puid``)."""
         doc = json_format.MessageToDict(feedback)
-        predicted = _get(doc, "response", "jsonData", "labels")
+        request_id = _get(doc, "response", "meta", "puid")
         truth = _get(doc, "truth", "data", "ndarray")
-        if not isinstance(predicted, list) or not isinstance(truth, list):
+        if not isinstance(request_id, str) or not isinstance(truth, list):
             raise SeldonMicroserviceException(
-                'feedback: expected {"response": {"jsonData": {"labels": [...]}}, '
-                '"truth": {"data": {"ndarray": [...]}}}'
+                'feedback: expected {"response": {"meta": {"puid": "<the answer\'s request id>"}}, '
+                '"truth": {"data": {"ndarray": [one true label per row]}}}'
             )
         # One label per row, as a list or a one-column ndarray; protobuf turns every number into a float.
         truth = [_label(row[0] if isinstance(row, list) and len(row) == 1 else row) for row in truth]
         try:
-            correct = self._served.correct_answers([_label(label) for label in predicted], truth)
+            recorded = self._feedback.record(request_id, truth)
         except InvalidRequest as exc:
             raise SeldonMicroserviceException(f"feedback: {exc}", status_code=exc.status) from None
-        accuracy = self._metrics.observe_feedback(len(truth), correct)
-        answer = {
-            "jsonData": {"rows": len(truth), "correct": correct, "live_accuracy": accuracy},
-            "meta": {"tags": self.tags()},
-        }
+        answer = {"jsonData": recorded, "meta": {"tags": self.tags()}}
         return json_format.ParseDict(answer, prediction_pb2.SeldonMessage())
 
     def health_status(self) -> dict[str, Any]:
@@ -152,6 +204,8 @@ class SeldonRuntime:
         @blueprint.before_app_request
         def start() -> None:
             g.kfp_mlops_started = time.perf_counter()
+            g.kfp_mlops_request_id = issue_request_id(request.headers.get(REQUEST_ID_HEADER))
+            g.kfp_mlops_client_request_id = client_request_id(request.headers.get(CLIENT_REQUEST_ID_HEADER))
             refusal = _body_refusal(limit)
             if refusal is not None:
                 _drop_body()
@@ -164,6 +218,9 @@ class SeldonRuntime:
             endpoint = _ENDPOINTS.get(request.path)
             if endpoint is not None:
                 self._metrics.observe_request(endpoint, response.status_code, time.perf_counter() - g.kfp_mlops_started)
+                response.headers[REQUEST_ID_HEADER] = g.kfp_mlops_request_id
+                if g.kfp_mlops_client_request_id:
+                    response.headers[CLIENT_REQUEST_ID_HEADER] = g.kfp_mlops_client_request_id
             return response
 
         @blueprint.app_errorhandler(HTTPException)
@@ -196,6 +253,26 @@ def _rows(message: Any) -> tuple[Any, list[str] | None]:
         raise InvalidRequest(f"data.names must be a list of feature names, got {type(names).__name__}")
     # Seldon's clients send "names": [] for "no names".
     return data["ndarray"], names or None
+
+
+def _request_context() -> tuple[str, str | None, float]:
+    """The request's issued id, the client's own id and its start time (a gRPC request: new ones)."""
+    if has_request_context():
+        return g.kfp_mlops_request_id, g.kfp_mlops_client_request_id, g.kfp_mlops_started
+    return issue_request_id(None), None, time.perf_counter()
+
+
+def _features(rows: Any, columns: list[Any]) -> list[dict[str, Any]]:
+    """Each row's inputs by feature name, as far as the request could be read (for the log)."""
+    if not isinstance(rows, list):
+        return []
+    try:
+        return [
+            dict(row) if isinstance(row, dict) else dict(zip(columns, row)) if isinstance(row, list) else {}
+            for row in rows
+        ]
+    except TypeError:  # names that cannot be keys (lists, objects): the refusal is logged without inputs
+        return []
 
 
 def _body_refusal(limit: int) -> SeldonMicroserviceException | None:

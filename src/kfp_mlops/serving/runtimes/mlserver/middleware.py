@@ -9,9 +9,10 @@
   413s. It also refuses the ``generate`` and streaming variants of ``infer`` with 404, whose errors
   would otherwise break an already started stream;
 * :class:`RequestIds`, which gives every ``infer`` and ``feedback`` request of a served model its
-  id: the ``X-Request-Id`` its front (the local router, a mesh's edge proxy) issued, else a new
-  one (a uuid), set on the request for the runtime to log and returned on the answer; a client's
-  own id arrives, from the router, as ``X-Client-Request-Id`` and is returned too;
+  id (:mod:`..request_ids`): the ``X-Request-Id`` its front (the local router, a mesh's edge
+  proxy) issued, else a new one, set on the request for the runtime to log (and for feedback to
+  refer to) and returned on the answer; a client's own id arrives, from the router, as
+  ``X-Client-Request-Id`` and is returned too (the runtime logs it beside the issued one);
 * :class:`~.request_body.BodyLimit`, which reads every body within the served model's limit
   before MLServer parses it (:mod:`.request_body`).
 
@@ -21,7 +22,6 @@ It also answers unexpected errors with JSON (Starlette's default is plain text).
 from __future__ import annotations
 
 import time
-import uuid
 
 from fastapi import FastAPI, Request
 from starlette.responses import JSONResponse
@@ -29,14 +29,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kfp_mlops.serving.metrics import FEEDBACK, PREDICT
 from kfp_mlops.serving.runtimes.mlserver.request_body import OTHER_REQUEST_BYTES, BodyLimit, header
-from kfp_mlops.serving.runtimes.mlserver.runtime import (
-    HEADER_SAFE_ID,
+from kfp_mlops.serving.runtimes.mlserver.runtime import served_body_limit, served_metrics
+from kfp_mlops.serving.runtimes.request_ids import (
+    CLIENT_REQUEST_ID_HEADER,
     REQUEST_ID_HEADER,
-    served_body_limit,
-    served_metrics,
+    client_request_id,
+    issue_request_id,
 )
 
-CLIENT_REQUEST_ID_HEADER = "x-client-request-id"
 _REFUSED = {"generate", "infer_stream", "generate_stream"}
 _ENDPOINTS = {"infer": PREDICT, "feedback": FEEDBACK}
 
@@ -111,12 +111,10 @@ class RequestIds(_ServedRequests):
         if verb not in _ENDPOINTS:
             await self.app(scope, receive, send)
             return
-        forwarded = header(scope, REQUEST_ID_HEADER.encode())
-        # The front's id if it is one the answer can carry (a header), else a new one.
-        request_id = forwarded if forwarded and HEADER_SAFE_ID.fullmatch(forwarded) else uuid.uuid4().hex
-        client_id = header(scope, CLIENT_REQUEST_ID_HEADER.encode())
+        request_id = issue_request_id(header(scope, REQUEST_ID_HEADER.encode()))
+        client_id = client_request_id(header(scope, CLIENT_REQUEST_ID_HEADER.encode()))
         echoed = [(REQUEST_ID_HEADER.encode(), request_id.encode())]
-        if client_id and HEADER_SAFE_ID.fullmatch(client_id):
+        if client_id:
             echoed.append((CLIENT_REQUEST_ID_HEADER.encode(), client_id.encode()))
         headers = [(k, v) for k, v in scope["headers"] if k != REQUEST_ID_HEADER.encode()]
         headers.append(echoed[0])

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 import uuid
 from collections.abc import Callable
@@ -58,17 +57,16 @@ from mlserver.types import (
 from kfp_mlops.core.errors import MlopsError
 from kfp_mlops.serving.metrics import ServingMetrics
 from kfp_mlops.serving.model import InvalidRequest, Prediction, ServedModel
+from kfp_mlops.serving.runtimes.feedback import FeedbackDesk, IssuedRequests
 from kfp_mlops.serving.runtimes.mlserver.decoding import NDARRAY_INPUT, declared_values, request_rows
-from kfp_mlops.serving.runtimes.mlserver.prediction_logger import PredictionLogger
+from kfp_mlops.serving.runtimes.prediction_logger import PredictionLogger
+from kfp_mlops.serving.runtimes.request_ids import CLIENT_REQUEST_ID_HEADER, HEADER_SAFE_ID, REQUEST_ID_HEADER
 
 # A child of MLServer's logger, so it goes through MLServer's handler and format.
 logger = logging.getLogger("mlserver.kfp_mlops")
 
 LABEL_OUTPUT = "label"
 PROBABILITIES_OUTPUT = "probabilities"
-REQUEST_ID_HEADER = "x-request-id"
-# MLServer echoes a request's id in the Ce-Id and Ce-Requestid response headers.
-HEADER_SAFE_ID = re.compile(r"[\x20-\x7e]{0,256}")
 INLINE_VALUES = 4096  # more declared values than this: decoded and scored off the event loop
 
 _T = TypeVar("_T")
@@ -119,9 +117,15 @@ class KfpMlopsRuntime(MLModel):
         self._metrics = ServingMetrics(deployment=self.name, predictor=predictor, model_version=self._served.version)
         _METRICS[self.name] = self._metrics
         _BODY_LIMITS[self.name] = self._served.max_request_bytes
-        self._log = PredictionLogger.from_env(predictor, self._served.version, list(self._served.classes))
+        self._log = PredictionLogger.from_env(
+            predictor,
+            self._served.version,
+            list(self._served.classes),
+            logger=logger,
+            on_drop=self._metrics.observe_log_dropped,
+        )
+        self._feedback = FeedbackDesk(self._served, self._metrics, IssuedRequests(), self._log)
         if self._log is not None:
-            self._log.start()
             _LOGGERS.append(self._log)
             logger.info("logging predictions to %s", self._log.writer.root)
         logger.info("serving model %s version %s from %s", self.name, self._served.version, parameters.uri)
@@ -218,11 +222,14 @@ class KfpMlopsRuntime(MLModel):
         started: float,
         outcome: Prediction | InvalidRequest | str,
     ) -> None:
-        if self._log is None:
-            return
         headers = (payload.parameters.headers if payload.parameters is not None else None) or {}
         # The middleware puts the id in every REST request; a gRPC request gets one here.
         request_id = next((str(v) for k, v in headers.items() if k.lower() == REQUEST_ID_HEADER and v), None)
+        request_id = request_id or uuid.uuid4().hex
+        self._feedback.issued.note(request_id, outcome)  # what feedback for this id may label
+        if self._log is None:
+            return
+        client_id = next((str(v) for k, v in headers.items() if k.lower() == CLIENT_REQUEST_ID_HEADER and v), None)
         columns = names or self._served.feature_names
         features = [
             {name: (value.decode() if isinstance(value, bytes) else value) for name, value in zip(columns, row)}
@@ -230,26 +237,29 @@ class KfpMlopsRuntime(MLModel):
             if isinstance(row, (list, tuple))
         ]
         latency_ms = (time.perf_counter() - started) * 1000
-        self._log.log(request_id or uuid.uuid4().hex, features, outcome, latency_ms=latency_ms)
+        self._log.log(request_id, features, outcome, latency_ms=latency_ms, client_request_id=client_id)
 
     @custom_handler(rest_path="/v2/models/{model_name}/feedback")
     async def feedback(self, request: Request, model_name: str) -> dict[str, Any]:
-        """Scores the labels the model answered against the true ones; updates the live accuracy."""
+        """Records the true labels of a request this server answered, by its id (:mod:`..feedback`)."""
         if model_name != self.name:
             raise ModelNotFound(model_name)
         try:
             body = await request.json()
         except ValueError as exc:  # json's and orjson's decode errors are ValueErrors
             raise MLServerError(f"feedback: the body is not JSON: {exc}") from None
-        if not isinstance(body, dict) or not all(isinstance(body.get(k), list) for k in ("predicted", "truth")):
-            raise MLServerError('feedback: expected {"predicted": [labels...], "truth": [labels...]}')
+        unknown = sorted(set(body) - {"request_id", "truth"}) if isinstance(body, dict) else []
+        if not isinstance(body, dict) or unknown:
+            raise MLServerError(
+                'feedback: expected {"request_id": "<the answer\'s X-Request-Id>", "truth": [one label per row]}'
+                + (f"; unknown field(s): {', '.join(map(repr, unknown))}" if unknown else "")
+            )
         try:
-            correct = self._served.correct_answers(body["predicted"], body["truth"])
+            # Reads and appends to the prediction log: off the event loop.
+            recorded = await asyncio.to_thread(self._feedback.record, body.get("request_id"), body.get("truth"))
         except InvalidRequest as exc:
             raise MLServerError(f"feedback: {exc}", status_code=exc.status) from None
-        rows = len(body["truth"])
-        accuracy = self._metrics.observe_feedback(rows, correct)
-        return {"rows": rows, "correct": correct, "live_accuracy": accuracy, **self._tags}
+        return {**recorded, **self._tags}
 
 
 # The model settings' ``implementation``: where MLServer imports the runtime from.

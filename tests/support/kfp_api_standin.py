@@ -9,11 +9,24 @@ the client side is real; only the backend is imitated, in memory.
 It imitates the parts of the real API's behaviour the project relies on: JSON shaped like
 grpc-gateway's (ids are uuid strings, RFC 3339 timestamps, int64 fields as strings, empty fields
 left out), ``display_name`` EQUALS filters, opaque page tokens and a page size cap, 404s for
-unknown ids, and ``max_concurrency`` limited to 1-10. It runs no pipelines and has a single-user
-view of namespaces (listing ignores ``namespace``). Pipeline upload is not implemented: unknown
-paths get a 404, so a client that starts using them fails loudly.
+unknown ids, and ``max_concurrency`` limited to 1-10. Test controls:
 
-Every request is recorded (method, path, query, JSON body) so tests can assert what was sent.
+* ``token`` / ``cookie``: every request (the health check included, as behind Kubeflow's
+  gateway) must carry ``Authorization: Bearer <token>`` or the ``Cookie`` pair, or it gets a 401
+  -- or, with ``login_redirect``, a 302 to a login page, as oauth2-proxy answers a browser.
+* :meth:`KfpApiStandIn.fail_next`: the next N matching requests fail with a status (and a
+  ``Retry-After`` if given) and change nothing, to prove retries and their limits;
+  :meth:`KfpApiStandIn.stall_next` delays them, to prove timeouts.
+* ``run_states``: a run is created in the first state and moves one state along on every read
+  of it, so a waiting client sees PENDING -> RUNNING -> its end state; ``run_error`` is the
+  error message of a run that ends FAILED.
+
+What it does not model: running pipelines (a run's state is only that script), multi-user
+namespaces and profiles (listing ignores ``namespace``; any valid credential may do anything),
+Istio's 403 "RBAC: access denied" or token expiry and audiences (a token is valid or it is not),
+and pipeline upload (unknown paths get a 404, so a client that starts using them fails loudly).
+
+Every request is recorded (method, path, query, JSON body, headers) so tests can assert what was sent.
 """
 
 from __future__ import annotations
@@ -22,9 +35,10 @@ import base64
 import json
 import re
 import threading
+import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -32,7 +46,7 @@ from tests.support.loopback import JsonHandler, LoopbackServer
 
 _API = "/apis/v2beta1"
 # grpc status codes used in error bodies, as the real API returns them.
-_GRPC_CODE = {400: 3, 404: 5, 409: 6, 500: 13, 503: 14}
+_GRPC_CODE = {400: 3, 401: 16, 404: 5, 409: 6, 429: 8, 500: 13, 503: 14}
 
 
 @dataclass(frozen=True)
@@ -43,15 +57,35 @@ class RecordedRequest:
     path: str
     query: dict[str, str]
     body: Any
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class ApiError(Exception):
-    """Answered as a JSON error body with this HTTP status."""
+    """Answered as a JSON error body with this HTTP status (and these extra headers)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or {}
+
+
+@dataclass
+class _Failure:
+    method: str
+    path_prefix: str
+    status: int
+    message: str
+    times: int
+    retry_after: int | None
+
+
+@dataclass
+class _Stall:
+    method: str
+    path_prefix: str
+    seconds: float
+    times: int
 
 
 def _now() -> str:
@@ -66,15 +100,36 @@ class KfpApiStandIn(LoopbackServer):
     Args:
         max_page_size: the largest page a list returns, whatever the client asks for (the real
             server caps it too); small values let tests exercise paging.
+        token: the bearer token requests must carry (None: no token accepted); may be changed
+            while serving, as a rotated service account token is.
+        cookie: a ``NAME=VALUE`` session cookie requests may carry instead.
+        login_redirect: refuse unauthenticated requests with a 302 to a login page, not a 401.
+        run_states: the states a run goes through, one more on each read of it.
+        run_error: the error message a run that ends ``FAILED`` carries.
     """
 
-    def __init__(self, max_page_size: int = 100) -> None:
+    def __init__(
+        self,
+        max_page_size: int = 100,
+        *,
+        token: str | None = None,
+        cookie: str | None = None,
+        login_redirect: bool = False,
+        run_states: Sequence[str] = ("PENDING",),
+        run_error: str = "task train failed: exit code 1",
+    ) -> None:
         self.max_page_size = max_page_size
+        self.token = token
+        self.cookie = cookie
+        self.login_redirect = login_redirect
+        self.run_states = list(run_states)
+        self.run_error = run_error
         self.experiments: dict[str, dict[str, Any]] = {}
         self.runs: dict[str, dict[str, Any]] = {}
         self.recurring_runs: dict[str, dict[str, Any]] = {}
         self._requests: list[RecordedRequest] = []
-        self._failures: list[tuple[str, str, int, str]] = []
+        self._failures: list[_Failure] = []
+        self._stalls: list[_Stall] = []
         self._lock = threading.Lock()
         self._routes: list[tuple[str, re.Pattern[str], Callable[..., Any]]] = [
             ("GET", re.compile(rf"{_API}/healthz"), self._healthz),
@@ -104,25 +159,69 @@ class KfpApiStandIn(LoopbackServer):
         """The recorded requests with this method whose path starts with ``path_prefix``."""
         return [r for r in self.requests if r.method == method and r.path.startswith(path_prefix)]
 
-    def fail_next(self, method: str, path_prefix: str, status: int, message: str) -> None:
-        """Makes the next matching request fail with ``status`` and ``message``; no state changes."""
+    def fail_next(
+        self,
+        method: str,
+        path_prefix: str,
+        status: int,
+        message: str,
+        *,
+        times: int = 1,
+        retry_after: int | None = None,
+    ) -> None:
+        """Makes the next ``times`` matching requests fail with ``status`` and ``message``; no state changes.
+
+        ``retry_after`` adds a ``Retry-After`` header (seconds), as a 429 or 503 may carry.
+        """
         with self._lock:
-            self._failures.append((method, path_prefix, status, message))
+            self._failures.append(_Failure(method, path_prefix, status, message, times, retry_after))
+
+    def stall_next(self, method: str, path_prefix: str, seconds: float, *, times: int = 1) -> None:
+        """Makes the next ``times`` matching requests wait ``seconds`` before they are handled."""
+        with self._lock:
+            self._stalls.append(_Stall(method, path_prefix, seconds, times))
 
     # -- dispatch ----------------------------------------------------------------------------
 
-    def _dispatch(self, method: str, path: str, query: dict[str, str], body: Any) -> Any:
+    def _dispatch(self, method: str, path: str, query: dict[str, str], body: Any, headers: dict[str, str]) -> Any:
+        time.sleep(self._stall_for(method, path))  # outside the lock: other requests go on meanwhile
         with self._lock:
-            self._requests.append(RecordedRequest(method, path, query, body))
+            self._requests.append(RecordedRequest(method, path, query, body, headers))
+            self._authenticate(headers)
             for failure in self._failures:
-                if failure[0] == method and path.startswith(failure[1]):
-                    self._failures.remove(failure)
-                    raise ApiError(failure[2], failure[3])
+                if failure.method == method and path.startswith(failure.path_prefix):
+                    failure.times -= 1
+                    if failure.times == 0:
+                        self._failures.remove(failure)
+                    extra = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
+                    raise ApiError(failure.status, failure.message, extra)
             for route_method, pattern, handler in self._routes:
                 match = pattern.fullmatch(path)
                 if match and route_method == method:
                     return handler(*match.groups(), query=query, body=body)
             raise ApiError(404, f"the KFP API stand-in does not implement {method} {path}")
+
+    def _stall_for(self, method: str, path: str) -> float:
+        with self._lock:
+            for stall in self._stalls:
+                if stall.method == method and path.startswith(stall.path_prefix):
+                    stall.times -= 1
+                    if stall.times == 0:
+                        self._stalls.remove(stall)
+                    return stall.seconds
+        return 0.0
+
+    def _authenticate(self, headers: dict[str, str]) -> None:
+        """Lets a request through when it carries the token or the cookie (or none is required)."""
+        if self.token is None and self.cookie is None:
+            return
+        bearer = headers.get("authorization", "")
+        cookies = [c.strip() for c in headers.get("cookie", "").split(";")]
+        if (self.token is not None and bearer == f"Bearer {self.token}") or (self.cookie in cookies):
+            return
+        if self.login_redirect:
+            raise ApiError(302, "login required", {"Location": "/dex/auth?client_id=kubeflow-oidc-authservice"})
+        raise ApiError(401, "Unauthorized")
 
     # -- endpoints (called with the lock held) -------------------------------------------------
 
@@ -163,8 +262,8 @@ class KfpApiStandIn(LoopbackServer):
             "storage_state": "AVAILABLE",
             "created_at": now,
             "scheduled_at": now,
-            "state": "PENDING",
-            "state_history": [{"update_time": now, "state": "PENDING"}],
+            "state": self.run_states[0],
+            "state_history": [{"update_time": now, "state": self.run_states[0]}],
         }
         self.runs[run["run_id"]] = run
         return _without_empty(run)
@@ -174,7 +273,18 @@ class KfpApiStandIn(LoopbackServer):
         return _page(runs, query, "runs", self.max_page_size)
 
     def _get_run(self, run_id: str, *, query: dict[str, str], body: Any) -> dict[str, Any]:
-        return _without_empty(_lookup(self.runs, run_id, "run"))
+        run = _lookup(self.runs, run_id, "run")
+        step = len(run["state_history"])
+        if step < len(self.run_states):
+            state = self.run_states[step]
+            now = _now()
+            run["state"] = state
+            run["state_history"].append({"update_time": now, "state": state})
+            if state in ("SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"):
+                run["finished_at"] = now
+            if state == "FAILED":
+                run["error"] = {"code": 2, "message": self.run_error}
+        return _without_empty(run)
 
     def _create_recurring_run(self, *, query: dict[str, str], body: Any) -> dict[str, Any]:
         name = _required(body, "display_name", "recurring run")
@@ -238,10 +348,23 @@ class _Handler(JsonHandler):
         except json.JSONDecodeError:
             self.send_json(400, {"code": 3, "message": "request body is not JSON"})
             return
+        headers = {name.lower(): value for name, value in self.headers.items()}
         try:
-            self.send_json(200, self.owner._dispatch(self.command, path, query, body))
+            self.send_json(200, self.owner._dispatch(self.command, path, query, body, headers))
         except ApiError as err:
-            self.send_json(err.status, {"code": _GRPC_CODE.get(err.status, 2), "message": err.message, "details": []})
+            error = {"code": _GRPC_CODE.get(err.status, 2), "message": err.message, "details": []}
+            self._send_error(err.status, error, err.headers)
+        except BrokenPipeError:
+            pass  # the client gave up on a stalled request (its timeout), as tests make it
+
+    def _send_error(self, status: int, payload: dict[str, Any], headers: dict[str, str]) -> None:
+        """Like ``send_json``, with extra headers (``Retry-After``, ``Location``)."""
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        for name, value in {"Content-Type": "application/json", "Content-Length": str(len(data)), **headers}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
 
 
 # -- helpers ------------------------------------------------------------------------------------

@@ -13,6 +13,11 @@ Environment variables:
         (default ``ghcr.io/kfp-mlops/seldon:<version>``).
     KFP_HOST: the KFP API endpoint for ``submit``/``schedule``.
     KFP_NAMESPACE: the Kubernetes namespace of the pipeline (default ``kubeflow``).
+    KFP_TOKEN: a bearer token for the KFP API (multi-user Kubeflow); never printed.
+    KF_PIPELINES_SA_TOKEN_PATH: a file holding the token instead, re-read on every call (kfp's own
+        name, set by Kubeflow's PodDefault for a projected service account token).
+    KFP_COOKIE: a session cookie for the KFP API, ``NAME=VALUE`` (e.g. ``authservice_session=...``
+        from a browser logged in to Kubeflow); never printed.
     KFP_UI_HOST: the KFP UI's address (e.g. ``https://kubeflow.example.com/pipeline``), for the run
         link in every W&B run's config (empty: no link, e.g. locally).
     KFP_MLOPS_PUSHGATEWAY: a Prometheus Pushgateway (``http://host:9091``) where drift checks and
@@ -28,7 +33,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kfp_mlops import __version__
@@ -55,6 +60,10 @@ class Settings:
     serving_image_seldon: str = DEFAULT_SERVING_IMAGE_SELDON
     kfp_host: str | None = None
     kfp_namespace: str = DEFAULT_KFP_NAMESPACE
+    # Secrets: left out of repr, so no log or traceback of the settings shows them.
+    kfp_token: str | None = field(default=None, repr=False)
+    kfp_token_file: Path | None = None
+    kfp_cookie: str | None = field(default=None, repr=False)
     kfp_ui_host: str = ""
     pushgateway_url: str = ""
     wandb_project: str = "kfp-mlops"
@@ -73,6 +82,9 @@ class Settings:
             serving_image_seldon=env.get("KFP_MLOPS_SELDON_IMAGE") or DEFAULT_SERVING_IMAGE_SELDON,
             kfp_host=env.get("KFP_HOST") or None,
             kfp_namespace=env.get("KFP_NAMESPACE") or DEFAULT_KFP_NAMESPACE,
+            kfp_token=env.get("KFP_TOKEN") or None,
+            kfp_token_file=Path(env["KF_PIPELINES_SA_TOKEN_PATH"]) if env.get("KF_PIPELINES_SA_TOKEN_PATH") else None,
+            kfp_cookie=env.get("KFP_COOKIE") or None,
             kfp_ui_host=env.get("KFP_UI_HOST", "").strip().rstrip("/"),
             pushgateway_url=env.get("KFP_MLOPS_PUSHGATEWAY", "").strip().rstrip("/"),
             wandb_project=env.get("WANDB_PROJECT") or "kfp-mlops",

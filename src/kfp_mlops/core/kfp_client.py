@@ -1,167 +1,146 @@
-"""Submitting and scheduling compiled pipelines on a Kubeflow Pipelines backend.
+"""Submitting, scheduling and waiting for pipelines on a Kubeflow Pipelines backend.
 
 A thin layer over ``kfp.Client`` (KFP v2beta1 API) that fails early and in one line:
 
-* :func:`connect` checks the host answers before building the client, because ``kfp.Client``
-  has no timeouts and retries its own health check for about 25 s.
-* :func:`validate_cron` checks a schedule locally, because KFP reads cron with seconds first and
-  silently accepts a 5-field expression as "seconds minutes hours day month" (``0 2 * * *``
-  would run at minute 2 of every hour, not at 02:00).
+* :func:`connect` authenticates the way multi-user Kubeflow expects (a bearer token, a service
+  account token file re-read on every call, or a session cookie), and puts every call the client
+  makes -- the health check included -- through one urllib3 pool with a timeout and bounded
+  retries with exponential backoff. ``kfp.Client`` itself has neither: its calls wait forever,
+  and it retries only its own health check, for about 25 s. The pool is swapped into the client's
+  ``ApiClient`` after construction because kfp builds that ``ApiClient`` itself.
+* Retries happen only where repeating a call cannot do harm: on connection failures (nothing was
+  sent), 429, 502, 503 and 504 (the request was not handled) for every method, and additionally
+  on a 500 or a broken answer for reads and deletes. A POST that got a 500 may have created its
+  run, so it is not repeated; no 4xx is ever repeated.
+* :func:`validate_cron` (from :mod:`kfp_mlops.core.cron`) checks a schedule locally.
 * :func:`schedule` replaces a recurring run of the same name, because KFP cannot update one in
   place; the new one is created before the old ones are deleted, so a failure never leaves the
   pipeline unscheduled.
+* :func:`wait_for_run` follows a run to its end state, with a deadline.
+
+Credentials are never printed: errors say which kind was sent, never its value. The module is
+over 400 lines because the connection, the calls and their one error mapping belong together.
 """
 
 from __future__ import annotations
 
 import contextlib
-import http.client
 import io
 import json
-import re
-import urllib.error
-import urllib.request
+import time
 import warnings
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import certifi
 import kfp
 import kfp_server_api
 import urllib3
 import yaml
 from google.protobuf import json_format
+from kfp.client.set_volume_credentials import ServiceAccountTokenVolumeCredentials
+from urllib3.util.retry import Retry
 
 from kfp_mlops.core.config import DEFAULT_KFP_NAMESPACE
+from kfp_mlops.core.cron import validate_cron
 from kfp_mlops.core.errors import ConfigError, MlopsError
 
-HEALTH_TIMEOUT_S = 5.0
+__all__ = [
+    "FinishedRun",
+    "RetryPolicy",
+    "Schedule",
+    "SubmittedRun",
+    "WaitTimeout",
+    "connect",
+    "schedule",
+    "submit",
+    "validate_cron",
+    "wait_for_run",
+]
+
+# Seconds a single call may wait for its answer (each attempt); connecting gets at most CONNECT_TIMEOUT_S.
+REQUEST_TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 5.0
 # The KFP API server rejects other values.
 MAX_CONCURRENCY_RANGE = (1, 10)
+# A run in one of these states will not change any more (V2beta1RuntimeState).
+FINAL_STATES = frozenset({"SUCCEEDED", "SKIPPED", "FAILED", "CANCELED"})
+# Answers meaning "not handled, try again" for any method; a 500 is repeated only for reads and deletes.
+_RETRY_ANY_METHOD = frozenset({429, 502, 503, 504})
+_RETRY_IDEMPOTENT = _RETRY_ANY_METHOD | {500}
+# Answers of an authenticating proxy (oauth2-proxy, Dex, Istio) in front of the API.
+_AUTH_REFUSALS = frozenset({301, 302, 303, 307, 308, 401, 403})
 _PAGE_SIZE = 100
 _PACKAGE_SUFFIXES = (".yaml", ".yml", ".tar.gz", ".tgz", ".zip")
 _FILTER_EQUALS = 1  # Predicate.Operation EQUALS in KFP's filter.proto
 
-_MONTHS = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
-_DAYS = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]
-
 
 @dataclass(frozen=True)
-class _CronField:
-    name: str
-    low: int
-    high: int
-    names: dict[str, int] = field(default_factory=dict)
-    question_mark: bool = False
+class RetryPolicy:
+    """How often, and how patiently, a failed call is repeated.
 
-
-# KFP's ScheduledWorkflow controller parses with robfig/cron v1: seconds first, six fields.
-_CRON_FIELDS = (
-    _CronField("seconds", 0, 59),
-    _CronField("minutes", 0, 59),
-    _CronField("hours", 0, 23),
-    _CronField("day-of-month", 1, 31, question_mark=True),
-    _CronField("month", 1, 12, {m: i for i, m in enumerate(_MONTHS, start=1)}),
-    _CronField("day-of-week", 0, 6, {d: i for i, d in enumerate(_DAYS)}, question_mark=True),
-)
-_DESCRIPTORS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
-_CRON_ITEM = re.compile(r"(?:\*|(?P<start>\w+)(?:-(?P<end>\w+))?)(?:/(?P<step>\w+))?")
-_EVERY = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
-
-
-def validate_cron(expression: str) -> str:
-    """Checks a cron expression the way KFP's recurring runs read it.
-
-    KFP takes six fields, seconds first: ``seconds minutes hours day-of-month month
-    day-of-week`` (``"0 0 2 * * *"`` is 02:00 every day). Each field is ``*``, a value, a
-    range ``a-b``, any of those with a step (``*/15``, ``0-30/5``, ``5/10``), or a
-    comma-separated list of them; months and days of the week may be names (``JAN``,
-    ``MON-FRI``); ``?`` means "any" in day-of-month and day-of-week. The descriptors
-    ``@yearly``, ``@annually``, ``@monthly``, ``@weekly``, ``@daily``, ``@midnight``,
-    ``@hourly`` and ``@every <duration>`` (whole ``h``/``m``/``s`` units, e.g. ``1h30m``) are
-    accepted too.
-
-    Args:
-        expression: the cron expression.
-
-    Returns:
-        The expression with its whitespace normalised, ready to send.
-
-    Raises:
-        ConfigError: the expression is not one KFP reads as intended; the message names the
-            field and value at fault.
+    Attributes:
+        attempts: tries per call, the first included (1: never repeat).
+        backoff_seconds: the second retry waits this long, each later one twice the one before
+            (the first retry is immediate: urllib3's schedule).
+        max_wait_seconds: the longest single wait, also the cap on a server's ``Retry-After``.
     """
-    parts = expression.split()
-    if parts and parts[0].startswith("@"):
-        return _validate_descriptor(expression, parts)
-    if len(parts) == 5:
-        raise ConfigError(
-            f"cron {expression!r} has 5 fields, but KFP reads 6 with seconds first (it would "
-            f"take {parts[0]!r} as the seconds): use {'0 ' + ' '.join(parts)!r}"
+
+    attempts: int = 4
+    backoff_seconds: float = 0.5
+    max_wait_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1 or self.backoff_seconds < 0 or self.max_wait_seconds < 0:
+            raise ConfigError(f"retry policy {self}: attempts must be >= 1 and waits >= 0")
+
+
+class _Retry(Retry):
+    """urllib3's Retry, with the per-method status rule above and a capped ``Retry-After``."""
+
+    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+        statuses = _RETRY_IDEMPOTENT if self._is_method_retryable(method) else _RETRY_ANY_METHOD
+        return status_code in statuses  # exhaustion is increment()'s to decide
+
+    def get_retry_after(self, response: Any) -> float | None:
+        seconds = super().get_retry_after(response)
+        return None if seconds is None else min(seconds, self.backoff_max)
+
+
+class _BoundedPool(urllib3.PoolManager):
+    """A pool whose calls get a timeout when the caller gives none (kfp_server_api never does)."""
+
+    def __init__(self, timeout: float, policy: RetryPolicy, **pool_kw: Any) -> None:
+        retries = _Retry(
+            total=policy.attempts - 1,
+            redirect=False,  # a login page's redirect is an answer to report, not to follow
+            backoff_factor=policy.backoff_seconds,
+            backoff_max=policy.max_wait_seconds,
+            raise_on_status=True,
         )
-    if len(parts) != 6:
-        raise ConfigError(
-            f"cron {expression!r} has {len(parts)} field(s); KFP needs 6: seconds minutes hours "
-            "day-of-month month day-of-week, e.g. '0 0 2 * * *' for 02:00 daily"
-        )
-    for spec, value in zip(_CRON_FIELDS, parts):
-        problem = _cron_field_problem(spec, value)
-        if problem:
-            raise ConfigError(f"cron {expression!r}: {spec.name} field {value!r} {problem}")
-    return " ".join(parts)
+        super().__init__(retries=retries, **pool_kw)
+        self.policy = policy
+        self.timeout_seconds = timeout
+        self.request_timeout = urllib3.Timeout(connect=min(timeout, CONNECT_TIMEOUT_S), read=timeout)
 
-
-def _cron_field_problem(spec: _CronField, value: str) -> str | None:
-    """Says what is wrong with one field's value, or None when it is fine."""
-    names = list(spec.names)
-    allowed = f"{spec.low}-{spec.high}" + (f" or {names[0]}-{names[-1]}" if names else "")
-    if value == "?":
-        return None if spec.question_mark else "cannot be '?' (only day-of-month/day-of-week)"
-    for item in value.split(","):
-        match = _CRON_ITEM.fullmatch(item)
-        if not match:
-            return f"has an invalid item {item!r}; expected *, a value, a-b, or either with /step"
-        if match["start"] is not None:
-            start = _cron_value(spec, match["start"])
-            end = start if match["end"] is None else _cron_value(spec, match["end"])
-            if start is None or end is None:
-                return f"must use values in {allowed}, not {item!r}"
-            if start > end:
-                return f"has a range {item!r} that runs backwards"
-        step = match["step"]
-        if step is not None and (not step.isdigit() or not 1 <= int(step) <= spec.high):
-            return f"has a step in {item!r} that is not a number in 1-{spec.high}"
-    return None
-
-
-def _cron_value(spec: _CronField, token: str) -> int | None:
-    """A field value as a number, or None when it is not a number or name in range."""
-    if token.upper() in spec.names:
-        return spec.names[token.upper()]
-    if token.isdigit() and spec.low <= int(token) <= spec.high:
-        return int(token)
-    return None
-
-
-def _validate_descriptor(expression: str, parts: list[str]) -> str:
-    if len(parts) == 1 and parts[0] in _DESCRIPTORS:
-        return parts[0]
-    if parts[0] == "@every" and len(parts) == 2:
-        match = _EVERY.fullmatch(parts[1])
-        if match and any(match.groups()):
-            hours, minutes, seconds = (int(g or 0) for g in match.groups())
-            if hours * 3600 + minutes * 60 + seconds >= 1:
-                return f"@every {parts[1]}"
-    raise ConfigError(
-        f"cron {expression!r} is not a descriptor KFP accepts here: use one of "
-        f"{', '.join(_DESCRIPTORS)}, or '@every <duration>' in whole h/m/s units (e.g. "
-        "'@every 1h30m'), or a 6-field cron such as '0 0 2 * * *'"
-    )
+    # PoolManager's own signature, which already differs from RequestMethods'.
+    def urlopen(self, method: str, url: str, redirect: bool = True, **kw: Any) -> Any:  # type: ignore[override]
+        if kw.get("timeout") is None:
+            kw["timeout"] = self.request_timeout
+        return super().urlopen(method, url, redirect=redirect, **kw)
 
 
 def connect(
-    host: str | None, namespace: str = DEFAULT_KFP_NAMESPACE, *, timeout: float = HEALTH_TIMEOUT_S
+    host: str | None,
+    namespace: str = DEFAULT_KFP_NAMESPACE,
+    *,
+    token: str | None = None,
+    token_file: str | Path | None = None,
+    cookie: str | None = None,
+    timeout: float = REQUEST_TIMEOUT_S,
+    retry: RetryPolicy = RetryPolicy(),
 ) -> kfp.Client:
     """Returns a ``kfp.Client`` for a KFP API that has just answered its health check.
 
@@ -169,11 +148,18 @@ def connect(
         host: the KFP API endpoint with its scheme, e.g. ``http://localhost:8080`` (the caller's
             ``--host``, else the ``KFP_HOST`` setting; None or empty: no host).
         namespace: the Kubernetes namespace of the pipeline (the ``KFP_NAMESPACE`` setting).
-        timeout: seconds to wait for the health check to answer.
+        token: a bearer token sent with every call (the ``KFP_TOKEN`` setting).
+        token_file: a file holding a bearer token, e.g. a projected service account token; read
+            again on every call, so a rotated token is picked up (``KF_PIPELINES_SA_TOKEN_PATH``).
+        cookie: a session cookie sent with every call, e.g. ``authservice_session=...`` from a
+            browser logged in to Kubeflow (the ``KFP_COOKIE`` setting); combines with either token.
+        timeout: seconds each attempt of each call may wait for its answer.
+        retry: how failed calls are repeated (see the module's docstring for which ones).
 
     Raises:
-        ConfigError: no host is set, it has no scheme, or it does not answer in time.
-        MlopsError: the host answers, but not like a healthy KFP API.
+        ConfigError: no host, a host without a scheme, both a token and a token file, an empty or
+            unreadable token file, or a host that does not answer.
+        MlopsError: the host answers, but refuses the credentials or is not a healthy KFP API.
     """
     if not host:
         raise ConfigError("no KFP host: set KFP_HOST or pass --host")
@@ -181,38 +167,169 @@ def connect(
         # kfp.Client would silently assume https://, which fails obscurely on a port-forward.
         raise ConfigError(f"KFP host {host!r} has no scheme: use http://{host} or https://{host}")
     host = host.rstrip("/")
-    _check_health(host, timeout)
+    credentials = _credentials(token, token_file, cookie)
+    # The same TLS settings kfp_server_api uses by default (verify, Mozilla's roots).
+    pool = _BoundedPool(timeout, retry, cert_reqs="CERT_REQUIRED", ca_certs=certifi.where())
+    # Checked before kfp.Client exists: its constructor may call the health check itself, through its
+    # own pool (no timeout; 5 tries 5 s apart), when no namespace is set in kfp's context file.
+    _check_health(pool, host, credentials, _auth_headers(token, token_file, cookie))
     with warnings.catch_warnings():
         # kfp.Client warns on every construction that it needs a KFP >= 2.0.0-beta.2 backend.
         warnings.simplefilter("ignore", FutureWarning)
-        return kfp.Client(host=host, namespace=namespace)
+        client = kfp.Client(
+            host=host,
+            namespace=namespace,
+            existing_token=token.strip() if token else None,
+            cookies=cookie,
+            credentials=ServiceAccountTokenVolumeCredentials(str(token_file)) if token_file else None,
+        )
+    client._healthz_api.api_client.rest_client.pool_manager = pool  # one ApiClient serves all of its APIs
+    return client
 
 
-def _check_health(host: str, timeout: float) -> None:
+def _credentials(token: str | None, token_file: str | Path | None, cookie: str | None) -> str:
+    """Checks the credentials without revealing them; returns what is sent, in words."""
+    if token and token_file:
+        raise ConfigError("give a KFP token or a token file, not both (--token/KFP_TOKEN, --token-file)")
+    sent = []
+    if token:
+        if not token.strip() or any(c.isspace() for c in token.strip()):
+            raise ConfigError("the KFP token (--token/KFP_TOKEN) is empty or holds whitespace")
+        sent.append("a bearer token")
+    if token_file:
+        path = Path(token_file)
+        try:
+            content = path.read_text().strip()
+        except OSError as err:
+            raise ConfigError(f"KFP token file {path}: cannot read it ({err.strerror or err})") from None
+        if not content:
+            raise ConfigError(f"KFP token file {path} is empty")
+        sent.append(f"the token in {path}")
+    if cookie:
+        if any(c in cookie for c in "\r\n") or "=" not in cookie:
+            raise ConfigError("the KFP session cookie (--cookie/KFP_COOKIE) must be NAME=VALUE on one line")
+        sent.append("a session cookie")
+    return " and ".join(sent) or "no credentials"
+
+
+def _auth_headers(token: str | None, token_file: str | Path | None, cookie: str | None) -> dict[str, str]:
+    """The headers kfp.Client sends for these (checked) credentials."""
+    headers = {}
+    bearer = token or (Path(token_file).read_text() if token_file else None)
+    if bearer:
+        headers["Authorization"] = f"Bearer {bearer.strip()}"
+    if cookie:
+        headers["Cookie"] = cookie
+    return headers
+
+
+def _check_health(pool: _BoundedPool, host: str, credentials: str, headers: dict[str, str]) -> None:
     url = f"{host}/apis/v2beta1/healthz"
-    # Direct, like kfp.Client's urllib3 pool, which ignores the *_proxy environment variables.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    attempts, timeout = pool.policy.attempts, pool.timeout_seconds
     try:
-        with opener.open(url, timeout=timeout) as response:
-            body = response.read()
-    except urllib.error.HTTPError as err:
+        response = pool.request("GET", url, headers=headers)
+    except urllib3.exceptions.MaxRetryError as err:
+        if isinstance(err.reason, urllib3.exceptions.ResponseError):  # 5xx/429 until the attempts ran out
+            raise MlopsError(f"KFP host {host} failed its health check {attempts} times: {err.reason}") from None
+        raise _unanswered(host, err.reason, attempts, timeout) from None
+    except urllib3.exceptions.HTTPError as err:  # a broken answer to the last attempt
+        raise _unanswered(host, err, attempts, timeout) from None
+    if response.status in _AUTH_REFUSALS:
         raise MlopsError(
-            f"KFP host {host} answered its health check with HTTP {err.code} {err.reason}: "
+            f"KFP host {host} refused {credentials} (HTTP {response.status} {response.reason}): pass a valid "
+            "--token, --token-file or --cookie (or set KFP_TOKEN, KF_PIPELINES_SA_TOKEN_PATH, KFP_COOKIE)"
+        )
+    if response.status != 200:
+        raise MlopsError(
+            f"KFP host {host} answered its health check with HTTP {response.status} {response.reason}: "
             "check the address and that you are allowed in"
-        ) from err
-    except (OSError, http.client.HTTPException) as err:  # refused, timed out, not HTTP...
-        reason = getattr(err, "reason", err)
-        raise ConfigError(
-            f"KFP host {host} did not answer within {timeout:g} s ({reason}): check KFP_HOST or "
-            "--host, and that the API is reachable (e.g. kubectl port-forward)"
-        ) from err
+        )
     try:
-        json.loads(body)
-    except ValueError as err:
+        json.loads(response.data)
+    except ValueError:
         raise MlopsError(
-            f"KFP host {host} answered {url} with something that is not JSON: is it the KFP API "
+            f"KFP host {host} answered its health check with something that is not JSON: is it the KFP API "
             "endpoint, and not a login page?"
-        ) from err
+        ) from None
+
+
+def _unanswered(host: str, reason: object, attempts: int, timeout: float) -> ConfigError:
+    return ConfigError(
+        f"KFP host {host} did not answer within {timeout:g} s ({attempts} attempt(s); {_one_line(reason)}): "
+        "check KFP_HOST or --host, and that the API is reachable (e.g. kubectl port-forward)"
+    )
+
+
+def _policy(client: kfp.Client) -> RetryPolicy:
+    pool = client._healthz_api.api_client.rest_client.pool_manager
+    return pool.policy if isinstance(pool, _BoundedPool) else RetryPolicy(attempts=1)
+
+
+class WaitTimeout(MlopsError):
+    """A run had not ended when the wait's deadline passed (it goes on running on the backend)."""
+
+    def __init__(self, run_id: str, state: str, seconds: float) -> None:
+        super().__init__(f"run {run_id} is still {state} after {seconds:.0f} s; it goes on running on the backend")
+        self.run_id = run_id
+        self.state = state
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """A run in its final state."""
+
+    run_id: str
+    state: str
+    seconds: float
+    error: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether the run ended ``SUCCEEDED``."""
+        return self.state == "SUCCEEDED"
+
+
+def wait_for_run(
+    client: kfp.Client,
+    run_id: str,
+    *,
+    timeout: float,
+    poll_seconds: float = 5.0,
+    on_state: Callable[[str], None] | None = None,
+) -> FinishedRun:
+    """Polls a run until it reaches a final state (``SUCCEEDED``, ``FAILED``, ``SKIPPED``, ``CANCELED``).
+
+    Args:
+        client: a client from :func:`connect` (each poll has its timeout and retries).
+        run_id: the run.
+        timeout: seconds to wait in all.
+        poll_seconds: seconds between polls.
+        on_state: called with each state the run is seen in, once per change.
+
+    Returns:
+        The final state, the seconds waited and, for a failed run, the backend's error message.
+
+    Raises:
+        WaitTimeout: the run had not ended in ``timeout`` seconds.
+        MlopsError: the backend refused or stopped answering.
+    """
+    started = time.monotonic()
+    seen = None
+    while True:
+        with _kfp_errors(f"reading run {run_id}", client):
+            run = client.get_run(run_id)
+        state = str(run.state or "RUNTIME_STATE_UNSPECIFIED")
+        if state != seen and on_state is not None:
+            on_state(state)
+        seen = state
+        waited = time.monotonic() - started
+        if state in FINAL_STATES:
+            error = _one_line(run.error.message) if run.error is not None and run.error.message else None
+            return FinishedRun(run_id=run_id, state=state, seconds=waited, error=error)
+        remaining = timeout - waited
+        if remaining <= 0:
+            raise WaitTimeout(run_id, state, waited)
+        time.sleep(min(poll_seconds, remaining))  # the last poll falls on the deadline
 
 
 @dataclass(frozen=True)
@@ -250,7 +367,7 @@ def submit(
         MlopsError: the package is missing or unreadable, or the backend refused.
     """
     package = _check_package(package_path)
-    with _kfp_errors(f"submitting {package} to experiment {experiment!r}"):
+    with _kfp_errors(f"submitting {package} to experiment {experiment!r}", client):
         experiment_id = _experiment_id(client, experiment)
         with contextlib.redirect_stdout(io.StringIO()):  # kfp prints its own "Run details" link
             result = client.create_run_from_pipeline_package(
@@ -317,7 +434,7 @@ def schedule(
     if not low <= max_concurrency <= high:
         raise ConfigError(f"max_concurrency {max_concurrency} is out of range: KFP takes {low}-{high}")
     package = _check_package(package_path)
-    with _kfp_errors(f"scheduling {package} as {name!r} in experiment {experiment!r}"):
+    with _kfp_errors(f"scheduling {package} as {name!r} in experiment {experiment!r}", client):
         experiment_id = _experiment_id(client, experiment)
         # Listed before creating, so the new recurring run can never be among those deleted.
         old_ids = _recurring_run_ids(client, experiment_id, name)
@@ -336,7 +453,8 @@ def schedule(
         left = ", ".join(old_ids[done:])
         with _kfp_errors(
             f"deleting replaced recurring run(s) {left} (the new one, "
-            f"{created.recurring_run_id}, is in place; delete them by hand)"
+            f"{created.recurring_run_id}, is in place; delete them by hand)",
+            client,
         ):
             client.delete_recurring_run(old_id)
     return Schedule(recurring_run_id=created.recurring_run_id, name=name, cron=cron, replaced=old_ids)
@@ -376,12 +494,15 @@ def _recurring_run_ids(client: kfp.Client, experiment_id: str, name: str) -> lis
 
 
 @contextlib.contextmanager
-def _kfp_errors(action: str) -> Iterator[None]:
+def _kfp_errors(action: str, client: kfp.Client) -> Iterator[None]:
     """Turns what kfp and the backend raise into one-line MlopsErrors that name the action."""
     try:
         yield
     except kfp_server_api.ApiException as err:
         raise MlopsError(f"KFP refused {action}: HTTP {err.status} {_api_message(err)}") from err
+    except urllib3.exceptions.MaxRetryError as err:
+        attempts = _policy(client).attempts
+        raise MlopsError(f"KFP kept failing while {action}: {attempts} attempt(s), {_one_line(err.reason)}") from err
     except urllib3.exceptions.HTTPError as err:
         raise MlopsError(f"KFP did not answer while {action}: {_one_line(err)}") from err
     except (yaml.YAMLError, json_format.ParseError) as err:

@@ -15,6 +15,8 @@ name                                        type       meaning
 ``kfp_mlops_feedback_total``                counter    rows with a true label received as feedback
 ``kfp_mlops_feedback_correct_total``        counter    of those, rows the model had predicted right
 ``kfp_mlops_live_accuracy``                 gauge      correct / feedback rows since the start
+``kfp_mlops_prediction_log_dropped_total``  counter    prediction-log records dropped (buffer full,
+                                                       or storage down beyond the writer's retries)
 ==========================================  =========  ===========================================
 
 Every series also carries ``deployment``, ``predictor`` and ``model_version``. Correct answers
@@ -53,6 +55,7 @@ class _Families:
     feedback: Counter
     correct: Counter
     accuracy: Gauge
+    log_dropped: Counter
 
 
 @cache
@@ -85,6 +88,12 @@ def _families(registry: CollectorRegistry) -> _Families:
         accuracy=Gauge(
             f"{PREFIX}_live_accuracy",
             "Share of feedback rows predicted right since the start.",
+            IDENTITY_LABELS,
+            registry=registry,
+        ),
+        log_dropped=Counter(
+            f"{PREFIX}_prediction_log_dropped",
+            "Prediction-log records dropped: buffer full, or storage down beyond the writer's retries.",
             IDENTITY_LABELS,
             registry=registry,
         ),
@@ -124,6 +133,10 @@ class ServingMetrics:
             counts[label] = counts.get(label, 0) + 1
         for label, count in counts.items():
             self._families.predictions.labels(**self._identity, **{"class": label}).inc(count)
+
+    def observe_log_dropped(self, rows: int) -> None:
+        """Counts dropped prediction-log records (a prediction-log writer's ``on_drop``)."""
+        self._families.log_dropped.labels(**self._identity).inc(rows)
 
     def observe_feedback(self, rows: int, correct: int) -> float | None:
         """Counts feedback rows and correct answers.

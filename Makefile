@@ -17,11 +17,16 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $@
 
-## tools: system programs the tests use — nginx (local router), wrk (benchmarks); kubectl must exist
+## tools: system programs the tests use — nginx (local router), wrk (benchmarks), prometheus-pushgateway
+## (batch-job metrics); kubectl must exist
 tools:
 	@if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then \
 	  echo "installing nginx-light and wrk (Debian packages)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null; \
+	fi
+	@if [ ! -x /usr/bin/prometheus-pushgateway ]; then \
+	  echo "installing prometheus-pushgateway (Debian package; tests push drift and rollout metrics to it)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus-pushgateway >/dev/null; \
 	fi
 	@command -v kubectl >/dev/null || { echo "kubectl is required for kustomize builds (Debian/Google Cloud SDK package kubectl)"; exit 1; }
 

@@ -19,7 +19,8 @@ import pytest
 
 from kfp_mlops.core.config import Settings
 from kfp_mlops.core.errors import ConfigError
-from kfp_mlops.core.tracking import resolve_mode, run_location, tracked_run
+from kfp_mlops.core.run_outputs import RunOutputs
+from kfp_mlops.core.tracking import ArtifactRef, artifact_refs, resolve_mode, run_location, tracked_run
 from tests.support.wandb_offline import find_offline_runs, read_offline_run
 
 CLASSES = ["setosa", "versicolor", "virginica"]
@@ -68,13 +69,9 @@ def test_tracked_run_records_metrics_charts_table_and_artifacts(tmp_path: Path) 
         run.log_confusion_matrix(y_true, y_pred, CLASSES)
         run.log_roc_curve(y_true, y_proba, CLASSES)
         run.log_table("predictions", pd.DataFrame({"y_true": y_true, "y_pred": y_pred}))
-        run.log_artifact("iris-train", "dataset", uri=str(data_dir), metadata={"rows": 1, "source": "csv"})
+        data = run.log_artifact("iris-train", "dataset", uri=str(data_dir), metadata={"rows": 1, "source": "csv"})
         run.log_artifact(
-            "iris-model",
-            "model",
-            uri="gs://models-bucket/iris/v1/",
-            metadata={"framework": "sklearn"},
-            uses=["iris-train:latest"],
+            "iris-model", "model", uri="gs://models-bucket/iris/v1/", metadata={"framework": "sklearn"}, uses=[data]
         )
         run_dir = run.dir
         assert run.url is None
@@ -85,7 +82,7 @@ def test_tracked_run_records_metrics_charts_table_and_artifacts(tmp_path: Path) 
     assert logged.exit_code == 0
     assert (logged.job_type, logged.group, logged.name) == ("train", "pipeline-job-42", "train-42")
     assert logged.project == "kfp-mlops"  # Settings default
-    assert logged.config == config
+    assert logged.config == {**config, "kfp_run_id": "pipeline-job-42", "kfp_run_url": ""}
     assert logged.summary["accuracy"] == pytest.approx(0.75)
     assert logged.summary["f1_macro"] == pytest.approx(2 / 3)
     assert logged.history[0]["accuracy"] == pytest.approx(0.75)
@@ -107,10 +104,12 @@ def test_tracked_run_records_metrics_charts_table_and_artifacts(tmp_path: Path) 
     dataset = logged.artifact("iris-train")
     assert dataset["type"] == "dataset"
     assert dataset["metadata"] == {"rows": 1, "source": "csv"}
+    assert data == ArtifactRef("iris-train", "dataset", dataset["digest"], None)  # offline: no version yet
     assert sorted(e["path"] for e in dataset["entries"]) == ["parts/schema.json", "train.csv"]
     model = logged.artifact("iris-model")
     assert model["type"] == "model"
-    assert model["metadata"] == {"framework": "sklearn", "inputs": ["iris-train:latest"]}
+    # The exact input: its digest, not ``:latest`` (which names whatever was logged last).
+    assert model["metadata"] == {"framework": "sklearn", "inputs": [data.to_dict()]}
     assert [(e["path"], e["ref"]) for e in model["entries"]] == [
         ("iris/v1", "gs://models-bucket/iris/v1/")  # wandb drops the trailing slash
     ]
@@ -224,3 +223,114 @@ def test_a_stale_inherited_service_falls_back_to_a_private_one() -> None:
     run_dir, owns_service = _child(env)
     assert owns_service
     assert read_offline_run(run_dir).exit_code == 0
+
+
+def test_runs_are_named_after_component_and_pipeline_run_and_link_the_kfp_run() -> None:
+    settings = Settings.from_env({"KFP_UI_HOST": "https://kubeflow.example.com/pipeline/"})
+    with tracked_run("ingest", group="3f2a-job", config={"seed": 1}, settings=settings) as run:
+        pass
+    with tracked_run("ingest", group="local", config={}, settings=settings) as local:
+        pass
+    logged, local_logged = read_offline_run(run.dir), read_offline_run(local.dir)
+    assert (logged.name, logged.group, logged.job_type) == ("ingest-3f2a-job", "3f2a-job", "ingest")
+    assert logged.config == {
+        "seed": 1,
+        "kfp_run_id": "3f2a-job",
+        "kfp_run_url": "https://kubeflow.example.com/pipeline/#/runs/details/3f2a-job",
+    }
+    assert (local_logged.name, local_logged.config["kfp_run_url"]) == ("ingest-local", "")  # no KFP run locally
+
+
+def _store_version(root: Path, version: str, content: bytes) -> Path:
+    folder = root / "models" / "iris" / "versions" / version
+    folder.mkdir(parents=True)
+    (folder / "model.joblib").write_bytes(content)
+    (folder / "metadata.json").write_text(json.dumps({"version": version}))
+    return folder
+
+
+def test_registry_aliases_follow_the_champion_across_runs_offline(tmp_path: Path) -> None:
+    v1, v2 = _store_version(tmp_path, "v1", b"one"), _store_version(tmp_path, "v2", b"two")
+    settings = Settings.from_env()
+    with tracked_run("register", group="job-1", config={}, settings=settings) as register:
+        first = register.log_model_version(
+            "iris-registered", uri=str(v1), metadata={"version": "v1"}, registered_model="iris", aliases=["candidate"]
+        )
+    with tracked_run("register", group="job-2", config={}, settings=settings) as register_again:
+        second = register_again.log_model_version(
+            "iris-registered", uri=str(v2), metadata={"version": "v2"}, registered_model="iris", aliases=["candidate"]
+        )
+    with tracked_run("rollout", group="job-3", config={}, settings=settings) as promote:
+        crowned = promote.log_model_version(
+            "iris-registered",
+            uri=str(v2),
+            metadata={"status": "champion"},
+            registered_model="iris",
+            aliases=["champion"],
+        )
+        rejected = promote.log_model_version(
+            "iris-registered", uri=str(v1), metadata={"status": "rejected"}, registered_model="iris", tags=["rejected"]
+        )
+
+    # Offline, link_artifact is impossible: the intended Registry link is in the metadata, the
+    # aliases on the version itself.
+    logged = read_offline_run(register.dir).artifact("iris-registered")
+    assert sorted(logged["aliases"]) == ["candidate", "latest"]
+    assert logged["metadata"]["registry"] == {
+        "path": "wandb-registry-model/iris",
+        "aliases": ["candidate"],
+        "linked": False,
+    }
+    assert logged["digest"] == first.digest
+    # The champion alias lands on v2's W&B version: the same files, so the same digest (W&B's
+    # dedup on sync makes it the same version, and an alias is unique within its collection).
+    champion = read_offline_run(promote.dir).artifacts
+    assert crowned.digest == second.digest != first.digest
+    assert [(a["digest"], sorted(a["aliases"]), a["tags"]) for a in champion] == [
+        (second.digest, ["champion", "latest"], []),
+        (first.digest, ["latest"], ["rejected"]),  # a tag: many versions can be rejected
+    ]
+    assert rejected.digest == first.digest
+
+
+def test_alerts_are_recorded_offline() -> None:
+    with tracked_run("drift_check", group="g", config={}, settings=Settings.from_env()) as run:
+        run.alert("Drift found: iris " + "x" * 80, "petal_length: psi 0.41 >= 0.25", level="WARN")
+    alerts = read_offline_run(run.dir).alerts
+    assert [(len(a["title"]), a["text"], a["level"]) for a in alerts] == [
+        (63, "petal_length: psi 0.41 >= 0.25", "WARN")
+    ]
+
+
+def test_records_and_html_are_logged_as_tables_and_media(tmp_path: Path) -> None:
+    page = tmp_path / "report.html"
+    page.write_text("<html><body><h1>Evidently</h1></body></html>")
+    with tracked_run("rollout", group="g", config={}, settings=Settings.from_env()) as run:
+        run.log_record("decision", {"action": "hold", "challenger_share": 5, "spec": {"predictors": 2}})
+        run.log_html("evidently_report", str(page))
+    logged = read_offline_run(run.dir)
+    assert logged.table("decision")["data"] == [
+        ["action", "hold"],
+        ["challenger_share", "5"],
+        ["spec", '{"predictors": 2}'],
+    ]
+    html = logged.path / "files" / logged.summary["evidently_report"]["path"]
+    assert "<h1>Evidently</h1>" in html.read_text()
+
+
+def test_a_finished_run_is_published_to_the_tasks_outputs(tmp_path: Path) -> None:
+    outputs = RunOutputs(page=str(tmp_path / "out" / "wandb_page"), files=str(tmp_path / "out" / "wandb_files"))
+    with tracked_run("train", group="job-9", config={}, settings=Settings.from_env(), outputs=outputs) as run:
+        run.log_metrics({"accuracy": 0.97})
+    page = Path(outputs.page).read_text()
+    assert "`train-job-9` was logged offline" in page and "wandb sync" in page
+    # The copy is a complete run (its exit record included), readable without the original.
+    copied = Path(outputs.files) / run.dir.name
+    assert read_offline_run(copied, timeout=0.1).summary["accuracy"] == pytest.approx(0.97)
+
+
+def test_artifact_refs_from_kfp_metadata() -> None:
+    ref = ArtifactRef("iris-train-data", "dataset", "abc123", None)
+    assert artifact_refs({"wandb_artifact": ref.to_dict()}, {}, None) == [ref]
+    with pytest.raises(ConfigError, match="needs name, type and digest"):
+        artifact_refs({"wandb_artifact": {"name": "x"}})

@@ -65,6 +65,7 @@ class OfflineRun:
     summary: dict[str, Any]
     history: list[dict[str, Any]]
     artifacts: list[dict[str, Any]]
+    alerts: list[dict[str, Any]]
     exit_code: int | None
     record_types: list[str] = field(default_factory=list)
 
@@ -76,8 +77,8 @@ class OfflineRun:
         return json.loads((self.path / "files" / self.summary[key]["path"]).read_text())
 
     def artifact(self, name: str) -> dict[str, Any]:
-        """The artifact logged under ``name``; raises KeyError listing the names there are."""
-        for artifact in self.artifacts:
+        """The artifact logged under ``name`` (the last, if several); raises KeyError listing the names there are."""
+        for artifact in reversed(self.artifacts):
             if artifact["name"] == name:
                 return artifact
         raise KeyError(f"no artifact {name!r}; logged: {[a['name'] for a in self.artifacts]}")
@@ -163,6 +164,7 @@ def _rebuild(run_dir: Path, records: list[wandb_internal_pb2.Record]) -> Offline
     summary: dict[str, Any] = {}
     history: list[dict[str, Any]] = []
     artifacts: list[dict[str, Any]] = []
+    alerts: list[dict[str, Any]] = []
     run = None
     exit_code = None
     for record in records:
@@ -182,6 +184,8 @@ def _rebuild(run_dir: Path, records: list[wandb_internal_pb2.Record]) -> Offline
             history.append(row)
         elif kind == "artifact":
             artifacts.append(_artifact(record.artifact))
+        elif kind == "alert":
+            alerts.append({"title": record.alert.title, "text": record.alert.text, "level": record.alert.level})
         elif kind == "exit":
             exit_code = record.exit.exit_code
     if run is None:
@@ -198,6 +202,7 @@ def _rebuild(run_dir: Path, records: list[wandb_internal_pb2.Record]) -> Offline
         summary=summary,
         history=history,
         artifacts=artifacts,
+        alerts=alerts,
         exit_code=exit_code,
         record_types=[str(r.WhichOneof("record_type")) for r in records],
     )
@@ -242,6 +247,7 @@ def _artifact(record: Any) -> dict[str, Any]:
         "type": record.type,
         "metadata": json.loads(record.metadata) if record.metadata else {},
         "aliases": list(record.aliases),
+        "tags": list(record.tags),
         "digest": record.digest,
         "entries": [
             {

@@ -4,7 +4,8 @@ A drift check streams its window instead of loading it (:mod:`kfp_mlops.drift.st
 is Parquet: a ``.parquet``/``.pq`` file, local or ``gs://`` (read through
 :func:`kfp_mlops.core.storage.open_reader`, ranged downloads), or a suffix-less KFP Dataset artifact
 holding Parquet. Memory is bounded by two batches of :data:`BATCH_ROWS` rows of the columns read
-plus the reader's buffer, whatever the file's size: a second thread decodes the next batch while
+plus a read buffer per column (:data:`READ_BUFFER_BYTES`), whatever the file's size or its row
+groups' (pages are streamed, nothing is pre-buffered): a second thread decodes the next batch while
 the check counts the current one (pyarrow releases the GIL while it decodes, so on two cores the
 two overlap).
 
@@ -30,6 +31,10 @@ if TYPE_CHECKING:
     import pyarrow.parquet as pq
 
 BATCH_ROWS = 1 << 18  # 262,144 rows: 2 MiB per float column, large enough that per-batch overhead vanishes
+# Pages are read through a buffer of this size per column; pyarrow's defaults (pre_buffer=True,
+# buffer_size=0) read whole column chunks, and for iter_batches over a file every row group at once:
+# memory then grows with the file (measured: 540 MB of Arrow memory for a 450 MB file, 146 MB with these).
+READ_BUFFER_BYTES = 1 << 20
 PARQUET_SUFFIXES = (".parquet", ".pq")
 _PARQUET_MAGIC = b"PAR1"
 
@@ -107,13 +112,17 @@ def open_window(location: str, where: str) -> Iterator[ParquetWindow]:
 
     with contextlib.ExitStack() as stack:
         try:
-            handle = stack.enter_context(storage.open_reader(location))
+            # Ranged reads of the buffer's size: pyarrow reads each column's pages at its own offset, and a
+            # larger chunk would be downloaded whole for every 1 MiB used.
+            handle = stack.enter_context(storage.open_reader(location, chunk_bytes=READ_BUFFER_BYTES))
         except StorageError as exc:
             raise DataError(f"{where}: {exc}") from None
         try:
             footer = pq.read_metadata(handle)
             strings = _string_columns(footer.schema.to_arrow_schema())
-            parquet = pq.ParquetFile(handle, metadata=footer, read_dictionary=strings)
+            parquet = pq.ParquetFile(
+                handle, metadata=footer, read_dictionary=strings, pre_buffer=False, buffer_size=READ_BUFFER_BYTES
+            )
         except (pa.ArrowException, OSError) as exc:
             raise DataError(f"{where}: cannot read as parquet: {_first_line(exc)}") from None
         schema = parquet.schema_arrow

@@ -198,7 +198,7 @@ def test_load_names_a_missing_folder(tmp_path: Path) -> None:
 
 def test_numeric_models_take_the_positional_fast_path(served: ServedModel, iris_model: IrisModel) -> None:
     """The name-free copy of the pipeline scores exactly like the original, on every Iris row."""
-    assert served._positional is not None
+    assert served._scorer is not None
     rows = iris_model.rows[:: len(iris_model.rows) // served.max_batch + 1]
     fast = served.predict(rows).probabilities
     slow = iris_model.model.predict_proba(pd.DataFrame(rows, columns=FEATURES))
@@ -217,5 +217,5 @@ def test_categorical_models_keep_the_dataframe_path(tmp_path: Path) -> None:
     model, metadata = fit_model(frame, "y", "logistic_regression", {}, seed=0)
     save_bundle(tmp_path, model, metadata)
     served = ServedModel(load_bundle(str(tmp_path)), version="v")
-    assert served._positional is None
+    assert served._scorer is None
     assert served.predict([[0.95, "blue"]], names=["x", "colour"]).labels == ["b"]

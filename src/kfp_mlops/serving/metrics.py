@@ -30,6 +30,7 @@ that only sees Seldon's own counters.
 
 from __future__ import annotations
 
+import collections
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -128,10 +129,7 @@ class ServingMetrics:
 
     def observe_predictions(self, labels: Sequence[str]) -> None:
         """Counts predicted rows by class."""
-        counts: dict[str, int] = {}
-        for label in labels:
-            counts[label] = counts.get(label, 0) + 1
-        for label, count in counts.items():
+        for label, count in collections.Counter(labels).items():  # counted in C: a batch has up to max_batch labels
             self._families.predictions.labels(**self._identity, **{"class": label}).inc(count)
 
     def observe_log_dropped(self, rows: int) -> None:

@@ -28,6 +28,7 @@ import math
 import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from kfp_mlops.core.config import Settings
@@ -49,6 +50,7 @@ MAX_REQUEST_BYTES = 16 * 2**20
 # the records form repeats in every row.
 _BODY_ENVELOPE_BYTES = 64 * 1024
 _BYTES_PER_VALUE = 32
+_PLAIN = {float, int}  # the value types of a numeric batch's fast path (bool is not int here: type() is exact)
 
 
 class InvalidRequest(MlopsError):
@@ -78,15 +80,18 @@ class ServedModel:
     """
 
     def __init__(self, bundle: ModelBundle, *, version: str, max_batch: int = DEFAULT_MAX_BATCH) -> None:
+        import numpy as np
+
         self.bundle = bundle
         self.version = version
         self.max_batch = max_batch
         self.feature_names: list[str] = bundle.feature_names
         self.feature_kinds: dict[str, str] = dict(bundle.metadata.get("feature_kinds") or {})
         self.classes: list[str] = bundle.classes
+        self._class_array = np.array(self.classes, dtype=object)  # a batch's labels by index, in C
         self._numeric = [self.feature_kinds.get(n, "numeric") == "numeric" for n in self.feature_names]
         self._category_kinds = _category_kinds(bundle.model)
-        self._positional = _positional_copy(bundle.model, self.feature_names) if all(self._numeric) else None
+        self._scorer = _matrix_scorer(bundle.model, self.feature_names) if all(self._numeric) else None
 
     @classmethod
     def load(
@@ -191,15 +196,66 @@ class ServedModel:
     def predict(self, rows: Any, names: Sequence[str] | None = None) -> Prediction:
         """Validates ``rows`` and predicts every row's class and class probabilities."""
         matrix = self._plain_matrix(rows, names)
+        if matrix is not None:
+            return self.answer(self.score(matrix))
         try:
-            if matrix is not None and self._positional is not None:
-                probabilities = self._positional.predict_proba(matrix)
-            else:
-                probabilities = self.bundle.model.predict_proba(self.frame(rows, names))
+            probabilities = self.bundle.model.predict_proba(self.frame(rows, names))
         except ValueError as exc:
-            # scikit-learn's way to refuse an input, e.g. a finite value that overflows once scaled.
-            raise InvalidRequest(f"the model cannot score this batch: {exc}", status=422) from None
-        labels = [self.classes[i] for i in probabilities.argmax(axis=1)]
+            raise _unscorable(exc) from None
+        return self.answer(probabilities)
+
+    @property
+    def numeric(self) -> bool:
+        """Every feature is numeric: a request can be checked and scored as one float matrix."""
+        return all(self._numeric)
+
+    def numeric_matrix(self, values: list[Any], rows: int, *, by_column: bool = False) -> np.ndarray | None:
+        """Flat ``values`` as a ``[rows, features]`` float matrix in the model's feature order.
+
+        The columnar check of a numeric model's batch: the values' types are collected in C
+        (``set(map(type, ...))``) and the finiteness is checked by numpy, so a large batch costs
+        no Python work per value. Returns ``None`` when any value is not a finite ``float`` or
+        ``int`` (a bool, a string, ``null``, NaN, an integer beyond the float range) or the count
+        does not fill ``rows``: :meth:`frame` then checks the values one by one and names the problem.
+
+        Args:
+            values: Row after row, or (``by_column``) feature after feature, in the model's order.
+            rows: The number of rows.
+            by_column: ``values`` holds whole columns, one after the other.
+        """
+        import numpy as np
+
+        width = len(self.feature_names)
+        if not self.numeric or rows < 1 or len(values) != rows * width or not set(map(type, values)) <= _PLAIN:
+            return None
+        try:
+            flat = np.array(values, dtype=np.float64)
+        except OverflowError:  # an int beyond the float range
+            return None
+        if not np.isfinite(flat).all():
+            return None
+        return np.ascontiguousarray(flat.reshape(width, rows).T) if by_column else flat.reshape(rows, width)
+
+    def score(self, matrix: np.ndarray) -> np.ndarray:
+        """Class probabilities of a checked batch: finite floats ``[rows, features]`` in the model's feature order.
+
+        Raises:
+            InvalidRequest: the model refuses the batch (422), e.g. a finite value that overflows once scaled.
+        """
+        import pandas as pd
+
+        try:
+            if self._scorer is not None:
+                probabilities: np.ndarray = self._scorer.predict_proba(matrix)
+            else:
+                probabilities = self.bundle.model.predict_proba(pd.DataFrame(matrix, columns=self.feature_names))
+        except ValueError as exc:
+            raise _unscorable(exc) from None
+        return probabilities
+
+    def answer(self, probabilities: np.ndarray) -> Prediction:
+        """The prediction of a batch from its class probabilities (the label is the likeliest class)."""
+        labels: list[str] = self._class_array[probabilities.argmax(axis=1)].tolist()
         return Prediction(labels=labels, probabilities=probabilities, classes=self.classes)
 
     def _plain_matrix(self, rows: Any, names: Sequence[str] | None) -> np.ndarray | None:
@@ -208,22 +264,13 @@ class ServedModel:
         Returns the batch as a float matrix, or ``None`` when anything is unusual, so that
         :meth:`frame` checks it value by value and names the problem.
         """
-        import numpy as np
-
-        if self._positional is None or (names is not None and list(names) != self.feature_names):
+        if not self.numeric or (names is not None and list(names) != self.feature_names):
             return None
         if not isinstance(rows, list) or not 0 < len(rows) <= self.max_batch:
             return None
-        width = len(self.feature_names)
-        if not all(type(row) is list and len(row) == width for row in rows):
+        if set(map(type, rows)) != {list} or set(map(len, rows)) != {len(self.feature_names)}:
             return None
-        if not {type(v) for row in rows for v in row} <= {float, int}:  # bools and strings take the slow path
-            return None
-        try:
-            matrix = np.asarray(rows, dtype=float)
-        except OverflowError:  # an int beyond float range
-            return None
-        return matrix if np.isfinite(matrix).all() else None
+        return self.numeric_matrix(list(chain.from_iterable(rows)), len(rows))
 
     def correct_answers(self, predicted: Sequence[Any], truth: Sequence[Any]) -> int:
         """How many predicted labels equal the true ones (feedback for live accuracy).
@@ -296,12 +343,56 @@ def _category_kinds(model: Any) -> dict[str, str]:
     return kinds
 
 
-def _positional_copy(model: Any, feature_names: list[str]) -> Any | None:
-    """A copy of a fitted pipeline that takes a float matrix in ``feature_names`` order.
+class _MatrixScorer:
+    """A fitted ``Pipeline(ColumnTransformer, ..., classifier)`` scoring a float matrix in feature order, lean.
 
-    scikit-learn spends more time on a one-row DataFrame (column lookup, feature-name checks) than
-    on the model itself, and every feature here is numeric: the copy selects columns by position
-    and forgets the names. It is used only if it scores like the original on probe rows.
+    scikit-learn spends far more time around a small batch than on it: a one-row DataFrame's column
+    lookups and feature-name checks, the ColumnTransformer's per-call machinery (a joblib
+    ``Parallel`` over its transformers, output checks), and every step's parameter and finiteness
+    validation. Every feature here is numeric and every batch has been checked finite, so this
+    scorer applies each fitted transformer to its columns (by position) and stacks the results
+    itself, then runs the remaining steps, with ``assume_finite`` and ``skip_parameter_validation``
+    set (checking with numpy alone that no step made a value infinite). Built by
+    :func:`_matrix_scorer`, which keeps it only if it scores like the original.
+    """
+
+    def __init__(self, parts: list[tuple[Any, list[int]]], steps: list[Any]) -> None:
+        self.parts = parts  # (fitted transformer or "passthrough", column positions)
+        self.steps = steps  # the steps after the ColumnTransformer, the classifier last
+
+    def predict_proba(self, matrix: np.ndarray) -> np.ndarray:
+        import numpy as np
+        import sklearn
+
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            blocks = [
+                matrix[:, columns] if transformer == "passthrough" else transformer.transform(matrix[:, columns])
+                for transformer, columns in self.parts
+            ]
+            if not all(isinstance(block, np.ndarray) for block in blocks):
+                raise TypeError("a transformer returned a sparse matrix")  # caught by the equivalence probe
+            features = _finite(blocks[0] if len(blocks) == 1 else np.hstack(blocks))
+            for step in self.steps[:-1]:
+                features = _finite(step.transform(features))
+            probabilities: np.ndarray = self.steps[-1].predict_proba(features)
+        return probabilities
+
+
+def _finite(features: np.ndarray) -> np.ndarray:
+    """``features``, unless a step made a value infinite (scikit-learn's own check is skipped: ``assume_finite``)."""
+    import numpy as np
+
+    if not np.isfinite(features).all():
+        raise ValueError("a value is infinite or too large for float64 once transformed")
+    return features
+
+
+def _matrix_scorer(model: Any, feature_names: list[str]) -> _MatrixScorer | None:
+    """The lean scorer of a fitted pipeline whose first step is a ColumnTransformer, or None.
+
+    The scorer works on a copy whose fitted transformers forget the feature names they were fitted
+    with (else each call warns that a matrix has none). It is used only if it scores like the
+    original on probe rows (to 1e-12); any other model is scored through its own ``predict_proba``.
     """
     import copy
 
@@ -310,29 +401,38 @@ def _positional_copy(model: Any, feature_names: list[str]) -> Any | None:
     from sklearn.compose import ColumnTransformer
 
     steps = getattr(model, "steps", None)
-    preprocess = steps[0][1] if steps else None
-    if not isinstance(preprocess, ColumnTransformer):
+    if not steps or not isinstance(steps[0][1], ColumnTransformer):
         return None
-    positional = copy.deepcopy(model)
-    transformer = positional.steps[0][1]
+    copied = copy.deepcopy([step for _, step in steps])
     index = {name: i for i, name in enumerate(feature_names)}
+    parts: list[tuple[Any, list[int]]] = []
     try:
-        transformer.transformers_ = [
-            (name, fitted, [index[c] for c in columns] if not isinstance(columns, str) else columns)
-            for name, fitted, columns in transformer.transformers_
-        ]
-    except KeyError:  # a column that is not a feature: leave the model as it is
+        for _, fitted, columns in copied[0].transformers_:
+            positions = [index[c] for c in columns] if not isinstance(columns, str) else None
+            if positions is None:  # a single column by name: a 1-D selection, left to scikit-learn
+                return None
+            if fitted != "drop" and positions:
+                parts.append((fitted, positions))
+    except KeyError:  # a column that is not a feature
         return None
-    for estimator in [transformer, *(fitted for _, fitted, _ in transformer.transformers_)]:
+    if not parts:
+        return None
+    for estimator in [fitted for fitted, _ in parts if fitted != "passthrough"] + copied[1:]:
         if hasattr(estimator, "feature_names_in_"):
             del estimator.feature_names_in_
+    scorer = _MatrixScorer(parts, copied[1:])
     probe = np.random.default_rng(0).normal(size=(8, len(feature_names)))
     try:
         expected = model.predict_proba(pd.DataFrame(probe, columns=feature_names))
-        same = np.allclose(positional.predict_proba(probe), expected, rtol=0, atol=1e-12)
-    except Exception:  # any failure means the copy is not equivalent
+        same = np.allclose(scorer.predict_proba(probe), expected, rtol=0, atol=1e-12)
+    except Exception:  # any failure means the scorer is not equivalent
         return None
-    return positional if same else None
+    return scorer if same else None
+
+
+def _unscorable(exc: ValueError) -> InvalidRequest:
+    # scikit-learn's way to refuse an input, e.g. a finite value that overflows once scaled.
+    return InvalidRequest(f"the model cannot score this batch: {exc}", status=422)
 
 
 def _describe(value: Any) -> str:

@@ -11,3 +11,7 @@ DEPLOYMENT_ENV = "DEPLOYMENT_NAME"
 PREDICTOR_ENV = "PREDICTOR_NAME"
 # When set, the v2 runtime logs every prediction to this prediction-log root (kfp_mlops.serving.prediction_log).
 PREDICTION_LOG_ENV = "PREDICTION_LOG_URI"
+# The v2 runtime's micro-batching: the longest a small request waits for concurrent ones to share its
+# model call (milliseconds, default 2; 0 turns batching off), and the rows of a batch (default 64).
+BATCH_WAIT_MS_ENV = "BATCH_WAIT_MS"
+BATCH_MAX_ROWS_ENV = "BATCH_MAX_ROWS"

@@ -22,8 +22,12 @@ With a prediction log configured (:mod:`.prediction_logger`), every answered, re
 failed ``infer`` row is logged under that id, so a client that retries with the same id cannot
 make the log hold one id twice.
 
-A request whose shapes declare more than :data:`INLINE_VALUES` values is decoded and scored in a
-worker thread, so that the event loop keeps answering other requests and the liveness probe.
+A numeric model's request of plain numbers is decoded column-wise into one float matrix
+(:func:`.decoding.request_matrix`); any other request row by row, value by value. Small requests
+(at most half of ``BATCH_MAX_ROWS`` rows, default 64) are scored in micro-batches with concurrent
+ones (:mod:`.batching`), waiting at most ``BATCH_WAIT_MS`` milliseconds (default 2; 0 turns it
+off). A request whose shapes declare more than :data:`INLINE_VALUES` values is decoded and scored
+in a worker thread, so that the event loop keeps answering other requests and the liveness probe.
 
 The module keeps the served models' metrics (for the request middleware of :mod:`.middleware`),
 load failures (for the exit code) and prediction loggers (flushed at shutdown) in module state,
@@ -34,10 +38,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import Request
 from mlserver import MLModel
@@ -57,10 +62,15 @@ from mlserver.types import (
 from kfp_mlops.core.errors import MlopsError
 from kfp_mlops.serving.metrics import ServingMetrics
 from kfp_mlops.serving.model import InvalidRequest, Prediction, ServedModel
+from kfp_mlops.serving.runtimes.environment import BATCH_MAX_ROWS_ENV, BATCH_WAIT_MS_ENV
 from kfp_mlops.serving.runtimes.feedback import FeedbackDesk, IssuedRequests
-from kfp_mlops.serving.runtimes.mlserver.decoding import NDARRAY_INPUT, declared_values, request_rows
+from kfp_mlops.serving.runtimes.mlserver.batching import DEFAULT_MAX_ROWS, DEFAULT_MAX_WAIT_S, MicroBatcher
+from kfp_mlops.serving.runtimes.mlserver.decoding import NDARRAY_INPUT, declared_values, request_matrix, request_rows
 from kfp_mlops.serving.runtimes.prediction_logger import PredictionLogger
 from kfp_mlops.serving.runtimes.request_ids import CLIENT_REQUEST_ID_HEADER, HEADER_SAFE_ID, REQUEST_ID_HEADER
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # A child of MLServer's logger, so it goes through MLServer's handler and format.
 logger = logging.getLogger("mlserver.kfp_mlops")
@@ -115,6 +125,7 @@ class KfpMlopsRuntime(MLModel):
         predictor = str((parameters.extra or {}).get("predictor", ""))
         self._tags = {"deployment": self.name, "predictor": predictor, "model_version": self._served.version}
         self._metrics = ServingMetrics(deployment=self.name, predictor=predictor, model_version=self._served.version)
+        self._batcher = _batcher(self._served)
         _METRICS[self.name] = self._metrics
         _BODY_LIMITS[self.name] = self._served.max_request_bytes
         self._log = PredictionLogger.from_env(
@@ -184,11 +195,20 @@ class KfpMlopsRuntime(MLModel):
             raise MLServerError(f"id {payload.id[:40]!r}: use at most 256 printable ASCII characters")
         started = time.perf_counter()
         run = asyncio.to_thread if declared_values(payload.inputs) > INLINE_VALUES else _inline
-        rows: list[list[Any]] = []
+        rows: list[list[Any]] | np.ndarray = []
         names: list[str] | None = None
         try:
-            rows, names = await run(request_rows, payload.inputs, self._served)
-            prediction = await run(self._served.predict, rows, names)
+            matrix = await run(request_matrix, payload.inputs, self._served)
+            if matrix is not None:
+                rows = matrix
+                if self._batcher.takes(len(matrix)):
+                    probabilities = await self._batcher.score(matrix)
+                else:
+                    probabilities = await run(self._served.score, matrix)
+                prediction = self._served.answer(probabilities)
+            else:
+                rows, names = await run(request_rows, payload.inputs, self._served)
+                prediction = await run(self._served.predict, rows, names)
         except InvalidRequest as exc:
             self._log_request(payload, rows, names, started, exc)
             raise MLServerError(str(exc), status_code=exc.status) from None
@@ -217,7 +237,7 @@ class KfpMlopsRuntime(MLModel):
     def _log_request(
         self,
         payload: InferenceRequest,
-        rows: list[list[Any]],
+        rows: list[list[Any]] | np.ndarray,
         names: list[str] | None,
         started: float,
         outcome: Prediction | InvalidRequest | str,
@@ -231,6 +251,8 @@ class KfpMlopsRuntime(MLModel):
             return
         client_id = next((str(v) for k, v in headers.items() if k.lower() == CLIENT_REQUEST_ID_HEADER and v), None)
         columns = names or self._served.feature_names
+        if not isinstance(rows, list):
+            rows = rows.tolist()
         features = [
             {name: (value.decode() if isinstance(value, bytes) else value) for name, value in zip(columns, row)}
             for row in rows
@@ -268,6 +290,16 @@ RUNTIME = f"{KfpMlopsRuntime.__module__}.{KfpMlopsRuntime.__qualname__}"
 
 async def _inline(function: Callable[..., _T], *args: Any) -> _T:
     return function(*args)
+
+
+def _batcher(served: ServedModel) -> MicroBatcher:
+    """The model's micro-batcher, configured by ``BATCH_WAIT_MS`` and ``BATCH_MAX_ROWS``."""
+    try:
+        wait_ms = float(os.environ.get(BATCH_WAIT_MS_ENV) or DEFAULT_MAX_WAIT_S * 1000)
+        max_rows = int(os.environ.get(BATCH_MAX_ROWS_ENV) or DEFAULT_MAX_ROWS)
+        return MicroBatcher(served.score, max_wait_s=wait_ms / 1000, max_rows=max_rows)
+    except ValueError as exc:
+        raise MlopsError(f"{BATCH_WAIT_MS_ENV} / {BATCH_MAX_ROWS_ENV}: {exc}") from None
 
 
 def _datatype(kind: str) -> Datatype:

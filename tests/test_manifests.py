@@ -288,8 +288,9 @@ def test_alerts_are_well_formed_and_use_exported_metrics(
 ) -> None:
     rule = _one(built["single"], "PrometheusRule")
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
-    [group] = rule["spec"]["groups"]
-    alerts = {r["alert"]: r for r in group["rules"]}
+    groups = {g["name"]: g for g in rule["spec"]["groups"]}
+    assert set(groups) == {"kfp-mlops-serving", "kfp-mlops-monitoring"}
+    alerts = {r["alert"]: r for r in groups["kfp-mlops-serving"]["rules"]}
     assert set(alerts) == {
         "KfpMlopsHighErrorRate",
         "KfpMlopsHighLatencyP99",
@@ -320,7 +321,7 @@ def test_grafana_dashboard_parses_and_queries_exported_metrics(
     dashboard = json.loads(source)
     config_map = _one(built["single"], "ConfigMap")
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
-    assert config_map["data"] == {"kfp-mlops-serving.json": source}
+    assert config_map["data"]["kfp-mlops-serving.json"] == source
     assert dashboard["uid"] and dashboard["title"] and dashboard["panels"]
     ids = [panel["id"] for panel in dashboard["panels"]]
     assert len(ids) == len(set(ids))
@@ -528,3 +529,75 @@ def test_a_template_left_unfilled_is_refused(monkeypatch: pytest.MonkeyPatch) ->
         r"\.serviceAccountName has no value after rendering$",
     ):
         sd.render(MODES["single"], serving=ServingOptions.from_settings(Settings.from_env()))
+
+
+@pytest.fixture(scope="module")
+def pushed_metrics(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
+    """Every series name the pipelines push (kfp_mlops.core.metrics_push), read back from a real Pushgateway."""
+    from kfp_mlops.core.metrics_push import push_drift, push_rollout
+    from tests.support.pushgateway import running_pushgateway, scrape
+
+    verdict = {
+        "drift": True,
+        "drift_share": 0.5,
+        "features": {"x": {"psi": 0.4, "drifted": True}},
+        "prediction": {"psi": 0.3},
+        "retrain": {"retrain": True, "kind": "full"},
+    }
+    record = {"action": "hold", "next_stage": "canary-5", "status": "running", "challenger_share": 5}
+    try:
+        with running_pushgateway(tmp_path_factory.mktemp("pushgateway")) as url:
+            settings = Settings.from_env({"KFP_MLOPS_PUSHGATEWAY": url})
+            assert push_drift(settings, verdict, job="j", model="iris")
+            assert push_rollout(settings, record, job="j", deployment="iris", stage_started_at=1.0)
+            return {name for name, _ in scrape(url)}
+    except FileNotFoundError as missing:
+        pytest.skip(str(missing))
+
+
+def test_drift_and_rollout_alerts_are_well_formed_and_use_pushed_metrics(
+    built: dict[str, list[dict[str, Any]]], pushed_metrics: set[str]
+) -> None:
+    rule = _one(built["single"], "PrometheusRule")
+    [group] = [g for g in rule["spec"]["groups"] if g["name"] == "kfp-mlops-monitoring"]
+    alerts = {r["alert"]: r for r in group["rules"]}
+    assert set(alerts) == {
+        "KfpMlopsDriftFound",
+        "KfpMlopsRetrainDecided",
+        "KfpMlopsDriftChecksStopped",
+        "KfpMlopsRolloutRolledBack",
+        "KfpMlopsRolloutStuck",
+    }
+    used = set()
+    for name, alert in alerts.items():
+        assert set(alert) == {"alert", "expr", "for", "labels", "annotations"}, name
+        assert re.fullmatch(r"\d+[smh]", alert["for"]), name
+        assert alert["labels"]["severity"] in ("warning", "critical"), name
+        assert alert["annotations"]["summary"] and alert["annotations"]["description"], name
+        assert alert["expr"].count("(") == alert["expr"].count(")"), name
+        used |= _metric_names(alert["expr"])
+    assert used <= pushed_metrics, f"alerts use metrics nothing pushes: {sorted(used - pushed_metrics)}"
+    assert {
+        "kfp_mlops_drift_detected",
+        "kfp_mlops_rollout_status",
+        "kfp_mlops_rollout_stage_started_timestamp_seconds",
+    } <= used
+
+
+def test_drift_and_rollout_dashboard_parses_and_queries_pushed_metrics(
+    built: dict[str, list[dict[str, Any]]], pushed_metrics: set[str]
+) -> None:
+    source = (MANIFESTS / "base" / "dashboards" / "kfp-mlops-monitoring.json").read_text()
+    dashboard = json.loads(source)
+    assert _one(built["single"], "ConfigMap")["data"]["kfp-mlops-monitoring.json"] == source
+    assert dashboard["uid"] == "kfp-mlops-monitoring" and dashboard["panels"]
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    used = set()
+    for panel in dashboard["panels"]:
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["expr"].count("(") == target["expr"].count(")"), panel["title"]
+            used |= _metric_names(target["expr"])
+    assert used <= pushed_metrics, f"the dashboard queries metrics nothing pushes: {sorted(used - pushed_metrics)}"
+    assert used == pushed_metrics  # every pushed series has a panel

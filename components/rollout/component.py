@@ -20,6 +20,11 @@ def rollout_step(
     as_of: str = "",
     live_config: dict = {},
     timeout_seconds: int = 600,
+    platform: str = "seldon",
+    serving_image_v2: str = "",
+    serving_image_seldon: str = "",
+    service_account: str = "",
+    request_logger_url: str = "",
     pipeline_job_id: str = "local",
     wandb_project: str = "",
 ) -> str:
@@ -37,10 +42,16 @@ def rollout_step(
         deployment_name: the deployment every stage keeps.
         namespace: its Kubernetes namespace.
         protocol: v2 or seldon.
-        target: local (the spec file `kfp-mlops serve` watches), cluster (SeldonDeployment) or none.
+        target: local (the spec file `kfp-mlops serve` watches; refused in a Kubernetes pod), cluster (the
+            platform's resources, rendered with the serving options below) or none.
         as_of: ISO time the step looks from (empty: now).
         live_config: LiveConfig fields, e.g. {"bootstrap": 2000, "target_fpr": 0.01}.
         timeout_seconds: how long a cluster rollout may take to become Available.
+        platform: the cluster's serving platform: seldon (SeldonDeployment) or kserve (InferenceService).
+        serving_image_v2: the protocol-v2 model-server image (the pipeline passes its parameter of that name).
+        serving_image_seldon: the Seldon-protocol model-server image (likewise).
+        service_account: the model-server pods' service account (empty: the namespace's default).
+        request_logger_url: kserve only: where KServe's request logger sends requests and responses.
         pipeline_job_id: groups this task's W&B run with the rest of the pipeline run.
         wandb_project: the W&B project (empty: WANDB_PROJECT or kfp-mlops).
 
@@ -66,6 +77,11 @@ def rollout_step(
         as_of=as_of,
         live_config=from_struct(live_config),
         timeout_seconds=timeout_seconds,
+        platform=platform,
+        serving_image_v2=serving_image_v2,
+        serving_image_seldon=serving_image_seldon,
+        service_account=service_account,
+        request_logger_url=request_logger_url,
         pipeline_job_id=pipeline_job_id,
         wandb_project=wandb_project,
     )
@@ -74,7 +90,11 @@ def rollout_step(
     for name, value in rollout_metrics(record).items():
         metrics.log_metric(name, value)
     if record["action"] != "none":
-        push_rollout(settings, record, job=pipeline_job_id, deployment=deployment_name)
+        from kfp_mlops.rollout.state import load_rollout
+
+        state, _ = load_rollout(state_uri)
+        started = state.stage_started_at.timestamp()
+        push_rollout(settings, record, job=pipeline_job_id, deployment=deployment_name, stage_started_at=started)
     decision.metadata.update(
         json_safe({k: record[k] for k in ("action", "stage", "next_stage", "status", "challenger_share", "reasons")})
     )

@@ -63,13 +63,15 @@ def test_a_drift_verdict_is_pushed_and_read_back(gateway: str) -> None:
 def test_a_rollout_decision_is_pushed_and_read_back(gateway: str) -> None:
     settings = Settings.from_env({"KFP_MLOPS_PUSHGATEWAY": gateway})
     record = {"action": "rollback", "next_stage": "rolled-back", "status": "rolled_back", "challenger_share": 0}
-    assert push_rollout(settings, record, job="job-7", deployment="fraud")
+    assert push_rollout(settings, record, job="job-7", deployment="fraud", stage_started_at=1_800_000_000.0)
 
     samples = scrape(gateway)
-    group = {"job": "kfp-mlops-rollout", "deployment": "fraud", "pipeline_job_id": "job-7", "stage": "rolled-back"}
+    group = {"job": "kfp-mlops-rollout", "deployment": "fraud", "pipeline_job_id": "job-7"}
     assert samples[("kfp_mlops_rollout_status", _labels(**group))] == -1.0
     assert samples[("kfp_mlops_rollout_last_action", _labels(**group))] == -1.0
     assert samples[("kfp_mlops_rollout_challenger_share", _labels(**group))] == 0.0
+    assert samples[("kfp_mlops_rollout_stage", _labels(**group, stage="rolled-back"))] == 1.0
+    assert samples[("kfp_mlops_rollout_stage_started_timestamp_seconds", _labels(**group))] == 1_800_000_000.0
     assert samples[("kfp_mlops_rollout_last_step_timestamp_seconds", _labels(**group))] > 0
 
 

@@ -71,14 +71,17 @@ def push_drift(settings: Settings, verdict: Mapping[str, Any], *, job: str, mode
     return _push(settings, DRIFT_JOB, {"model": model}, registry)
 
 
-def push_rollout(settings: Settings, record: Mapping[str, Any], *, job: str, deployment: str) -> bool:
-    """Pushes a rollout decision: the challenger's share, the stage, the status and the action.
+def push_rollout(
+    settings: Settings, record: Mapping[str, Any], *, job: str, deployment: str, stage_started_at: float | None = None
+) -> bool:
+    """Pushes a rollout decision: the challenger's share, the stage, the status, the action and when the stage began.
 
     Args:
         settings: Its ``pushgateway_url`` (empty: nothing is pushed).
         record: The decision record (:mod:`kfp_mlops.rollout.records`).
         job: The KFP pipeline job id (label ``pipeline_job_id``).
         deployment: The deployment rolled out (the group).
+        stage_started_at: When the current stage began (epoch seconds), for the "stuck" alert (None: not pushed).
 
     Returns:
         Whether the metrics were pushed.
@@ -86,23 +89,27 @@ def push_rollout(settings: Settings, record: Mapping[str, Any], *, job: str, dep
     from prometheus_client import CollectorRegistry, Gauge
 
     registry = CollectorRegistry()
-    labels = ("pipeline_job_id", "stage")
-    values = (job, str(record["next_stage"]))
-    Gauge(
-        "kfp_mlops_rollout_challenger_share", "Challenger's percent of live traffic", labels, registry=registry
-    ).labels(*values).set(float(record["challenger_share"]))
-    Gauge(
-        "kfp_mlops_rollout_status", "Rollout status: 0 running, 1 promoted, -1 rolled back", labels, registry=registry
-    ).labels(*values).set(float(ROLLOUT_STATUS_CODES.get(str(record["status"]), 0)))
-    Gauge(
+
+    def gauge(name: str, doc: str, value: float, **labels: str) -> None:
+        Gauge(name, doc, ("pipeline_job_id", *labels), registry=registry).labels(job, *labels.values()).set(value)
+
+    gauge(
+        "kfp_mlops_rollout_challenger_share", "Challenger's percent of live traffic", float(record["challenger_share"])
+    )
+    gauge(
+        "kfp_mlops_rollout_status",
+        "Rollout status: 0 running, 1 promoted, -1 rolled back",
+        float(ROLLOUT_STATUS_CODES.get(str(record["status"]), 0)),
+    )
+    gauge(
         "kfp_mlops_rollout_last_action",
         "The last step's action: 1 promote, 0 hold, -1 rollback",
-        labels,
-        registry=registry,
-    ).labels(*values).set({"promote": 1.0, "rollback": -1.0}.get(str(record["action"]), 0.0))
-    Gauge(
-        "kfp_mlops_rollout_last_step_timestamp_seconds", "When the last rollout step ran", labels, registry=registry
-    ).labels(*values).set(time.time())
+        {"promote": 1.0, "rollback": -1.0}.get(str(record["action"]), 0.0),
+    )
+    gauge("kfp_mlops_rollout_stage", "1 for the rollout's current stage", 1.0, stage=str(record["next_stage"]))
+    gauge("kfp_mlops_rollout_last_step_timestamp_seconds", "When the last rollout step ran", time.time())
+    if stage_started_at is not None:
+        gauge("kfp_mlops_rollout_stage_started_timestamp_seconds", "When the current stage began", stage_started_at)
     return _push(settings, ROLLOUT_JOB, {"deployment": deployment}, registry)
 
 

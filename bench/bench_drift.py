@@ -258,8 +258,9 @@ import json, os, subprocess, sys, time
 started = time.perf_counter()
 child = subprocess.Popen(sys.argv[1:])
 _, status, usage = os.wait4(child.pid, 0)
-print(json.dumps({"seconds": time.perf_counter() - started, "rss_peak_mb": usage.ru_maxrss / 1024,
-                  "code": os.waitstatus_to_exitcode(status)}), file=sys.stderr)
+facts = {"seconds": time.perf_counter() - started, "rss_peak_mb": usage.ru_maxrss / 1024,
+         "cpu_s": usage.ru_utime + usage.ru_stime, "code": os.waitstatus_to_exitcode(status)}
+print(json.dumps(facts), file=sys.stderr)
 """
 
 
@@ -298,13 +299,18 @@ def measure_cli(folder: Path, repeat: int) -> dict[str, Any]:
     streamed_verdict, loaded_verdict = json.loads(ours[0]["stdout"]), _last_json(loaded)["verdict"]
     return {
         "python_s": [m["seconds"] for m in empty],
+        "python_cpu_s": [m["cpu_s"] for m in empty],
         "imports_s": [m["seconds"] for m in imported],
+        "imports_cpu_s": [m["cpu_s"] for m in imported],
         "floor_s": [m["seconds"] for m in floor],
+        "floor_cpu_s": [m["cpu_s"] for m in floor],
         "floor_read_s": [_last_json(m)["read_seconds"] for m in floor],
         "floor_rss_mb": max(m["rss_peak_mb"] for m in floor),
         "ours_s": [m["seconds"] for m in ours],
+        "ours_cpu_s": [m["cpu_s"] for m in ours],
         "ours_rss_mb": max(m["rss_peak_mb"] for m in ours),
         "loaded_s": loaded["seconds"],
+        "loaded_cpu_s": loaded["cpu_s"],
         "loaded_rss_mb": loaded["rss_peak_mb"],
         "same_verdict": {k: streamed_verdict[k] for k in loaded_verdict} == loaded_verdict,
         "drift": streamed_verdict["drift"],
@@ -370,9 +376,11 @@ def measure_scale(folder: Path, rows: int, distinct: int) -> dict[str, Any]:
     return {
         **written,
         "floor_s": [m["seconds"] for m in floors],
+        "floor_cpu_s": [m["cpu_s"] for m in floors],
         "floor_read_s": [_last_json(m)["read_seconds"] for m in floors],
         "floor_rss_mb": [m["rss_peak_mb"] for m in floors],
         "ours_s": ours["seconds"],
+        "ours_cpu_s": ours["cpu_s"],
         "ours_rss_mb": ours["rss_peak_mb"],
         "verdict_rows": verdict["rows"],
         "drifted_features": verdict["drifted_features"],
@@ -463,18 +471,25 @@ def _print_cli(rows: int, cli: dict[str, Any]) -> None:
     med = statistics.median
     print(f"\nFrom Parquet through the command: {rows:,} rows x 22 features, some-shifted, against profile.json")
     print(f"(median of {len(cli['ours_s'])} runs each; wall time of the whole command)\n")
-    print("| what | wall time | peak RSS |")
-    print("| --- | ---: | ---: |")
-    print(f"| `python -c pass` | {med(cli['python_s']):.2f} s | |")
-    print(f"| the command's imports (kfp_mlops.cli, drift, pyarrow.parquet) | {med(cli['imports_s']):.2f} s | |")
+    print("| what | wall time | CPU (user + sys) | peak RSS |")
+    print("| --- | ---: | ---: | ---: |")
+    print(f"| `python -c pass` | {med(cli['python_s']):.2f} s | {med(cli['python_cpu_s']):.2f} s | |")
+    print(
+        f"| the command's imports (kfp_mlops.cli, drift, pyarrow.parquet) | {med(cli['imports_s']):.2f} s "
+        f"| {med(cli['imports_cpu_s']):.2f} s | |"
+    )
     print(
         f"| pyarrow alone reads the 22 feature columns (fresh interpreter; the read itself) "
-        f"| {med(cli['floor_s']):.2f} s ({med(cli['floor_read_s']):.2f} s) | {cli['floor_rss_mb']:.0f} MB |"
+        f"| {med(cli['floor_s']):.2f} s ({med(cli['floor_read_s']):.2f} s) | {med(cli['floor_cpu_s']):.2f} s "
+        f"| {cli['floor_rss_mb']:.0f} MB |"
     )
-    print(f"| **`kfp-mlops drift`** (streamed) | **{med(cli['ours_s']):.2f} s** | {cli['ours_rss_mb']:.0f} MB |")
+    print(
+        f"| **`kfp-mlops drift`** (streamed) | **{med(cli['ours_s']):.2f} s** | {med(cli['ours_cpu_s']):.2f} s "
+        f"| {cli['ours_rss_mb']:.0f} MB |"
+    )
     print(
         f"| loaded path it replaced: `load_data` + `check_drift` (fresh interpreter) "
-        f"| {cli['loaded_s']:.2f} s | {cli['loaded_rss_mb']:.0f} MB |"
+        f"| {cli['loaded_s']:.2f} s | {cli['loaded_cpu_s']:.2f} s | {cli['loaded_rss_mb']:.0f} MB |"
     )
     print(f"\nverdict printed by the command == the loaded path's verdict: {cli['same_verdict']}")
     ours = med(cli["ours_s"])
@@ -493,15 +508,18 @@ def _print_scale(scale: dict[str, Any]) -> None:
         f"{scale['bytes'] / 1e9:.1f} GB ({scale['rows'] // CHUNK_ROWS} row groups cycling through "
         f"{scale['distinct_chunks']} generated ones), written in {scale['write_s']:.0f} s\n"
     )
-    print("| what | wall time | peak RSS |")
-    print("| --- | ---: | ---: |")
+    print("| what | wall time | CPU (user + sys) | peak RSS |")
+    print("| --- | ---: | ---: | ---: |")
     for label, index in (("before", 0), ("after", 1)):
         print(
             f"| pyarrow alone reads the 22 feature columns ({label} ours; the read itself) "
             f"| {scale['floor_s'][index]:.1f} s ({scale['floor_read_s'][index]:.1f} s) "
-            f"| {scale['floor_rss_mb'][index]:.0f} MB |"
+            f"| {scale['floor_cpu_s'][index]:.1f} s | {scale['floor_rss_mb'][index]:.0f} MB |"
         )
-    print(f"| **`kfp-mlops drift`** (streamed) | **{scale['ours_s']:.1f} s** | **{scale['ours_rss_mb']:.0f} MB** |")
+    print(
+        f"| **`kfp-mlops drift`** (streamed) | **{scale['ours_s']:.1f} s** | {scale['ours_cpu_s']:.1f} s "
+        f"| **{scale['ours_rss_mb']:.0f} MB** |"
+    )
     print(
         f"\nverdict: {scale['verdict_rows']:,} rows, drift {scale['drift']}, drifted "
         f"{', '.join(scale['drifted_features'])}; ours / pyarrow's faster read: {scale['ours_s'] / floor:.1f}x"

@@ -19,6 +19,7 @@ float, so the verdict is JSON as it is.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -34,6 +35,11 @@ if TYPE_CHECKING:
     import pandas as pd
 
 _LOOKUP_CELLS = 1 << 16  # 512 KiB of int64: stays in cache, fine enough for percentile grids
+# Values are bucketed this many at a time in per-thread buffers: numpy's fresh temporaries of a large
+# column cost more in page faults (glibc returns freed memory to the OS and takes it back) than the
+# arithmetic itself, about 5x here.
+_SLICE = 1 << 16
+_buffers = threading.local()
 
 
 def bucket_counts(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -45,17 +51,36 @@ def bucket_counts(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
     :data:`_LOOKUP_CELLS` cells over the grid's range gives each value its grid index up to one
     step, which two comparisons fix, provided grid points are at least two cells apart (a table
     cell then holds at most one, even after rounding); otherwise binary search does it. The table
-    is built once per grid (a streamed window asks for the same grid once per batch).
+    is built once per grid (a streamed window asks for the same grid once per batch), and the values
+    go through it :data:`_SLICE` at a time in buffers kept per thread.
     """
     lookup = _lookup_table(np.asarray(grid, dtype=float).tobytes())
     if lookup is None:
         return np.bincount(np.searchsorted(grid, values, side="left"), minlength=len(grid) + 1)
     table, scale, above, below = lookup
-    cells = np.clip((values - grid[0]) * scale, 0, _LOOKUP_CELLS - 1).astype(np.int64)
-    index = table[cells]
-    index += values > above[index]
-    index -= (index > 0) & (values <= below[index])  # -inf stays at 0
-    return np.bincount(index, minlength=len(grid) + 1)
+    counts = np.zeros(len(grid) + 1, dtype=np.int64)
+    for start in range(0, len(values), _SLICE):
+        part = values[start : start + _SLICE]
+        scaled, bound, cells, index, flag, inside = _slice_buffers(len(part))
+        np.subtract(part, grid[0], out=scaled)
+        scaled *= scale
+        np.clip(scaled, 0, _LOOKUP_CELLS - 1, out=scaled)
+        np.copyto(cells, scaled, casting="unsafe")  # truncates, as astype(np.int64)
+        np.take(table, cells, out=index, mode="clip")  # in range; "raise" would buffer
+        np.greater(part, np.take(above, index, out=bound, mode="clip"), out=flag)
+        index += flag
+        np.less_equal(part, np.take(below, index, out=bound, mode="clip"), out=flag)
+        flag &= np.greater(index, 0, out=inside)  # -inf stays at 0
+        index -= flag
+        counts += np.bincount(index, minlength=len(grid) + 1)
+    return counts
+
+
+def _slice_buffers(size: int) -> tuple[np.ndarray, ...]:
+    """This thread's buffers for bucketing ``size`` values: two float64, two int64, two bool."""
+    if not hasattr(_buffers, "arrays"):
+        _buffers.arrays = tuple(np.empty(_SLICE, kind) for kind in (float, float, np.int64, np.int64, bool, bool))
+    return tuple(array[:size] for array in _buffers.arrays)
 
 
 @lru_cache(maxsize=1024)

@@ -3,6 +3,11 @@
 Each task runs as a subprocess of the current Python (``SubprocessRunner(use_venv=False)``), so
 the package must be installed here; nothing is pip-installed per task. Task output is written to
 a log file (and echoed when asked); a failed task's one-line reason is read back from that log.
+
+Progress comes from kfp.local's own log records ("Executing task 'x'", "Task 'x' finished with
+status SUCCESS"), logged in this process between the task subprocesses: :func:`watch_tasks`
+observes them with a filter on the root logger (kfp.local replaces the root logger's handlers for
+each task, but leaves its filters alone) and reports each task's state and seconds as it ends.
 """
 
 from __future__ import annotations
@@ -10,12 +15,13 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import re
 import sys
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +34,59 @@ from kfp_mlops.core.errors import MlopsError
 # its subclasses, which live in core.errors and beside their domain, e.g. rollout.plan.InvalidPlan).
 _TASK_ERROR = re.compile(r"kfp_mlops\.[\w.]+\.\w+: (?P<message>.+)$")
 _FAILED_TASK = re.compile(r"Task '?(?P<task>[\w-]+)'? finished with status .*FAILURE")
+_ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")  # kfp.local colours task names and states
+_TASK_STARTED = re.compile(r"Executing task '(?P<task>[^']+)'")
+_TASK_ENDED = re.compile(r"Task '(?P<task>[^']+)' finished with status (?P<state>\w+)")
+
+
+@dataclass(frozen=True)
+class TaskProgress:
+    """One task of a local run that has ended."""
+
+    task: str
+    state: str  # kfp.local's status: SUCCESS or FAILURE
+    seconds: float
+
+
+class _TaskWatcher(logging.Filter):
+    """Reads kfp.local's task records as they are logged, and lets every record through."""
+
+    def __init__(self, report: Callable[[TaskProgress], None]) -> None:
+        super().__init__()
+        self._report = report
+        self._started: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = _ANSI_COLOUR.sub("", str(record.msg))
+        if started := _TASK_STARTED.match(text):
+            self._started[started["task"]] = time.perf_counter()
+        elif ended := _TASK_ENDED.match(text):
+            self._end(ended["task"], ended["state"])
+        return True
+
+    def fail_running(self) -> None:
+        """Reports the tasks that started and never ended (kfp.local raises instead of logging a failure)."""
+        for task in list(self._started):
+            self._end(task, "FAILURE")
+
+    def _end(self, task: str, state: str) -> None:
+        started = self._started.pop(task, None)
+        self._report(TaskProgress(task, state, 0.0 if started is None else time.perf_counter() - started))
+
+
+@contextlib.contextmanager
+def watch_tasks(report: Callable[[TaskProgress], None]) -> Iterator[None]:
+    """Calls ``report`` as each task of the kfp.local pipelines run meanwhile ends, failed ones included."""
+    watcher = _TaskWatcher(report)
+    root = logging.getLogger()
+    root.addFilter(watcher)
+    try:
+        yield
+    except BaseException:
+        watcher.fail_running()
+        raise
+    finally:
+        root.removeFilter(watcher)
 
 
 @dataclass
@@ -71,7 +130,14 @@ class _Tee(io.TextIOBase):
         self._log.flush()
 
 
-def run_pipeline(name: str, arguments: Mapping[str, Any], *, settings: Settings, echo: bool = False) -> LocalRun:
+def run_pipeline(
+    name: str,
+    arguments: Mapping[str, Any],
+    *,
+    settings: Settings,
+    echo: bool = False,
+    progress: Callable[[TaskProgress], None] | None = None,
+) -> LocalRun:
     """Runs pipeline ``name`` locally with ``arguments``.
 
     Args:
@@ -79,6 +145,8 @@ def run_pipeline(name: str, arguments: Mapping[str, Any], *, settings: Settings,
         arguments: Its parameters (the rest take their defaults).
         settings: Where runs (``<home>/runs``) and task logs (``<home>/logs``) go.
         echo: Also show the tasks' output on the terminal.
+        progress: Called as each task ends (while the terminal's output goes to the log: write
+            to a stream taken before the call).
 
     Raises:
         MlopsError: the pipeline failed; the message names the failed task and its reason.
@@ -106,6 +174,7 @@ def run_pipeline(name: str, arguments: Mapping[str, Any], *, settings: Settings,
         open(log_path, "w") as log,
         contextlib.redirect_stdout(_Tee(log, echo)),
         warnings.catch_warnings(),
+        watch_tasks(progress) if progress else contextlib.nullcontext(),
     ):
         # Expected locally: the component image and resource limits only matter on a cluster.
         warnings.filterwarnings("ignore", message=".*custom or non-Python base image", category=RuntimeWarning)

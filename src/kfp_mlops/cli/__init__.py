@@ -9,12 +9,12 @@ stderr (``error: ...``) and exit status 1.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
 from kfp_mlops import __version__
 from kfp_mlops.cli import demos, drift, labels, pipelines, rollout, serve
+from kfp_mlops.cli.parsing import Parser
 from kfp_mlops.core.config import Settings
 from kfp_mlops.core.errors import MlopsError
 
@@ -34,9 +34,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Parser:
     """The whole command line: every group's commands under one ``kfp-mlops``."""
-    parser = argparse.ArgumentParser(prog="kfp-mlops", description=DESCRIPTION)
+    parser = Parser(prog="kfp-mlops", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"kfp-mlops {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     for group in (pipelines, serve, drift, rollout, labels, demos):

@@ -11,16 +11,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kfp_mlops.app.compiling import COMPILED_DIR, check_pipeline_arguments
 from kfp_mlops.cli.parsing import Commands, parse_json_object
 from kfp_mlops.core.config import DEFAULT_IMAGE, Settings
 from kfp_mlops.core.errors import ConfigError
 from kfp_mlops.pipelines.parameters import SPECS, Parameter
+
+if TYPE_CHECKING:
+    import kfp
 
 PIPELINES = list(SPECS)
 # A local rollout step is `kfp-mlops rollout step`; `run` covers the pipelines with a local summary.
@@ -33,6 +37,8 @@ _DEFAULTS_FROM_SETTINGS = {
     "wandb_project": "WANDB_PROJECT, else kfp-mlops",
 }
 _METAVARS = {str: "TEXT", int: "INT", float: "NUMBER", dict: "JSON"}
+# `submit --wait`'s exit status when the run had not ended in time (the `timeout` command's).
+WAIT_TIMED_OUT = 124
 
 
 def add_commands(commands: Commands) -> None:
@@ -53,7 +59,7 @@ def add_commands(commands: Commands) -> None:
         "pipeline compiled for a cluster in <run>/compiled/."
     )
     for _, cmd in _pipeline_commands(commands, "run", LOCAL_PIPELINES, run_help, run_description):
-        cmd.add_argument("--verbose", action="store_true", help="show every task's log as it runs")
+        cmd.add_argument("--verbose", action="store_true", help="show every task's log as it runs, not only its end")
         cmd.set_defaults(handler=_run)
 
     submit_help = "submit a pipeline to a KFP backend"
@@ -61,6 +67,18 @@ def add_commands(commands: Commands) -> None:
     for pipeline, cmd in _pipeline_commands(commands, "submit", PIPELINES, submit_help, submit_description):
         _add_cluster_arguments(cmd)
         cmd.add_argument("--run-name", default=None, help=f"display name of the run (default: {pipeline}-run)")
+        waiting = cmd.add_argument_group(
+            "waiting",
+            "With --wait the command prints the run's states and exits 0 only when it SUCCEEDED: 1 when it ended "
+            f"FAILED, CANCELED or SKIPPED, {WAIT_TIMED_OUT} when the timeout passed first (the run goes on).",
+        )
+        waiting.add_argument("--wait", action="store_true", help="wait for the run to end")
+        waiting.add_argument(
+            "--timeout", type=float, default=3600.0, metavar="SECONDS", help="longest wait (default %(default)g)"
+        )
+        waiting.add_argument(
+            "--poll-seconds", type=float, default=10.0, metavar="SECONDS", help="between polls (default %(default)g)"
+        )
         cmd.set_defaults(handler=_submit)
 
     schedule_help = "create (or replace) a recurring run on a KFP backend"
@@ -128,10 +146,44 @@ def _add_image_argument(cmd: argparse.ArgumentParser) -> None:
 
 
 def _add_cluster_arguments(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument("--host", default=None, help="KFP API endpoint (default KFP_HOST)")
-    cmd.add_argument("--namespace", default=None, help="KFP namespace (default KFP_NAMESPACE)")
-    cmd.add_argument("--experiment", default="kfp-mlops", help="KFP experiment")
-    cmd.add_argument("--service-account", default=None, help="Kubernetes service account of the run")
+    cluster = cmd.add_argument_group("KFP backend")
+    cluster.add_argument("--host", default=None, help="KFP API endpoint (default KFP_HOST)")
+    cluster.add_argument("--namespace", default=None, help="KFP namespace (default KFP_NAMESPACE, else kubeflow)")
+    cluster.add_argument("--experiment", default="kfp-mlops", help="KFP experiment (default %(default)s)")
+    cluster.add_argument(
+        "--service-account", default=None, help="Kubernetes service account of the run (default: the backend's)"
+    )
+    cluster.add_argument(
+        "--token",
+        default=None,
+        help="bearer token (default KFP_TOKEN; prefer the variable: a flag shows in the process list)",
+    )
+    cluster.add_argument(
+        "--token-file",
+        type=Path,
+        default=None,
+        help="file holding the token, re-read on every call, e.g. a service account token "
+        "(default KF_PIPELINES_SA_TOKEN_PATH)",
+    )
+    cluster.add_argument(
+        "--cookie", default=None, help="session cookie NAME=VALUE, e.g. authservice_session=... (default KFP_COOKIE)"
+    )
+
+
+def _connect(args: argparse.Namespace, settings: Settings) -> kfp.Client:
+    """A client for the backend the flags, else the settings, name, with their credentials."""
+    from kfp_mlops.core import kfp_client
+
+    token, token_file = args.token, args.token_file
+    if not (token or token_file):  # a flag replaces both settings, so they never clash with it
+        token, token_file = settings.kfp_token, settings.kfp_token_file
+    return kfp_client.connect(
+        args.host or settings.kfp_host,
+        args.namespace or settings.kfp_namespace,
+        token=token,
+        token_file=token_file,
+        cookie=args.cookie or settings.kfp_cookie,
+    )
 
 
 def pipeline_arguments(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
@@ -183,13 +235,18 @@ def _compile(args: argparse.Namespace, settings: Settings) -> int:
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from kfp_mlops.app.compiling import compile_pipeline
-    from kfp_mlops.app.local_run import run_pipeline
+    from kfp_mlops.app.local_run import TaskProgress, run_pipeline
     from kfp_mlops.app.summary import summarize
     from kfp_mlops.core.tracking import resolve_mode
 
     arguments = pipeline_arguments(args, settings)
     print(f"Running pipeline {args.pipeline} locally (kfp.local, W&B {resolve_mode()}) ...", flush=True)
-    run = run_pipeline(args.pipeline, arguments, settings=settings, echo=args.verbose)
+    terminal = sys.stdout  # run_pipeline sends stdout to the task log meanwhile
+
+    def show(task: TaskProgress) -> None:
+        print(f"  {task.task:<24} {task.state:<8} {task.seconds:6.1f} s", file=terminal, flush=True)
+
+    run = run_pipeline(args.pipeline, arguments, settings=settings, echo=args.verbose, progress=show)
     compiled = compile_pipeline(args.pipeline, run.run_dir / "compiled", image=args.image)
     print(summarize(run, settings, compiled=[compiled.kfp_path, compiled.vertex_path]))
     return 0
@@ -208,7 +265,9 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
     from kfp_mlops.core import kfp_client
 
     arguments = pipeline_arguments(args, settings)
-    client = kfp_client.connect(args.host or settings.kfp_host, args.namespace or settings.kfp_namespace)
+    if args.wait and not (args.timeout > 0 and args.poll_seconds > 0):
+        raise ConfigError("--timeout and --poll-seconds must be positive")
+    client = _connect(args, settings)
     with _compiled_package(args.pipeline, args.image) as package:
         submitted = kfp_client.submit(
             package,
@@ -218,8 +277,23 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
             arguments=arguments,
             service_account=args.service_account,
         )
-    print(f"submitted run {submitted.run_id} in experiment {submitted.experiment}: {submitted.url}")
-    return 0
+    print(f"submitted run {submitted.run_id} in experiment {submitted.experiment}: {submitted.url}", flush=True)
+    if not args.wait:
+        return 0
+    try:
+        finished = kfp_client.wait_for_run(
+            client,
+            submitted.run_id,
+            timeout=args.timeout,
+            poll_seconds=args.poll_seconds,
+            on_state=lambda state: print(f"run {submitted.run_id}: {state}", flush=True),
+        )
+    except kfp_client.WaitTimeout as timed_out:
+        print(f"error: {timed_out} (--timeout {args.timeout:g}): {submitted.url}", file=sys.stderr)
+        return WAIT_TIMED_OUT
+    error = f": {finished.error}" if finished.error else ""
+    print(f"run {submitted.run_id} {finished.state} after {finished.seconds:.0f} s{error}")
+    return 0 if finished.succeeded else 1
 
 
 def _schedule(args: argparse.Namespace, settings: Settings) -> int:
@@ -227,7 +301,7 @@ def _schedule(args: argparse.Namespace, settings: Settings) -> int:
 
     arguments = pipeline_arguments(args, settings)
     cron = kfp_client.validate_cron(args.cron)  # before connecting: a bad cron never reaches the backend
-    client = kfp_client.connect(args.host or settings.kfp_host, args.namespace or settings.kfp_namespace)
+    client = _connect(args, settings)
     with _compiled_package(args.pipeline, args.image) as package:
         created = kfp_client.schedule(
             package,

@@ -23,8 +23,10 @@ request logger is added with ``request_logger_url``.
 Everything is checked before anything is written, applied or moved: the mode, target and platform,
 the champion (still the one the candidate was evaluated against, when the pointer is to move or a
 rollout to start), no rollout running for the deployment (it owns the deployment until it ends),
-the spec and the rendered objects, ``gs://`` model URIs and prediction log for a cluster, and a
-stored model behind every URI. The champion pointer moves only after the spec was applied.
+the spec and the rendered objects, ``gs://`` model URIs and prediction log for a cluster, a
+stored model behind every URI, and the sha256 in register's record (``registered["sha256"]``)
+equal to the one the store recorded for the version (the servers check the model file against
+it). The champion pointer moves only after the spec was applied.
 """
 
 from __future__ import annotations
@@ -154,6 +156,7 @@ def plan_deployment(
             plan (every problem listed), or a rollout starting in shadow on KServe.
         AlreadyExistsError: the champion moved since the evaluation, or a rollout is running for
             the deployment.
+        MlopsError: the store recorded no sha256 for the version, or another one than register's record.
         InvalidSpec: the deployment breaks a rule.
     """
     if mode not in MODES:
@@ -163,6 +166,12 @@ def plan_deployment(
     stage_plan = StagePlan.from_dict(rollout_plan or {})
     name, champion = registered["name"], registered.get("champion")
     store = ModelStore(store_root)
+    recorded = store.checksum(name, registered["version"])
+    if registered.get("sha256") != recorded:  # register's record and the store's must name the same model
+        raise MlopsError(
+            f"model {name} version {registered['version']}: register recorded sha256 {registered.get('sha256')!r}, "
+            f"the store {recorded}; not deployed"
+        )
     state_uri = rollout_state_uri or default_state_uri(store_root, deployment_name)
     # A running rollout owns the deployment and the champion's next move until it ends.
     refuse_running(state_uri, running_rollout(state_uri))
@@ -244,7 +253,7 @@ def run_deploy(
     other arguments are the component's parameters (``component.py``).
 
     Args:
-        registered_path: register's record (name, version, uri, status, the champion it was compared with).
+        registered_path: register's record (name, version, uri, sha256, status, the champion it was compared with).
         manifest_path: where the cluster objects' YAML is written.
         settings: the default model-server images, and the home of the local stack's spec files.
         prediction_log_root: the servers' ``PREDICTION_LOG_URI``, which a rollout reads (empty:

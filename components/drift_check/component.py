@@ -71,6 +71,7 @@ def drift_check(
         reference_profile_path=reference_profile.path if reference_profile else "",
         reference_uri=reference_uri,
         model_path=model.path if model else "",
+        model_sha256=model.metadata.get("model_sha256", "") if model else "",
         model_uri=model_uri,
         store_root=store_root,
         model_name=model_name,

@@ -113,6 +113,7 @@ def run_drift_check(
     reference_profile_path: str = "",
     reference_uri: str = "",
     model_path: str = "",
+    model_sha256: str = "",
     model_uri: str = "",
     store_root: str = "",
     model_name: str = "",
@@ -132,6 +133,9 @@ def run_drift_check(
 
     Inputs are resolved by :func:`resolve_sources`; ``config`` is :class:`DriftConfig` and
     ``retrain_policy`` :class:`RetrainPolicy` as a dict (both checked before anything is read).
+    The model loads only as a version of the store ``store_root`` (empty: the ``KFP_MLOPS_STORE``
+    setting), or with the opt-out ``KFP_MLOPS_ALLOW_MODELS_OUTSIDE_STORE=1`` as a folder matching
+    ``model_sha256`` (train's artifact metadata, for the model artifact).
 
     Returns:
         The verdict (also written to ``verdict_path``).
@@ -163,6 +167,8 @@ def run_drift_check(
             reference,
             current_path,
             model=model,
+            model_sha256=model_sha256 or None,
+            store_root=store_root or None,
             label=label or None,
             config=drift_config,
             policy=policy,

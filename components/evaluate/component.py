@@ -24,7 +24,7 @@ def evaluate(
     """Scores the model on the test split, compares it with the champion, and gates it.
 
     Args:
-        model: the candidate from train.
+        model: the candidate from train; it loads only if its file matches the ``model_sha256`` train recorded.
         test_data: the held-out rows from ingest.
         metrics: accuracy, f1_macro, roc_auc, log_loss (and the champion's, as champion_*).
         classification: confusion matrix and micro-averaged ROC curve for the KFP UI.
@@ -47,6 +47,7 @@ def evaluate(
     result = run_evaluate(
         model.path,
         test_data.path,
+        model_sha256=model.metadata["model_sha256"],
         store_root=store_root,
         model_name=model_name,
         gate_metric=gate_metric,

@@ -23,7 +23,7 @@ def register(
     """Writes ``models/<model_name>/versions/<version>/`` (never overwritten), its status ``candidate``.
 
     Args:
-        model: the approved model from train.
+        model: the approved model from train; the store records the ``model_sha256`` train recorded.
         reference_profile: the training features' profile, stored beside the model for drift checks.
         evaluation: the gate's record from evaluate.
         registered: JSON naming the stored version (name, version, uri, status, the champion it was compared with).
@@ -45,6 +45,7 @@ def register(
         model.path,
         reference_profile.path,
         evaluation.path,
+        model_sha256=model.metadata["model_sha256"],
         store_root=store_root,
         model_name=model_name,
         pipeline_job_id=pipeline_job_id,

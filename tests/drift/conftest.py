@@ -8,10 +8,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from kfp_mlops.core.config import Settings
 from kfp_mlops.demos import ecommerce
 from kfp_mlops.modeling.model_bundle import ModelBundle, save_bundle
 from kfp_mlops.modeling.profile import build_profile
 from kfp_mlops.modeling.training import fit_model
+from tests.support.models import register
 
 
 @pytest.fixture(scope="session")
@@ -28,13 +30,15 @@ def autumn_model(autumn: pd.DataFrame) -> ModelBundle:
 
 @pytest.fixture()
 def files(tmp_path: Path, autumn: pd.DataFrame, autumn_model: ModelBundle) -> dict[str, Path]:
-    """Reference data, its profile, a model folder (trained on that data) and two windows."""
+    """Reference data, its profile, a model (trained on that data, a version of the test's model store) and two
+    windows; ``model_folder`` is the folder train wrote, outside the store."""
     paths = {name: tmp_path / f"{name}.parquet" for name in ("reference", "quiet", "december")}
     autumn.to_parquet(paths["reference"])
     ecommerce.generate([42], 2_000, seed=5).drop(columns="week").to_parquet(paths["quiet"])
     ecommerce.generate([48], 2_000, seed=5).drop(columns="week").to_parquet(paths["december"])
     paths["profile"] = tmp_path / "profile.json"
     paths["profile"].write_text(json.dumps(build_profile(autumn, ecommerce.feature_kinds(), ecommerce.LABEL)))
-    paths["model"] = tmp_path / "model"
-    save_bundle(paths["model"], autumn_model.model, {**autumn_model.metadata, "training_data_uri": "memory"})
+    paths["model_folder"] = tmp_path / "model"
+    save_bundle(paths["model_folder"], autumn_model.model, {**autumn_model.metadata, "training_data_uri": "memory"})
+    paths["model"] = Path(register(Settings.from_env().store_root, paths["model_folder"], name="autumn").uri)
     return paths

@@ -8,11 +8,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kfp_mlops.core.errors import DataError
+from kfp_mlops.core.config import OUTSIDE_STORE_ENV, Settings
+from kfp_mlops.core.errors import DataError, MlopsError
 from kfp_mlops.drift.policy import RetrainPolicy
 from kfp_mlops.drift.report import REPORT_FILE
 from kfp_mlops.drift.run import VERDICT_FILE, run_drift
-from kfp_mlops.modeling.model_bundle import ModelBundle, save_bundle
+from kfp_mlops.modeling.model_bundle import METADATA_FILE, ModelBundle, save_bundle
+from tests.support.models import register
 
 
 def test_a_profile_gives_the_verdict_and_skips_the_report(files: dict[str, Path], tmp_path: Path) -> None:
@@ -36,6 +38,33 @@ def test_model_with_reference_data_uses_reference_predictions_and_performance(fi
     assert verdict["drift"] is False
 
 
+def test_a_model_folder_outside_the_store_needs_the_opt_out_and_its_checksum(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference, quiet, folder = str(files["reference"]), str(files["quiet"]), str(files["model_folder"])
+    with pytest.raises(
+        MlopsError, match=f"model URI {folder} is outside the model store .*; set {OUTSIDE_STORE_ENV}=1"
+    ):
+        run_drift(reference, quiet, model=folder)
+
+    monkeypatch.setenv(OUTSIDE_STORE_ENV, "1")
+    with pytest.raises(MlopsError, match=r"no recorded sha256 to check model\.joblib against"):
+        run_drift(reference, quiet, model=folder)
+    with pytest.raises(MlopsError, match=r"model\.joblib has sha256 [0-9a-f]{64}, not the recorded 0{64}"):
+        run_drift(reference, quiet, model=folder, model_sha256="0" * 64)
+    sha256 = json.loads((files["model_folder"] / METADATA_FILE).read_text())["model_sha256"]
+    outside = run_drift(reference, quiet, model=folder, model_sha256=sha256)
+    assert outside["performance"] == run_drift(reference, quiet, model=str(files["model"]))["performance"]
+
+
+def test_a_store_version_is_checked_against_the_recorded_checksum(files: dict[str, Path], tmp_path: Path) -> None:
+    other = tmp_path / "other-store"
+    with pytest.raises(MlopsError, match=r"differs from the one recorded at registration"):
+        run_drift(str(files["reference"]), str(files["quiet"]), model=str(files["model"]), model_sha256="0" * 64)
+    with pytest.raises(MlopsError, match="is outside the model store"):  # a version of another store
+        run_drift(str(files["reference"]), str(files["quiet"]), model=str(files["model"]), store_root=str(other))
+
+
 def test_bad_input_writes_nothing(files: dict[str, Path], tmp_path: Path) -> None:
     bad, out = tmp_path / "bad.csv", tmp_path / "out"
     pd.read_parquet(files["quiet"]).drop(columns="category").to_csv(bad, index=False)
@@ -49,9 +78,10 @@ def test_report_from_the_model_training_data(files: dict[str, Path], tmp_path: P
     """A profile has no rows; the model's readable training data stands in for Evidently's report."""
     model_dir = tmp_path / "model-with-data"
     save_bundle(model_dir, autumn_model.model, {**autumn_model.metadata, "training_data_uri": str(files["reference"])})
+    stored = register(Settings.from_env().store_root, model_dir, name="autumn")
 
     verdict = run_drift(
-        str(files["profile"]), str(files["december"]), model=str(model_dir), report_path=tmp_path / "report.html"
+        str(files["profile"]), str(files["december"]), model=stored.uri, report_path=tmp_path / "report.html"
     )
 
     assert verdict["report"]["reference"] == str(files["reference"])

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from kfp_mlops.modeling.model_bundle import METADATA_FILE, PROFILE_FILE, save_bundle
-from kfp_mlops.modeling.model_store import ModelStore
+from kfp_mlops.modeling.model_store import ModelStore, RegisteredVersion
 from kfp_mlops.modeling.profile import build_profile
 from kfp_mlops.modeling.splitting import split_source
 from kfp_mlops.modeling.training import fit_model
@@ -38,11 +38,20 @@ def save_model(
     return folder
 
 
+def register(
+    store_root: str, model_dir: Path, *, name: str = "iris", profile_path: Path | None = None
+) -> RegisteredVersion:
+    """Stores ``model_dir`` as a new version of ``name`` with train's checksum, as register does (no W&B run)."""
+    sha256 = json.loads((model_dir / METADATA_FILE).read_text())["model_sha256"]  # as train hands it on
+    return ModelStore(store_root).publish(
+        name, model_dir, profile_path=profile_path, evaluation={"passed": True}, sha256=sha256
+    )
+
+
 def crown(store_root: str, model_dir: Path, *, name: str = "iris", profile_path: Path | None = None) -> str:
     """Stores ``model_dir`` as a version of ``name`` (no W&B run) and makes it the champion; returns the version."""
     store = ModelStore(store_root)
     current = store.champion(name)
-    sha256 = json.loads((model_dir / METADATA_FILE).read_text())["model_sha256"]  # as train hands it on
-    registered = store.publish(name, model_dir, profile_path=profile_path, evaluation={"passed": True}, sha256=sha256)
+    registered = register(store_root, model_dir, name=name, profile_path=profile_path)
     store.promote(registered, expected_champion=current.version if current else None, by="test", reasons=["crowned"])
     return registered.version

@@ -20,6 +20,7 @@ def run_drift_command(
     out: Path | None,
     *,
     model: str | None = None,
+    model_sha256: str | None = None,
     label: str | None = None,
     config: DriftConfig | None = None,
 ) -> dict[str, Any]:
@@ -32,7 +33,9 @@ def run_drift_command(
         current: The window to check: ``.parquet`` (read in record batches, in constant memory
             without a model) or ``.csv``, local or ``gs://``.
         out: The output folder, or None.
-        model: A model folder, for prediction and performance drift.
+        model: A model, for prediction and performance drift: a version of the ``KFP_MLOPS_STORE``
+            store, or with ``KFP_MLOPS_ALLOW_MODELS_OUTSIDE_STORE=1`` a folder matching ``model_sha256``.
+        model_sha256: The model file's sha256, recorded apart from it.
         label: The label column of reference data given without a model (None: unlabelled data,
             every column a feature; the verdict then has no performance part).
         config: Thresholds.
@@ -48,6 +51,7 @@ def run_drift_command(
         reference,
         current,
         model=model,
+        model_sha256=model_sha256,
         label=label,
         config=config,
         verdict_path=out_dir / VERDICT_FILE if out_dir else None,

@@ -21,7 +21,14 @@ def add_commands(commands: Commands) -> None:
         help="current window: .parquet (streamed in constant memory) or .csv (local or gs://)",
     )
     drift_cmd.add_argument("--out", type=Path, default=None, help="write verdict.json and report.html (Evidently) here")
-    drift_cmd.add_argument("--model", default=None, help="model folder, for prediction and performance drift")
+    drift_cmd.add_argument(
+        "--model", default=None, help="model store version (KFP_MLOPS_STORE), for prediction and performance drift"
+    )
+    drift_cmd.add_argument(
+        "--model-sha256",
+        default=None,
+        help="the model file's sha256, for a folder outside the store (with KFP_MLOPS_ALLOW_MODELS_OUTSIDE_STORE=1)",
+    )
     drift_cmd.add_argument(
         "--label",
         default=None,
@@ -43,6 +50,12 @@ def _drift(args: argparse.Namespace, settings: Settings) -> int:
         config_doc["ignore_columns"] = sorted({*config_doc.get("ignore_columns", []), *ignored})
     config = DriftConfig.from_dict(config_doc) if config_doc else None
     verdict = run_drift_command(
-        args.reference, args.current, args.out, model=args.model, label=args.label, config=config
+        args.reference,
+        args.current,
+        args.out,
+        model=args.model,
+        model_sha256=args.model_sha256,
+        label=args.label,
+        config=config,
     )
     return 3 if args.fail_on_drift and verdict["drift"] else 0

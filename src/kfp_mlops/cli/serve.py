@@ -42,5 +42,6 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         port=args.port,
         watch=watch,
         announce=lambda line: print(line, flush=True),
+        store_root=settings.store_root,
     )
     return 0

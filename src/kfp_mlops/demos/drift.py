@@ -276,7 +276,7 @@ def run_demo(
     initial_version = champion.version
 
     results: list[WeekResult] = []
-    with LocalStack(workdir / "serving") as stack:
+    with LocalStack(workdir / "serving", store_root=store_root) as stack:
         stack.apply(DeploymentSpec.single(config.deployment, champion.uri))
         announce(f"Serving {champion.version} on {stack.url}")
         announce(
@@ -332,7 +332,7 @@ def _simulate_week(
     frame = window_frame([week], config.rows_per_week, config.seed)
     window = data_dir / f"week-{week:02d}.csv"
     frame.to_csv(window, index=False)
-    verdict = run_drift(champion.uri, str(window), model=champion.uri, config=drift_config)
+    verdict = run_drift(champion.uri, str(window), model=champion.uri, store_root=store.root, config=drift_config)
     accuracy, _ = live_accuracy(stack.url, config.deployment, frame, batch_rows=config.batch_rows)
     result = WeekResult(
         week=week,

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from kfp_mlops.core import storage
 from kfp_mlops.core.errors import ConfigError, DataError, MlopsError
+from kfp_mlops.modeling import model_store
 from kfp_mlops.modeling.datasets import load_source, read_parquet
-from kfp_mlops.modeling.model_bundle import PROFILE_FILE, ModelBundle, load_bundle
+from kfp_mlops.modeling.model_bundle import PROFILE_FILE, ModelBundle
 from kfp_mlops.modeling.model_store import EVALUATION_FILE
 from kfp_mlops.modeling.profile import build_profile
 
@@ -128,13 +129,24 @@ def _infer_kinds(rows: pd.DataFrame, label: str | None, ignore: Sequence[str]) -
     }
 
 
-def load_model(location: str) -> tuple[ModelBundle, dict[str, float] | None]:
-    """Loads a model folder and, when it is a store version, its held-out metrics (``evaluation.json``).
+def load_model(
+    location: str, *, store_root: str, sha256: str | None = None, outside_store: bool = False
+) -> tuple[ModelBundle, dict[str, float] | None]:
+    """Loads a model and, when it is a store version, its held-out metrics (``evaluation.json``).
+
+    The model is a version of the store at ``store_root``, checked against the sha256 recorded at
+    registration (and ``sha256`` too, when given); a folder elsewhere loads only with
+    ``outside_store`` (the user's opt-out) and its ``sha256``
+    (:func:`kfp_mlops.modeling.model_store.load_model`).
 
     Returns:
         The model and ``{"accuracy", "roc_auc"}`` from its evaluation, or None.
+
+    Raises:
+        MlopsError: the model is outside the store without the opt-out, has no checksum to check
+            it against, does not match it, or does not load here.
     """
-    bundle = load_bundle(location)
+    bundle = model_store.load_model(location, store_root=store_root, outside_store=outside_store, sha256=sha256)
     evaluation_uri = storage.join(location, EVALUATION_FILE)
     if not storage.exists(evaluation_uri):
         return bundle, None

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from kfp_mlops.core.config import Settings
 from kfp_mlops.drift.config import DriftConfig
 from kfp_mlops.drift.inputs import load_model, load_reference, model_training_rows, sample_rows
 from kfp_mlops.drift.model_checks import classification_scores, label_strings, predict
@@ -30,6 +31,8 @@ def run_drift(
     current: str,
     *,
     model: str | None = None,
+    model_sha256: str | None = None,
+    store_root: str | None = None,
     label: str | None = None,
     config: DriftConfig | None = None,
     policy: RetrainPolicy | None = None,
@@ -42,7 +45,12 @@ def run_drift(
     Args:
         reference: A profile or reference data (see :func:`load_reference`).
         current: The window to check (``.csv``, ``.parquet`` or a KFP Dataset).
-        model: A model folder (local or ``gs://``, e.g. a store version), optional.
+        model: A model, optional: a version of the model store ``store_root``, checked against the
+            sha256 recorded at registration; a folder elsewhere only with the user's opt-out
+            ``KFP_MLOPS_ALLOW_MODELS_OUTSIDE_STORE=1`` and its ``model_sha256``.
+        model_sha256: The model file's sha256, recorded apart from it (required for a folder
+            outside the store; for a store version, checked too).
+        store_root: The model store (None: the ``KFP_MLOPS_STORE`` setting).
         label: The label column of reference data given without a model.
         config: Thresholds.
         policy: The retrain policy whose decision the verdict carries as ``retrain`` (default
@@ -58,9 +66,20 @@ def run_drift(
 
     Raises:
         ConfigError, DataError, StorageError: bad inputs; nothing is written.
+        MlopsError: the model is outside the store without the opt-out, or fails its checksum.
     """
     config = config or DriftConfig()
-    bundle, reference_performance = load_model(model) if model else (None, None)
+    settings = Settings.from_env()
+    bundle, reference_performance = (
+        load_model(
+            model,
+            store_root=store_root or settings.store_root,
+            sha256=model_sha256,
+            outside_store=settings.allow_models_outside_store,
+        )
+        if model
+        else (None, None)
+    )
     ref = load_reference(
         reference,
         label=label or (bundle.metadata.get("label") if bundle else None),

@@ -30,7 +30,8 @@ rollback) -- and every rollback marks the challenger rejected; both record the d
 Errors leave the traffic as it is: an invalid plan raises
 :class:`~kfp_mlops.rollout.plan.InvalidPlan`; a log that cannot be joined (labels twice, a
 request logged twice), a challenger whose model folder does not load (checked in-process before
-any spec with it is applied) raise a :class:`RolloutError` naming the problem; starting one while
+any spec with it is applied, against the sha256 the rollout state recorded for a registered model)
+raise a :class:`RolloutError` naming the problem; starting one while
 another runs at the same state document raises ``AlreadyExistsError``. When applying the first
 stage or a promotion fails anyway (the challenger's server does not start), the rollout is rolled
 back: recorded as a ``rollback`` with the reason, and the legacy-only spec applied.
@@ -44,6 +45,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from kfp_mlops.core.config import Settings
 from kfp_mlops.core.errors import AlreadyExistsError, ConfigError, MlopsError
 from kfp_mlops.rollout.live import CHALLENGER, LEGACY, LiveConfig, compare_live
 from kfp_mlops.rollout.plan import PROMOTED, ROLLED_BACK, Decision, InvalidPlan, StagePlan, decide, spec_for
@@ -83,16 +85,24 @@ class StepResult:
     record: Mapping[str, Any]
 
 
-def check_model(uri: str, role: str = CHALLENGER) -> None:
-    """Loads the model folder in-process, as a server would.
+def check_model(uri: str, role: str, state: RolloutState) -> None:
+    """Loads one of the rollout's models in-process, as a server would, checked against the state's checksum.
+
+    A registered model (``state.stored``) must be a version of that store whose file matches both
+    the sha256 the state recorded (``state.checksums``) and the store's record; any other URI is
+    loaded as the servers load it (:meth:`~kfp_mlops.serving.model.ServedModel.load`): a version of
+    the ``KFP_MLOPS_STORE`` store, or, with the opt-out, a folder matching ``MODEL_SHA256``.
 
     Raises:
         RolloutError: it does not load (the message says why).
     """
     from kfp_mlops.serving.model import ServedModel
 
+    settings = Settings.from_env()
+    if state.stored is not None:
+        settings = dataclasses.replace(settings, store_root=state.stored.store_root)
     try:
-        ServedModel.load(uri)
+        ServedModel.load(uri, settings=settings, sha256=state.checksums.get(uri))
     except Exception as exc:
         raise RolloutError(
             f"the {role} model at {uri} does not load ({type(exc).__name__}: {exc}); traffic left as it is"
@@ -138,13 +148,17 @@ def start(
         plan = StagePlan.from_dict(plan) if isinstance(plan, Mapping) else plan.validate()
     except InvalidPlan as exc:
         raise InvalidPlan(f"{exc}; nothing started, traffic left as it is") from None
-    check_model(legacy_uri, LEGACY)
-    check_model(challenger_uri, CHALLENGER)
+    at = as_utc(at or datetime.now(timezone.utc), "at")
+    try:  # the state as it will be recorded, with the checksums both models are loaded against
+        planned = RolloutState.start(plan, legacy_uri, challenger_uri, at=at, stored=stored, log_root=log_root)
+    except MlopsError as exc:
+        raise RolloutError(f"{exc}; nothing started, traffic left as it is") from None
+    check_model(legacy_uri, LEGACY, planned)
+    check_model(challenger_uri, CHALLENGER, planned)
     if stored is not None:
         moved = champion_moved(stored)
         if moved:
             raise AlreadyExistsError(f"{moved}; nothing started, traffic left as it is")
-    at = as_utc(at or datetime.now(timezone.utc), "at")
     state = start_rollout(state_uri, plan, legacy_uri, challenger_uri, at=at, stored=stored, log_root=log_root)
     log = DecisionLog(state_uri, tracking)
     spec = spec_for(state.stage, base, legacy_uri, challenger_uri)
@@ -221,7 +235,7 @@ def step(
     if decision.action != "hold":
         spec = spec_for(new_state.stage, base, state.legacy_uri, state.challenger_uri)
         if any(p.name == CHALLENGER for p in spec.predictors):
-            check_model(state.challenger_uri)
+            check_model(state.challenger_uri, CHALLENGER, state)
     save_rollout(state_uri, new_state, version)
     if spec is not None and target is not None:
         try:

@@ -106,12 +106,16 @@ def serve_until_stopped(
     announce: Callable[[str], None],
     stop: threading.Event | None = None,
     poll_seconds: float = 1.0,
+    store_root: str | None = None,
 ) -> None:
-    """Serves ``spec`` until SIGINT/SIGTERM (or ``stop`` is set), applying changes to ``watch``."""
+    """Serves ``spec`` until SIGINT/SIGTERM (or ``stop`` is set), applying changes to ``watch``.
+
+    The servers load versions of the model store ``store_root`` (None: ``KFP_MLOPS_STORE``).
+    """
     stop = stop or threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with LocalStack(workdir, port) as stack:
+        with LocalStack(workdir, port, store_root=store_root) as stack:
             stack.apply(spec)
             shares = ", ".join(f"{p.name} {'shadow' if p.shadow else f'{p.traffic}%'}" for p in spec.predictors)
             announce(f"Serving deployment {spec.name} ({spec.protocol} protocol) on {stack.url}: {shares}")

@@ -32,7 +32,13 @@ from pathlib import Path
 
 from kfp_mlops.core.errors import ConfigError, MlopsError
 from kfp_mlops.serving.metrics import METRICS_PATH
-from kfp_mlops.serving.runtimes.environment import DEPLOYMENT_ENV, MODEL_URI_ENV, PREDICTION_LOG_ENV, PREDICTOR_ENV
+from kfp_mlops.serving.runtimes.environment import (
+    DEPLOYMENT_ENV,
+    MODEL_URI_ENV,
+    PREDICTION_LOG_ENV,
+    PREDICTOR_ENV,
+    STORE_ENV,
+)
 
 SELDON_PYTHON_ENV = "KFP_MLOPS_SELDON_PYTHON"
 SELDON_PREDICT_PATH = "/api/v1.0/predictions"
@@ -125,6 +131,7 @@ def start_predictor(
     ready_timeout: float = 90.0,
     env: Mapping[str, str] | None = None,
     prediction_log: str | None = None,
+    store_root: str | None = None,
 ) -> PredictorServer:
     """Starts a model server for one predictor and waits until it answers.
 
@@ -139,6 +146,9 @@ def start_predictor(
         env: extra environment for the server (e.g. ``STORAGE_EMULATOR_HOST``).
         prediction_log: a prediction-log root; the ``v2`` server logs every prediction there
             (sets :data:`PREDICTION_LOG_ENV`).
+        store_root: the model store whose versions the server may load (sets ``KFP_MLOPS_STORE``;
+            None: the one in this process's environment). Other folders need the opt-out
+            ``KFP_MLOPS_ALLOW_MODELS_OUTSIDE_STORE=1`` and ``MODEL_SHA256`` in ``env``.
 
     Raises:
         ConfigError: unknown protocol.
@@ -157,6 +167,8 @@ def start_predictor(
     }
     if prediction_log:
         child_env[PREDICTION_LOG_ENV] = prediction_log
+    if store_root:
+        child_env[STORE_ENV] = store_root
     if protocol == "v2":
         metrics_port = free_port()
         child_env.update(

@@ -44,12 +44,16 @@ class LocalStack:
     """Serves a DeploymentSpec on ``port`` (0 picks a free one), keeping files under ``workdir``.
 
     With ``prediction_log`` (a :mod:`kfp_mlops.serving.prediction_log` root), every ``v2`` predictor logs
-    its predictions there.
+    its predictions there. The servers load versions of the model store ``store_root`` (None: the
+    ``KFP_MLOPS_STORE`` of this process's environment), as on a cluster.
     """
 
-    def __init__(self, workdir: Path, port: int = 0, *, prediction_log: str | None = None) -> None:
+    def __init__(
+        self, workdir: Path, port: int = 0, *, prediction_log: str | None = None, store_root: str | None = None
+    ) -> None:
         self.workdir = workdir
         self.prediction_log = prediction_log
+        self.store_root = store_root
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.router = Router(workdir / "router", port or free_port())
         self.router.workdir.mkdir(parents=True, exist_ok=True)
@@ -88,6 +92,7 @@ class LocalStack:
                         deployment=spec.name,
                         workdir=self.workdir / f"{name}-{self._generation}",
                         prediction_log=self.prediction_log,
+                        store_root=self.store_root,
                     )
             servers = {name: started.get(name) or self.servers[name] for name in wanted}
             relay = self._relay_for(spec, servers)

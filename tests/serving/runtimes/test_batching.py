@@ -54,6 +54,7 @@ def test_a_lone_request_is_scored_without_waiting_out_the_window(served: ServedM
     assert batcher.calls == 1
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 def test_a_request_the_model_refuses_fails_alone(served: ServedModel, iris_model: IrisModel) -> None:
     batcher = MicroBatcher(served.score, max_wait_s=1.0)
     good = _matrices(iris_model, [1, 2, 1])

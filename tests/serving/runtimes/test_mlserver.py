@@ -99,6 +99,35 @@ def test_predictions_equal_the_pipeline_in_every_input_form(
         assert classes == ["setosa", "versicolor", "virginica"]
 
 
+def test_concurrent_requests_are_answered_alone_though_scored_together(
+    server: PredictorServer, iris_model: IrisModel
+) -> None:
+    """Single-row requests sent at once share model calls (micro-batching); one the model refuses fails alone."""
+    rows = iris_model.rows[::10]
+    bad = len(rows) // 2
+    bodies = [ndarray([[1e308] * 4] if i == bad else [row]) for i, row in enumerate(rows)]
+    replies: list[Any] = [None] * len(bodies)
+    start = threading.Barrier(len(bodies))
+
+    def send(i: int) -> None:
+        client = Client(server.url)
+        start.wait()
+        replies[i] = client.post(INFER, bodies[i])
+        client.close()
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(bodies))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert replies[bad].status == 422 and "cannot score" in replies[bad].json["error"]
+    expected = iris_model.model.predict_proba(pd.DataFrame(rows, columns=FEATURES))
+    for i, reply in enumerate(replies):
+        if i != bad:
+            assert reply.status == 200, reply.text
+            np.testing.assert_allclose(outputs(reply.json)[1][0], expected[i], rtol=0, atol=1e-12)
+
+
 def test_metadata_declares_every_input_form_and_the_outputs(client: Client, version: str) -> None:
     reply = client.request("GET", f"/v2/models/{DEPLOYMENT}")
     assert reply.status == 200, reply.text

@@ -21,6 +21,7 @@ from kfp_mlops.modeling.model_store import ModelStore
 from kfp_mlops.modeling.profile import build_profile
 from kfp_mlops.modeling.splitting import split_source
 from kfp_mlops.modeling.training import fit_model
+from tests.support.models import register
 from tests.support.wandb_offline import find_offline_runs, read_offline_run
 
 
@@ -36,20 +37,38 @@ def test_run_ingest_writes_parquet_and_logs_an_offline_wandb_run(tmp_path: Path)
     expected = split_source("iris", "species", test_size=0.2, seed=3)
     pd.testing.assert_frame_equal(train, expected.train)
     pd.testing.assert_frame_equal(test, expected.test)
+    refs = {part: metadata[part].pop("wandb_artifact") for part in ("train", "test")}
     assert metadata == {"train": expected.metadata("train"), "test": expected.metadata("test")}
 
     [run_dir] = find_offline_runs(Path(os.environ["WANDB_DIR"]))
     logged = read_offline_run(run_dir)
     assert (logged.job_type, logged.group, logged.exit_code) == ("ingest", "job-123", 0)
-    assert logged.config == {"source": "iris", "label": "species", "test_size": 0.2, "seed": 3, "retrain_kind": ""}
+    assert logged.name == "ingest-job-123"
+    assert logged.config == {
+        "source": "iris",
+        "label": "species",
+        "test_size": 0.2,
+        "seed": 3,
+        "retrain_kind": "",
+        "kfp_run_id": "job-123",
+        "kfp_run_url": "",
+    }
     assert {k: logged.summary[k] for k in ("train_rows", "test_rows")} == pytest.approx(
         {"train_rows": 120, "test_rows": 30}
     )
-    assert sorted(a["name"] for a in logged.artifacts) == ["test-data", "train-data"]
+    # Names specific to the data set (the source's, as no model name was given).
+    assert sorted(a["name"] for a in logged.artifacts) == ["iris-test-data", "iris-train-data"]
     for part, path in (("train", train_path), ("test", test_path)):
-        artifact = logged.artifact(f"{part}-data")
+        artifact = logged.artifact(f"iris-{part}-data")
         assert artifact["type"] == "dataset"
         assert artifact["metadata"] == metadata[part]
+        # The reference the KFP artifact carries names exactly this version.
+        assert refs[part] == {
+            "name": f"iris-{part}-data",
+            "type": "dataset",
+            "digest": artifact["digest"],
+            "version": None,
+        }
         assert [(e["path"], e["size"]) for e in artifact["entries"]] == [(path.name, path.stat().st_size)]
 
 
@@ -117,6 +136,6 @@ def _crowned_autumn_model(tmp_path: Path, store_root: str) -> ModelBundle:
     profile = tmp_path / "profile.json"
     profile.write_text(json.dumps(build_profile(autumn, metadata["feature_kinds"], ecommerce.LABEL)))
     store = ModelStore(store_root)
-    registered = store.publish("shop", tmp_path / "model", profile_path=profile, evaluation={"passed": True})
+    registered = register(store.root, tmp_path / "model", name="shop", profile_path=profile)
     store.promote(registered, expected_champion=None, by="test", reasons=["first model"])
     return ModelBundle(model, metadata)

@@ -18,14 +18,20 @@ import sklearn
 
 from kfp_mlops.components.train.logic import run_train
 from kfp_mlops.core.errors import ConfigError
+from kfp_mlops.core.tracking import ArtifactRef
 from kfp_mlops.modeling.datasets import write_parquet
 from kfp_mlops.modeling.model_bundle import METADATA_FILE, MODEL_FILE
 from kfp_mlops.modeling.model_store import ModelStore
 from kfp_mlops.modeling.splitting import split_source
+from tests.support.models import register
 from tests.support.wandb_offline import find_offline_runs, read_offline_run, use_offline_wandb
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 CLASSES = ["setosa", "versicolor", "virginica"]
+
+
+# ingest's training data artifact, as its KFP Dataset's metadata names it.
+TRAIN_DATA = ArtifactRef("garden-train-data", "dataset", "0123456789abcdef0123456789abcdef", None)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +67,8 @@ def test_model_folder_holds_model_and_metadata(trained: tuple[Path, Path, dict[s
     model_dir, _, metadata = trained
     assert sorted(p.name for p in model_dir.iterdir()) == [METADATA_FILE, MODEL_FILE]
     on_disk = json.loads((model_dir / METADATA_FILE).read_text())
-    assert on_disk == metadata
+    assert on_disk == {k: v for k, v in metadata.items() if k != "wandb_artifact"}
+    assert metadata["wandb_artifact"]["name"] == "train-model"  # no data artifact nor model name: the file stem
     assert on_disk["versions"]["sklearn"] == sklearn.__version__
     assert on_disk["versions"]["numpy"] == np.__version__
     assert {
@@ -132,6 +139,7 @@ def test_profile_of_a_categorical_feature(tmp_path: Path, iris_train: pd.DataFra
         label="species",
         estimator="decision_tree",
         hyperparameters={"max_depth": 3},
+        uses=[TRAIN_DATA],
     )
 
     garden = json.loads((tmp_path / "profile.json").read_text())["features"]["garden"]
@@ -143,9 +151,10 @@ def test_profile_of_a_categorical_feature(tmp_path: Path, iris_train: pd.DataFra
     logged = read_offline_run(run_dir)
     assert (logged.job_type, logged.exit_code) == ("train", 0)
     assert logged.summary["train_accuracy"] > 0.9
-    assert sorted(a["name"] for a in logged.artifacts) == ["model", "reference-profile"]
-    model_artifact = logged.artifact("model")
-    assert model_artifact["metadata"]["inputs"] == ["train-data:latest"]
+    # Named after the data set; the exact training data version is the input, never ``:latest``.
+    assert sorted(a["name"] for a in logged.artifacts) == ["garden-model", "garden-reference-profile"]
+    model_artifact = logged.artifact("garden-model")
+    assert model_artifact["metadata"]["inputs"] == [TRAIN_DATA.to_dict()]
     assert sorted(e["path"] for e in model_artifact["entries"]) == [METADATA_FILE, MODEL_FILE]
 
 
@@ -170,7 +179,7 @@ def test_a_retrain_updates_or_replaces_the_champion_and_records_how(
     """retrain_kind: the champion in the store is retrained (never changed); metadata["retraining"] says how."""
     model_dir, profile, champion_metadata = trained
     store = ModelStore(str(tmp_path / "store"))
-    registered = store.publish("iris", model_dir, profile_path=profile, evaluation={"passed": True})
+    registered = register(store.root, model_dir, profile_path=profile)
     store.promote(registered, expected_champion=None, by="test", reasons=["first model"])
     train_path = tmp_path / "train.parquet"
     write_parquet(iris_train, train_path)

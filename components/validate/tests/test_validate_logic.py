@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kfp_mlops.components.validate.logic import render_report, run_validate, validate_frames
+from kfp_mlops.components.validate.logic import refuse_unfit_data, render_report, run_validate, validate_frames
 from kfp_mlops.core.errors import ConfigError, DataError
 from kfp_mlops.modeling.datasets import write_parquet
 from kfp_mlops.modeling.schema import IRIS_SCHEMA, DataSchema, FeatureSpec, infer_schema
@@ -214,7 +214,8 @@ def test_run_validate_passes_iris_and_logs_the_run(tmp_path: Path, frames: Frame
 
 
 def test_run_validate_names_every_bad_column_and_still_writes_the_report(tmp_path: Path, frames: Frames) -> None:
-    """Several bad columns at once: one DataError naming each, a FAILED report, a failed run."""
+    """Several bad columns at once: passed false, a summary naming each, a FAILED report, an alert; then
+    refuse_unfit_data fails the pipeline run with the report's problems."""
     train, test = frames
     train["petal_width"] = train["petal_width"].astype(str)
     train.loc[0, "sepal_length"] = np.nan
@@ -226,12 +227,11 @@ def test_run_validate_names_every_bad_column_and_still_writes_the_report(tmp_pat
     train_path, test_path = _write_split(tmp_path, train, test)
     report = tmp_path / "validation.md"
 
-    with pytest.raises(DataError) as exc:
-        run_validate(train_path, test_path, str(report), source="iris", label="species")
+    outcome = run_validate(train_path, test_path, str(report), source="iris", label="species")
 
-    message = str(exc.value)
+    assert outcome["passed"] is False
+    message = outcome["summary"]
     assert "\n" not in message
-    assert message.startswith("data from 'iris' is unfit for training: ")
     for column, problem in [
         ("petal_length", "missing column"),
         ("extra", "unexpected column"),
@@ -250,8 +250,16 @@ def test_run_validate_names_every_bad_column_and_still_writes_the_report(tmp_pat
 
     [run_dir] = find_offline_runs(Path(os.environ["WANDB_DIR"]))
     logged = read_offline_run(run_dir)
-    assert logged.exit_code == 1
+    assert logged.exit_code == 0  # unfit data is a result: the task succeeds so KFP uploads the report
     assert {k: logged.summary[k] for k in ("bad_columns", "passed")} == pytest.approx({"bad_columns": 6, "passed": 0.0})
+    assert logged.alerts == [{"title": "Data validation failed: iris", "text": message, "level": "ERROR"}]
+    problems = {row[0]: row[2] for row in logged.table("validation")["data"]}
+    assert problems["extra"] == "unexpected column" and problems["sepal_length"] == "1 null value(s)"
+
+    with pytest.raises(DataError, match="unfit for training") as refused:
+        refuse_unfit_data(str(report))
+    assert "| `extra` | - | unexpected column |" in str(refused.value)
+    assert "| `sepal_length`" in str(refused.value) and "| `species` | label | ok |" not in str(refused.value)
 
 
 def test_render_report_lists_table_problems(frames: Frames) -> None:

@@ -23,6 +23,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("KFP_MLOPS_STORE", raising=False)
     monkeypatch.delenv("KFP_HOST", raising=False)
     monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)  # tests in a CI pod still run as on a laptop
     use_offline_wandb(monkeypatch, tmp_path)
     return home
 

@@ -27,6 +27,7 @@ from kfp_mlops.drift import DriftConfig
 from kfp_mlops.pipelines import training
 from kfp_mlops.pipelines.parameters import MONITORING, TRAINING
 from kfp_mlops.pipelines.platform import attach_wandb_secret
+from kfp_mlops.pipelines.retries import retry_io
 
 WINDOW_SUFFIXES = (".csv", ".parquet", ".pq")
 DESCRIPTION = (
@@ -65,6 +66,7 @@ def build_monitoring_pipeline(*, kubernetes: bool = True) -> Callable:
             .set_display_name("drift-check")
             .set_caching_options(False)
         )  # the champion it compares with changes
+        retry_io(drift_task)
         if kubernetes:
             attach_wandb_secret(drift_task)
         with dsl.If(drift_task.outputs["Output"] != "none", name="retrain-warranted"):

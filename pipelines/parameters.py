@@ -13,6 +13,11 @@ window when its retrain policy warrants a retrain), which adds the window as ``s
 ``deploy_mode`` defaults to ``rollout`` in both: a retrained model becomes champion only through a
 safe rollout's promotion, unless a run asks for ``single`` explicitly.
 
+The serving parameters (:data:`SERVING`: the cluster's platform, the model-server images and service
+account, KServe's request logger) are the training, monitoring and rollout pipelines': a task on a
+cluster gets them as parameters, never from its pod's environment, and :func:`check_serving`
+checks them before anything runs.
+
 Nothing here imports kfp: the command line reads these specs before it decides whether it needs kfp.
 """
 
@@ -24,9 +29,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kfp_mlops.core.config import DEFAULT_SERVING_IMAGE_SELDON, DEFAULT_SERVING_IMAGE_V2
 from kfp_mlops.core.configs import refuse_unknown
+from kfp_mlops.core.errors import ConfigError
 from kfp_mlops.modeling.estimators import ESTIMATORS
 from kfp_mlops.modeling.evaluation import GATE_METRICS
+from kfp_mlops.serving.cluster.platform import check_platform
+from kfp_mlops.serving.cluster.resources import ServingOptions
 
 REQUIRED: Any = inspect.Parameter.empty
 """The default of a parameter every run must set."""
@@ -129,6 +138,69 @@ DEPLOY_MODES = ("rollout", "single", "ab", "shadow")
 
 STORE_ROOT = Parameter("store_root", str, "model store root: a local path or gs://bucket/prefix")
 WANDB_PROJECT = Parameter("wandb_project", str, "W&B project of the tasks' runs", "kfp-mlops")
+NAMESPACE = Parameter("namespace", str, "Kubernetes namespace of the deployment", "models")
+PROTOCOL = Parameter("protocol", str, "serving protocol: v2 or seldon", "v2")
+# What a cluster deployment runs, given to the task as parameters: a pod's environment sets none of it.
+SERVING = (
+    Parameter(
+        "platform",
+        str,
+        "the cluster's serving platform: seldon (a SeldonDeployment) or kserve (an InferenceService; no shadow: "
+        'a rollout there needs rollout_plan {"shadow": false})',
+        "seldon",
+    ),
+    Parameter(
+        "serving_image_v2",
+        str,
+        "model-server image for protocol v2 (images/mlserver; `make push-images` pushes it)",
+        DEFAULT_SERVING_IMAGE_V2,
+    ),
+    Parameter(
+        "serving_image_seldon",
+        str,
+        "model-server image for protocol seldon (images/seldon; `make push-images` pushes it)",
+        DEFAULT_SERVING_IMAGE_SELDON,
+    ),
+    Parameter(
+        "serving_service_account",
+        str,
+        "the model-server pods' service account (reads the models, writes the prediction log); empty: the "
+        "namespace's default",
+        "",
+    ),
+    Parameter(
+        "request_logger_url",
+        str,
+        "kserve only: where KServe's request logger sends every request and response (http:// or https://); "
+        "empty: none (the prediction log is written either way)",
+        "",
+    ),
+)
+
+
+def check_serving(values: Mapping[str, Any]) -> None:
+    """Refuses serving parameters (:data:`SERVING`) a cluster deployment could not run with.
+
+    Raises:
+        ConfigError: an unknown platform, an empty image, a logger for Seldon, or what
+            :class:`~kfp_mlops.serving.cluster.resources.ServingOptions` refuses (listing every problem).
+    """
+    check_platform(values["platform"])
+    for name in ("serving_image_v2", "serving_image_seldon"):
+        if not values[name]:
+            raise ConfigError(f"{name}: empty; name the model-server image (default: this version's)")
+    if values["request_logger_url"] and values["platform"] != "kserve":
+        raise ConfigError(
+            f"request_logger_url {values['request_logger_url']!r}: KServe's request logger needs platform kserve "
+            f"(platform is {values['platform']}; the prediction log is written on either platform)"
+        )
+    ServingOptions(
+        image_v2=values["serving_image_v2"],
+        image_seldon=values["serving_image_seldon"],
+        service_account=values["serving_service_account"],
+        request_logger_url=values["request_logger_url"],
+    ).validate()
+
 
 TRAINING = ParameterSpec(
     "training",
@@ -173,8 +245,8 @@ TRAINING = ParameterSpec(
         Parameter(
             "deploy_target",
             str,
-            "local (the spec file `kfp-mlops serve` watches), cluster (a SeldonDeployment, gs:// store) or "
-            "none (nothing applied; the champion pointer and a rollout's state still move)",
+            "local (the spec file `kfp-mlops serve` watches; refused in a cluster's pods), cluster (platform's "
+            "resources, gs:// store) or none (nothing applied; the champion pointer and a rollout's state still move)",
             "local",
         ),
         Parameter(
@@ -203,8 +275,9 @@ TRAINING = ParameterSpec(
             "empty: <store_root>/prediction-log/<deployment_name>",
             "",
         ),
-        Parameter("namespace", str, "Kubernetes namespace of the deployment", "models"),
-        Parameter("protocol", str, "serving protocol: v2 or seldon", "v2"),
+        NAMESPACE,
+        PROTOCOL,
+        *SERVING,
     ),
 )
 """The training pipeline's parameters; the monitoring pipeline passes them to it."""
@@ -228,12 +301,24 @@ ROLLOUT = ParameterSpec(
         Parameter(
             "log_root", str, "the prediction log root (path or gs://); empty: the one the rollout was started with", ""
         ),
-        Parameter("deployment_name", str, "deployment name (a DNS-1123 label)", "fraud"),
-        Parameter("namespace", str, "Kubernetes namespace of the deployment", "models"),
-        Parameter("protocol", str, "serving protocol: v2 or seldon", "v2"),
         Parameter(
-            "target", str, "where stages are applied: local (the local stack's spec file), cluster or none", "cluster"
+            "labels_uri",
+            str,
+            "late labels to import before the step decides: a .csv/.parquet file (path or gs://) of "
+            "request_id,label[,labelled_at]; empty: no import",
+            "",
         ),
+        Parameter("deployment_name", str, "deployment name (a DNS-1123 label)", "fraud"),
+        NAMESPACE,
+        PROTOCOL,
+        Parameter(
+            "target",
+            str,
+            "where stages are applied: local (the local stack's spec file; refused in a cluster's pods), cluster "
+            "or none",
+            "cluster",
+        ),
+        *SERVING,
         Parameter("as_of", str, "ISO date-time the step looks from (empty: now)", ""),
         Parameter("live_config", dict, 'LiveConfig fields, a JSON object, e.g. {"bootstrap": 2000}', {}),
         Parameter("timeout_seconds", int, "how long applying a stage may take", 600),

@@ -29,8 +29,9 @@ from kfp_mlops.modeling.evaluation import check_gate_metric
 from kfp_mlops.modeling.model_store import ModelStore
 from kfp_mlops.modeling.retraining import RETRAIN_KINDS
 from kfp_mlops.modeling.retraining_data import list_windows
-from kfp_mlops.pipelines.parameters import TRAINING
+from kfp_mlops.pipelines.parameters import TRAINING, check_serving
 from kfp_mlops.pipelines.platform import attach_wandb_secret
+from kfp_mlops.pipelines.retries import retry_io
 from kfp_mlops.rollout.plan import StagePlan
 from kfp_mlops.serving.spec import DeploymentSpec
 
@@ -62,6 +63,7 @@ def build_training_pipeline(*, kubernetes: bool = True) -> Callable:
             **tracking,
         )
         ingest_task.set_display_name("ingest").set_caching_options(False)  # the source may change in place
+        retry_io(ingest_task)
         validate_task = validate(
             train=ingest_task.outputs["train"],
             test=ingest_task.outputs["test"],
@@ -115,6 +117,7 @@ def build_training_pipeline(*, kubernetes: bool = True) -> Callable:
                     .set_display_name("register")
                     .set_caching_options(False)
                 )
+                retry_io(register_task)
                 deploy_task = (
                     deploy(
                         registered=register_task.outputs["registered"],
@@ -128,11 +131,17 @@ def build_training_pipeline(*, kubernetes: bool = True) -> Callable:
                         rollout_state_uri=p["rollout_state_uri"],
                         prediction_log_root=p["prediction_log_root"],
                         target=p["deploy_target"],
+                        platform=p["platform"],
+                        serving_image_v2=p["serving_image_v2"],
+                        serving_image_seldon=p["serving_image_seldon"],
+                        service_account=p["serving_service_account"],
+                        request_logger_url=p["request_logger_url"],
                         **tracking,
                     )
                     .set_display_name("deploy")
                     .set_caching_options(False)
                 )  # the cluster's, the champion's and the rollout's state are not inputs
+                retry_io(deploy_task)
                 tasks += [register_task, deploy_task]
         with dsl.Else(name="data-unfit"):
             refuse_unfit_data(report=validate_task.outputs["report"]).set_display_name("refuse unfit data")
@@ -193,9 +202,29 @@ def check_arguments(arguments: Mapping[str, Any]) -> None:
         raise ConfigError(f"deploy_mode {values['deploy_mode']!r}: unknown; choose one of {', '.join(MODES)}")
     if not isinstance(values["rollout_plan"], dict):
         raise ConfigError(f"rollout_plan: must be a JSON object, got {values['rollout_plan']!r}")
-    StagePlan.from_dict(values["rollout_plan"])
+    plan = StagePlan.from_dict(values["rollout_plan"])
+    check_serving(values)
+    if values["platform"] == "kserve":
+        _check_kserve(values, plan)
     # Name, namespace, protocol and traffic rules, on stand-in model URIs (the real ones exist only after register).
     options = {"namespace": values["namespace"], "protocol": values["protocol"]}
     DeploymentSpec.single(values["deployment_name"], "pending", **options).validate()
     if values["deploy_mode"] == "ab":
         DeploymentSpec.ab(values["deployment_name"], "champion", "pending", values["ab_traffic"], **options).validate()
+
+
+def _check_kserve(values: Mapping[str, Any], plan: StagePlan) -> None:
+    """What KServe cannot serve (no Seldon protocol, no shadow predictor), refused before anything runs.
+
+    Raises:
+        ConfigError: naming the parameter and what to use instead.
+    """
+    if values["protocol"] != "v2":
+        raise ConfigError(f"protocol {values['protocol']!r}: platform kserve serves protocol v2 only")
+    if values["deploy_mode"] == "shadow":
+        raise ConfigError("deploy_mode shadow: KServe has no shadow predictor; use ab, or platform seldon")
+    if values["deploy_mode"] == "rollout" and plan.shadow:
+        raise ConfigError(
+            'deploy_mode rollout on platform kserve: KServe has no shadow predictor; set rollout_plan {"shadow": '
+            "false} to start at the first canary step"
+        )

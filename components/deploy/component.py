@@ -25,6 +25,11 @@ def deploy(
     rollout_state_uri: str = "",
     prediction_log_root: str = "",
     target: str = "local",
+    platform: str = "seldon",
+    serving_image_v2: str = "",
+    serving_image_seldon: str = "",
+    service_account: str = "",
+    request_logger_url: str = "",
     timeout_seconds: int = 600,
     pipeline_job_id: str = "local",
     wandb_project: str = "",
@@ -35,12 +40,13 @@ def deploy(
         registered: register's record (name, version, uri, status, the champion it was compared with).
         deployment: JSON describing the deployment (mode, predictors, traffic, model URIs, target,
             state, the champion afterwards and why, the rollout's state document and stage).
-        manifest: the rendered SeldonDeployment YAML (for a local target too: what a cluster would run).
+        manifest: the rendered cluster objects' YAML: the SeldonDeployment, or KServe's ServingRuntime and
+            InferenceService (for a local target too: what a cluster would run).
         summary: Markdown: mode, target, state, the champion afterwards and why, the predictors.
         wandb_page: the task's W&B run: its link, or where its offline files are.
         wandb_files: the offline W&B run's folder (for ``wandb sync``), or a note with the link.
         store_root: the model store (the champion pointer, the versions' folders).
-        deployment_name: the SeldonDeployment's name (a DNS-1123 label).
+        deployment_name: the deployment's name (a DNS-1123 label).
         namespace: its Kubernetes namespace.
         protocol: v2 (Open Inference Protocol, MLServer) or seldon.
         mode: single (serve it alone, make it champion), ab (it gets ab_traffic percent), shadow (it
@@ -52,14 +58,22 @@ def deploy(
         rollout_state_uri: the rollout state document (empty: <store_root>/rollouts/<deployment_name>.json).
         prediction_log_root: the log the rollout's steps read (empty:
             <store_root>/prediction-log/<deployment_name>).
-        target: local (writes $KFP_MLOPS_HOME/deployments/<name>.json for `kfp-mlops serve`),
-            cluster (server-side apply, wait until Available, restore the previous spec on failure)
-            or none (apply nothing; the champion still moves for single, a rollout is still recorded).
+        target: local (writes $KFP_MLOPS_HOME/deployments/<name>.json for `kfp-mlops serve`; refused in
+            a Kubernetes pod), cluster (server-side apply, wait until ready, restore the previous spec on
+            failure) or none (apply nothing; the champion still moves for single, a rollout is still recorded).
+        platform: the cluster's serving platform: seldon (SeldonDeployment) or kserve (InferenceService).
+        serving_image_v2: the protocol-v2 model-server image (the pipelines pass their parameter of that name,
+            by default this version's ghcr.io/kfp-mlops/mlserver image).
+        serving_image_seldon: the Seldon-protocol model-server image (likewise: ghcr.io/kfp-mlops/seldon).
+        service_account: the model-server pods' service account (empty: the namespace's default).
+        request_logger_url: kserve only: where KServe's request logger sends requests and responses.
         timeout_seconds: how long a cluster rollout may take to become Available.
         pipeline_job_id: groups this task's W&B run with the rest of the pipeline run.
         wandb_project: the W&B project (empty: WANDB_PROJECT or kfp-mlops).
     """
     import json
+
+    import yaml
 
     from kfp_mlops.components.common import from_struct, json_safe
     from kfp_mlops.components.deploy.logic import render_summary, run_deploy
@@ -82,6 +96,11 @@ def deploy(
         rollout_state_uri=rollout_state_uri,
         prediction_log_root=prediction_log_root,
         target=target,
+        platform_name=platform,
+        serving_image_v2=serving_image_v2,
+        serving_image_seldon=serving_image_seldon,
+        service_account=service_account,
+        request_logger_url=request_logger_url,
         timeout_seconds=timeout_seconds,
         pipeline_job_id=pipeline_job_id,
         wandb_project=wandb_project,
@@ -93,4 +112,8 @@ def deploy(
     with open(deployment.path, "w") as out:
         json.dump(record, out, indent=2, sort_keys=True)
     deployment.metadata.update(json_safe(record))
-    manifest.metadata.update({"kind": "SeldonDeployment", "name": record["name"], "namespace": record["namespace"]})
+    with open(manifest.path) as rendered:
+        *_, deployed = yaml.safe_load_all(rendered)  # the deployment comes last (a ServingRuntime before it)
+    manifest.metadata.update(
+        {"kind": deployed["kind"], "platform": platform, "name": record["name"], "namespace": record["namespace"]}
+    )

@@ -53,6 +53,7 @@ from kfp_mlops.rollout.state import (
     refuse_running,
     running_rollout,
 )
+from kfp_mlops.rollout.task import refuse_local_target_in_pod
 from kfp_mlops.serving.cluster import kube_apply, platform
 from kfp_mlops.serving.cluster.resources import ServingOptions, to_yaml
 from kfp_mlops.serving.local.serve import deployment_file
@@ -270,13 +271,15 @@ def run_deploy(
         and for a rollout its state document, prediction log and stage.
 
     Raises:
-        ConfigError: a bad parameter; InvalidSpec: the deployment breaks a rule (lists them all);
+        ConfigError: a bad parameter, or target ``local`` in a Kubernetes pod (a task on a cluster);
+        InvalidSpec: the deployment breaks a rule (lists them all);
         AlreadyExistsError: the champion moved since the evaluation, or a rollout is running;
         MlopsError: a model URI holds no model; ClusterError / ApplyFailed: see ``apply_and_wait``;
         RolloutError: the rollout's first stage could not be applied (recorded as rolled back).
     """
     if target not in TARGETS:
         raise ConfigError(f"deploy target {target!r}: unknown; choose one of {', '.join(TARGETS)}")
+    refuse_local_target_in_pod(target, "deploy_target")
     platform.check_platform(platform_name)
     log_root = prediction_log_root or default_log_root(store_root, deployment_name)
     serving = ServingOptions.from_settings(

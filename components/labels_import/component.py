@@ -10,7 +10,8 @@ from kfp_mlops.components.common import COMPONENT_IMAGE
 def labels_import(
     imported: Output[Artifact],
     labels_uri: str,
-    log_root: str,
+    log_root: str = "",
+    state_uri: str = "",
     labelled_at_column: str = "",
     pipeline_job_id: str = "local",
     wandb_project: str = "",
@@ -24,7 +25,9 @@ def labels_import(
         imported: JSON: source, log_root, labels, positives, first/last labelled_at, the segment written.
         labels_uri: a .csv or .parquet file (local or gs://) with request_id, label (1/0) and, optionally,
             labelled_at.
-        log_root: the prediction log's root (what the model servers write with PREDICTION_LOG_URI).
+        log_root: the prediction log's root (what the model servers write with PREDICTION_LOG_URI); empty:
+            the one the rollout at state_uri recorded.
+        state_uri: a rollout state document, whose prediction log is used when log_root is empty.
         labelled_at_column: the column saying when each label became known (empty: labelled_at if the
             file has it, else the time of the import).
         pipeline_job_id: groups this task's W&B run with the rest of the pipeline run.
@@ -39,6 +42,7 @@ def labels_import(
         imported.path,
         labels_uri=labels_uri,
         log_root=log_root,
+        state_uri=state_uri,
         labelled_at_column=labelled_at_column,
         pipeline_job_id=pipeline_job_id,
         wandb_project=wandb_project,

@@ -97,6 +97,11 @@ class ApplyFailed(MlopsError):
         self.result = result
 
 
+def in_pod() -> bool:
+    """Whether this process runs in a Kubernetes pod (the kubelet sets ``KUBERNETES_SERVICE_HOST`` in every one)."""
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
 def api_client(context: str | None = None) -> ApiClient:
     """A client for the cluster this process is configured for.
 
@@ -109,7 +114,7 @@ def api_client(context: str | None = None) -> ApiClient:
     from kubernetes import client, config
 
     try:
-        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        if in_pod():
             configuration = client.Configuration()
             config.load_incluster_config(client_configuration=configuration)
             return client.ApiClient(configuration)

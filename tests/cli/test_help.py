@@ -52,3 +52,33 @@ def test_help_shows_every_default(path: tuple[str, ...], capsys: pytest.CaptureF
         formatter.add_argument(action)
         shown = " ".join(formatter.format_help().split())
         assert "default" in shown, (path, action.option_strings, shown)
+
+
+def test_pipelines_lists_every_parameter_with_its_option_and_default(capsys: pytest.CaptureFixture[str]) -> None:
+    from kfp_mlops.cli.pipelines import option_name
+    from kfp_mlops.pipelines.parameters import SPECS
+
+    assert main(["pipelines"]) == 0
+    text = capsys.readouterr().out
+    assert "`" not in text
+    listed = {line.split()[0] for line in text.splitlines() if line and not line.startswith(" ")}
+    assert listed == set(SPECS)
+    for pipeline, spec in SPECS.items():
+        assert main(["pipelines", pipeline]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        for parameter in spec.parameters:
+            [line] = [x for x in lines if x.startswith(f"  {parameter.name}  ")]
+            assert option_name(parameter.name) in line
+            if parameter.name in ("store_root", "wandb_project"):
+                assert "default: " in line and "else" in line  # from the settings, when not given
+            elif parameter.required:
+                assert line.endswith("required")
+            elif parameter.type in (int, float, str):
+                assert line.endswith(f"default: {parameter.default!r}"), line
+
+
+def test_pipelines_refuses_an_unknown_pipeline(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["pipelines", "trainig"])
+    assert done.value.code == 2
+    assert "invalid choice: 'trainig'" in capsys.readouterr().err

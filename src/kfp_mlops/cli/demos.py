@@ -14,7 +14,9 @@ def add_commands(commands: Commands) -> None:
     demo_cmd = commands.add_parser("demo", help="end-to-end demonstrations on this machine")
     demos = demo_cmd.add_subparsers(required=True, metavar="DEMO")
     demo_rollout = demos.add_parser("rollout", help="train legacy and challenger on fraud data, roll out live")
-    demo_rollout.add_argument("--out", type=Path, default=None, help="working folder (default a temporary one)")
+    demo_rollout.add_argument(
+        "--out", type=Path, default=None, help="work folder, kept (default $KFP_MLOPS_HOME/demo-rollout)"
+    )
     demo_rollout.add_argument("--quick", action="store_true", help="fewer transactions (a faster, noisier run)")
     demo_rollout.set_defaults(handler=_demo_rollout)
 
@@ -30,7 +32,8 @@ def add_commands(commands: Commands) -> None:
 def _demo_rollout(args: argparse.Namespace, settings: Settings) -> int:
     from kfp_mlops.demos.rollout import run_demo
 
-    run_demo(out=args.out, quick=args.quick, announce=print)
+    # A kept folder: the demo prints where its plot and models are, so they must outlive it.
+    run_demo(out=args.out or settings.home / "demo-rollout", quick=args.quick, announce=print)
     return 0
 
 

@@ -32,13 +32,13 @@ class HelpFormatter(argparse.HelpFormatter):
         return super()._format_action(action)
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        text = _plain_quotes(action.help or "")
+        text = plain_quotes(action.help or "")
         if not _has_default(action) or "default" in text.lower():
             return text
         return f"{text} (default: %(default)s)"
 
     def _format_text(self, text: str) -> str:
-        return super()._format_text(_plain_quotes(text))
+        return super()._format_text(plain_quotes(text))
 
 
 def _has_default(action: argparse.Action) -> bool:
@@ -48,7 +48,8 @@ def _has_default(action: argparse.Action) -> bool:
     return takes_value and not empty
 
 
-def _plain_quotes(text: str) -> str:
+def plain_quotes(text: str) -> str:
+    """``text`` with inline code quoted by backticks (one or two) in plain single quotes."""
     return _BACKTICKED.sub(r"'\1'", text)
 
 

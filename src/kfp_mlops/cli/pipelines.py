@@ -13,12 +13,13 @@ import contextlib
 import json
 import sys
 import tempfile
+import textwrap
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kfp_mlops.app.compiling import COMPILED_DIR, check_pipeline_arguments
-from kfp_mlops.cli.parsing import Commands, parse_json_object
+from kfp_mlops.cli.parsing import Commands, parse_json_object, plain_quotes
 from kfp_mlops.core.config import DEFAULT_IMAGE, Settings
 from kfp_mlops.core.errors import ConfigError
 from kfp_mlops.pipelines.parameters import SPECS, Parameter
@@ -42,7 +43,18 @@ WAIT_TIMED_OUT = 124
 
 
 def add_commands(commands: Commands) -> None:
-    """Adds ``compile``, ``run``, ``submit`` and ``schedule``."""
+    """Adds ``pipelines``, ``compile``, ``run``, ``submit`` and ``schedule``."""
+    list_cmd = commands.add_parser(
+        "pipelines",
+        help="list the pipelines and their parameters (option, type, default)",
+        description="List each pipeline's parameters: the option that sets it (or --param NAME=VALUE), its type, "
+        "its default and what it does. The same list is in the --help of run, submit and schedule.",
+    )
+    list_cmd.add_argument(
+        "pipeline", nargs="?", choices=PIPELINES, default=None, help="only this pipeline (default: every one)"
+    )
+    list_cmd.set_defaults(handler=_list_pipelines)
+
     compile_cmd = commands.add_parser(
         "compile",
         help="compile every pipeline to YAML (KFP and Vertex AI)",
@@ -223,6 +235,22 @@ def _value(parameter: Parameter | None, text: str, option: str) -> Any:
     except ValueError:
         kind = "an integer" if parameter.type is int else "a number"
         raise ConfigError(f"{option}: {text!r} is not {kind}") from None
+
+
+def _list_pipelines(args: argparse.Namespace, settings: Settings) -> int:
+    for pipeline in [args.pipeline] if args.pipeline else PIPELINES:
+        verbs = ["run", "submit", "schedule"] if pipeline in LOCAL_PIPELINES else ["submit", "schedule"]
+        print(f"{pipeline}  (kfp-mlops {'|'.join(verbs)} {pipeline})")
+        for parameter in SPECS[pipeline].parameters:
+            option = f"{option_name(parameter.name)} {_METAVARS[parameter.type]}"
+            print(f"  {parameter.name}  {option}  {_default_text(parameter)}")
+            print(
+                textwrap.fill(
+                    plain_quotes(parameter.help), width=100, initial_indent=" " * 6, subsequent_indent=" " * 6
+                )
+            )
+        print()
+    return 0
 
 
 def _compile(args: argparse.Namespace, settings: Settings) -> int:

@@ -35,9 +35,16 @@ def make_estimator(name: str, hyperparameters: Mapping[str, Any], seed: int) -> 
     path, defaults = ESTIMATORS[name]
     module, _, cls_name = path.partition(":")
     cls = getattr(importlib.import_module(module), cls_name)
-    accepted = set(cls().get_params())
+    base = cls().get_params()
+    accepted = set(base)
     refuse_unknown(hyperparameters, accepted, f"hyperparameters of estimator {name!r}")
-    params = {**defaults, **dict(hyperparameters)}
+    # A KFP dict parameter travels as a protobuf Struct, whose numbers are all doubles: 200 arrives as
+    # 200.0. A whole number is given back as an int where the estimator's own default is an int.
+    given = {
+        k: int(v) if isinstance(v, float) and v.is_integer() and type(base[k]) is int else v
+        for k, v in hyperparameters.items()
+    }
+    params = {**defaults, **given}
     if "random_state" in accepted:
         params.setdefault("random_state", seed)
     try:

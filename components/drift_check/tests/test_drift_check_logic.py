@@ -19,7 +19,7 @@ from kfp_mlops.components.drift_check.logic import (
 from kfp_mlops.core.errors import ConfigError, DataError
 from kfp_mlops.demos import ecommerce
 from kfp_mlops.modeling.datasets import write_parquet
-from kfp_mlops.modeling.model_bundle import save_bundle
+from kfp_mlops.modeling.model_bundle import METADATA_FILE, save_bundle
 from kfp_mlops.modeling.model_store import ModelStore
 from kfp_mlops.modeling.profile import build_profile
 from kfp_mlops.modeling.training import fit_model
@@ -54,6 +54,7 @@ def _crown(store_root: str, inputs: Inputs) -> str:
         inputs.model_dir,
         profile_path=inputs.profile,
         evaluation={"passed": True, "metrics": {"accuracy": 0.8, "roc_auc": 0.73}},
+        sha256=json.loads((inputs.model_dir / METADATA_FILE).read_text())["model_sha256"],  # train's record
     )
     store.promote(registered, expected_champion=None, by="test", reasons=["the autumn model"])
     return registered.uri

@@ -10,9 +10,10 @@ from types import SimpleNamespace
 import pytest
 
 from kfp_mlops.components.rollout.component import rollout_step
+from kfp_mlops.core.config import Settings
 from kfp_mlops.rollout import controller as rc
 from tests.rollout.test_controller import PLAN, T0, traffic
-from tests.support.models import iris_model
+from tests.support.models import iris_model, register
 
 
 def test_the_component_decides_records_and_returns_the_action(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -20,9 +21,11 @@ def test_the_component_decides_records_and_returns_the_action(tmp_path: Path, mo
     monkeypatch.setenv("KFP_MLOPS_HOME", str(home))
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
-    legacy, challenger = iris_model(tmp_path / "legacy"), iris_model(tmp_path / "challenger", seed=1)
+    store = Settings.from_env().store_root  # the servers load versions of this store only
+    legacy = register(store, iris_model(tmp_path / "legacy"), name="fraud").uri
+    challenger = register(store, iris_model(tmp_path / "challenger", seed=1), name="fraud").uri
     state, log = str(tmp_path / "rollout.json"), str(tmp_path / "log")
-    rc.start(state, PLAN, str(legacy), str(challenger), base=rc.base_spec("fraud"), target=None, at=T0)
+    rc.start(state, PLAN, legacy, challenger, base=rc.base_spec("fraud"), target=None, at=T0)
     traffic(log, T0 + timedelta(minutes=1), 600, challenger_quality=0.7, seed=12)
 
     decision = SimpleNamespace(path=str(tmp_path / "out" / "decision.json"), metadata={})

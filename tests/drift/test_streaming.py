@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from kfp_mlops.core import storage
@@ -17,8 +14,7 @@ from kfp_mlops.core.errors import DataError
 from kfp_mlops.demos import ecommerce
 from kfp_mlops.drift.check import check_drift
 from kfp_mlops.drift.config import DriftConfig
-from kfp_mlops.drift.streaming import check_streamed, check_window_at
-from kfp_mlops.drift.window import open_window
+from kfp_mlops.drift.streaming import check_window_at
 from kfp_mlops.modeling.model_bundle import ModelBundle
 
 BATCH_ROWS = 300  # many batches from a small window: sums over batches are what is tested
@@ -50,10 +46,7 @@ def _write(frame: pd.DataFrame, path: Path) -> Path:
 
 
 def _streamed(location: str, profile: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-    with open_window(location, f"current data {location}") as window:
-        window_batches = window.batches
-        window.batches = lambda columns: window_batches(columns, BATCH_ROWS)  # type: ignore[method-assign]
-        return check_streamed(profile, window, **kwargs).verdict
+    return check_window_at(location, profile, batch_rows=BATCH_ROWS, **kwargs).verdict
 
 
 def test_the_streamed_verdict_is_the_loaded_one(
@@ -166,13 +159,3 @@ def test_a_csv_window_is_loaded(december: pd.DataFrame, profile: dict[str, Any],
     checked = check_window_at(str(path), profile, report_rows=100)
     assert checked.verdict == check_drift(profile, pd.read_csv(path))
     assert checked.report_rows is not None and len(checked.report_rows) == 100
-
-
-def test_batches_are_bounded_and_in_order(december: pd.DataFrame, tmp_path: Path) -> None:
-    path = str(_write(december.assign(row=range(len(december))), tmp_path / "rows.parquet"))
-    with open_window(path, "window") as window:
-        batches = list(window.batches(["row", "device"], 256))
-    assert max(b.num_rows for b in batches) <= 256
-    assert pa.Table.from_batches(batches).column("row").to_pylist() == list(range(2_000))
-    assert pq.read_metadata(path).num_rows == window.rows == 2_000
-    assert json.dumps(window.columns) == json.dumps([*december.columns, "row"])

@@ -1,22 +1,23 @@
 """The drift check over a streamed window: Parquet record batches counted against the profile.
 
-:func:`check_streamed` gives :func:`~kfp_mlops.drift.check.check_drift`'s verdict for a window read
-a batch at a time (:class:`~kfp_mlops.drift.window.ParquetWindow`). It refuses what ``check_drift``
-refuses -- from the file's schema before a row is read (:func:`~kfp_mlops.drift.check.check_window`),
-features with every value missing after the last batch -- and sums each feature's
-:class:`~kfp_mlops.drift.scores.Counts` over the batches. Counts are integers, so the sums are exact
-and the verdict is the loaded window's, float for float (``tests/drift/test_streaming.py``).
+:func:`check_window_at` gives :func:`~kfp_mlops.drift.check.check_drift`'s verdict for a Parquet
+window read a batch at a time (:class:`~kfp_mlops.drift.window.ParquetWindow`). It refuses what
+``check_drift`` refuses -- from the file's schema before a row is read
+(:func:`~kfp_mlops.drift.check.check_window`), features with every value missing after the last
+batch -- and sums each feature's :class:`~kfp_mlops.drift.scores.Counts` over the batches. Counts
+are integers, so the sums are exact and the verdict is the loaded window's, float for float
+(``tests/drift/test_streaming.py``).
 
 Each batch's features are counted on :data:`COUNTING_THREADS` threads while the window decodes
 the next batch. Memory: the dataset's verdict needs a few hundred integers per feature whatever the
-window's size; only the features' columns are read (ignored columns are skipped). A model makes it grow:
-the prediction check keeps each scored row's class probabilities (8 bytes per class) and label,
-because the realized ROC AUC and the label-free estimate's expected AUC rank every scored row; the
-features are still read and scored a batch at a time.
+window's size; only the features' columns are read (ignored columns are skipped). A model makes it
+grow: the prediction check keeps each scored row's class probabilities (8 bytes per class) and
+label, because the realized ROC AUC and the label-free estimate's expected AUC rank every scored
+row; the features are still read and scored a batch at a time.
 
-:func:`check_window_at` is what :func:`~kfp_mlops.drift.run.run_drift` calls: the window at a
-location, streamed when it is Parquet (:func:`~kfp_mlops.drift.window.is_parquet`), loaded when it
-is CSV, together with the rows Evidently's report is drawn from. A streamed window's are a uniform
+It is what :func:`~kfp_mlops.drift.run.run_drift` calls: the window at a location, streamed when it
+is Parquet (:func:`~kfp_mlops.drift.window.is_parquet`), loaded when it is CSV, together with the
+rows Evidently's report is drawn from. A streamed window's are a uniform
 sample without replacement of at most ``report_rows`` rows, their row numbers drawn with
 ``numpy.random.default_rng(config.seed)`` from the row count in the file's footer before the read,
 gathered as the batches pass; a loaded window's are :func:`~kfp_mlops.drift.inputs.sample_rows`'s
@@ -39,7 +40,7 @@ from kfp_mlops.drift.config import DriftConfig
 from kfp_mlops.drift.inputs import load_data, sample_rows
 from kfp_mlops.drift.model_checks import drift_of_predictions, predict
 from kfp_mlops.drift.scores import Counts, category_counts, numeric_counts
-from kfp_mlops.drift.window import ParquetWindow, is_parquet, open_window
+from kfp_mlops.drift.window import BATCH_ROWS, ParquetWindow, is_parquet, open_window
 
 # Features of a batch are counted on two threads (numpy releases the GIL in the bucketing's ufuncs),
 # beside the thread decoding the next batch.
@@ -75,6 +76,7 @@ def check_window_at(
     reference_performance: Mapping[str, float] | None = None,
     profile_where: str = "reference profile",
     report_rows: int = 0,
+    batch_rows: int = BATCH_ROWS,
 ) -> WindowCheck:
     """Checks the window at ``location``: streamed when it is Parquet (local or ``gs://``), loaded when CSV.
 
@@ -87,58 +89,47 @@ def check_window_at(
         reference_performance: As for :func:`~kfp_mlops.drift.check.check_drift`.
         profile_where: Names the profile in errors and the verdict.
         report_rows: How many rows to keep for Evidently's report (0: none).
+        batch_rows: Rows per batch of a streamed window.
 
     Raises:
-        ConfigError, DataError, StorageError: as :func:`~kfp_mlops.drift.check.check_drift`, or the
-            window cannot be read.
+        ConfigError: the profile or config is unusable (a streamed window: before anything is read).
+        DataError: the window is missing or unreadable, lacks or adds columns, has no rows or
+            non-numeric numeric features (a streamed window: from its schema, before its rows are
+            read), a feature with every value missing, or the model cannot score it.
+        StorageError: ``gs://`` failed while being read.
     """
     config = config or DriftConfig()
     where = f"current data {location}"
-    facts: dict[str, Any] = {
-        "config": config,
-        "model": model,
-        "reference_prediction_shares": reference_prediction_shares,
-        "reference_performance": reference_performance,
-        "profile_where": profile_where,
-    }
     if not is_parquet(location):
         frame = load_data(location, "current data")
-        verdict = check_drift(profile, frame, where=where, **facts)
+        verdict = check_drift(
+            profile,
+            frame,
+            config=config,
+            model=model,
+            reference_prediction_shares=reference_prediction_shares,
+            reference_performance=reference_performance,
+            where=where,
+            profile_where=profile_where,
+        )
         return WindowCheck(verdict, sample_rows(frame, report_rows, config.seed) if report_rows else None)
     with open_window(location, where) as window:
-        return check_streamed(profile, window, report_rows=report_rows, **facts)
+        model_inputs = (model, reference_prediction_shares, reference_performance)
+        return _check_streamed(profile, window, config, model_inputs, profile_where, report_rows, batch_rows)
 
 
-def check_streamed(
+def _check_streamed(
     profile: Mapping[str, Any],
     window: ParquetWindow,
-    *,
-    config: DriftConfig | None = None,
-    model: ModelBundle | None = None,
-    reference_prediction_shares: Mapping[str, float] | None = None,
-    reference_performance: Mapping[str, float] | None = None,
-    profile_where: str = "reference profile",
-    report_rows: int = 0,
+    config: DriftConfig,
+    model_inputs: tuple[ModelBundle | None, Mapping[str, float] | None, Mapping[str, float] | None],
+    profile_where: str,
+    report_rows: int,
+    batch_rows: int,
 ) -> WindowCheck:
-    """:func:`~kfp_mlops.drift.check.check_drift` on a Parquet window read a batch at a time.
-
-    Args:
-        profile: The reference profile.
-        window: The open window.
-        config: Thresholds (default :class:`DriftConfig`).
-        model: The model the profile belongs to (prediction and performance drift).
-        reference_prediction_shares: As for :func:`~kfp_mlops.drift.check.check_drift`.
-        reference_performance: As for :func:`~kfp_mlops.drift.check.check_drift`.
-        profile_where: Names the profile in errors and the verdict.
-        report_rows: How many rows to sample for Evidently's report (0: none).
-
-    Raises:
-        ConfigError: the profile or config is unusable (before anything is read).
-        DataError: the window lacks or adds columns, has no rows or non-numeric numeric features
-            (before anything is read), a feature with every value missing, or the model cannot
-            score it.
-    """
-    config = config or DriftConfig()
+    """:func:`check_window_at` of an open Parquet window; ``model_inputs``: the model, the reference's
+    prediction shares and performance."""
+    model, reference_prediction_shares, reference_performance = model_inputs
     check_profile(profile, config, model, profile_where)
     features: Mapping[str, Mapping[str, Any]] = profile["features"]
     names = list(profile["feature_names"])
@@ -156,7 +147,7 @@ def check_streamed(
     counts: dict[str, Counts] = {}
     offset = 0
     with ThreadPoolExecutor(COUNTING_THREADS, thread_name_prefix="drift-counts") as counters:
-        for batch in window.batches(read):
+        for batch in window.batches(read, batch_rows):
             parts = counters.map(_counts, [batch.column(n) for n in names], [features[n] for n in names])
             for name, part in zip(names, parts):
                 counts[name] = counts[name] + part if name in counts else part

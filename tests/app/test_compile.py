@@ -1,20 +1,48 @@
-"""Compiled pipelines: golden files, determinism, strict protobuf parsing, no secrets."""
+"""Compiled pipelines: golden files, determinism, strict protobuf parsing, no secrets, retries, serving parameters."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from kfp_mlops.app.compiling import check_compiled, compile_all, compile_pipeline, pipeline_builders
-from kfp_mlops.core.config import DEFAULT_IMAGE, WANDB_SECRET_NAME
+from kfp_mlops.core.config import (
+    DEFAULT_IMAGE,
+    DEFAULT_SERVING_IMAGE_SELDON,
+    DEFAULT_SERVING_IMAGE_V2,
+    WANDB_SECRET_NAME,
+)
 from kfp_mlops.core.errors import MlopsError
 from kfp_mlops.pipelines.parameters import MONITORING, SPECS, TRAINING
+from kfp_mlops.pipelines.retries import BACKOFF, BACKOFF_FACTOR, BACKOFF_MAX, MAX_RETRIES
 
 COMPILED_DIR = Path(__file__).resolve().parents[2] / "pipelines" / "compiled"
-COMPONENTS = {"ingest", "validate", "train", "evaluate", "register", "deploy"}
+COMPONENTS = {"ingest", "validate", "train", "evaluate", "register", "deploy", "refuse-unfit-data"}
+# refuse-unfit-data only fails the run with validate's report: it logs nothing to W&B.
+WITH_WANDB_SECRET = COMPONENTS - {"refuse-unfit-data"}
+# Every task that reads or writes storage, W&B or the Kubernetes API, per compiled pipeline.
+IO_TASKS = {
+    "training": {"ingest", "register", "deploy"},
+    "monitoring": {"drift-check", "ingest", "register", "deploy"},
+    "rollout": {"labels-import", "rollout-step"},
+}
+RETRY_POLICY = {
+    "maxRetryCount": MAX_RETRIES,
+    "backoffDuration": BACKOFF,
+    "backoffFactor": BACKOFF_FACTOR,
+    "backoffMaxDuration": BACKOFF_MAX,
+}
+SERVING_PARAMETERS = {
+    "platform": "platform",
+    "serving_image_v2": "serving_image_v2",
+    "serving_image_seldon": "serving_image_seldon",
+    "service_account": "serving_service_account",
+    "request_logger_url": "request_logger_url",
+}
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +75,7 @@ def test_kfp_file_parses_strictly_with_platform_spec(compiled: dict[str, Path]) 
 
     deployment = json_format.MessageToDict(platform.platforms["kubernetes"].deployment_spec)
     executors = deployment["executors"]
-    assert {name.removeprefix("exec-") for name in executors} == COMPONENTS
+    assert {name.removeprefix("exec-") for name in executors} == WITH_WANDB_SECRET
     for executor in executors.values():
         secret = executor["secretAsEnv"][0]
         assert secret["secretName"] == WANDB_SECRET_NAME
@@ -73,11 +101,35 @@ def test_components_are_thin_and_pinned_to_the_image(compiled: dict[str, Path]) 
         assert "from kfp_mlops.components." in script
 
 
+def _tasks_under(doc: dict[str, Any], dag: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The tasks of ``dag`` and of every DAG nested in it (conditions, sub-pipelines), by name."""
+    tasks = dict(dag["tasks"])
+    for task in dag["tasks"].values():
+        component = doc["components"][task["componentRef"]["name"]]
+        if "dag" in component:
+            tasks |= _tasks_under(doc, component["dag"])
+    return tasks
+
+
+def _all_tasks(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every task of a compiled pipeline, by name."""
+    return _tasks_under(doc, doc["root"]["dag"])
+
+
+def _gated_by(doc: dict[str, Any], output: str) -> dict[str, dict[str, Any]]:
+    """The tasks of the condition whose trigger reads ``output`` (a task's output parameter)."""
+    [condition] = [
+        task
+        for task in _all_tasks(doc).values()
+        if output in task.get("triggerPolicy", {}).get("condition", "")
+        and not task["triggerPolicy"]["condition"].startswith("!")
+    ]
+    return doc["components"][condition["componentRef"]["name"]]["dag"]["tasks"]
+
+
 def test_register_and_deploy_are_gated_on_the_evaluate_output(compiled: dict[str, Path]) -> None:
     spec = next(yaml.safe_load_all(compiled["training.yaml"].read_text()))
-    condition = spec["root"]["dag"]["tasks"]["condition-1"]["triggerPolicy"]["condition"]
-    assert "evaluate-Output" in condition
-    gated = spec["components"]["comp-condition-1"]["dag"]["tasks"]
+    gated = _gated_by(spec, "evaluate-Output")
     assert {"register", "deploy"} <= set(gated)
     deploy = gated["deploy"]
     assert deploy["dependentTasks"] == ["register"]
@@ -101,6 +153,44 @@ def test_register_and_deploy_are_gated_on_the_evaluate_output(compiled: dict[str
         "namespace": "models",
         "protocol": "v2",
     }
+
+
+@pytest.mark.parametrize("pipeline", ["training", "monitoring", "rollout"])
+def test_the_serving_images_and_options_are_parameters_the_yaml_passes_on(
+    compiled: dict[str, Path], pipeline: str
+) -> None:
+    """What a model server runs comes from the pipeline's parameters, shown with their defaults; no pod environment."""
+    for name in (f"{pipeline}.yaml", f"{pipeline}.vertex.yaml"):
+        text = compiled[name].read_text()
+        doc = next(yaml.safe_load_all(text))
+        parameters = doc["root"]["inputDefinitions"]["parameters"]
+        defaults = {key: parameters[key].get("defaultValue") for key in SERVING_PARAMETERS.values()}
+        assert defaults == {
+            "platform": "seldon",
+            "serving_image_v2": DEFAULT_SERVING_IMAGE_V2,
+            "serving_image_seldon": DEFAULT_SERVING_IMAGE_SELDON,
+            "serving_service_account": "",
+            "request_logger_url": "",
+        }, name
+        assert f"serving_image_v2: str [Default: '{DEFAULT_SERVING_IMAGE_V2}']" in text  # the file's header
+        applying = [task for task in _all_tasks(doc).values() if task["taskInfo"]["name"] in ("deploy", "rollout-step")]
+        assert len(applying) == 1, name
+        inputs = applying[0]["inputs"]["parameters"]
+        for argument, parameter in SERVING_PARAMETERS.items():
+            assert inputs[argument]["componentInputParameter"].removeprefix("pipelinechannel--") == parameter
+        assert "KFP_MLOPS_SERVING_IMAGE" not in text and "KFP_MLOPS_SELDON_IMAGE" not in text, name
+
+
+@pytest.mark.parametrize("name", sorted(f"{p}{suffix}.yaml" for p in IO_TASKS for suffix in ("", ".vertex")))
+def test_every_task_doing_io_is_retried_with_backoff(compiled: dict[str, Path], name: str) -> None:
+    """One transient 5xx (GCS, W&B, the Kubernetes API) must not fail a run; computing tasks are not retried."""
+    doc = next(yaml.safe_load_all(compiled[name].read_text()))
+    retried = {
+        task["taskInfo"]["name"]: task["retryPolicy"] for task in _all_tasks(doc).values() if "retryPolicy" in task
+    }
+    assert set(retried) == IO_TASKS[name.split(".")[0]]
+    for task, policy in retried.items():
+        assert policy == RETRY_POLICY, task
 
 
 def test_no_secret_values_in_compiled_files(compiled: dict[str, Path]) -> None:
@@ -137,6 +227,18 @@ def test_every_pipeline_is_compiled() -> None:
         ({"deployment_name": "Iris_1"}, "deployment name 'Iris_1' must be a DNS-1123 label"),
         ({"namespace": "models/prod"}, "namespace 'models/prod' must be a DNS-1123 label"),
         ({"protocol": "grpc"}, "protocol 'grpc': use one of v2, seldon"),
+        ({"platform": "knative"}, "serving platform 'knative': unknown; choose one of seldon, kserve"),
+        ({"serving_image_v2": ""}, "serving_image_v2: empty; name the model-server image"),
+        ({"serving_image_seldon": "a b"}, "image_seldon='a b' contains whitespace"),
+        ({"serving_service_account": "Model_Reader"}, "service_account='Model_Reader' must be a DNS-1123 subdomain"),
+        (
+            {"request_logger_url": "http://sink"},
+            "request_logger_url 'http://sink': KServe's request logger needs platform kserve (platform is seldon",
+        ),
+        ({"platform": "kserve", "request_logger_url": "sink"}, "request_logger_url='sink' must be an http://"),
+        ({"platform": "kserve", "protocol": "seldon"}, "protocol 'seldon': platform kserve serves protocol v2 only"),
+        ({"platform": "kserve", "deploy_mode": "shadow"}, "deploy_mode shadow: KServe has no shadow predictor"),
+        ({"platform": "kserve"}, 'KServe has no shadow predictor; set rollout_plan {"shadow": false}'),
     ],
 )
 def test_deploy_parameters_are_checked_before_anything_runs(arguments: dict[str, str], message: str) -> None:
@@ -144,6 +246,15 @@ def test_deploy_parameters_are_checked_before_anything_runs(arguments: dict[str,
 
     with pytest.raises(MlopsError, match=re.escape(message)):
         check_arguments({"store_root": "/tmp/store", **arguments})
+
+
+def test_kserve_arguments_that_work_pass() -> None:
+    from kfp_mlops.app.compiling import check_pipeline_arguments
+
+    kserve = {"platform": "kserve", "request_logger_url": "http://sink.logging", "serving_service_account": "reader"}
+    check_pipeline_arguments("training", {"store_root": "/s", **kserve, "rollout_plan": {"shadow": False}})
+    check_pipeline_arguments("training", {"store_root": "/s", **kserve, "deploy_mode": "ab"})
+    check_pipeline_arguments("rollout", {"state_uri": "/s/r.json", **kserve, "labels_uri": "gs://b/labels.parquet"})
 
 
 def test_rollout_pipeline_is_one_uncached_step_with_the_wandb_secret(compiled: dict[str, Path]) -> None:
@@ -169,6 +280,10 @@ def test_rollout_pipeline_is_one_uncached_step_with_the_wandb_secret(compiled: d
         ({"live_config": {"boot": 1}}, "live_config: unknown key(s) boot"),
         ({"live_config": {"bootstrap": 5}}, "bootstrap=5 must be at least 100"),
         ({"deployment_name": "Fraud_1"}, "must be a DNS-1123 label"),
+        ({"labels_uri": "labels.json"}, "labels_uri 'labels.json': give a .csv or .parquet file"),
+        ({"platform": "kserve", "protocol": "seldon"}, "protocol 'seldon': platform kserve serves protocol v2 only"),
+        ({"request_logger_url": "http://sink"}, "KServe's request logger needs platform kserve"),
+        ({"serving_image_v2": ""}, "serving_image_v2: empty"),
     ],
 )
 def test_rollout_parameters_are_checked_before_anything_runs(arguments: dict, message: str) -> None:
@@ -188,7 +303,7 @@ def test_monitoring_pipeline_parses_strictly_with_platform_spec(compiled: dict[s
 
     executors = json_format.MessageToDict(platform.platforms["kubernetes"].deployment_spec)["executors"]
     # The importer runs no container; the training sub-pipeline's tasks keep their W&B Secret.
-    assert set(executors) == {f"exec-{name}" for name in MONITORING_COMPONENTS - {"importer"}}
+    assert set(executors) == {f"exec-{name}" for name in {"drift-check", *WITH_WANDB_SECRET}}
     for executor in executors.values():
         assert executor["secretAsEnv"][0]["secretName"] == WANDB_SECRET_NAME
     vertex, none = check_compiled(compiled["monitoring.vertex.yaml"])
@@ -223,7 +338,7 @@ def test_monitoring_imports_checks_and_retrains_only_on_drift_without_cache(comp
     assert set(parameters) == set(TRAINING.names())
     # Inside the condition the drift check's output is an input of the condition's DAG.
     assert parameters["retrain_kind"] == {"componentInputParameter": "pipelinechannel--drift-check-Output"}
-    training_dag = doc["components"]["comp-training"]["dag"]["tasks"]
+    training_dag = _tasks_under(doc, doc["components"]["comp-training"]["dag"])
     assert {"ingest", "validate", "train", "evaluate"} <= set(training_dag)
     for task in ("ingest", "evaluate"):
         assert training_dag[task]["cachingOptions"] == {}, task

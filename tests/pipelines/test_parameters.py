@@ -6,6 +6,7 @@ import inspect
 
 import pytest
 
+from kfp_mlops import __version__
 from kfp_mlops.core.errors import ConfigError
 from kfp_mlops.pipelines.parameters import (
     DEPLOY_MODES,
@@ -68,3 +69,34 @@ def test_a_retrain_reaches_traffic_through_a_rollout_unless_single_is_asked_for(
     # Where the rollout keeps its state and reads its log: derived from the store unless named.
     assert TRAINING.defaults()["rollout_state_uri"] == TRAINING.defaults()["prediction_log_root"] == ""
     assert ROLLOUT.defaults()["log_root"] == ""  # the one the rollout was started with
+
+
+def test_the_serving_parameters_are_one_list_shared_by_every_pipeline_that_deploys(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Images, service account, platform and KServe's logger: the same parameters, defaults this version's images."""
+    from kfp_mlops.cli import main
+    from kfp_mlops.core.config import DEFAULT_SERVING_IMAGE_SELDON, DEFAULT_SERVING_IMAGE_V2
+    from kfp_mlops.pipelines.parameters import SERVING
+
+    for spec in (TRAINING, MONITORING, ROLLOUT):
+        assert [p for p in spec.parameters if p in SERVING] == list(SERVING), spec.pipeline
+    defaults = {p.name: p.default for p in SERVING}
+    assert defaults == {
+        "platform": "seldon",
+        "serving_image_v2": DEFAULT_SERVING_IMAGE_V2,
+        "serving_image_seldon": DEFAULT_SERVING_IMAGE_SELDON,
+        "serving_service_account": "",
+        "request_logger_url": "",
+    }
+    assert DEFAULT_SERVING_IMAGE_V2.endswith(f":{__version__}") and DEFAULT_SERVING_IMAGE_SELDON.endswith(
+        f":{__version__}"
+    )
+    monkeypatch.setenv("COLUMNS", "1000")  # argparse would break the images' names at their hyphens
+    with pytest.raises(SystemExit):
+        main(["submit", "training", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "--serving-image-v2 TEXT model-server image for protocol v2" in shown
+    for image in (DEFAULT_SERVING_IMAGE_V2, DEFAULT_SERVING_IMAGE_SELDON):
+        assert f"(default: '{image}')" in shown
+    assert ROLLOUT.defaults()["labels_uri"] == ""  # no labels import unless a file is named

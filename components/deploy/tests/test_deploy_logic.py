@@ -11,6 +11,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -138,7 +139,9 @@ def test_single_writes_the_spec_for_the_local_stack_and_moves_the_champion(tmp_p
     assert pointer["sha256"] == store.checksum(MODEL, v["v2"])
     assert store.status(MODEL, v["v1"]).status == "retired"
     manifest = yaml.safe_load((tmp_path / "manifest.yaml").read_text())
-    serving = ServingOptions.from_settings(Settings.from_env(), prediction_log_uri=record["prediction_log_root"])
+    serving = ServingOptions.from_settings(
+        Settings.from_env(), prediction_log_uri=record["prediction_log_root"], store_root=store.root
+    )
     assert manifest == sd.render(DeploymentSpec.single("iris", uri), serving=serving)
 
     [run] = _wandb_runs()
@@ -231,6 +234,45 @@ def test_bad_parameters_are_config_errors(
         _deploy(_registered(tmp_path, store, v["v1"], None), tmp_path, store, **kwargs)
 
 
+def test_target_local_is_refused_in_a_pod_naming_the_parameter(
+    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cluster run with the default deploy_target would write a spec file inside its pod and report success."""
+    store, v = _store_with_versions(str(tmp_path / "store"), model_dir, "v1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")  # what the kubelet sets in every pod
+    with pytest.raises(ConfigError, match=r"^deploy_target local: this task runs in a Kubernetes pod, .*; set "):
+        _deploy(_registered(tmp_path, store, v["v1"], None), tmp_path, store, target="local")
+    assert store.champion(MODEL) is None and not (tmp_path / "manifest.yaml").exists() and _wandb_runs() == []
+    assert not (Settings.from_env().home / "deployments").exists()
+
+
+@pytest.mark.parametrize(("platform", "kind"), [("seldon", "SeldonDeployment"), ("kserve", "InferenceService")])
+def test_the_component_names_the_kind_it_rendered(tmp_path: Path, model_dir: Path, platform: str, kind: str) -> None:
+    """The manifest artifact's metadata follows the platform; the images given as parameters are the ones rendered."""
+    from kfp_mlops.components.deploy.component import deploy
+
+    store, v = _store_with_versions(str(tmp_path / "store"), model_dir, "v1")
+    outputs = {
+        name: SimpleNamespace(path=str(tmp_path / "out" / name), metadata={})
+        for name in ("deployment", "manifest", "summary", "wandb_page", "wandb_files")
+    }
+    (tmp_path / "out").mkdir()
+    deploy.python_func(
+        registered=SimpleNamespace(path=str(_registered(tmp_path, store, v["v1"], None)), metadata={}),
+        **outputs,
+        store_root=store.root,
+        target="none",
+        platform=platform,
+        serving_image_v2="registry.example/mlserver:7",
+        service_account="model-reader",
+    )
+
+    assert outputs["manifest"].metadata == {"kind": kind, "platform": platform, "name": "iris", "namespace": "models"}
+    *_, rendered = yaml.safe_load_all(Path(outputs["manifest"].path).read_text())
+    assert rendered["kind"] == kind and "serviceAccountName: model-reader" in yaml.safe_dump(rendered)
+    assert "image: registry.example/mlserver:7" in Path(outputs["manifest"].path).read_text()
+
+
 def test_a_missing_model_is_refused(tmp_path: Path, model_dir: Path) -> None:
     store, v = _store_with_versions(str(tmp_path / "store"), model_dir, "v2")
     ghost = store.version_uri(MODEL, "v-gone")
@@ -270,6 +312,7 @@ def test_cluster_target_rolls_out_and_records_the_result(
     assert patch.body == yaml.safe_load((tmp_path / "manifest.yaml").read_text())
     env = patch.body["spec"]["predictors"][0]["componentSpecs"][0]["spec"]["containers"][0]["env"]
     assert {"name": "MODEL_URI", "value": store.version_uri(MODEL, v["v2"])} in env
+    assert {"name": "KFP_MLOPS_STORE", "value": store.root} in env  # the servers load versions of this store only
     assert not (Settings.from_env().home / "deployments").exists()  # the local stack's file is not touched
 
 
@@ -358,7 +401,9 @@ def test_rollout_starts_in_shadow_beside_the_champion(
         ("legacy", legacy, 100, False),
         ("challenger", challenger, 0, True),
     ]
-    serving = ServingOptions.from_settings(Settings.from_env(), prediction_log_uri=record["prediction_log_root"])
+    serving = ServingOptions.from_settings(
+        Settings.from_env(), prediction_log_uri=record["prediction_log_root"], store_root=store.root
+    )
     assert yaml.safe_load((tmp_path / "manifest.yaml").read_text()) == sd.render(spec, serving=serving)
     # The rollout knows the store and both versions; the champion is untouched until it promotes.
     state, _ = load_rollout(state_uri)

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from kfp.dsl import Metrics
 
 from kfp_mlops.components.rollout.component import rollout_step
 from kfp_mlops.core.config import Settings
@@ -29,8 +30,12 @@ def test_the_component_decides_records_and_returns_the_action(tmp_path: Path, mo
     traffic(log, T0 + timedelta(minutes=1), 600, challenger_quality=0.7, seed=12)
 
     decision = SimpleNamespace(path=str(tmp_path / "out" / "decision.json"), metadata={})
+    summary = SimpleNamespace(path=str(tmp_path / "out" / "summary.md"), metadata={})
+    metrics = Metrics(name="metrics", uri=str(tmp_path / "out" / "metrics"))
     action = rollout_step.python_func(
         decision=decision,
+        summary=summary,
+        metrics=metrics,
         state_uri=state,
         log_root=log,
         target="local",
@@ -46,3 +51,5 @@ def test_the_component_decides_records_and_returns_the_action(tmp_path: Path, mo
     # The local target writes the spec file under the KFP_MLOPS_HOME the component read at its entry.
     spec = json.loads((home / "deployments" / "fraud.json").read_text())
     assert {p["name"]: p["traffic"] for p in spec["predictors"]} == {"legacy": 95, "challenger": 5}
+    assert Path(summary.path).read_text().startswith("# Rollout step: promote")
+    assert metrics.metadata["action"] == 1.0 and metrics.metadata["challenger_share"] == 5.0

@@ -62,3 +62,21 @@ def test_bad_input_prints_and_writes_nothing(
         run_drift_command(str(files["profile"]), str(bad), tmp_path / "out")
     assert capsys.readouterr().out == ""
     assert not (tmp_path / "out").exists()
+
+
+def test_a_window_on_gcs_gets_the_local_verdict(
+    files: dict[str, Path], gcs_bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The window streamed from the GCS emulator: the verdict of the same file on disk (but where it came from)."""
+    from kfp_mlops.core import storage
+
+    uri = f"{gcs_bucket}/windows/december.parquet"
+    storage.upload_file(files["december"], uri)
+
+    remote = run_drift_command(str(files["profile"]), uri, None)
+    local = run_drift_command(str(files["profile"]), str(files["december"]), None)
+
+    assert remote.pop("inputs")["current"] == uri
+    assert remote == {k: v for k, v in local.items() if k != "inputs"}
+    assert remote["rows"] == 2_000 and remote["drift"] is True
+    capsys.readouterr()

@@ -23,7 +23,11 @@ Modules, in the order a check uses them:
   its interval;
 * :mod:`~kfp_mlops.drift.model_checks`: prediction and performance drift of a model, and its
   performance estimate on the window (:func:`estimate_performance`);
-* :mod:`~kfp_mlops.drift.check`: :func:`check_drift`, the verdict over features, model and dataset;
+* :mod:`~kfp_mlops.drift.check`: :func:`check_drift`, the verdict over features, model and dataset
+  (built from per-feature counts, so a streamed window gets the loaded window's verdict);
+* :mod:`~kfp_mlops.drift.window`: a Parquet window (local or ``gs://``) read in record batches;
+* :mod:`~kfp_mlops.drift.streaming`: :func:`check_window_at`, the check of the window at a
+  location, streamed in constant memory when it is Parquet, loaded when it is CSV;
 * :mod:`~kfp_mlops.drift.report`: Evidently's report, or a page saying why there is none;
 * :mod:`~kfp_mlops.drift.policy`: :class:`RetrainPolicy` and :func:`decide_retrain`, whether a
   verdict warrants a retrain (a performance drop beyond a tolerance, or severe drift; mild drift is
@@ -49,6 +53,7 @@ from kfp_mlops.drift.report import REPORT_FILE, build_report
 from kfp_mlops.drift.retrain_inputs import gather_retraining_data, history_before
 from kfp_mlops.drift.run import VERDICT_FILE, run_drift
 from kfp_mlops.drift.scores import bucket_counts
+from kfp_mlops.drift.streaming import check_window_at
 
 __all__ = [
     "METHOD",
@@ -64,6 +69,7 @@ __all__ = [
     "bucket_counts",
     "build_report",
     "check_drift",
+    "check_window_at",
     "classification_scores",
     "decide_retrain",
     "estimate_performance",

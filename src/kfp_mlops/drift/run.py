@@ -1,11 +1,12 @@
 """The drift check end to end: load the inputs, check, write the report and then the verdict.
 
 :func:`run_drift` is what the ``drift_check`` component, the ``kfp-mlops drift`` command and the
-drift demo call. Every input is loaded and checked before anything is written, so bad inputs leave
-no verdict behind; the verdict is written last, after the report it records. It carries the retrain
-policy's decision (:mod:`kfp_mlops.drift.policy`) as ``retrain``, with the champion's facts the
-policy needs: whether its estimator can be updated incrementally, and how many incremental updates
-in a row made it.
+drift demo call. A Parquet window is streamed in record batches, a CSV one loaded
+(:func:`~kfp_mlops.drift.streaming.check_window_at`). Every input is read and checked before
+anything is written, so bad inputs leave no verdict behind; the verdict is written last, after the
+report it records. It carries the retrain policy's decision (:mod:`kfp_mlops.drift.policy`) as
+``retrain``, with the champion's facts the policy needs: whether its estimator can be updated
+incrementally, and how many incremental updates in a row made it.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """manifests/ and the SeldonDeployment renderer: every kustomize overlay builds, and every resource is valid.
 
 SeldonDeployments are checked against the vendored CRD schema and Seldon's webhook rules
-(``seldon_deployment.problems``), core kinds with kubernetes-validate, the Prometheus Operator kinds
-structurally and against the metric names the serving runtimes export.
+(``seldon_deployment.problems``), KServe's InferenceServices and ServingRuntimes against theirs and
+KServe's webhook rules (``kserve.problems``), core kinds with kubernetes-validate, the Prometheus
+Operator kinds structurally and against the metric names the serving runtimes export.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import yaml
 
 from kfp_mlops.core.config import Settings
 from kfp_mlops.core.errors import ConfigError
-from kfp_mlops.serving.cluster import pod_security, resources
+from kfp_mlops.serving.cluster import kserve, kube_apply, platform, pod_security, resources
 from kfp_mlops.serving.cluster import seldon_deployment as sd
+from kfp_mlops.serving.cluster.kinds import KINDS
 from kfp_mlops.serving.cluster.resources import ServingOptions
 from kfp_mlops.serving.spec import DeploymentSpec, InvalidSpec, PredictorSpec
 
@@ -34,6 +36,9 @@ PREDICTORS = {
     "ab": [("a", 90, False), ("b", 10, False)],
     "shadow": [("main", 100, False), ("shadow", 0, True)],
 }
+# The KServe overlays (on manifests/overlays/kserve, the base without Seldon) and their InferenceService's
+# canaryTrafficPercent (None: the predictor alone).
+KSERVE_OVERLAYS = {"kserve-single": None, "kserve-canary": 10}
 # Core kinds are validated against these Kubernetes versions' schemas.
 K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
 CORE_API_VERSIONS = ("v1", "rbac.authorization.k8s.io/v1")
@@ -51,18 +56,29 @@ def _kubectl() -> str:
     return kubectl
 
 
-@pytest.fixture(scope="module")
-def built() -> dict[str, list[dict[str, Any]]]:
+def _build(overlays: Any) -> dict[str, list[dict[str, Any]]]:
     """Each overlay's resources, as `kubectl kustomize` builds them."""
     kubectl = _kubectl()
     result = {}
-    for overlay in OVERLAYS:
+    for overlay in overlays:
         done = subprocess.run(
             [kubectl, "kustomize", str(MANIFESTS / "overlays" / overlay)], capture_output=True, text=True, timeout=60
         )
         assert done.returncode == 0, f"kubectl kustomize overlays/{overlay} failed: {done.stderr}"
         result[overlay] = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
     return result
+
+
+@pytest.fixture(scope="module")
+def built() -> dict[str, list[dict[str, Any]]]:
+    """Each Seldon overlay's resources."""
+    return _build(OVERLAYS)
+
+
+@pytest.fixture(scope="module")
+def kserve_built() -> dict[str, list[dict[str, Any]]]:
+    """Each KServe overlay's resources."""
+    return _build(KSERVE_OVERLAYS)
 
 
 @pytest.fixture()
@@ -348,6 +364,109 @@ def test_no_secret_values_anywhere() -> None:
 
 def test_no_secret_kind_is_built(built: dict[str, list[dict[str, Any]]]) -> None:
     assert all(doc["kind"] != "Secret" for docs in built.values() for doc in docs)
+
+
+# -- the KServe overlays ----------------------------------------------------------------------------
+
+
+def test_the_kserve_overlays_swap_the_seldondeployment_for_kserve_kinds(
+    built: dict[str, list[dict[str, Any]]], kserve_built: dict[str, list[dict[str, Any]]]
+) -> None:
+    """Everything else of the base (namespace, service account, monitoring, alerts, dashboards) stays."""
+    seldon_kinds = sorted(d["kind"] for d in built["single"] if d["kind"] != "SeldonDeployment")
+    for overlay, docs in kserve_built.items():
+        assert sorted(d["kind"] for d in docs) == sorted([*seldon_kinds, "ServingRuntime", "InferenceService"]), overlay
+        for doc in docs:
+            if doc["kind"] != "Namespace":
+                assert doc["metadata"]["namespace"] in ("models", "kubeflow"), (overlay, doc["kind"])
+        isvc, namespace = _one(docs, "InferenceService"), _one(docs, "Namespace")
+        assert isvc["metadata"]["namespace"] == namespace["metadata"]["name"]
+        assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_kserve_resources_pass_the_schemas_the_webhook_rules_and_the_restricted_standard(
+    kserve_built: dict[str, list[dict[str, Any]]],
+) -> None:
+    for overlay, docs in kserve_built.items():
+        isvc, runtime = _one(docs, "InferenceService"), _one(docs, "ServingRuntime")
+        assert kserve.problems(isvc) == [] and kserve.runtime_problems(runtime) == [], overlay
+        assert kserve.pod_problems(isvc, runtime) == [], overlay
+        predictor = isvc["spec"]["predictor"]
+        assert predictor.get("canaryTrafficPercent") == KSERVE_OVERLAYS[overlay], overlay
+        assert predictor["model"]["runtime"] == runtime["metadata"]["name"] == kserve.RUNTIME_NAME
+        if KSERVE_OVERLAYS[overlay] is not None:  # the champion keeps the rest: named for the deploy's check
+            annotations = isvc["metadata"]["annotations"]
+            assert annotations[kserve.STABLE_PREDICTOR] == "a" and annotations[kserve.STABLE_MODEL_URI].endswith(
+                "/CHAMPION"
+            )
+            assert kserve.rolled_out(isvc) == ("a", annotations[kserve.STABLE_MODEL_URI])
+
+
+def test_kserve_rbac_allows_only_what_the_deploy_applies(kserve_built: dict[str, list[dict[str, Any]]]) -> None:
+    """The hint of a 403 names manifests/overlays/kserve/rbac.yaml: it must grant exactly the kinds deploy applies."""
+    docs = kserve_built["kserve-single"]
+    role, binding = _one(docs, "Role"), _one(docs, "RoleBinding")
+    assert role["metadata"]["namespace"] == _one(docs, "InferenceService")["metadata"]["namespace"]
+    applied = {KINDS[k].plural for k in (kserve.KIND, kserve.RUNTIME_KIND)}
+    assert role["rules"] == [
+        {"apiGroups": [kserve.GROUP], "resources": sorted(applied), "verbs": ["get", "create", "patch", "delete"]}
+    ]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "kfp-mlops-deployer", "namespace": "kubeflow"}]
+    hint = kube_apply._hint(403, KINDS[kserve.KIND], "models")
+    [path] = re.findall(r"manifests/\S+\.yaml", hint)
+    assert (ROOT / path).is_file() and path == "manifests/overlays/kserve/rbac.yaml"
+
+
+def test_kserve_pods_are_scraped_on_mlservers_metrics_port(kserve_built: dict[str, list[dict[str, Any]]]) -> None:
+    """A Knative container declares one port (HTTP), so the v2 metrics Service targets the metrics port by number."""
+    from kfp_mlops.serving.metrics import METRICS_PATH
+
+    docs = kserve_built["kserve-single"]
+    isvc, runtime, monitor = _one(docs, "InferenceService"), _one(docs, "ServingRuntime"), _one(docs, "ServiceMonitor")
+    pod_labels = isvc["spec"]["predictor"]["labels"]
+    [service] = [s for s in docs if s["kind"] == "Service" and s["spec"]["selector"].items() <= pod_labels.items()]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    [port] = service["spec"]["ports"]
+    [endpoint] = monitor["spec"]["endpoints"]
+    env = {e["name"]: e["value"] for e in runtime["spec"]["containers"][0]["env"]}
+    assert (port["name"], endpoint["path"]) == (endpoint["port"], METRICS_PATH)
+    assert port["targetPort"] == int(env["MLSERVER_METRICS_PORT"]) and env["MLSERVER_METRICS_ENDPOINT"] == METRICS_PATH
+
+
+def test_kserve_core_kinds_validate_against_kubernetes_schemas(kserve_built: dict[str, list[dict[str, Any]]]) -> None:
+    for docs in kserve_built.values():
+        for doc in docs:
+            if doc["apiVersion"] in CORE_API_VERSIONS:
+                for version in K8S_VERSIONS:
+                    kubernetes_validate.validate(doc, version, strict=True)
+
+
+@pytest.mark.parametrize("overlay", sorted(KSERVE_OVERLAYS))
+def test_rendered_kserve_files_are_current(overlay: str, default_images: Settings) -> None:
+    """Each kserve.yaml is what its deployment-spec.json renders to (runtime, then InferenceService)."""
+    folder = MANIFESTS / "overlays" / overlay
+    serving = ServingOptions.from_settings(default_images)
+    expected = platform.render_file(folder / "deployment-spec.json", platform="kserve", serving=serving)
+    where = f"manifests/overlays/{overlay}"
+    assert (folder / "kserve.yaml").read_text() == expected, (
+        f"{where}/kserve.yaml is stale: run `.venv/bin/python -m kfp_mlops.serving.cluster.platform "
+        f"{where}/deployment-spec.json --platform kserve -o {where}/kserve.yaml`"
+    )
+
+
+def test_the_platform_render_cli_writes_both_objects_and_refuses_a_shadow(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(DeploymentSpec.single("iris", "gs://b/m").to_dict()))
+    assert platform.main([str(spec), "--platform", "kserve", "-o", str(tmp_path / "out.yaml")]) == 0
+    docs = list(yaml.safe_load_all((tmp_path / "out.yaml").read_text()))
+    assert [d["kind"] for d in docs] == ["ServingRuntime", "InferenceService"]
+
+    spec.write_text(json.dumps(DeploymentSpec.with_shadow("iris", "gs://b/1", "gs://b/2").to_dict()))
+    assert platform.main([str(spec), "--platform", "kserve"]) == 1
+    assert "KServe has no shadow predictor" in capsys.readouterr().err
 
 
 # -- the rendered files --------------------------------------------------------------------------

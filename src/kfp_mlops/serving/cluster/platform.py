@@ -9,15 +9,24 @@ there does not roll it out already -- a first ``ab`` deploy, or a rollout's firs
 champion was deployed ``single`` under another predictor name -- the stable predictor is rolled out
 alone first, then the split applied. A failure of that second apply restores the stable predictor
 alone, which then serves everything.
+
+``python -m kfp_mlops.serving.cluster.platform SPEC --platform kserve -o FILE`` renders a spec file
+(the kustomize overlays' ``kserve.yaml``; Seldon's files come from :mod:`.seldon_deployment`).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kfp_mlops.core.errors import ConfigError
+from kfp_mlops.core.config import Settings
+from kfp_mlops.core.errors import ConfigError, MlopsError
 from kfp_mlops.serving.cluster import kserve, kube_apply, seldon_deployment
-from kfp_mlops.serving.cluster.resources import ServingOptions
+from kfp_mlops.serving.cluster.resources import ServingOptions, to_yaml
 from kfp_mlops.serving.spec import DeploymentSpec
 
 if TYPE_CHECKING:
@@ -94,3 +103,45 @@ def deploy(
     for prerequisite in prerequisites:
         kube_apply.apply(prerequisite, client=client)
     return kube_apply.apply_and_wait(manifest, client=client, timeout_s=timeout_s, poll_s=poll_s, settle_s=settle_s)
+
+
+def render_file(spec_path: Path, *, platform: str, serving: ServingOptions) -> str:
+    """The YAML file of what the spec document at ``spec_path`` renders to on ``platform``, with a header.
+
+    Raises:
+        MlopsError: the file is unreadable or not JSON; ConfigError, InvalidSpec as :func:`render`.
+    """
+    header = (
+        f"# Rendered from {spec_path.name} by `python -m kfp_mlops.serving.cluster.platform --platform {platform}`: "
+        "edit the spec, then render again.\n"
+    )
+    try:
+        spec = DeploymentSpec.from_dict(json.loads(spec_path.read_text()))
+    except (OSError, ValueError) as exc:
+        raise MlopsError(f"deployment spec {spec_path}: cannot read: {exc}") from None
+    return header + "---\n".join(to_yaml(doc) for doc in render(spec, platform=platform, serving=serving))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Renders a spec file for a platform to a YAML file (or stdout), with the images the environment sets."""
+    parser = argparse.ArgumentParser(
+        prog="python -m kfp_mlops.serving.cluster.platform", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("spec", type=Path, help="deployment spec JSON (DeploymentSpec.to_dict)")
+    parser.add_argument("--platform", choices=PLATFORMS, default="kserve", help="serving platform")
+    parser.add_argument("-o", "--output", type=Path, default=None, help="write here instead of stdout")
+    args = parser.parse_args(argv)
+    try:
+        text = render_file(args.spec, platform=args.platform, serving=ServingOptions.from_settings(Settings.from_env()))
+    except MlopsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE_REPO ?= ghcr.io/kfp-mlops
 COMPONENT_IMAGE ?= $(IMAGE_REPO)/component:$(VERSION)
+SERVING_IMAGE_V2 ?= $(IMAGE_REPO)/mlserver:$(VERSION)
+SERVING_IMAGE_SELDON ?= $(IMAGE_REPO)/seldon:$(VERSION)
 PYTEST_ARGS ?=
 
 .PHONY: env tools run test test-fast lint compile images push-images bench constraints clean
@@ -69,14 +71,18 @@ test-fast: env
 compile: env
 	$(BIN)/kfp-mlops compile --image $(COMPONENT_IMAGE)
 
-## images: the component image (needs a Docker engine)
+## images: the component image and both model-server images (needs a Docker engine)
 images:
 	docker build -f images/component/Dockerfile -t $(COMPONENT_IMAGE) .
-	docker build -f images/mlserver/Dockerfile -t $(IMAGE_REPO)/mlserver:$(VERSION) .
-	docker build -f images/seldon/Dockerfile -t $(IMAGE_REPO)/seldon:$(VERSION) .
+	docker build -f images/mlserver/Dockerfile -t $(SERVING_IMAGE_V2) .
+	docker build -f images/seldon/Dockerfile -t $(SERVING_IMAGE_SELDON) .
 
+## push-images: all three images to IMAGE_REPO; pass the same names to compile (--image) and to runs
+## (serving_image_v2, serving_image_seldon), as the README's cluster section shows
 push-images: images
 	docker push $(COMPONENT_IMAGE)
+	docker push $(SERVING_IMAGE_V2)
+	docker push $(SERVING_IMAGE_SELDON)
 
 ## bench: local pipeline timings and per-task overhead
 bench: env

@@ -9,7 +9,7 @@ SERVING_IMAGE_V2 ?= $(IMAGE_REPO)/mlserver:$(VERSION)
 SERVING_IMAGE_SELDON ?= $(IMAGE_REPO)/seldon:$(VERSION)
 PYTEST_ARGS ?=
 
-.PHONY: env tools run test test-fast lint compile images push-images bench constraints clean
+.PHONY: env tools run test test-fast lint compile images push-images bench constraints clean image-env seldon-env
 
 env: $(VENV)/.installed
 
@@ -38,7 +38,7 @@ run: env
 	$(BIN)/kfp-mlops run training --deploy-mode single
 
 ## test: the static checks, then every test, including whole-pipeline and notebook runs
-test: env seldon-env tools lint
+test: env seldon-env image-env tools lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## lint: ruff (lint and format check) and mypy on the package, components and pipelines; the import
@@ -61,6 +61,26 @@ $(SELDON_VENV)/.installed: pyproject.toml constraints-seldon.txt
 	$(SELDON_VENV)/bin/python -m pip install --quiet -r constraints-seldon.txt
 	$(SELDON_VENV)/bin/python -m pip check
 	$(SELDON_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+## image-env: .venv-image, built like the component image (images/component/Dockerfile): Python 3.11, the
+## Dockerfile's build context copied apart and installed with its command (not editable, no dev extras).
+## tests/test_compiled_pipelines.py runs the compiled pipelines in it and checks that it matches the Dockerfile;
+## it is rebuilt when anything copied into the image changes.
+IMAGE_VENV ?= .venv-image
+IMAGE_PYTHON ?= $(firstword $(shell PYENV_VERSION=3.11 python3.11 -c 'import sys; print(sys.executable)' 2>/dev/null) \
+                 $(wildcard $(HOME)/.pyenv/versions/3.11*/bin/python3.11) python3.11)
+IMAGE_CONTEXT := constraints.txt pyproject.toml README.md src components pipelines manifests
+IMAGE_INSTALL := pip install -c constraints.txt . && pip check
+
+image-env: $(IMAGE_VENV)/.installed
+
+$(IMAGE_VENV)/.installed: $(shell find $(IMAGE_CONTEXT) -type f -not -path '*/__pycache__/*' 2>/dev/null)
+	test -x $(IMAGE_VENV)/bin/pip || { $(IMAGE_PYTHON) -m venv $(IMAGE_VENV) && $(IMAGE_VENV)/bin/python -m pip install --quiet --upgrade pip; }
+	rm -rf $(IMAGE_VENV)/context && mkdir $(IMAGE_VENV)/context
+	cp -R $(IMAGE_CONTEXT) $(IMAGE_VENV)/context/
+	cd $(IMAGE_VENV)/context && PATH="$(abspath $(IMAGE_VENV))/bin:$$PATH" PIP_QUIET=1 $(IMAGE_INSTALL)
+	rm -rf $(IMAGE_VENV)/context
 	touch $@
 
 ## test-fast: skip the tests that run whole pipelines or notebooks
@@ -99,4 +119,4 @@ constraints:
 	rm -rf .constraints-venv
 
 clean:
-	rm -rf $(VENV) .kfp-mlops .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(IMAGE_VENV) .kfp-mlops .pytest_cache build *.egg-info

@@ -19,6 +19,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 QUICKSTART = NOTEBOOKS / "01_quickstart.ipynb"
 DRIFT_NOTEBOOK = NOTEBOOKS / "02_drift_and_retrain.ipynb"
 ROLLOUT_NOTEBOOK = NOTEBOOKS / "03_safe_rollout.ipynb"
+LIFECYCLE_NOTEBOOK = NOTEBOOKS / "04_lifecycle.ipynb"
 CELL_TIMEOUT_S = 300
 _EXECUTABLE_MARK = "kernel executable: "
 
@@ -141,3 +142,15 @@ def test_rollout_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert any(text.startswith("check passed") for text in texts), texts[-2]
     assert any("image/png" in output.get("data", {}) for output in outputs), "the plot is not shown"
     assert (tmp_path / "demo-rollout" / "rollouts" / "challenger.json").is_file()
+
+
+@pytest.mark.slow
+def test_lifecycle_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """04_lifecycle: a holiday retrain promoted through its rollout, a corrupted one rolled back, no failed request."""
+    outputs, texts = _execute(LIFECYCLE_NOTEBOOK, tmp_path, monkeypatch)
+    assert any(text.startswith("check passed") for text in texts), texts[-2]
+    assert any("image/png" in output.get("data", {}) for output in outputs), "the plot is not shown"
+    assert (tmp_path / "demo-lifecycle" / "lifecycle.png").is_file()
+    # The retrains ran as monitoring runs, the promotions and the rollback as rollout runs.
+    runs = sorted(p.name.split("-")[0] for p in (tmp_path / "home" / "runs").iterdir())
+    assert runs.count("monitoring") == 2 and runs.count("rollout") >= 3

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -97,3 +97,14 @@ def test_a_shadows_label_is_found_across_midnight(tmp_path: Path) -> None:
     assert uri is not None and "/labels/date=2026-11-02/" in uri  # the first prediction's date
     window = plog.join(root, midnight + timedelta(hours=6), since=midnight)  # the challenger's row only
     assert list(zip(window["predictor"], window["label"])) == [("challenger", 1.0)]
+
+
+def test_label_times_are_stored_in_utc(tmp_path: Path) -> None:
+    root = str(tmp_path)
+    shadow_log(root)
+    paris = timezone(timedelta(hours=1))
+    naive_utc = (T0 + timedelta(hours=1)).replace(tzinfo=None)
+    plog.record_labels(root, [("r0", 0, naive_utc), ("r1", 1, (T0 + timedelta(hours=2)).astimezone(paris))])
+    labels = plog.read_labels(root)
+    assert list(labels["labelled_at"]) == [T0 + timedelta(hours=1), T0 + timedelta(hours=2)]
+    assert str(labels["labelled_at"].dt.tz) == "UTC"

@@ -80,46 +80,58 @@ def record_labels(
     Raises:
         DataError: see the module docstring; the message names the ids, and nothing is written.
     """
+    import pandas as pd
+
     batch, malformed = _parse(labels)
     if not batch and not malformed:
         return None
-    ids = [request_id for request_id, _, _ in batch]
-    moments = [at for _, _, at in batch]
-    first_seen = _first_predictions(
-        root, set(ids), min(moments, default=None), max(moments, default=None), label_window
-    )
-    recorded = _recorded(root, set(ids), sorted({at.date() for at in first_seen.values()}))
+    # Columnar from here on: the checks cost a few vectorised passes, not Python per label.
+    frame = pd.DataFrame(batch, columns=list(LABEL_COLUMNS))
+    frame["labelled_at"] = pd.to_datetime(frame["labelled_at"], utc=True)
+    ids = set(frame["request_id"])
+    if ids:
+        first = _first_predictions(root, ids, frame["labelled_at"].min(), frame["labelled_at"].max(), label_window)
+    else:  # every entry malformed
+        first = pd.Series(dtype="datetime64[us, UTC]")
+    frame["predicted_at"] = frame["request_id"].map(first)
+    dates = sorted(day.date() for day in first.dt.floor("D").unique())
+    recorded = _recorded(root, ids, dates).set_index("request_id")
+    frame = frame.join(recorded, on="request_id", rsuffix="_recorded")
 
-    seen: set[str] = set()
-    unknown: list[str] = []
-    duplicates: list[str] = []
-    early: list[str] = []
-    new: list[tuple[str, int, datetime]] = []
-    for request_id, label, labelled_at in batch:
-        before = recorded.get(request_id)
-        if request_id in seen or (before is not None and before != (label, labelled_at)):
-            duplicates.append(request_id)
-        elif before is None:
-            new.append((request_id, label, labelled_at))
-        seen.add(request_id)
-        if request_id not in first_seen:
-            unknown.append(request_id)
-        elif labelled_at < first_seen[request_id]:
-            predicted = first_seen[request_id].isoformat()
-            early.append(f"{request_id} (labelled {labelled_at.isoformat()}, predicted {predicted})")
+    unknown = frame["predicted_at"].isna()
+    early = ~unknown & (frame["labelled_at"] < frame["predicted_at"])
+    already = frame["label_recorded"].notna()
+    changed = already & (
+        (frame["label"] != frame["label_recorded"]) | (frame["labelled_at"] != frame["labelled_at_recorded"])
+    )
+    duplicated = frame["request_id"].duplicated(keep=False) | changed
     problems = [
         f"{what} [{len(found)}]: {some(found)}"
         for what, found in (
             ("malformed label(s)", malformed),
-            (f"unknown request id(s) (no prediction in the {label_window} before the label)", unknown),
-            ("duplicate label(s) (twice in the batch or already recorded)", sorted(set(duplicates))),
-            ("label(s) timestamped before their prediction", early),
+            (
+                f"unknown request id(s) (no prediction in the {label_window} before the label)",
+                list(frame.loc[unknown, "request_id"]),
+            ),
+            (
+                "duplicate label(s) (twice in the batch or already recorded)",
+                sorted(set(frame.loc[duplicated, "request_id"])),
+            ),
+            (
+                "label(s) timestamped before their prediction",
+                [
+                    f"{r} (labelled {at.isoformat()}, predicted {p.isoformat()})"
+                    for r, at, p in frame.loc[early, ["request_id", "labelled_at", "predicted_at"]].itertuples(
+                        index=False
+                    )
+                ],
+            ),
         )
         if found
     ]
     if problems:
         raise DataError(f"labels for {storage.join(root, LABELS)} rejected, nothing written: {'; '.join(problems)}")
-    return _write(root, new, first_seen)
+    return _write(root, frame.loc[~already, ["request_id", "label", "labelled_at", "predicted_at"]])
 
 
 def read_labels(root: str, *, dates: Iterable[date] | None = None) -> pd.DataFrame:
@@ -146,26 +158,22 @@ def _parse(labels: Iterable[tuple[str, int | bool, datetime]]) -> tuple[list[tup
             continue
         if not isinstance(request_id, str) or not request_id:
             malformed.append(f"request id {request_id!r} must be a non-empty string")
-        elif not (isinstance(label, bool) or (isinstance(label, numbers.Integral) and label in (0, 1))):
+        elif not (type(label) in (int, bool) or isinstance(label, numbers.Integral)) or label not in (0, 1):
             malformed.append(f"{request_id}: label {label!r} must be 0 or 1")
         elif not isinstance(labelled_at, datetime):
             malformed.append(f"{request_id}: labelled_at {labelled_at!r} must be a datetime")
         else:
-            batch.append((request_id, int(label), as_utc(labelled_at, "labelled_at")))
+            batch.append((request_id, int(label), labelled_at))  # made UTC column-wise (naive: taken as UTC)
     return batch, malformed
 
 
-def _first_predictions(
-    root: str, ids: set[str], earliest: datetime | None, latest: datetime | None, window: timedelta
-) -> dict[str, datetime]:
-    """When each of ``ids`` was first predicted, scanning hours newest first until all are found."""
-    if not ids or earliest is None or latest is None:
-        return {}
+def _first_predictions(root: str, ids: set[str], earliest: datetime, latest: datetime, window: timedelta) -> pd.Series:
+    """When each of ``ids`` was first predicted (by request id), scanning hours newest first until all are found."""
     by_hour: dict[datetime, list[Segment]] = {}
-    for segment in prediction_segments(root, earliest - window, latest):
+    for segment in prediction_segments(root, as_utc(earliest, "labelled_at") - window, as_utc(latest, "labelled_at")):
         by_hour.setdefault(segment.start, []).append(segment)
-    wanted = pa.array(sorted(ids), pa.string())
-    first: dict[str, datetime] = {}
+    wanted = pa.array(list(ids), pa.string())
+    found: list[pa.Table] = []
     missing = set(ids)
     hours = sorted(by_hour, reverse=True)
     start, size = 0, 1
@@ -173,58 +181,37 @@ def _first_predictions(
         # Steps of 1, 2, 4... hours: at most twice the hours needed, in few rounds of concurrent reads.
         step = hours[start : start + size]
         start, size = start + size, 2 * size
-        missing -= _found(step, by_hour, wanted, first)
+        found.append(_read(step, by_hour, wanted))
+        missing -= set(found[-1]["request_id"].to_pylist())
         if not missing:
             # A shadow's predictions of one request, moments apart, may sit in the hour before
             # the oldest one read: read it too, for the first prediction.
-            _found([step[-1] - timedelta(hours=1)], by_hour, wanted, first)
-    return first
+            found.append(_read([step[-1] - timedelta(hours=1)], by_hour, wanted))
+    table = pa.concat_tables(found) if found else PREDICTION_SCHEMA.empty_table().select(["request_id", "timestamp"])
+    first = table.group_by("request_id").aggregate([("timestamp", "min")]).to_pandas()
+    return first.set_index("request_id")["timestamp_min"]
 
 
-def _found(
-    hours: list[datetime], by_hour: dict[datetime, list[Segment]], wanted: pa.Array, first: dict[str, datetime]
-) -> set[str]:
-    """Reads ``hours``' predictions of the ``wanted`` ids into ``first``; returns the ids found."""
+def _read(hours: list[datetime], by_hour: dict[datetime, list[Segment]], wanted: pa.Array) -> pa.Table:
+    """``hours``' predictions of the ``wanted`` ids: request id and time."""
     segments = [segment for hour in hours for segment in by_hour.get(hour, [])]
-    table = read_segments(segments, PREDICTION_SCHEMA, columns=["request_id", "timestamp"], only_ids=wanted)
-    table = table.group_by("request_id").aggregate([("timestamp", "min")])
-    for request_id, moment in zip(table["request_id"].to_pylist(), table["timestamp_min"].to_pylist()):
-        first[request_id] = min(moment, first.get(request_id, moment))
-    return set(table["request_id"].to_pylist())
+    return read_segments(segments, PREDICTION_SCHEMA, columns=["request_id", "timestamp"], only_ids=wanted)
 
 
-def _recorded(root: str, ids: set[str], dates: list[date]) -> dict[str, tuple[int, datetime]]:
-    """The labels already recorded for ``ids`` (label, labelled_at), from the partitions of ``dates``."""
-    if not ids or not dates:
-        return {}
-    wanted = pa.array(sorted(ids), pa.string())
-    table = read_segments(label_segments(root, dates), LABEL_SCHEMA, columns=list(LABEL_COLUMNS), only_ids=wanted)
-    return {
-        request_id: (label, at)
-        for request_id, label, at in zip(
-            table["request_id"].to_pylist(), table["label"].to_pylist(), table["labelled_at"].to_pylist()
-        )
-    }
+def _recorded(root: str, ids: set[str], dates: list[date]) -> pd.DataFrame:
+    """The labels already recorded for ``ids``, from the partitions of ``dates``: request id, label, labelled_at."""
+    wanted = pa.array(list(ids), pa.string())
+    segments = label_segments(root, dates) if dates else []
+    return read_segments(segments, LABEL_SCHEMA, columns=list(LABEL_COLUMNS), only_ids=wanted).to_pandas()
 
 
-def _write(root: str, new: list[tuple[str, int, datetime]], first_seen: dict[str, datetime]) -> str | None:
-    by_date: dict[date, list[tuple[str, int, datetime]]] = {}
-    for entry in new:
-        by_date.setdefault(first_seen[entry[0]].date(), []).append(entry)
+def _write(root: str, new: pd.DataFrame) -> str | None:
+    """One segment per prediction date; then the label partitions written to are compacted if crowded."""
+    days = new["predicted_at"].dt.date
     uri = None
-    for day, entries in sorted(by_date.items()):
-        latest = max(at for _, _, at in entries)
-        name = f"{latest:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}{SEGMENT_SUFFIX}"
+    for day, entries in new.groupby(days, sort=True):
+        name = f"{entries['labelled_at'].max():%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}{SEGMENT_SUFFIX}"
         uri = storage.join(label_partition(root, day), name)
-        table = pa.table(
-            {
-                "request_id": [r for r, _, _ in entries],
-                "label": [y for _, y, _ in entries],
-                "labelled_at": [at for _, _, at in entries],
-                "predicted_at": [first_seen[r] for r, _, _ in entries],
-            },
-            schema=LABEL_SCHEMA,
-        )
-        write_segment(uri, table)
-    compaction.compact_labels(root, list(by_date))
+        write_segment(uri, pa.Table.from_pandas(entries, schema=LABEL_SCHEMA, preserve_index=False))
+    compaction.compact_labels(root, sorted(set(days)))
     return uri

@@ -136,8 +136,7 @@ def read_segments(
         with_predictor: Add the path's ``predictor`` as a column.
         distinct: Drop rows that are exact copies of another row of their partition (a compaction
             caught between its write and its deletions).
-        only_ids: Keep only the rows whose ``request_id`` is one of these (filtered segment by
-            segment: what is held stays the size of the answer).
+        only_ids: Keep only the rows whose ``request_id`` is one of these.
 
     Raises:
         DataError: a segment is not readable Parquet of this log.
@@ -149,13 +148,11 @@ def read_segments(
 
     def one(segment: Segment) -> pa.Table | StorageError:
         try:
-            data = storage.read_bytes(segment.uri)
+            # Only the columns asked for are read (locally; on gs:// a segment is one ranged read).
+            with storage.open_reader(segment.uri) as reader:
+                table = pq.read_table(reader, columns=names)
         except StorageError as exc:
             return exc
-        try:
-            table = pq.read_table(pa.BufferReader(data), columns=names)
-            if only_ids is not None:
-                table = table.filter(pc.is_in(table["request_id"], value_set=only_ids))
         except (pa.ArrowException, OSError) as exc:
             raise DataError(f"{segment.uri}: not a prediction log segment (Parquet): {exc}") from None
         if with_predictor:
@@ -180,7 +177,9 @@ def read_segments(
     tables = list(read.values())
     if distinct:
         tables = _without_copies(list(read), tables)
-    return pa.concat_tables(tables)
+    table = pa.concat_tables(tables)
+    # Once for all segments: the lookup set of ``only_ids`` is built once, not once per segment.
+    return table if only_ids is None else table.filter(pc.is_in(table["request_id"], value_set=only_ids))
 
 
 def _without_copies(segments: Sequence[Segment], tables: list[pa.Table]) -> list[pa.Table]:

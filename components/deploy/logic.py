@@ -289,6 +289,7 @@ def run_deploy(
         service_account=service_account,
         prediction_log_uri=log_root,
         request_logger_url=request_logger_url,
+        store_root=store_root,
     )
     registered = json.loads(Path(registered_path).read_text())
     plan = plan_deployment(

@@ -24,7 +24,7 @@ from kfp_mlops.rollout.records import Tracking
 from kfp_mlops.rollout.state import StoredModels
 from kfp_mlops.serving.prediction_log import PredictionLogWriter, PredictionRecord, record_labels
 from kfp_mlops.serving.spec import DeploymentSpec
-from tests.support.models import iris_model
+from tests.support.models import iris_model, register
 
 T0 = datetime(2026, 11, 2, tzinfo=timezone.utc)
 PLAN = StagePlan(
@@ -54,9 +54,17 @@ class Recorder:
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Legacy and challenger model folders, as train writes them."""
     root = tmp_path_factory.mktemp("models")
-    return {"legacy": str(iris_model(root / "legacy")), "challenger": str(iris_model(root / "challenger", seed=1))}
+    return {"legacy": iris_model(root / "legacy"), "challenger": iris_model(root / "challenger", seed=1)}
+
+
+@pytest.fixture()
+def models(folders: dict[str, Path]) -> dict[str, str]:
+    """Both models as versions of the settings' store, the only folders a server (and the controller) loads."""
+    store = Settings.from_env().store_root
+    return {name: register(store, folder, name="fraud").uri for name, folder in folders.items()}
 
 
 def traffic(
@@ -211,18 +219,18 @@ def test_decisions_are_logged_to_wandb(models: dict[str, str], tmp_path: Path, m
     assert len(runs) == 1
 
 
-def _registered_models(tmp_path: Path, models: dict[str, str]) -> tuple[StoredModels, str, str]:
+def _registered_models(tmp_path: Path, folders: dict[str, Path]) -> tuple[StoredModels, str, str]:
     """A store where ``legacy`` is champion and ``challenger`` a candidate; their version folders."""
     store = ModelStore(str(tmp_path / "store"))
-    legacy = store.publish("fraud", models["legacy"], profile_path=None, evaluation={"passed": True})
+    legacy = register(store.root, folders["legacy"], name="fraud")
     store.promote(legacy, expected_champion=None, by="deploy single", reasons=["first model of fraud"])
-    challenger = store.publish("fraud", models["challenger"], profile_path=None, evaluation={"passed": True})
+    challenger = register(store.root, folders["challenger"], name="fraud")
     store.record_status("fraud", challenger.version, CANDIDATE, by="register", reasons=["gate passed"])
     return StoredModels(store.root, "fraud", legacy.version, challenger.version), legacy.uri, challenger.uri
 
 
-def test_the_promotion_moves_the_champion_pointer_and_records_why(models: dict[str, str], tmp_path: Path) -> None:
-    stored, legacy, challenger = _registered_models(tmp_path, models)
+def test_the_promotion_moves_the_champion_pointer_and_records_why(folders: dict[str, Path], tmp_path: Path) -> None:
+    stored, legacy, challenger = _registered_models(tmp_path, folders)
     store = ModelStore(stored.store_root)
     state_uri, log, target = str(tmp_path / "rollout.json"), str(tmp_path / "log"), Recorder()
     rc.start(state_uri, PLAN, legacy, challenger, base=BASE, target=target, at=T0, stored=stored, log_root=log)
@@ -252,8 +260,8 @@ def test_the_promotion_moves_the_champion_pointer_and_records_why(models: dict[s
     assert json.loads(Path(final.artifact).read_text())["store"] == final.record["store"]
 
 
-def test_a_rollback_rejects_the_challenger_and_leaves_the_champion(models: dict[str, str], tmp_path: Path) -> None:
-    stored, legacy, challenger = _registered_models(tmp_path, models)
+def test_a_rollback_rejects_the_challenger_and_leaves_the_champion(folders: dict[str, Path], tmp_path: Path) -> None:
+    stored, legacy, challenger = _registered_models(tmp_path, folders)
     store = ModelStore(stored.store_root)
     before = store.champion_pointer("fraud")
     state_uri, log, target = str(tmp_path / "rollout.json"), str(tmp_path / "log"), Recorder()
@@ -270,15 +278,15 @@ def test_a_rollback_rejects_the_challenger_and_leaves_the_champion(models: dict[
 
 
 def test_a_champion_that_moved_meanwhile_turns_the_promotion_into_a_rollback(
-    models: dict[str, str], tmp_path: Path
+    folders: dict[str, Path], tmp_path: Path
 ) -> None:
-    stored, legacy, challenger = _registered_models(tmp_path, models)
+    stored, legacy, challenger = _registered_models(tmp_path, folders)
     store = ModelStore(stored.store_root)
     plan = dataclasses.replace(PLAN, shadow=False)  # straight to canary-5, whose promotion is the last
     state_uri, log, target = str(tmp_path / "rollout.json"), str(tmp_path / "log"), Recorder()
     rc.start(state_uri, plan, legacy, challenger, base=BASE, target=target, at=T0, stored=stored)
     # Someone crowned another version while the rollout ran (outside any rollout).
-    other = store.publish("fraud", models["legacy"], profile_path=None, evaluation={"passed": True})
+    other = register(store.root, folders["legacy"], name="fraud")
     store.promote(other, expected_champion=stored.legacy_version, by="by hand", reasons=["a hotfix"])
     traffic(log, T0 + timedelta(minutes=1), 700, challenger_quality=0.7, seed=25, predictors=("legacy",))
     traffic(log, T0 + timedelta(minutes=1), 700, challenger_quality=0.7, seed=26, predictors=("challenger",))
@@ -293,9 +301,9 @@ def test_a_champion_that_moved_meanwhile_turns_the_promotion_into_a_rollback(
 
 
 def test_a_rollout_starts_only_against_the_champion_and_rolls_back_a_first_stage_that_fails(
-    models: dict[str, str], tmp_path: Path
+    folders: dict[str, Path], tmp_path: Path
 ) -> None:
-    stored, legacy, challenger = _registered_models(tmp_path, models)
+    stored, legacy, challenger = _registered_models(tmp_path, folders)
     store = ModelStore(stored.store_root)
     state_uri, target = str(tmp_path / "rollout.json"), Recorder()
     stale = dataclasses.replace(stored, legacy_version="v-old")
@@ -311,3 +319,31 @@ def test_a_rollout_starts_only_against_the_champion_and_rolls_back_a_first_stage
     assert [(p.name, p.traffic) for p in target.specs[-1].predictors] == [("legacy", 100)]
     assert store.status("fraud", stored.challenger_version).status == REJECTED
     assert store.champion("fraud").version == stored.legacy_version
+
+
+def test_models_load_only_against_the_checksums_the_rollout_recorded(folders: dict[str, Path], tmp_path: Path) -> None:
+    """A registered model whose checksum in the rollout state differs from the store's is not served."""
+    stored, legacy, challenger = _registered_models(tmp_path, folders)
+    state_uri, log, target = str(tmp_path / "rollout.json"), str(tmp_path / "log"), Recorder()
+    started = rc.start(state_uri, PLAN, legacy, challenger, base=BASE, target=target, at=T0, stored=stored)
+    store = ModelStore(stored.store_root)
+    assert started.state.checksums == {
+        legacy: store.checksum("fraud", stored.legacy_version),
+        challenger: store.checksum("fraud", stored.challenger_version),
+    }
+    state, version = load_rollout(state_uri)
+    save_rollout(state_uri, dataclasses.replace(state, checksums={**state.checksums, challenger: "0" * 64}), version)
+    traffic(log, T0 + timedelta(minutes=1), 600, challenger_quality=0.7, seed=27)
+    before = Path(state_uri).read_text()
+
+    with pytest.raises(rc.RolloutError, match=r"challenger model at .* does not load .*differs from the one recorded"):
+        rc.step(state_uri, log, base=BASE, target=target, as_of=T0 + timedelta(hours=2), config=CONFIG)
+    assert Path(state_uri).read_text() == before and len(target.specs) == 1  # nothing recorded, traffic unchanged
+
+
+def test_a_folder_outside_the_store_is_refused_without_the_opt_out(folders: dict[str, Path], tmp_path: Path) -> None:
+    state_uri, target = str(tmp_path / "rollout.json"), Recorder()
+    legacy, challenger = str(folders["legacy"]), str(folders["challenger"])
+    with pytest.raises(rc.RolloutError, match=r"legacy model at .* is outside the model store"):
+        rc.start(state_uri, PLAN, legacy, challenger, base=BASE, target=target, at=T0)
+    assert not Path(state_uri).exists() and target.specs == []

@@ -15,7 +15,7 @@ from kfp_mlops.rollout.targets import ClusterTarget, SpecFileTarget, make_target
 from kfp_mlops.serving.cluster.resources import ServingOptions
 from kfp_mlops.serving.spec import DeploymentSpec
 from tests.rollout.test_controller import traffic
-from tests.support.models import iris_model
+from tests.support.models import iris_model, register
 
 PLAN = {"steps": [5, 100], "min_labelled": 150, "min_positives": 10, "max_p99_latency_ms": 1000.0}
 
@@ -34,7 +34,9 @@ def test_targets_by_name(tmp_path: Path) -> None:
     assert isinstance(local, SpecFileTarget) and local.path == tmp_path / "deployments" / "fraud.json"
     cluster = make_target("cluster", settings=settings, deployment="fraud", timeout_seconds=60)
     assert isinstance(cluster, ClusterTarget) and cluster.timeout_s == 60 and cluster.platform == "seldon"
-    assert cluster.serving == ServingOptions(settings.serving_image_v2, settings.serving_image_seldon)
+    assert cluster.serving == ServingOptions(
+        settings.serving_image_v2, settings.serving_image_seldon, store_root=settings.store_root
+    )
     serving = ServingOptions(prediction_log_uri="gs://b/log", service_account="reader")
     kserve = make_target("cluster", settings=settings, deployment="fraud", platform="kserve", serving=serving)
     assert isinstance(kserve, ClusterTarget) and (kserve.platform, kserve.serving) == ("kserve", serving)
@@ -46,7 +48,9 @@ def test_targets_by_name(tmp_path: Path) -> None:
 
 
 def test_cli_start_step_status_write_the_spec_kfp_mlops_serve_watches(home: Path, tmp_path: Path, capsys) -> None:
-    legacy, challenger = iris_model(tmp_path / "legacy"), iris_model(tmp_path / "challenger", seed=1)
+    store = Settings.from_env().store_root  # the servers load versions of this store only
+    legacy = register(store, iris_model(tmp_path / "legacy"), name="fraud").uri
+    challenger = register(store, iris_model(tmp_path / "challenger", seed=1), name="fraud").uri
     state = str(tmp_path / "rollout.json")
     assert (
         main(

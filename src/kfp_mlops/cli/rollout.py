@@ -108,6 +108,7 @@ def _serving_options(args: argparse.Namespace, settings: Settings, log_root: str
         service_account=args.serving_service_account,
         prediction_log_uri=log_root,
         request_logger_url=args.request_logger_url,
+        store_root=settings.store_root,
     )
 
 

@@ -148,6 +148,10 @@ def start(
         plan = StagePlan.from_dict(plan) if isinstance(plan, Mapping) else plan.validate()
     except InvalidPlan as exc:
         raise InvalidPlan(f"{exc}; nothing started, traffic left as it is") from None
+    if stored is not None:
+        moved = champion_moved(stored)
+        if moved:
+            raise AlreadyExistsError(f"{moved}; nothing started, traffic left as it is")
     at = as_utc(at or datetime.now(timezone.utc), "at")
     try:  # the state as it will be recorded, with the checksums both models are loaded against
         planned = RolloutState.start(plan, legacy_uri, challenger_uri, at=at, stored=stored, log_root=log_root)
@@ -155,10 +159,6 @@ def start(
         raise RolloutError(f"{exc}; nothing started, traffic left as it is") from None
     check_model(legacy_uri, LEGACY, planned)
     check_model(challenger_uri, CHALLENGER, planned)
-    if stored is not None:
-        moved = champion_moved(stored)
-        if moved:
-            raise AlreadyExistsError(f"{moved}; nothing started, traffic left as it is")
     state = start_rollout(state_uri, plan, legacy_uri, challenger_uri, at=at, stored=stored, log_root=log_root)
     log = DecisionLog(state_uri, tracking)
     spec = spec_for(state.stage, base, legacy_uri, challenger_uri)

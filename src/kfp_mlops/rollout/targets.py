@@ -117,7 +117,7 @@ def make_target(
         deployment: The deployment's name (names the local spec file).
         timeout_seconds: How long a cluster deployment may take to become ready.
         platform: The cluster's serving platform, ``seldon`` or ``kserve``.
-        serving: The cluster's serving options (None: ``settings``' images, nothing else). Give the
+        serving: The cluster's serving options (None: ``settings``' images and store, nothing else). Give the
             prediction log the rollout reads, or the servers log nothing for it.
 
     Raises:
@@ -127,7 +127,9 @@ def make_target(
     if name == "local":
         return SpecFileTarget(deployment_file(settings, deployment))
     if name == "cluster":
-        options = serving if serving is not None else ServingOptions.from_settings(settings)
+        options = (
+            serving if serving is not None else ServingOptions.from_settings(settings, store_root=settings.store_root)
+        )
         return ClusterTarget(options, platform, timeout_s=timeout_seconds)
     if name == "none":
         return None

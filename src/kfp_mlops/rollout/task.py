@@ -128,6 +128,8 @@ def run_rollout_step(
         raise ConfigError(f"rollout target {target!r}: unknown; choose one of {', '.join(TARGETS)}")
     refuse_local_target_in_pod(target, "target")
     log_root = rollout_log_root(state_uri, log_root)
+    # Registered models: the cluster's servers load versions of their store only.
+    stored = load_rollout(state_uri)[0].stored if target == "cluster" else None
     serving = ServingOptions.from_settings(
         settings,
         image_v2=serving_image_v2,
@@ -135,6 +137,7 @@ def run_rollout_step(
         service_account=service_account,
         prediction_log_uri=log_root,
         request_logger_url=request_logger_url,
+        store_root=stored.store_root if stored else settings.store_root,
     )
     result = step(
         state_uri,

@@ -53,7 +53,13 @@ from kfp_mlops.serving.cluster.resources import (
     template,
     where,
 )
-from kfp_mlops.serving.runtimes.environment import DEPLOYMENT_ENV, MODEL_URI_ENV, PREDICTION_LOG_ENV, PREDICTOR_ENV
+from kfp_mlops.serving.runtimes.environment import (
+    DEPLOYMENT_ENV,
+    MODEL_URI_ENV,
+    PREDICTION_LOG_ENV,
+    PREDICTOR_ENV,
+    STORE_ENV,
+)
 from kfp_mlops.serving.spec import DeploymentSpec, InvalidSpec, PredictorSpec
 
 GROUP = "serving.kserve.io"
@@ -144,6 +150,8 @@ def render(spec: DeploymentSpec, *, serving: ServingOptions) -> dict[str, Any]:
         set_env(model, name, value)
     if serving.prediction_log_uri:
         set_env(model, PREDICTION_LOG_ENV, serving.prediction_log_uri)
+    if serving.store_root:  # the servers load versions of this store only
+        set_env(model, STORE_ENV, serving.store_root)
     if serving.service_account:
         predictor["serviceAccountName"] = serving.service_account
     if serving.request_logger_url:

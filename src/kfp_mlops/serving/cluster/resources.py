@@ -49,6 +49,8 @@ class ServingOptions(Config):
             servers append to and a rollout reads; empty: the servers log no predictions.
         request_logger_url: KServe only: the sink of the InferenceService ``logger`` (every request
             and response as a CloudEvent); empty: no KServe logger.
+        store_root: Every predictor's ``KFP_MLOPS_STORE``: the model store whose versions the servers
+            load (any other model URI is refused); empty: none rendered.
     """
 
     image_v2: str = DEFAULT_SERVING_IMAGE_V2
@@ -56,6 +58,7 @@ class ServingOptions(Config):
     service_account: str = ""
     prediction_log_uri: str = ""
     request_logger_url: str = ""
+    store_root: str = ""
 
     config_name: ClassVar[str] = "serving options"
 
@@ -69,6 +72,7 @@ class ServingOptions(Config):
         service_account: str = "",
         prediction_log_uri: str = "",
         request_logger_url: str = "",
+        store_root: str = "",
     ) -> ServingOptions:
         """The options given, with ``settings``' images where an image is empty; validated.
 
@@ -81,6 +85,7 @@ class ServingOptions(Config):
             service_account=service_account,
             prediction_log_uri=prediction_log_uri,
             request_logger_url=request_logger_url,
+            store_root=store_root,
         ).validate()
 
     def image(self, protocol: str) -> str:
@@ -92,7 +97,7 @@ class ServingOptions(Config):
         found = [f"{name} is empty" for name in ("image_v2", "image_seldon") if not getattr(self, name)]
         found += [
             f"{name}={getattr(self, name)!r} contains whitespace"
-            for name in ("image_v2", "image_seldon", "prediction_log_uri", "request_logger_url")
+            for name in ("image_v2", "image_seldon", "prediction_log_uri", "request_logger_url", "store_root")
             if re.search(r"\s", getattr(self, name))
         ]
         account = self.service_account

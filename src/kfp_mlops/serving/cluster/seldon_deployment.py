@@ -51,7 +51,13 @@ from kfp_mlops.serving.cluster.resources import (
 )
 from kfp_mlops.serving.cluster.resources import schema_problems as _schema_problems
 from kfp_mlops.serving.cluster.resources import where as _where
-from kfp_mlops.serving.runtimes.environment import DEPLOYMENT_ENV, MODEL_URI_ENV, PREDICTION_LOG_ENV, PREDICTOR_ENV
+from kfp_mlops.serving.runtimes.environment import (
+    DEPLOYMENT_ENV,
+    MODEL_URI_ENV,
+    PREDICTION_LOG_ENV,
+    PREDICTOR_ENV,
+    STORE_ENV,
+)
 from kfp_mlops.serving.spec import DeploymentSpec, InvalidSpec, PredictorSpec
 
 API_VERSION = "machinelearning.seldon.io/v1"
@@ -221,6 +227,8 @@ def _predictor(spec: DeploymentSpec, predictor: PredictorSpec, serving: ServingO
             entry["value"] = values[entry["name"]]
     if serving.prediction_log_uri:
         set_env(container, PREDICTION_LOG_ENV, serving.prediction_log_uri)
+    if serving.store_root:  # the servers load versions of this store only
+        set_env(container, STORE_ENV, serving.store_root)
     component["spec"]["containers"] = [container]
     if serving.service_account:
         component["spec"]["serviceAccountName"] = serving.service_account

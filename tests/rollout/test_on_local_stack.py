@@ -126,14 +126,28 @@ def test_feedback_reaches_the_predictor_that_served_the_request(setup: dict) -> 
         served_by, request_id = response.getheader("X-Predictor"), response.getheader("X-Request-Id")
         assert answer["parameters"]["predictor"] == served_by and request_id
         label = next(o for o in answer["outputs"] if o["name"] == "label")["data"][0]
+        truth = str(row[fraud.LABEL])
+        feedback_path = f"/predictors/{served_by}/v2/models/{demo.DEPLOYMENT}/feedback"
         connection.request(
             "POST",
-            f"/predictors/{served_by}/v2/models/{demo.DEPLOYMENT}/feedback",
-            body=json.dumps({"predicted": [label], "truth": [str(row[fraud.LABEL])]}),
+            feedback_path,
+            body=json.dumps({"request_id": request_id, "truth": [truth]}),
             headers={"Content-Type": "application/json"},
         )
         feedback = connection.getresponse()
-        assert feedback.status == 200 and json.loads(feedback.read())["predictor"] == served_by
+        recorded = json.loads(feedback.read())
+        assert feedback.status == 200 and recorded["predictor"] == served_by, recorded
+        assert recorded["request_id"] == request_id and recorded["correct"] == int(label == truth)
         assert feedback.getheader("X-Request-Id")
         seen.add(served_by)
+        other = CHALLENGER if served_by == LEGACY else LEGACY  # the other predictor never answered this id
+        connection.request(
+            "POST",
+            f"/predictors/{other}/v2/models/{demo.DEPLOYMENT}/feedback",
+            body=json.dumps({"request_id": request_id, "truth": [truth]}),
+            headers={"Content-Type": "application/json"},
+        )
+        elsewhere = connection.getresponse()
+        reason = elsewhere.read()
+        assert elsewhere.status == 404, reason
     assert seen == {LEGACY, CHALLENGER}

@@ -1,4 +1,8 @@
-"""Fixtures for the serving tests: an Iris model trained here, and real model servers."""
+"""Fixtures for the serving tests: an Iris model trained here, and real model servers.
+
+Every model here is a version of one model store (``serving_store``), as servers load nothing else:
+``KFP_MLOPS_STORE`` names it for every server started and every in-process load in this package.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,35 @@ from pathlib import Path
 import pytest
 
 from kfp_mlops.serving.local.servers import PredictorServer
+from kfp_mlops.serving.runtimes.environment import STORE_ENV
 from tests.serving.support import FEATURES, Client, IrisModel, serving
 from tests.support.gcs_emulator import GcsEmulator
+from tests.support.models import register
 
 
 @pytest.fixture(scope="session")
-def iris_model(tmp_path_factory: pytest.TempPathFactory) -> IrisModel:
+def serving_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The model store whose versions the servers of this package load."""
+    return str(tmp_path_factory.mktemp("serving-store"))
+
+
+@pytest.fixture(scope="package", autouse=True)
+def servers_trust_the_serving_store(serving_store: str) -> Iterator[None]:
+    """``KFP_MLOPS_STORE`` for the servers that module fixtures start (between tests)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(STORE_ENV, serving_store)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def store_of_the_test(serving_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``KFP_MLOPS_STORE`` within each test (the root conftest's isolated_env removes it)."""
+    monkeypatch.setenv(STORE_ENV, serving_store)
+
+
+@pytest.fixture(scope="session")
+def iris_model(tmp_path_factory: pytest.TempPathFactory, serving_store: str) -> IrisModel:
+    """The Iris model, registered in the serving store: its ``uri`` is the store version."""
     from kfp_mlops.modeling.datasets import IRIS_LABEL, load_iris_frame
     from kfp_mlops.modeling.model_bundle import save_bundle
     from kfp_mlops.modeling.training import fit_model
@@ -27,7 +54,7 @@ def iris_model(tmp_path_factory: pytest.TempPathFactory) -> IrisModel:
     metadata = save_bundle(folder, model, metadata)
     assert metadata["feature_names"] == FEATURES
     return IrisModel(
-        uri=str(folder),
+        uri=register(serving_store, folder).uri,
         model=model,
         rows=frame[FEATURES].values.tolist(),
         labels=frame[IRIS_LABEL].tolist(),
@@ -35,9 +62,18 @@ def iris_model(tmp_path_factory: pytest.TempPathFactory) -> IrisModel:
     )
 
 
+@pytest.fixture(scope="module")
+def outside_store(iris_model: IrisModel) -> Iterator[None]:
+    """The opt-out that serves the test model folder, outside any model store, checked by its sha256."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KFP_MLOPS_ALLOW_MODELS_OUTSIDE_STORE", "1")
+        patch.setenv("MODEL_SHA256", iris_model.metadata["model_sha256"])
+        yield
+
+
 @pytest.fixture(scope="session")
-def categorical_model(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A model folder with a numeric feature ``size`` and a categorical one ``colour`` (red / blue)."""
+def categorical_model(tmp_path_factory: pytest.TempPathFactory, serving_store: str) -> str:
+    """A store version with a numeric feature ``size`` and a categorical one ``colour`` (red / blue)."""
     import pandas as pd
 
     from kfp_mlops.modeling.model_bundle import save_bundle
@@ -49,32 +85,31 @@ def categorical_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     model, metadata = fit_model(frame, "label", "logistic_regression", {}, seed=0)
     folder = tmp_path_factory.mktemp("categorical-model")
     save_bundle(folder, model, metadata)
-    return str(folder)
+    return register(serving_store, folder, name="colours").uri
 
 
 @pytest.fixture(scope="session")
-def old_sklearn_model(iris_model: IrisModel, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The Iris model folder, claiming it was trained with scikit-learn 0.24."""
+def old_sklearn_model(iris_model: IrisModel, tmp_path_factory: pytest.TempPathFactory, serving_store: str) -> str:
+    """A store version of the Iris model claiming it was trained with scikit-learn 0.24."""
     folder = tmp_path_factory.mktemp("old-model")
     shutil.copytree(iris_model.uri, folder, dirs_exist_ok=True)
     metadata = json.loads((folder / "metadata.json").read_text())
     metadata["versions"]["sklearn"] = "0.24.2"
     (folder / "metadata.json").write_text(json.dumps(metadata))
-    return str(folder)
+    return register(serving_store, folder, name="old").uri
 
 
 @pytest.fixture(scope="module")
 def gcs_model(gcs_emulator: GcsEmulator, iris_model: IrisModel) -> tuple[str, dict[str, str]]:
-    """The Iris model as a model-store version folder on the GCS emulator, and the server's environment."""
+    """The Iris model registered in a store on the GCS emulator, and the server's environment (that store)."""
     from kfp_mlops.core import storage
 
-    uri = f"gs://serving-{uuid.uuid4().hex[:10]}/store/models/iris/versions/v20261126T000000Z-test"
+    store_root = f"gs://serving-{uuid.uuid4().hex[:10]}/store"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.url)
-        storage.ensure_bucket(uri)
-        for name in ("model.joblib", "metadata.json"):
-            storage.upload_file(Path(iris_model.uri) / name, storage.join(uri, name))
-    return uri, {"STORAGE_EMULATOR_HOST": gcs_emulator.url}
+        storage.ensure_bucket(store_root)
+        uri = register(store_root, Path(iris_model.uri)).uri
+    return uri, {"STORAGE_EMULATOR_HOST": gcs_emulator.url, STORE_ENV: store_root}
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,9 @@
 Each runtime gets more than 1,000 requests: malformed ones (broken bytes, JSON literals Python
 accepts but JSON does not, wrong shapes and names, junk values, deep nesting, oversized batches,
 unknown paths and methods, bad feedback) must get a JSON 4xx (or a 200 when a mutation happened to
-leave the request valid); valid ones in every input form must get 200 and the pipeline's answer.
+leave the request valid); valid ones in every input form must get 200 and the pipeline's answer, and
+feedback on the id the server issued for them (v2: ``request_id``; Seldon: the answer's ``meta.puid``)
+gets 200.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from tests.serving.support import DEPLOYMENT, FEATURES, Client, IrisModel
 
 CLASSES = ["setosa", "versicolor", "virginica"]
 MALFORMED_EXAMPLES = 700
-VALID_EXAMPLES = 350  # two requests each: a prediction and its feedback
+VALID_EXAMPLES = 350  # three requests each: a prediction, its feedback, and that feedback again
 FUZZ = settings(
     deadline=None,
     database=None,
@@ -40,6 +42,7 @@ FUZZ = settings(
 )
 SENT: dict[str, int] = {}
 DEEP = b'"deeply nested data"'  # replaced by [[[...]]] in the request bytes
+ISSUED = "issued-request-id"  # replaced by the id the server issued for a prediction sent just before
 
 values = st.floats(-1e6, 1e6, allow_nan=False) | st.integers(-(10**6), 10**6)
 rows_of = st.lists(st.lists(values, min_size=4, max_size=4), min_size=1, max_size=12)
@@ -72,7 +75,7 @@ class Target:
     feedback_path: str
     valid_body: Callable[[st.DrawFn, list[list[Any]]], dict[str, Any]]
     answer: Callable[[Any], tuple[list[str], np.ndarray]]
-    feedback_body: Callable[[list[Any], list[Any]], dict[str, Any]]
+    feedback_body: Callable[[Any, list[Any]], dict[str, Any]]  # (the issued request id, the true labels)
     unknown_paths: tuple[tuple[str, str], ...]
 
 
@@ -117,7 +120,7 @@ def seldon_answer(body: Any) -> tuple[list[str], np.ndarray]:
 
 
 @pytest.fixture(params=["v2", "seldon"])
-def target(request: pytest.FixtureRequest) -> Iterator[Target]:
+def target(request: pytest.FixtureRequest, outside_store: None) -> Iterator[Target]:
     server: PredictorServer = request.getfixturevalue(f"{request.param}_server")
     client = Client(server.url)
     if request.param == "v2":
@@ -129,7 +132,7 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
             f"/v2/models/{DEPLOYMENT}/feedback",
             v2_body,
             v2_answer,
-            lambda predicted, truth: {"predicted": predicted, "truth": truth},
+            lambda request_id, truth: {"request_id": request_id, "truth": truth},
             (
                 ("POST", "/v2/models/nobody/infer"),
                 ("POST", f"/v2/models/{DEPLOYMENT}/infer_stream"),
@@ -148,8 +151,8 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
             "/api/v1.0/feedback",
             seldon_body,
             seldon_answer,
-            lambda predicted, truth: {
-                "response": {"jsonData": {"labels": predicted}},
+            lambda request_id, truth: {
+                "response": {"meta": {"puid": request_id}},
                 "truth": {"data": {"ndarray": truth}},
             },
             (
@@ -178,9 +181,13 @@ def test_valid_requests_get_the_pipelines_answer(target: Target, iris_model: Iri
     labels, probabilities = target.answer(reply.json)
     np.testing.assert_allclose(probabilities, _expected(iris_model.model, rows), rtol=1e-9, atol=1e-12)
     assert labels == [CLASSES[i] for i in probabilities.argmax(axis=1)]
+    request_id = {name.lower(): value for name, value in reply.headers.items()}["x-request-id"]
     truth = data.draw(st.lists(st.sampled_from(CLASSES), min_size=len(labels), max_size=len(labels)))
-    feedback = target.client.post(target.feedback_path, target.feedback_body(labels, truth))
+    feedback = target.client.post(target.feedback_path, target.feedback_body(request_id, truth))
     assert feedback.status == 200, feedback.text
+    assert feedback.json is not None
+    again = target.client.post(target.feedback_path, target.feedback_body(request_id, truth))
+    assert again.status == 409, again.text  # labelled once only
 
 
 @st.composite
@@ -235,9 +242,9 @@ def malformed(draw: st.DrawFn, target: Target) -> tuple[str, str, bytes, str]:
     if kind == "content type":
         return method, path, raw, draw(st.sampled_from(["text/plain", "application/x-www-form-urlencoded", ""]))
     if kind in ("feedback json", "feedback junk"):
-        labels = draw(st.lists(st.sampled_from([*CLASSES, "rose"]) | junk, max_size=4))
-        truth = draw(st.lists(st.sampled_from([*CLASSES, "rose"]) | junk, max_size=4))
-        document = draw(json_values) if kind == "feedback json" else target.feedback_body(labels, truth)
+        request_id = draw(st.just(ISSUED) | st.text(max_size=40) | junk)
+        truth = draw(st.lists(st.sampled_from([*CLASSES, "rose"]) | junk, max_size=4) | junk)
+        document = draw(json_values) if kind == "feedback json" else target.feedback_body(request_id, truth)
         return method, target.feedback_path, json.dumps(document).encode(), content_type
     mutate(draw, kind, body, rows, target.protocol)
     raw = json.dumps(body).encode()
@@ -328,6 +335,12 @@ def mutate(draw: st.DrawFn, kind: str, body: dict[str, Any], rows: list[list[Any
 @given(data=st.data())
 def test_malformed_requests_never_get_a_5xx(target: Target, data: st.DataObject) -> None:
     method, path, raw, content_type = data.draw(malformed(target))
+    if ISSUED.encode() in raw:  # feedback with junk truth on a real request of one row
+        body = data.draw(st.composite(lambda draw: target.valid_body(draw, [[5.1, 3.5, 1.4, 0.2]]))())
+        answered = target.client.post(target.predict_path, body)
+        assert answered.status == 200, answered.text
+        issued = {name.lower(): value for name, value in answered.headers.items()}["x-request-id"]
+        raw = raw.replace(ISSUED.encode(), issued.encode())
     reply = target.client.request(method, path, raw=raw, content_type=content_type)
     assert reply.status < 500, (method, path, raw[:300], reply.text)
     assert reply.json is not None, (method, path, raw[:300], reply.status, reply.text)

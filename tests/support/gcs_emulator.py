@@ -61,6 +61,13 @@ class GcsEmulator:
         self.stop()
         raise RuntimeError(f"fake-gcs-server did not answer on {self.url} within {timeout_s} s")
 
+    def kill(self) -> None:
+        """Kills the server at once, as a crash would; its objects stay on disk and :meth:`start` brings it back."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
     def stop(self) -> None:
         if self._process is not None:
             self._process.terminate()

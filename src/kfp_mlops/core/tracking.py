@@ -3,12 +3,15 @@
 A component wraps its work in :func:`tracked_run`, which opens one W&B run per task: the
 component name is the run's ``job_type``, the KFP pipeline job id its ``group`` (so the W&B UI
 shows one pipeline run as one group), ``<component>-<job id>`` its name, and the KFP run's page
-(``kfp_run_url``, from the ``KFP_UI_HOST`` setting) is in its config. The project and entity come from the
-:class:`~kfp_mlops.core.config.Settings` the caller read where its task or command started. W&B's
-own variables are read when a run opens: runs are offline unless ``WANDB_API_KEY`` is set
-(:func:`resolve_mode`); offline runs land in ``$WANDB_DIR/wandb/offline-run-*`` and can be
-uploaded later with ``wandb sync``; :class:`RunOutputs` publishes a run to a KFP task's outputs
-(a Markdown page with its link, and the offline run folder as an archive, which a pod would lose).
+(``kfp_run_url``, on the KFP UI the task's ``kfp_ui_host`` parameter names: :class:`RunOutputs`)
+is in its config. The project and entity come from the :class:`~kfp_mlops.core.config.Settings`
+the caller read where its task or command started. W&B's own variables are read when a run opens:
+runs are offline unless ``WANDB_API_KEY`` is set (:func:`resolve_mode`); offline runs land in
+``$WANDB_DIR/wandb/offline-run-*`` and can be uploaded later with ``wandb sync``. An online run
+whose server cannot be reached within :data:`ONLINE_INIT_TIMEOUT_S` (``WANDB_INIT_TIMEOUT``
+overrides it) falls back to offline, with the reason in its config (``wandb_offline_fallback``)
+and a warning: W&B being down never fails a task. :class:`RunOutputs` publishes a run to a KFP
+task's outputs (a Markdown page with its link, and the offline run folder as an archive, which a pod would lose).
 
 Lineage is exact: :meth:`TrackedRun.log_artifact` returns an :class:`ArtifactRef` (name, digest
 and, online, the version W&B assigned), which the producing component puts in its KFP artifact's
@@ -34,6 +37,7 @@ GCS manifest entry for references.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -53,11 +57,13 @@ if TYPE_CHECKING:
     import wandb
 
 MODES = ("online", "offline", "disabled")
+ONLINE_INIT_TIMEOUT_S = 30.0
+"""How long an online run waits for the W&B server before falling back to offline (wandb's default is 90 s)."""
+_log = logging.getLogger(__name__)
 
 
 # The W&B Registry's model registry: model versions are linked to ``<prefix>/<registered model>``.
 REGISTRY_PREFIX = "wandb-registry-model"
-
 
 
 def registered_artifact(model_name: str) -> str:
@@ -68,6 +74,7 @@ def registered_artifact(model_name: str) -> str:
     W&B version: the alias moves), a rollback tags the challenger ``rejected``.
     """
     return f"{model_name}-registered"
+
 
 @dataclass(frozen=True)
 class ArtifactRef:
@@ -384,7 +391,8 @@ def tracked_run(
         project: W&B project instead of the settings' one (a pipeline's ``wandb_project``; empty
             or None: the settings' one).
         name: Run display name (default: ``<component>-<group>``).
-        outputs: The KFP task outputs the finished run is published to (None: none).
+        outputs: The KFP task outputs the finished run is published to, and the KFP UI its config
+            links to (None: none, and no link).
 
     Raises:
         ConfigError: ``WANDB_MODE`` is invalid.
@@ -395,7 +403,7 @@ def tracked_run(
         name=name or f"{component}-{group}",
         job_type=component,
         group=group,
-        config={**config, "kfp_run_id": group, "kfp_run_url": kfp_run_url(settings, group)},
+        config={**config, "kfp_run_id": group, "kfp_run_url": outputs.kfp_run_url(group) if outputs else ""},
         mode=resolve_mode(),
     )
     tracked = TrackedRun(run)
@@ -409,15 +417,26 @@ def tracked_run(
         outputs.publish(tracked)
 
 
-def kfp_run_url(settings: Settings, run_id: str) -> str:
-    """The KFP UI's page of a pipeline run (empty without a ``KFP_UI_HOST`` or a real run id)."""
-    if not settings.kfp_ui_host or not run_id or run_id == "local":
-        return ""
-    return f"{settings.kfp_ui_host}/#/runs/details/{run_id}"
-
-
 def _init(**kwargs: Any) -> wandb.sdk.wandb_run.Run:
-    """``wandb.init`` with the settings every component run uses."""
+    """``wandb.init`` with the settings every component run uses; offline when online is unreachable."""
+    import wandb
+
+    online = kwargs.get("mode") == "online"
+    bounded = {"init_timeout": ONLINE_INIT_TIMEOUT_S} if online and not os.environ.get("WANDB_INIT_TIMEOUT") else {}
+    try:
+        return _init_once(kwargs, bounded)
+    except wandb.errors.CommError as exc:
+        if not online:
+            raise
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        _log.warning(
+            "W&B server unreachable (%s): this run is logged offline; upload it later with `wandb sync`", reason
+        )
+        config = {**kwargs.get("config", {}), "wandb_offline_fallback": reason}
+        return _init_once({**kwargs, "mode": "offline", "config": config}, {})
+
+
+def _init_once(kwargs: Mapping[str, Any], extra_settings: Mapping[str, Any]) -> wandb.sdk.wandb_run.Run:
     import wandb
     from wandb.sdk.lib.service.service_token import WandbServiceConnectionError
 
@@ -426,6 +445,7 @@ def _init(**kwargs: Any) -> wandb.sdk.wandb_run.Run:
         console="off",  # do not tee stdout/stderr into the run
         x_disable_stats=True,  # system metrics sample every 15 s: useless for short tasks
         x_disable_machine_info=True,  # skips git inspection and job creation
+        **extra_settings,
     )
     run_kwargs = dict(
         kwargs,

@@ -27,8 +27,11 @@ What the rendered configuration does, for every request to the router's port:
 
 File paths in the configuration are quoted; a work folder whose path nginx cannot take literally
 (``$``, control characters) is refused. :meth:`Router.reload` checks a configuration before
-signalling nginx, and whatever goes wrong -- a refusal, a check that fails silently -- puts the
-running configuration's file back.
+signalling nginx, then waits for nginx to start workers on it: nginx can still refuse a checked
+configuration when it applies it (a listening port taken, say) and then keeps serving the old one,
+so a reload without new workers is a failure too. Whatever goes wrong -- a refusal by the check or
+by nginx, a check that fails silently -- puts the running configuration's file back and raises,
+so the caller keeps what the old configuration routes to.
 
 nginx is Debian's ``nginx-light`` (``apt-get install nginx-light``).
 """
@@ -56,6 +59,7 @@ SESSION_HEADER = "X-Session-Id"
 REQUEST_ID_HEADER = "X-Request-Id"
 CLIENT_REQUEST_ID_HEADER = "X-Client-Request-Id"
 CLIENT_TIMEOUT_S = 10  # to send the request line, headers or the next part of the body
+RELOAD_TIMEOUT_S = 10.0  # for nginx to start workers on a reloaded configuration
 _UNQUOTABLE = re.compile(r"[$\x00-\x1f\x7f]")  # "$" starts a variable even inside quotes
 
 
@@ -286,10 +290,28 @@ class Router:
         self._write(config)
         try:
             self._check(_nginx() or "/usr/sbin/nginx")
+            workers = _children(self.process.pid)
+            self.process.send_signal(signal.SIGHUP)
+            self._wait_for_new_workers(workers)
         except BaseException:  # whatever failed, the file must stay the configuration nginx runs
             self._write(previous)
             raise
-        self.process.send_signal(signal.SIGHUP)
+
+    def _wait_for_new_workers(self, before: set[int], timeout: float = RELOAD_TIMEOUT_S) -> None:
+        """Waits until nginx runs a worker it started after the reload signal (it applied the configuration).
+
+        Raises:
+            MlopsError: none started in time: nginx refused the configuration and serves the old one.
+        """
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if _children(self.process.pid) - before:
+                return
+            time.sleep(0.02)
+        said = (self.workdir / "error.log").read_text(errors="replace").splitlines()
+        reason = next((line for line in reversed(said) if "[emerg]" in line or "[alert]" in line), "no reason logged")
+        raise MlopsError(f"router: nginx did not apply the configuration and still serves the old one: {reason}")
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stops nginx (graceful quit, then kill)."""
@@ -321,6 +343,20 @@ class Router:
             reason = next((line for line in said if "[emerg]" in line), said[-1] if said else "")
             reason = reason or f"`nginx -t` exited with {checked.returncode} and said nothing"
             raise MlopsError(f"router: nginx refused the configuration: {reason}")
+
+
+def _children(pid: int) -> set[int]:
+    """The ids of the processes whose parent is ``pid`` (nginx's workers, for its master)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # ended meanwhile
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
 
 
 def _nginx() -> str | None:

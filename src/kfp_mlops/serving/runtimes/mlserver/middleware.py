@@ -6,8 +6,9 @@
   ``feedback`` into its :class:`~kfp_mlops.serving.metrics.ServingMetrics`; as ASGI middleware it
   sees every answer, including MLServer's own 422 ``{"detail": [...]}`` for bodies that are not
   JSON or not an inference request at all, which never reach the runtime, and the body limit's
-  413s. It also refuses the ``generate`` and streaming variants of ``infer`` with 404, whose errors
-  would otherwise break an already started stream;
+  413s. It also refuses the ``generate`` and streaming variants of ``infer`` with 404 for every
+  model name, served or not: MLServer starts their streamed answer before it looks the model up,
+  so its own error would be a 500 on an already started response;
 * :class:`RequestIds`, which gives every ``infer`` and ``feedback`` request of a served model its
   id (:mod:`..request_ids`): the ``X-Request-Id`` its front (the local router, a mesh's edge
   proxy) issued, else a new one, set on the request for the runtime to log (and for feedback to
@@ -41,15 +42,21 @@ _REFUSED = {"generate", "infer_stream", "generate_stream"}
 _ENDPOINTS = {"infer": PREDICT, "feedback": FEEDBACK}
 
 
-def served_endpoint(scope: Scope) -> tuple[str, str] | None:
-    """``(model, verb)`` of a request to a model this runtime serves, else None.
+def model_endpoint(scope: Scope) -> tuple[str, str] | None:
+    """``(model, verb)`` of a request to any model's endpoint, else None.
 
     The paths are ``/v2/models/<m>/<verb>`` and ``/v2/models/<m>/versions/<v>/<verb>``.
     """
     parts = scope["path"].split("/") if scope["type"] == "http" else []
     if len(parts) not in (5, 7) or parts[1:3] != ["v2", "models"] or (len(parts) == 7 and parts[4] != "versions"):
         return None
-    return (parts[3], parts[-1]) if served_metrics(parts[3]) is not None else None
+    return parts[3], parts[-1]
+
+
+def served_endpoint(scope: Scope) -> tuple[str, str] | None:
+    """``(model, verb)`` of a request to a model this runtime serves, else None."""
+    endpoint = model_endpoint(scope)
+    return endpoint if endpoint is not None and served_metrics(endpoint[0]) is not None else None
 
 
 class _ServedRequests:
@@ -75,14 +82,22 @@ class _ServedRequests:
 
 
 class RequestMetrics(_ServedRequests):
-    """ASGI middleware: counts and times requests to a served model's ``infer`` and ``feedback``."""
+    """ASGI middleware: counts and times requests to a served model's ``infer`` and ``feedback``.
 
-    async def handle(self, model: str, verb: str, scope: Scope, receive: Receive, send: Send) -> None:
-        if verb in _REFUSED:
+    Refuses the streaming and ``generate`` verbs of every model name first.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = model_endpoint(scope)
+        if endpoint is not None and endpoint[1] in _REFUSED:
+            model, verb = endpoint
             await JSONResponse({"error": f"{verb} is not served: use POST /v2/models/{model}/infer"}, status_code=404)(
                 scope, receive, send
             )
             return
+        await super().__call__(scope, receive, send)
+
+    async def handle(self, model: str, verb: str, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = _ENDPOINTS.get(verb)
         if endpoint is None:
             await self.app(scope, receive, send)

@@ -16,12 +16,11 @@ from kfp_mlops.core.config import Settings
 from kfp_mlops.core.errors import ConfigError
 from kfp_mlops.demos import ecommerce
 from kfp_mlops.demos.drift import DemoConfig, render_table, run_demo
-from kfp_mlops.modeling.model_bundle import load_bundle
+from kfp_mlops.modeling.model_bundle import ModelBundle
 from kfp_mlops.modeling.model_store import ModelStore
 
 
-def _accuracy(model_uri: str, frame: pd.DataFrame) -> float:
-    bundle = load_bundle(model_uri)
+def _accuracy(bundle: ModelBundle, frame: pd.DataFrame) -> float:
     predicted = bundle.model.predict(frame[bundle.feature_names]).astype(str)
     return float((predicted == frame[ecommerce.LABEL].astype(str)).mean())
 
@@ -54,8 +53,8 @@ def test_short_demo_flags_the_season_change_and_the_retrained_model_recovers(tmp
     assert by_week[47].live_accuracy >= 0.9 * pre_drift, (by_week[47].live_accuracy, pre_drift)
     store = ModelStore(result.store_root)
     window = pd.read_csv(result.workdir / "data" / "week-47.csv")
-    old = _accuracy(store.version_uri("shop", result.initial_version), window)
-    new = _accuracy(store.version_uri("shop", new_version), window)
+    old = _accuracy(store.load("shop", result.initial_version), window)
+    new = _accuracy(store.load("shop", new_version), window)
     assert new > old and new == pytest.approx(by_week[47].live_accuracy)  # the router served the new model
     assert by_week[46].live_accuracy < 0.9 * pre_drift  # the old model did degrade
 

@@ -67,9 +67,9 @@ def test_calibration_round_trips_through_the_model_folder(tmp_path: Path) -> Non
     """Saved with metadata.json and read back from the loaded bundle, it calibrates the same."""
     rows = _binary_rows(2_000, seed=2)
     model, metadata = fit_model(rows, "label", "logistic_regression", {}, seed=0)
-    save_bundle(tmp_path / "model", model, {**metadata, "training_data_uri": "memory"})
+    saved = save_bundle(tmp_path / "model", model, {**metadata, "training_data_uri": "memory"})
 
-    loaded = load_bundle(str(tmp_path / "model"))
+    loaded = load_bundle(str(tmp_path / "model"), sha256=saved["model_sha256"])
 
     proba = model.predict_proba(rows[["a", "b"]])
     np.testing.assert_array_equal(

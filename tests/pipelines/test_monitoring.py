@@ -30,7 +30,7 @@ from kfp_mlops.core import storage
 from kfp_mlops.core.config import Settings
 from kfp_mlops.core.errors import ConfigError, MlopsError
 from kfp_mlops.demos import ecommerce
-from kfp_mlops.modeling.model_bundle import load_bundle, save_bundle
+from kfp_mlops.modeling.model_bundle import ModelBundle, save_bundle
 from kfp_mlops.modeling.model_store import CANDIDATE, CHAMPION, RETIRED, ModelStore
 from kfp_mlops.modeling.profile import build_profile
 from kfp_mlops.modeling.training import fit_model
@@ -51,7 +51,7 @@ def _crown_autumn_model(root: Path, store_root: str) -> str:
     reference = ecommerce.generate(range(35, 46), 1_000, seed=0).drop(columns="week")
     model, metadata = fit_model(reference, ecommerce.LABEL, "logistic_regression", {}, seed=0)
     model_dir = root / "model"
-    save_bundle(model_dir, model, {**metadata, "training_data_uri": "memory"})
+    saved = save_bundle(model_dir, model, {**metadata, "training_data_uri": "memory"})
     profile = root / "profile.json"
     profile.write_text(json.dumps(build_profile(reference, metadata["feature_kinds"], ecommerce.LABEL)))
     store = ModelStore(store_root)
@@ -60,13 +60,13 @@ def _crown_autumn_model(root: Path, store_root: str) -> str:
         model_dir,
         profile_path=profile,
         evaluation={"passed": True, "metrics": {"accuracy": 0.8, "roc_auc": 0.73}},
+        sha256=saved["model_sha256"],
     )
     store.promote(registered, expected_champion=None, by="deploy single", reasons=["first model of shop"])
     return registered.version
 
 
-def _accuracy(model_uri: str, frame) -> float:
-    bundle = load_bundle(model_uri)
+def _accuracy(bundle: ModelBundle, frame) -> float:
     predicted = bundle.model.predict(frame[bundle.feature_names]).astype(str)
     return float((predicted == frame[ecommerce.LABEL].astype(str)).mean())
 
@@ -132,7 +132,7 @@ def test_drift_registers_a_candidate_whose_rollout_alone_can_make_it_champion(tm
     assert evaluation["passed"] is True and evaluation["champion_version"] == old_version
     registered = json.loads(run.artifact("register", "registered").read_text())
     new_version = registered["version"]
-    record = load_bundle(registered["uri"]).metadata["retraining"]
+    record = store.load("shop", new_version, sha256=registered["sha256"]).metadata["retraining"]
     assert (record["requested_kind"], record["fit_seconds"] > 0) == (kind, True)
     assert record["kind"] == kind or record["fallback"]
     assert (registered["status"], registered["champion"]) == (CANDIDATE, old_version)
@@ -162,7 +162,10 @@ def test_drift_registers_a_candidate_whose_rollout_alone_can_make_it_champion(tm
     assert {r.job_type for r in runs if r.group in last_run} == {"drift_check", *TRAINING_TASKS}
     # The new model knows December better than the autumn model on fresh December rows.
     fresh = ecommerce.generate([47], 4_000, seed=2).drop(columns="week")
-    assert _accuracy(registered["uri"], fresh) > _accuracy(store.version_uri("shop", old_version), fresh) + 0.02
+    assert (
+        _accuracy(store.load("shop", registered["version"]), fresh)
+        > _accuracy(store.load("shop", old_version), fresh) + 0.02
+    )
     summary = render_monitoring_summary(run, settings)
     assert f"Retrain   {kind}: registered {new_version} as a candidate" in summary
     assert "Policy    retrain (realized_performance_drop)" in summary

@@ -18,7 +18,6 @@ from kfp_mlops.core import storage
 from kfp_mlops.core.config import Settings
 from kfp_mlops.core.errors import ConfigError, MlopsError
 from kfp_mlops.modeling.datasets import load_iris_frame
-from kfp_mlops.modeling.model_bundle import load_bundle
 from kfp_mlops.modeling.model_store import CANDIDATE, CHAMPION, ModelStore
 from kfp_mlops.pipelines.training import check_arguments
 from kfp_mlops.rollout import load_rollout
@@ -49,7 +48,7 @@ def test_iris_run_registers_champion_and_logs_to_wandb(tmp_path: Path) -> None:
     assert (pointer["version"], pointer["by"]) == (registered["version"], "deploy single")
     assert pointer["reasons"][0].startswith("first model of iris-classifier: no champion to compare it with")
     assert store.status("iris-classifier", registered["version"]).status == CHAMPION
-    bundle = load_bundle(registered["uri"])
+    bundle = store.load("iris-classifier", registered["version"], sha256=registered["sha256"])
     iris = load_iris_frame()
     assert (bundle.model.predict(iris[bundle.feature_names]) == iris["species"]).mean() > 0.9
     evaluation = storage.read_json(storage.join(registered["uri"], "evaluation.json"))
@@ -143,7 +142,7 @@ def test_gcs_emulator_source_and_store(gcs_bucket: str) -> None:
     registered = read_json_output(run, "register", "registered")
     assert registered["uri"].startswith(f"{store_root}/models/iris-classifier/versions/")
     assert ModelStore(store_root).champion("iris-classifier").version == registered["version"]
-    assert load_bundle(registered["uri"]).metadata["training_rows"] == 120
+    assert ModelStore(store_root).load("iris-classifier", registered["version"]).metadata["training_rows"] == 120
     assert task_outputs(run, "ingest")["artifacts"]["train"]["metadata"]["source"] == source
 
 

@@ -37,9 +37,16 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         ):
             patch.setenv(name, value)
         models = demo.train_models(out, rows=20_000)
+        patch.setenv("KFP_MLOPS_STORE", models.store_root)  # the store the servers (and the controller) load from
         stream = demo.transaction_stream(4000)
         with LocalStack(out / "stack", prediction_log=str(out / "log")) as stack:
             yield {"out": out, "models": models, "stream": stream, "stack": stack}
+
+
+@pytest.fixture(autouse=True)
+def demo_store(setup: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo's store within each test, for the controller's in-process checks (isolated_env removes it)."""
+    monkeypatch.setenv("KFP_MLOPS_STORE", setup["models"].store_root)
 
 
 def _scenario(setup: dict, name: str, challenger: str, **kwargs) -> demo.Scenario:
@@ -66,7 +73,7 @@ def test_worse_challenger_is_rolled_back_before_more_than_the_first_canary_share
 
 
 def test_better_challenger_is_promoted_and_in_shadow_clients_get_legacy_answers(setup: dict) -> None:
-    from kfp_mlops.modeling.model_bundle import load_bundle
+    from kfp_mlops.modeling.model_store import load_model
 
     scenario = _scenario(setup, "better", "challenger")
     assert scenario.run(setup["stream"], max_batches=20, announce=lambda _: None) == "promoted"
@@ -76,7 +83,7 @@ def test_better_challenger_is_promoted_and_in_shadow_clients_get_legacy_answers(
     shadow = [a for a in scenario.answers if a.stage == "shadow"]
     assert shadow and {a.predictor for a in shadow} == {LEGACY}
     rows = setup["stream"].set_index(fraud.ID).loc[[a.request_id.removeprefix("better-") for a in shadow]]
-    legacy = load_bundle(setup["models"].uris["legacy"]).model
+    legacy = load_model(setup["models"].uris["legacy"], store_root=setup["models"].store_root).model
     expected = legacy.predict_proba(rows[list(fraud.FEATURES)])[:, list(legacy.classes_).index("1")]
     np.testing.assert_allclose([a.score for a in shadow], expected, rtol=1e-9, atol=1e-12)
     canary = [a for a in scenario.answers if a.stage == "canary-25"]

@@ -11,11 +11,27 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from kfp_mlops.core.config import OUTSIDE_STORE_ENV, Settings
 from kfp_mlops.core.errors import MlopsError
-from kfp_mlops.serving.model import InvalidRequest, ServedModel
+from kfp_mlops.serving.model import MODEL_SHA256_ENV, InvalidRequest, ServedModel
 from tests.serving.support import FEATURES, IrisModel
+from tests.support.models import register
 
 ROW = [5.1, 3.5, 1.4, 0.2]
+
+
+def _stored(folder: Path) -> str:
+    """``folder`` registered in the store servers load from (``KFP_MLOPS_STORE``): its version's URI."""
+    return register(Settings.from_env().store_root, folder, name="test").uri
+
+
+def _folder_outside_the_store(iris_model: IrisModel, tmp_path: Path) -> str:
+    """A copy of the Iris model's files in a folder of no store."""
+    folder = tmp_path / "outside"
+    folder.mkdir()
+    for name in ("model.joblib", "metadata.json"):
+        (folder / name).write_bytes((Path(iris_model.uri) / name).read_bytes())
+    return str(folder)
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +117,7 @@ def test_categorical_features_take_strings(tmp_path: Path) -> None:
     )
     model, metadata = fit_model(frame, "label", "logistic_regression", {}, seed=0)
     save_bundle(tmp_path, model, metadata)
-    served = ServedModel.load(str(tmp_path))
+    served = ServedModel.load(_stored(tmp_path))
     assert served.predict([[1.0, "red"], [2.0, "never seen"]]).labels[0] in {"a", "b"}
     with pytest.raises(InvalidRequest, match="feature 'colour' row 0: expected a category string, got NoneType"):
         served.predict([[1.0, None]])
@@ -132,7 +148,7 @@ def test_a_boolean_feature_takes_booleans_only(tmp_path: Path) -> None:
     frame = pd.DataFrame({"size": [1.0, 2.0, 3.0, 4.0] * 5, "member": [True, False] * 10, "label": ["a", "b"] * 10})
     model, metadata = fit_model(frame, "label", "logistic_regression", {}, seed=0)
     save_bundle(tmp_path, model, metadata)
-    served = ServedModel.load(str(tmp_path))
+    served = ServedModel.load(_stored(tmp_path))
     assert served.predict([[1.0, True], [2.0, False]]).labels == ["a", "b"]
     for value, described in (("True", "str 'True'"), (1, "int 1"), (None, "NoneType None")):
         with pytest.raises(
@@ -159,23 +175,22 @@ def test_correct_answers(served: ServedModel) -> None:
         served.correct_answers(["setosa"], ["rose"])
 
 
-def test_version_is_the_store_version_or_a_checksum_prefix(iris_model: IrisModel, tmp_path: Path) -> None:
-    assert ServedModel.load(iris_model.uri).version == iris_model.metadata["model_sha256"][:12]
-    version_folder = tmp_path / "models" / "iris" / "versions" / "v20261126T000000Z-abc"
-    version_folder.mkdir(parents=True)
-    for name in ("model.joblib", "metadata.json"):
-        (version_folder / name).write_bytes((Path(iris_model.uri) / name).read_bytes())
-    assert ServedModel.load(str(version_folder)).version == "v20261126T000000Z-abc"
+def test_version_is_the_store_version_or_a_checksum_prefix(
+    iris_model: IrisModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert ServedModel.load(iris_model.uri).version == iris_model.uri.rsplit("/", 1)[1]
+    folder = _folder_outside_the_store(iris_model, tmp_path)
+    monkeypatch.setenv(OUTSIDE_STORE_ENV, "1")
+    monkeypatch.setenv(MODEL_SHA256_ENV, iris_model.metadata["model_sha256"])
+    assert ServedModel.load(folder).version == iris_model.metadata["model_sha256"][:12]
 
 
-def test_load_from_gcs(iris_model: IrisModel, gcs_bucket: str) -> None:
-    from kfp_mlops.core import storage
-
-    uri = f"{gcs_bucket}/models/iris/versions/v1"
-    for name in ("model.joblib", "metadata.json"):
-        storage.upload_file(Path(iris_model.uri) / name, storage.join(uri, name))
+def test_load_from_gcs(iris_model: IrisModel, gcs_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    store_root = f"{gcs_bucket}/store"
+    uri = register(store_root, Path(iris_model.uri)).uri
+    monkeypatch.setenv("KFP_MLOPS_STORE", store_root)
     served = ServedModel.load(uri)
-    assert served.version == "v1"
+    assert served.version == uri.rsplit("/", 1)[1]
     assert served.predict([ROW]).labels == ["setosa"]
 
 
@@ -184,16 +199,33 @@ def test_load_refuses_another_scikit_learn_minor(old_sklearn_model: str) -> None
         ServedModel.load(old_sklearn_model)
 
 
-def test_load_refuses_a_tampered_model(iris_model: IrisModel, tmp_path: Path) -> None:
-    (tmp_path / "metadata.json").write_text(json.dumps(iris_model.metadata))
-    (tmp_path / "model.joblib").write_bytes((Path(iris_model.uri) / "model.joblib").read_bytes() + b"x")
-    with pytest.raises(MlopsError, match=r"model\.joblib does not match the sha256 in metadata\.json"):
-        ServedModel.load(str(tmp_path))
+def test_load_refuses_a_model_changed_after_registration(iris_model: IrisModel, tmp_path: Path) -> None:
+    uri = _stored(Path(_folder_outside_the_store(iris_model, tmp_path)))
+    model_file = Path(uri) / "model.joblib"
+    model_file.write_bytes(model_file.read_bytes() + b"x")
+    recorded = iris_model.metadata["model_sha256"]
+    with pytest.raises(MlopsError, match=rf"model\.joblib has sha256 [0-9a-f]{{64}}, not the recorded {recorded}"):
+        ServedModel.load(uri)
 
 
-def test_load_names_a_missing_folder(tmp_path: Path) -> None:
-    with pytest.raises(MlopsError, match="no such file"):
-        ServedModel.load(str(tmp_path / "nothing"))
+def test_a_folder_outside_the_store_needs_the_opt_out_and_its_checksum(
+    iris_model: IrisModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _folder_outside_the_store(iris_model, tmp_path)
+    with pytest.raises(MlopsError, match=f"is outside the model store .*; set {OUTSIDE_STORE_ENV}=1"):
+        ServedModel.load(folder)
+    monkeypatch.setenv(OUTSIDE_STORE_ENV, "1")
+    with pytest.raises(MlopsError, match="no recorded sha256 to check"):
+        ServedModel.load(folder)
+    monkeypatch.setenv(MODEL_SHA256_ENV, "0" * 64)
+    with pytest.raises(MlopsError, match=r"not the recorded 0{64}"):
+        ServedModel.load(folder)
+    assert ServedModel.load(folder, sha256=iris_model.metadata["model_sha256"]).predict([ROW]).labels == ["setosa"]
+
+
+def test_load_names_a_missing_version(serving_store: str) -> None:
+    with pytest.raises(MlopsError, match=r"model iris version v-gone: no sha256 of model\.joblib recorded"):
+        ServedModel.load(f"{serving_store}/models/iris/versions/v-gone")
 
 
 def test_numeric_models_take_the_positional_fast_path(served: ServedModel, iris_model: IrisModel) -> None:
@@ -215,7 +247,7 @@ def test_categorical_models_keep_the_dataframe_path(tmp_path: Path) -> None:
         {"x": [0.1, 0.2, 0.9, 1.0] * 5, "colour": ["red", "red", "blue", "blue"] * 5, "y": ["a", "a", "b", "b"] * 5}
     )
     model, metadata = fit_model(frame, "y", "logistic_regression", {}, seed=0)
-    save_bundle(tmp_path, model, metadata)
-    served = ServedModel(load_bundle(str(tmp_path)), version="v")
+    saved = save_bundle(tmp_path, model, metadata)
+    served = ServedModel(load_bundle(str(tmp_path), sha256=saved["model_sha256"]), version="v")
     assert served._scorer is None
     assert served.predict([[0.95, "blue"]], names=["x", "colour"]).labels == ["b"]

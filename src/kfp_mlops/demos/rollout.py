@@ -75,20 +75,22 @@ class FailingModel:
 
 @dataclass
 class Models:
-    """Model folders, offline comparison and gate verdicts."""
+    """The models as versions of the demo's store (servers load nothing else), offline comparison, gate verdicts."""
 
     uris: dict[str, str]
     offline: dict[str, dict[str, float]]
     gates: dict[str, tuple[bool, list[str]]]
+    store_root: str
 
 
 def train_models(out: Path, *, rows: int = 30_000, seed: int = 0) -> Models:
-    """Fits legacy, challenger, poor and failing models; compares them offline; applies the gate."""
+    """Fits legacy, challenger, poor and failing models (stored in ``out/store``); compares them offline; gates them."""
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer
 
     from kfp_mlops.modeling.evaluation import evaluate
     from kfp_mlops.modeling.model_bundle import load_bundle, save_bundle
+    from kfp_mlops.modeling.model_store import ModelStore
     from kfp_mlops.modeling.schema import feature_kinds
     from kfp_mlops.modeling.training import fit_model
 
@@ -131,6 +133,7 @@ def train_models(out: Path, *, rows: int = 30_000, seed: int = 0) -> Models:
         folder = out / "models" / name
         saved = save_bundle(folder, model, {**meta, "training_data_uri": f"fraud.generate({rows}, seed={seed})"})
         uris[name], checksums[name] = str(folder), saved["model_sha256"]
+    store = ModelStore(str(out / "store"))
 
     offline = compare_offline(
         {
@@ -155,7 +158,18 @@ def train_models(out: Path, *, rows: int = 30_000, seed: int = 0) -> Models:
             champion_version=None if champion is None else "legacy",
         )
         gates[name] = (bool(result.passed), list(result.reasons))
-    return Models(uris, offline, gates)
+    # Registered as register does (with the checksum from the save): the servers load store versions only.
+    registered = {
+        name: store.publish(
+            DEPLOYMENT,
+            uri,
+            profile_path=None,
+            evaluation={"passed": gates[name][0], "reasons": gates[name][1]} if name in gates else {},
+            sha256=checksums[name],
+        ).uri
+        for name, uri in uris.items()
+    }
+    return Models(registered, offline, gates, store.root)
 
 
 def transaction_stream(n: int, *, seed: int = 7, fraud_share: float = 0.1) -> Any:
@@ -338,6 +352,7 @@ def run_demo(
     out = Path(tempfile.mkdtemp(prefix="kfp-mlops-rollout-")) if out is None else Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     configure_logging_env()
+    store_before = os.environ.get("KFP_MLOPS_STORE")
     try:
         announce(
             "Training legacy (logistic regression, 4 features), challenger (gradient boosting, 10 features) "
@@ -354,7 +369,10 @@ def run_demo(
             announce(f"  gate {name:<11} {'PASSED' if passed else 'FAILED'}: {'; '.join(reasons)}")
         stream = transaction_stream(5000 if quick else 6000)
         results: dict[str, Any] = {}
-        with LocalStack(out / "stack", prediction_log=str(out / "prediction-log")) as stack:
+        # The demo's store for the servers and the controller's in-process checks of the models.
+        os.environ["KFP_MLOPS_STORE"] = models.store_root
+        stack = LocalStack(out / "stack", prediction_log=str(out / "prediction-log"), store_root=models.store_root)
+        with stack:
             for name in ("challenger", "poor"):
                 announce(
                     f"\nLive rollout of {name} (plan: shadow, "
@@ -387,6 +405,10 @@ def run_demo(
         (out / "demo.json").write_text(json.dumps(results, indent=2, default=str))
         return results
     finally:
+        if store_before is None:
+            os.environ.pop("KFP_MLOPS_STORE", None)
+        else:
+            os.environ["KFP_MLOPS_STORE"] = store_before
         if cleanup:
             shutil.rmtree(out, ignore_errors=True)
 

@@ -63,25 +63,27 @@ $(SELDON_VENV)/.installed: pyproject.toml constraints-seldon.txt
 	$(SELDON_VENV)/bin/python -m pip install --quiet --no-deps -e .
 	touch $@
 
-## image-env: .venv-image, built like the component image (images/component/Dockerfile): Python 3.11, the
-## Dockerfile's build context copied apart and installed with its command (not editable, no dev extras).
-## tests/test_compiled_pipelines.py runs the compiled pipelines in it and checks that it matches the Dockerfile;
-## it is rebuilt when anything copied into the image changes.
+## image-env: .venv-image, built like the component image: Python 3.11, what images/component/Dockerfile
+## copies (its COPY sources) copied apart and installed with its `RUN pip install` command, both read from
+## the Dockerfile (not editable, its extras only). tests/test_compiled_pipelines.py runs the compiled
+## pipelines in it; it is rebuilt when the Dockerfile or anything it copies changes.
 IMAGE_VENV ?= .venv-image
 IMAGE_PYTHON ?= $(firstword $(shell PYENV_VERSION=3.11 python3.11 -c 'import sys; print(sys.executable)' 2>/dev/null) \
                  $(wildcard $(HOME)/.pyenv/versions/3.11*/bin/python3.11) python3.11)
-IMAGE_CONTEXT := constraints.txt pyproject.toml README.md src components pipelines manifests
-IMAGE_INSTALL := pip install -c constraints.txt . && pip check
+IMAGE_DOCKERFILE := images/component/Dockerfile
+IMAGE_CONTEXT := $(shell sed -n 's/^COPY \(.*\) [^ ]*$$/\1/p' $(IMAGE_DOCKERFILE))
+IMAGE_INSTALL := $(shell sed -n 's/^RUN \(pip install .*\)$$/\1/p' $(IMAGE_DOCKERFILE))
 
 image-env: $(IMAGE_VENV)/.installed
 
-$(IMAGE_VENV)/.installed: $(shell find $(IMAGE_CONTEXT) -type f -not -path '*/__pycache__/*' 2>/dev/null)
+$(IMAGE_VENV)/.installed: $(IMAGE_DOCKERFILE) $(shell find $(IMAGE_CONTEXT) -type f -not -path '*/__pycache__/*' 2>/dev/null)
 	test -x $(IMAGE_VENV)/bin/pip || { $(IMAGE_PYTHON) -m venv $(IMAGE_VENV) && $(IMAGE_VENV)/bin/python -m pip install --quiet --upgrade pip; }
 	rm -rf $(IMAGE_VENV)/context && mkdir $(IMAGE_VENV)/context
+	touch $@.copied  # before copying: a file changed while installing leaves the environment out of date
 	cp -R $(IMAGE_CONTEXT) $(IMAGE_VENV)/context/
 	cd $(IMAGE_VENV)/context && PATH="$(abspath $(IMAGE_VENV))/bin:$$PATH" PIP_QUIET=1 $(IMAGE_INSTALL)
 	rm -rf $(IMAGE_VENV)/context
-	touch $@
+	mv $@.copied $@
 
 ## test-fast: skip the tests that run whole pipelines or notebooks
 test-fast: env

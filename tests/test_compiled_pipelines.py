@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import subprocess
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -53,6 +54,7 @@ from tests.support.image_env import (
 )
 from tests.support.kube_api_standin import KubeApiStandIn
 
+RUN_HERE = ("training", "monitoring", "rollout")  # the pipelines the slow tests run from YAML
 IMAGES = {"serving_image_v2": "registry.example/team/mlserver:7", "serving_image_seldon": "registry.example/seldon:7"}
 SERVICE_ACCOUNT = "model-reader"
 # Small enough for a few hundred logged requests per stage.
@@ -253,22 +255,33 @@ def test_training_from_yaml_serves_the_champion_on_kserve(
     assert cluster.object("models", "shop") is None  # no SeldonDeployment
 
 
-def test_the_image_environment_is_installed_like_the_component_image() -> None:
-    """make image-env copies what the Dockerfile copies and installs with the Dockerfile's command."""
-    makefile = MAKEFILE.read_text()
-    context = re.search(r"^IMAGE_CONTEXT := (.+)$", makefile, re.M)
-    install = re.search(r"^IMAGE_INSTALL := (.+)$", makefile, re.M)
+def test_the_image_environment_is_installed_like_the_component_image(tmp_path: Path) -> None:
+    """make image-env copies what the Dockerfile copies and installs with the Dockerfile's command, read from it."""
     dockerfile = DOCKERFILE.read_text()
-    assert context and tuple(context.group(1).split()) == image_context()
-    assert install and re.search(rf"^RUN {re.escape(install.group(1))}$", dockerfile, re.M)
+    [install] = re.findall(r"^RUN (pip install .*)$", dockerfile, re.M)
+    venv = tmp_path / "venv"
+    planned = subprocess.run(
+        ["make", "--no-print-directory", "-n", "image-env", f"IMAGE_VENV={venv}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"cp -R {' '.join(image_context())} {venv}/context/\n" in planned
+    assert f"cd {venv}/context && " in planned and planned.count(install) == 1, planned
+    assert ".[dev" not in install and " -e " not in install
     python = re.search(r"^FROM python:(\d+\.\d+)", dockerfile, re.M)
-    assert python and re.search(rf"^IMAGE_PYTHON \?= .*python{re.escape(python.group(1))}\b", makefile, re.M)
-    assert re.search(r"^test: .*\bimage-env\b", makefile, re.M)
+    assert python and re.search(
+        rf"^IMAGE_PYTHON \?= .*python{re.escape(python.group(1))}\b", MAKEFILE.read_text(), re.M
+    )
+    assert re.search(r"^test: .*\bimage-env\b", MAKEFILE.read_text(), re.M)
 
 
 def test_a_task_gets_no_environment_from_the_compiled_yaml_but_the_optional_wandb_secret() -> None:
     """The runs get the image's ENV alone: the compiled pipelines add only W&B's key, optional (offline without)."""
     assert {"HOME", "WANDB_DIR"} <= set(image_environment())
+    golden = {path.name.split(".")[0] for path in (ROOT / "pipelines" / "compiled").glob("*.yaml")}
+    assert golden == set(RUN_HERE), "a new compiled pipeline: run it from its YAML here too"
     for path in sorted((ROOT / "pipelines" / "compiled").glob("*.yaml")):
         documents = list(yaml.safe_load_all(path.read_text()))
         for name, executor in documents[0]["deploymentSpec"]["executors"].items():

@@ -65,7 +65,7 @@ def image_python() -> Path:
     installed = STAMP.stat().st_mtime
     newer = [
         str(path.relative_to(ROOT))
-        for source in image_context()
+        for source in (str(DOCKERFILE.relative_to(ROOT)), *image_context())
         for path in ([ROOT / source] if (ROOT / source).is_file() else (ROOT / source).rglob("*"))
         if path.is_file() and "__pycache__" not in path.parts and path.stat().st_mtime > installed
     ]

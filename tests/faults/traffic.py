@@ -23,12 +23,13 @@ def iris_request(row: tuple[float, ...]) -> bytes:
 
 @dataclass(frozen=True)
 class Outcome:
-    """One request: HTTP status (0: no answer at all), the predictor that answered, when, how long."""
+    """One request: HTTP status (0: no answer at all), the predictor that answered, when, how long, its id."""
 
     status: int
     predictor: str | None
     at: float
     seconds: float
+    request_id: str | None = None
     error: str = ""
 
 
@@ -87,10 +88,14 @@ class Traffic:
                 response = connection.getresponse()
                 response.read()
                 outcome = Outcome(
-                    response.status, response.getheader("X-Predictor"), started, time.monotonic() - started
+                    response.status,
+                    response.getheader("X-Predictor"),
+                    started,
+                    time.monotonic() - started,
+                    response.getheader("X-Request-Id"),
                 )
             except (OSError, http.client.HTTPException) as exc:
-                outcome = Outcome(0, None, started, time.monotonic() - started, f"{type(exc).__name__}: {exc}")
+                outcome = Outcome(0, None, started, time.monotonic() - started, error=f"{type(exc).__name__}: {exc}")
                 connection.close()
                 connection = http.client.HTTPConnection(*self._address, timeout=30)
             with self._lock:

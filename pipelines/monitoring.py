@@ -25,7 +25,7 @@ from kfp_mlops.components.drift_check.component import drift_check
 from kfp_mlops.core.errors import ConfigError
 from kfp_mlops.drift import DriftConfig
 from kfp_mlops.pipelines import training
-from kfp_mlops.pipelines.parameters import MONITORING, TRAINING
+from kfp_mlops.pipelines.parameters import MONITORING, TRAINING, check_addresses
 from kfp_mlops.pipelines.platform import attach_wandb_secret
 from kfp_mlops.pipelines.retries import retry_io
 
@@ -62,6 +62,8 @@ def build_monitoring_pipeline(*, kubernetes: bool = True) -> Callable:
                 retrain_policy=p["retrain_policy"],
                 pipeline_job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                 wandb_project=p["wandb_project"],
+                kfp_ui_host=p["kfp_ui_host"],
+                pushgateway_url=p["pushgateway_url"],
             )
             .set_display_name("drift-check")
             .set_caching_options(False)
@@ -101,4 +103,5 @@ def check_arguments(arguments: Mapping[str, Any]) -> None:
     if not isinstance(values["drift_config"], dict):
         raise ConfigError(f"drift_config: must be a JSON object, got {values['drift_config']!r}")
     DriftConfig.from_dict(values["drift_config"])
+    check_addresses(values)
     training.check_arguments({name: values[name] for name in TRAINING.names() if name != "retrain_kind"})

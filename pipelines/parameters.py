@@ -16,7 +16,9 @@ safe rollout's promotion, unless a run asks for ``single`` explicitly.
 The serving parameters (:data:`SERVING`: the cluster's platform, the model-server images and service
 account, KServe's request logger) are the training, monitoring and rollout pipelines': a task on a
 cluster gets them as parameters, never from its pod's environment, and :func:`check_serving`
-checks them before anything runs.
+checks them before anything runs. So are the addresses a task links and pushes to
+(:data:`ADDRESSES`, checked by :func:`check_addresses`): ``kfp_ui_host`` (every pipeline) and
+``pushgateway_url`` (monitoring and rollout, whose drift check and rollout step push metrics).
 
 Nothing here imports kfp: the command line reads these specs before it decides whether it needs kfp.
 """
@@ -138,6 +140,22 @@ DEPLOY_MODES = ("rollout", "single", "ab", "shadow")
 
 STORE_ROOT = Parameter("store_root", str, "model store root: a local path or gs://bucket/prefix")
 WANDB_PROJECT = Parameter("wandb_project", str, "W&B project of the tasks' runs", "kfp-mlops")
+# Where a cluster's tasks link and push to, given as parameters: the compiled pipelines set no pod environment.
+KFP_UI_HOST = Parameter(
+    "kfp_ui_host",
+    str,
+    "the KFP UI's address (http:// or https://, e.g. https://kubeflow.example.com/pipeline): each W&B run's "
+    "config links to the KFP run's page there; empty: no link",
+    "",
+)
+PUSHGATEWAY_URL = Parameter(
+    "pushgateway_url",
+    str,
+    "a Prometheus Pushgateway (http:// or https://, e.g. http://kfp-mlops-pushgateway.models.svc:9091 from "
+    "manifests/base/pushgateway.yaml) the drift check and the rollout step push their metrics to; empty: not pushed",
+    "",
+)
+ADDRESSES = (KFP_UI_HOST.name, PUSHGATEWAY_URL.name)
 NAMESPACE = Parameter("namespace", str, "Kubernetes namespace of the deployment", "models")
 PROTOCOL = Parameter("protocol", str, "serving protocol: v2 or seldon", "v2")
 # What a cluster deployment runs, given to the task as parameters: a pod's environment sets none of it.
@@ -176,6 +194,18 @@ SERVING = (
         "",
     ),
 )
+
+
+def check_addresses(values: Mapping[str, Any]) -> None:
+    """Refuses a KFP UI or Pushgateway address (:data:`ADDRESSES`) that is not an http(s) URL.
+
+    Raises:
+        ConfigError: naming the parameter and the value.
+    """
+    for name in ADDRESSES:
+        value = str(values.get(name) or "")
+        if value and not value.startswith(("http://", "https://")):
+            raise ConfigError(f"{name} {value!r}: give an http:// or https:// URL, or leave it empty")
 
 
 def check_serving(values: Mapping[str, Any]) -> None:
@@ -241,6 +271,7 @@ TRAINING = ParameterSpec(
             "max_regression", float, "gate: how much worse than the champion on the same test rows it may be", 0.0
         ),
         WANDB_PROJECT,
+        KFP_UI_HOST,
         Parameter("deployment_name", str, "deployment name (a DNS-1123 label)", "iris"),
         Parameter(
             "deploy_target",
@@ -289,6 +320,7 @@ MONITORING = ParameterSpec(
         Parameter("source", str, "the data window: a .csv/.parquet path or gs:// URI (also what a retrain trains on)"),
         Parameter("drift_config", dict, 'DriftConfig fields, a JSON object, e.g. {"psi_threshold": 0.25}', {}),
         *(p for p in TRAINING.parameters if p.name not in ("store_root", "source", "retrain_kind")),
+        PUSHGATEWAY_URL,
     ),
 )
 """The monitoring pipeline's parameters: the window, the drift check's config, the training ones but
@@ -323,6 +355,8 @@ ROLLOUT = ParameterSpec(
         Parameter("live_config", dict, 'LiveConfig fields, a JSON object, e.g. {"bootstrap": 2000}', {}),
         Parameter("timeout_seconds", int, "how long applying a stage may take", 600),
         WANDB_PROJECT,
+        KFP_UI_HOST,
+        PUSHGATEWAY_URL,
     ),
 )
 """The rollout pipeline's parameters."""

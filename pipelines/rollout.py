@@ -22,7 +22,7 @@ from kfp import dsl
 from kfp_mlops.components.labels_import.component import labels_import
 from kfp_mlops.components.rollout.component import rollout_step
 from kfp_mlops.core.errors import ConfigError
-from kfp_mlops.pipelines.parameters import ROLLOUT, check_serving
+from kfp_mlops.pipelines.parameters import ROLLOUT, check_addresses, check_serving
 from kfp_mlops.pipelines.platform import attach_wandb_secret
 from kfp_mlops.pipelines.retries import retry_io
 from kfp_mlops.rollout.controller import base_spec
@@ -44,7 +44,9 @@ def build_label_import_pipeline(*, kubernetes: bool = True) -> Callable:
     """
 
     @dsl.pipeline(name="import-late-labels")
-    def import_late_labels(labels_uri: str, log_root: str, state_uri: str, wandb_project: str) -> None:
+    def import_late_labels(
+        labels_uri: str, log_root: str, state_uri: str, wandb_project: str, kfp_ui_host: str
+    ) -> None:
         """Appends the labels of ``labels_uri`` to the rollout's prediction log; skipped when it is empty.
 
         Args:
@@ -52,6 +54,7 @@ def build_label_import_pipeline(*, kubernetes: bool = True) -> Callable:
             log_root: the prediction log's root (empty: the one the rollout at state_uri recorded).
             state_uri: the rollout state document.
             wandb_project: the W&B project of the task's run.
+            kfp_ui_host: the KFP UI's address, for the KFP run's page in the task's W&B run (empty: no link).
         """
         with dsl.If(labels_uri != "", name="labels-given"):
             task = labels_import(
@@ -60,6 +63,7 @@ def build_label_import_pipeline(*, kubernetes: bool = True) -> Callable:
                 state_uri=state_uri,
                 pipeline_job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                 wandb_project=wandb_project,
+                kfp_ui_host=kfp_ui_host,
             )
             retry_io(task.set_display_name("labels-import").set_caching_options(False))  # the file may change
             if kubernetes:
@@ -82,6 +86,7 @@ def build_rollout_pipeline(*, kubernetes: bool = True) -> Callable:
             log_root=p["log_root"],
             state_uri=p["state_uri"],
             wandb_project=p["wandb_project"],
+            kfp_ui_host=p["kfp_ui_host"],
         ).set_display_name("import-late-labels")
         imported.set_caching_options(False)  # the labels file may change in place
         step_arguments = {name: p[name] for name in p if name not in ("labels_uri", "serving_service_account")}
@@ -123,6 +128,7 @@ def check_arguments(arguments: Mapping[str, Any]) -> None:
         raise ConfigError(f"labels_uri {labels_uri!r}: give a .csv or .parquet file of request_id,label[,labelled_at]")
     LiveConfig.from_dict(values["live_config"])
     check_serving(values)
+    check_addresses(values)
     base_spec(values["deployment_name"], namespace=values["namespace"], protocol=values["protocol"]).validate()
     if values["platform"] == "kserve" and values["protocol"] != "v2":
         raise ConfigError(f"protocol {values['protocol']!r}: platform kserve serves protocol v2 only")

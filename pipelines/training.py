@@ -29,7 +29,7 @@ from kfp_mlops.modeling.evaluation import check_gate_metric
 from kfp_mlops.modeling.model_store import ModelStore
 from kfp_mlops.modeling.retraining import RETRAIN_KINDS
 from kfp_mlops.modeling.retraining_data import list_windows
-from kfp_mlops.pipelines.parameters import TRAINING, check_serving
+from kfp_mlops.pipelines.parameters import TRAINING, check_addresses, check_serving
 from kfp_mlops.pipelines.platform import attach_wandb_secret
 from kfp_mlops.pipelines.retries import retry_io
 from kfp_mlops.rollout.plan import StagePlan
@@ -50,7 +50,11 @@ def build_training_pipeline(*, kubernetes: bool = True) -> Callable:
     """
 
     def steps(p: dict[str, Any]) -> None:
-        tracking = {"pipeline_job_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER, "wandb_project": p["wandb_project"]}
+        tracking = {
+            "pipeline_job_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            "wandb_project": p["wandb_project"],
+            "kfp_ui_host": p["kfp_ui_host"],
+        }
         retraining = {"retrain_kind": p["retrain_kind"], "store_root": p["store_root"], "model_name": p["model_name"]}
         ingest_task = ingest(
             source=p["source"],
@@ -204,6 +208,7 @@ def check_arguments(arguments: Mapping[str, Any]) -> None:
         raise ConfigError(f"rollout_plan: must be a JSON object, got {values['rollout_plan']!r}")
     plan = StagePlan.from_dict(values["rollout_plan"])
     check_serving(values)
+    check_addresses(values)
     if values["platform"] == "kserve":
         _check_kserve(values, plan)
     # Name, namespace, protocol and traffic rules, on stand-in model URIs (the real ones exist only after register).

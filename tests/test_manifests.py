@@ -666,9 +666,8 @@ def pushed_metrics(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     record = {"action": "hold", "next_stage": "canary-5", "status": "running", "challenger_share": 5}
     try:
         with running_pushgateway(tmp_path_factory.mktemp("pushgateway")) as url:
-            settings = Settings.from_env({"KFP_MLOPS_PUSHGATEWAY": url})
-            assert push_drift(settings, verdict, job="j", model="iris")
-            assert push_rollout(settings, record, job="j", deployment="iris", stage_started_at=1.0)
+            assert push_drift(url, verdict, job="j", model="iris")
+            assert push_rollout(url, record, job="j", deployment="iris", stage_started_at=1.0)
             return {name for name, _ in scrape(url)}
     except FileNotFoundError as missing:
         pytest.skip(str(missing))

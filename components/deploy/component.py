@@ -33,6 +33,7 @@ def deploy(
     timeout_seconds: int = 600,
     pipeline_job_id: str = "local",
     wandb_project: str = "",
+    kfp_ui_host: str = "",
 ):
     """Renders, checks and deploys the deployment; nothing is written, applied or moved if it is invalid.
 
@@ -70,6 +71,7 @@ def deploy(
         timeout_seconds: how long a cluster rollout may take to become Available.
         pipeline_job_id: groups this task's W&B run with the rest of the pipeline run.
         wandb_project: the W&B project (empty: WANDB_PROJECT or kfp-mlops).
+        kfp_ui_host: the KFP UI's address, for the KFP run's page in the W&B run's config (empty: no link).
     """
     import json
 
@@ -105,7 +107,7 @@ def deploy(
         pipeline_job_id=pipeline_job_id,
         wandb_project=wandb_project,
         uses=tuple(artifact_refs(registered.metadata)),
-        outputs=RunOutputs(wandb_page.path, wandb_files.path),
+        outputs=RunOutputs(wandb_page.path, wandb_files.path, kfp_ui_host=kfp_ui_host),
     )
     with open(summary.path, "w") as out:
         out.write(render_summary(record))

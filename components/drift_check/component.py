@@ -29,6 +29,8 @@ def drift_check(
     retrain_policy: Optional[dict] = None,
     pipeline_job_id: str = "local",
     wandb_project: str = "",
+    kfp_ui_host: str = "",
+    pushgateway_url: str = "",
 ) -> str:
     """Compares the current window with the reference (profile or data) and the model's predictions.
 
@@ -55,6 +57,9 @@ def drift_check(
         retrain_policy: RetrainPolicy fields, e.g. {"tolerance": 0.03, "history_windows": 8}.
         pipeline_job_id: groups this task's W&B run with the rest of the pipeline run.
         wandb_project: the W&B project (empty: WANDB_PROJECT or kfp-mlops).
+        kfp_ui_host: the KFP UI's address, for the KFP run's page in the W&B run's config (empty: no link).
+        pushgateway_url: the Prometheus Pushgateway the scores and the retrain decision are pushed to
+            (http://host:9091; empty: not pushed).
 
     Returns:
         ``incremental`` or ``full`` when the retrain policy warrants a retrain, else ``none`` (a
@@ -81,7 +86,8 @@ def drift_check(
         pipeline_job_id=pipeline_job_id,
         wandb_project=wandb_project,
         snapshot_path=snapshot.path,
-        outputs=RunOutputs(wandb_page.path, wandb_files.path),
+        pushgateway_url=pushgateway_url,
+        outputs=RunOutputs(wandb_page.path, wandb_files.path, kfp_ui_host=kfp_ui_host),
     )
     with open(summary.path, "w") as out:
         out.write(render_verdict(result))

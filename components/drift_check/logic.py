@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from kfp_mlops.components.common import tracked_task
-from kfp_mlops.core.config import Settings
 from kfp_mlops.core.errors import ConfigError
 from kfp_mlops.core.metrics_push import push_drift
 from kfp_mlops.core.run_outputs import RunOutputs
@@ -123,12 +122,13 @@ def run_drift_check(
     pipeline_job_id: str = "local",
     wandb_project: str = "",
     snapshot_path: str = "",
+    pushgateway_url: str = "",
     outputs: RunOutputs | None = None,
 ) -> dict[str, Any]:
     """Checks drift, writes the verdict JSON and the HTML report, logs scores to W&B.
 
     The W&B run also gets Evidently's report (HTML) and an alert when drift is found; the scores and
-    the retrain decision are pushed to the ``KFP_MLOPS_PUSHGATEWAY`` setting's Pushgateway (if set).
+    the retrain decision are pushed to the Pushgateway at ``pushgateway_url`` (empty: not pushed).
     ``snapshot_path`` (empty: none) receives the report's Evidently snapshot, for trends.
 
     Inputs are resolved by :func:`resolve_sources`; ``config`` is :class:`DriftConfig` and
@@ -187,7 +187,7 @@ def run_drift_check(
         run.log_table("drift_features", features_table(verdict))
         run.run.summary["drift_reasons"] = "; ".join(verdict["reasons"]) or "no drift"
         run.run.summary["retrain_decision"] = verdict["retrain"]["reason"]
-    push_drift(Settings.from_env(), verdict, job=pipeline_job_id, model=model_name or "unnamed")
+    push_drift(pushgateway_url, verdict, job=pipeline_job_id, model=model_name or "unnamed")
     return verdict
 
 

@@ -1,7 +1,7 @@
 """KFP component: the model quality gate; its bool output decides whether register runs."""
 
 from kfp import dsl
-from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
 from kfp_mlops.components.common import COMPONENT_IMAGE
 
@@ -13,6 +13,8 @@ def evaluate(
     metrics: Output[Metrics],
     classification: Output[ClassificationMetrics],
     evaluation: Output[Artifact],
+    wandb_page: Output[Markdown],
+    wandb_files: Output[Artifact],
     store_root: str,
     model_name: str,
     gate_metric: str = "accuracy",
@@ -20,6 +22,7 @@ def evaluate(
     max_regression: float = 0.0,
     pipeline_job_id: str = "local",
     wandb_project: str = "",
+    kfp_ui_host: str = "",
 ) -> bool:
     """Scores the model on the test split, compares it with the champion, and gates it.
 
@@ -29,6 +32,8 @@ def evaluate(
         metrics: accuracy, f1_macro, roc_auc, log_loss (and the champion's, as champion_*).
         classification: confusion matrix and micro-averaged ROC curve for the KFP UI.
         evaluation: JSON record of scores, decision and reasons (kept with the registered version).
+        wandb_page: the task's W&B run: its link, or where its offline files are.
+        wandb_files: the offline W&B run's folder (for ``wandb sync``), or a note with the link.
         store_root: the model store holding the champion (local path or gs://).
         model_name: the registered model's name.
         gate_metric: accuracy, f1_macro, roc_auc or log_loss.
@@ -36,6 +41,7 @@ def evaluate(
         max_regression: how much worse than the champion the candidate may be.
         pipeline_job_id: groups this task's W&B run with the rest of the pipeline run.
         wandb_project: the W&B project (empty: WANDB_PROJECT or kfp-mlops).
+        kfp_ui_host: the KFP UI's address, for the KFP run's page in the W&B run's config (empty: no link).
 
     Returns:
         Whether the candidate passed the gate.
@@ -43,6 +49,7 @@ def evaluate(
     import json
 
     from kfp_mlops.components.evaluate.logic import run_evaluate
+    from kfp_mlops.core.run_outputs import RunOutputs
 
     result = run_evaluate(
         model.path,
@@ -55,6 +62,7 @@ def evaluate(
         max_regression=max_regression,
         pipeline_job_id=pipeline_job_id,
         wandb_project=wandb_project,
+        outputs=RunOutputs(wandb_page.path, wandb_files.path, kfp_ui_host=kfp_ui_host),
     )
     for name, value in result.metrics.items():
         metrics.log_metric(name, value)

@@ -6,6 +6,7 @@ The scores and the gate are :func:`kfp_mlops.modeling.evaluation.evaluate`, shar
 from __future__ import annotations
 
 from kfp_mlops.components.common import tracked_task
+from kfp_mlops.core.run_outputs import RunOutputs
 from kfp_mlops.modeling.datasets import read_parquet
 from kfp_mlops.modeling.evaluation import Evaluation, evaluate, load_champion
 from kfp_mlops.modeling.model_bundle import load_bundle
@@ -23,6 +24,7 @@ def run_evaluate(
     max_regression: float = 0.0,
     pipeline_job_id: str = "local",
     wandb_project: str = "",
+    outputs: RunOutputs | None = None,
 ) -> Evaluation:
     """Loads the candidate and the champion, evaluates, and logs metrics and plots to W&B.
 
@@ -38,6 +40,7 @@ def run_evaluate(
         max_regression: how much worse than the champion the candidate may be.
         pipeline_job_id: the W&B group.
         wandb_project: the W&B project (empty: the ``WANDB_PROJECT`` setting).
+        outputs: the task's outputs the finished W&B run is published to (None: none).
 
     Returns:
         The evaluation; a champion that could not be loaded fails it, and its reasons say why.
@@ -49,7 +52,9 @@ def run_evaluate(
         "model_name": model_name,
         "store_root": store_root,
     }
-    with tracked_task("evaluate", params, pipeline_job_id=pipeline_job_id, wandb_project=wandb_project) as run:
+    with tracked_task(
+        "evaluate", params, pipeline_job_id=pipeline_job_id, wandb_project=wandb_project, outputs=outputs
+    ) as run:
         candidate = load_bundle(model_dir, sha256=model_sha256)
         test = read_parquet(test_path)
         champion, champion_version, champion_error = load_champion(store_root, model_name)

@@ -25,6 +25,7 @@ def ingest(
     retrain_policy: Optional[dict] = None,
     pipeline_job_id: str = "local",
     wandb_project: str = "",
+    kfp_ui_host: str = "",
 ):
     """Loads ``source`` (``iris``, or a CSV/Parquet path or gs:// URI) and splits it.
 
@@ -47,6 +48,7 @@ def ingest(
         retrain_policy: RetrainPolicy fields (a retrain: how many history windows each kind reads).
         pipeline_job_id: groups this task's W&B run with the rest of the pipeline run.
         wandb_project: the W&B project (empty: WANDB_PROJECT or kfp-mlops).
+        kfp_ui_host: the KFP UI's address, for the KFP run's page in the W&B run's config (empty: no link).
     """
     from kfp_mlops.components.ingest.logic import run_ingest
     from kfp_mlops.core.run_outputs import RunOutputs
@@ -65,7 +67,7 @@ def ingest(
         retrain_policy=retrain_policy,
         pipeline_job_id=pipeline_job_id,
         wandb_project=wandb_project,
-        outputs=RunOutputs(wandb_page.path, wandb_files.path),
+        outputs=RunOutputs(wandb_page.path, wandb_files.path, kfp_ui_host=kfp_ui_host),
     )
     train.metadata.update(metadata["train"])
     test.metadata.update(metadata["test"])

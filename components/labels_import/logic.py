@@ -12,6 +12,7 @@ from typing import Any
 
 from kfp_mlops.components.common import tracked_task
 from kfp_mlops.core.errors import ConfigError
+from kfp_mlops.core.run_outputs import RunOutputs
 from kfp_mlops.rollout.task import rollout_log_root
 from kfp_mlops.serving.label_import import import_labels
 
@@ -25,10 +26,12 @@ def run_labels_import(
     labelled_at_column: str = "",
     pipeline_job_id: str = "local",
     wandb_project: str = "",
+    outputs: RunOutputs | None = None,
 ) -> dict[str, Any]:
     """Appends the labels of ``labels_uri`` to the log and writes what was appended to ``imported_path``.
 
     The log is ``log_root``, else the one the rollout at ``state_uri`` recorded (what its steps read).
+    The task's W&B run (its summary: what was appended) is published to ``outputs`` (None: none).
 
     Returns:
         source, log_root, labels, positives, first_labelled_at, last_labelled_at, segment.
@@ -46,7 +49,9 @@ def run_labels_import(
             + (f" (the rollout at {state_uri} recorded none)" if state_uri else " or a rollout's state_uri")
         )
     params = {"labels_uri": labels_uri, "log_root": log_root, "labelled_at_column": labelled_at_column}
-    with tracked_task("labels_import", params, pipeline_job_id=pipeline_job_id, wandb_project=wandb_project) as run:
+    with tracked_task(
+        "labels_import", params, pipeline_job_id=pipeline_job_id, wandb_project=wandb_project, outputs=outputs
+    ) as run:
         record = import_labels(labels_uri, log_root, labelled_at_column=labelled_at_column or None).to_dict()
         run.run.summary.update(record)
     Path(imported_path).parent.mkdir(parents=True, exist_ok=True)

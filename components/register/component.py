@@ -19,6 +19,7 @@ def register(
     model_name: str,
     pipeline_job_id: str = "local",
     wandb_project: str = "",
+    kfp_ui_host: str = "",
 ):
     """Writes ``models/<model_name>/versions/<version>/`` (never overwritten), its status ``candidate``.
 
@@ -34,6 +35,7 @@ def register(
         model_name: the registered model's name.
         pipeline_job_id: groups this task's W&B run with the rest of the pipeline run.
         wandb_project: the W&B project (empty: WANDB_PROJECT or kfp-mlops).
+        kfp_ui_host: the KFP UI's address, for the KFP run's page in the W&B run's config (empty: no link).
     """
     import json
 
@@ -51,7 +53,7 @@ def register(
         pipeline_job_id=pipeline_job_id,
         wandb_project=wandb_project,
         uses=artifact_refs(model.metadata),
-        outputs=RunOutputs(wandb_page.path, wandb_files.path),
+        outputs=RunOutputs(wandb_page.path, wandb_files.path, kfp_ui_host=kfp_ui_host),
     )
     with open(summary.path, "w") as out:
         out.write(render_summary(record))

@@ -23,6 +23,7 @@ def train(
     model_name: str = "",
     pipeline_job_id: str = "local",
     wandb_project: str = "",
+    kfp_ui_host: str = "",
 ):
     """Fits preprocessing + ``estimator`` on the training split, or retrains the champion on it.
 
@@ -44,6 +45,7 @@ def train(
         model_name: the registered model's name (a retrain).
         pipeline_job_id: groups this task's W&B run with the rest of the pipeline run.
         wandb_project: the W&B project (empty: WANDB_PROJECT or kfp-mlops).
+        kfp_ui_host: the KFP UI's address, for the KFP run's page in the W&B run's config (empty: no link).
     """
     from kfp_mlops.components.common import json_safe
     from kfp_mlops.components.train.logic import render_summary, run_train
@@ -66,7 +68,7 @@ def train(
         pipeline_job_id=pipeline_job_id,
         wandb_project=wandb_project,
         uses=artifact_refs(train_data.metadata),
-        outputs=RunOutputs(wandb_page.path, wandb_files.path),
+        outputs=RunOutputs(wandb_page.path, wandb_files.path, kfp_ui_host=kfp_ui_host),
     )
     with open(summary.path, "w") as out:
         out.write(render_summary(metadata))

@@ -24,6 +24,7 @@ def validate(
     schema_uri: str = "",
     pipeline_job_id: str = "local",
     wandb_project: str = "",
+    kfp_ui_host: str = "",
 ) -> bool:
     """Checks schema, dtypes, ranges, nulls, label and class balance; writes a Markdown report.
 
@@ -38,6 +39,7 @@ def validate(
         schema_uri: a schema JSON document (path or gs://); empty: built-in for iris, else inferred.
         pipeline_job_id: groups this task's W&B run with the rest of the pipeline run.
         wandb_project: the W&B project (empty: WANDB_PROJECT or kfp-mlops).
+        kfp_ui_host: the KFP UI's address, for the KFP run's page in the W&B run's config (empty: no link).
 
     Returns:
         Whether the data passed; the pipeline trains only on data that did.
@@ -54,7 +56,7 @@ def validate(
         schema_uri=schema_uri,
         pipeline_job_id=pipeline_job_id,
         wandb_project=wandb_project,
-        outputs=RunOutputs(wandb_page.path, wandb_files.path),
+        outputs=RunOutputs(wandb_page.path, wandb_files.path, kfp_ui_host=kfp_ui_host),
     )
     report.metadata.update({"passed": outcome["passed"], "rows": outcome["rows"], "problems": outcome["summary"]})
     return outcome["passed"]

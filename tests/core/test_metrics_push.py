@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from kfp_mlops.core.config import Settings
 from kfp_mlops.core.metrics_push import push_drift, push_rollout
 from tests.support.pushgateway import running_pushgateway, scrape
 
@@ -38,8 +37,7 @@ def _labels(**labels: str) -> frozenset[tuple[str, str]]:
 
 
 def test_a_drift_verdict_is_pushed_and_read_back(gateway: str) -> None:
-    settings = Settings.from_env({"KFP_MLOPS_PUSHGATEWAY": gateway + "/"})
-    assert push_drift(settings, VERDICT, job="job-1", model="iris")
+    assert push_drift(gateway + "/", VERDICT, job="job-1", model="iris")  # as a parameter may give it
 
     samples = scrape(gateway)
     group = {"job": "kfp-mlops-drift", "model": "iris", "pipeline_job_id": "job-1"}
@@ -52,7 +50,7 @@ def test_a_drift_verdict_is_pushed_and_read_back(gateway: str) -> None:
 
     # The next check replaces the group: no stale "full" decision stays behind.
     calm = {**VERDICT, "drift": False, "retrain": {"retrain": False, "kind": None, "reason": "no drift"}}
-    assert push_drift(settings, calm, job="job-2", model="iris")
+    assert push_drift(gateway, calm, job="job-2", model="iris")
     samples = scrape(gateway)
     assert ("kfp_mlops_retrain_decision", _labels(**group, kind="full")) not in samples
     latest = {**group, "pipeline_job_id": "job-2"}
@@ -61,9 +59,8 @@ def test_a_drift_verdict_is_pushed_and_read_back(gateway: str) -> None:
 
 
 def test_a_rollout_decision_is_pushed_and_read_back(gateway: str) -> None:
-    settings = Settings.from_env({"KFP_MLOPS_PUSHGATEWAY": gateway})
     record = {"action": "rollback", "next_stage": "rolled-back", "status": "rolled_back", "challenger_share": 0}
-    assert push_rollout(settings, record, job="job-7", deployment="fraud", stage_started_at=1_800_000_000.0)
+    assert push_rollout(gateway, record, job="job-7", deployment="fraud", stage_started_at=1_800_000_000.0)
 
     samples = scrape(gateway)
     group = {"job": "kfp-mlops-rollout", "deployment": "fraud", "pipeline_job_id": "job-7"}
@@ -76,10 +73,9 @@ def test_a_rollout_decision_is_pushed_and_read_back(gateway: str) -> None:
 
 
 def test_nothing_is_pushed_without_a_gateway_and_an_unreachable_one_is_not_an_error(tmp_path: Path) -> None:
-    assert not push_drift(Settings.from_env({}), VERDICT, job="j", model="iris")
-    closed = Settings.from_env({"KFP_MLOPS_PUSHGATEWAY": "http://127.0.0.1:9"})  # discard port: refused
+    assert not push_drift("", VERDICT, job="j", model="iris")
     assert not push_rollout(
-        closed,
+        "http://127.0.0.1:9",  # the discard port: refused
         {"action": "hold", "next_stage": "canary-5", "status": "running", "challenger_share": 5},
         job="j",
         deployment="fraud",

@@ -225,13 +225,21 @@ def test_a_stale_inherited_service_falls_back_to_a_private_one() -> None:
     assert read_offline_run(run_dir).exit_code == 0
 
 
-def test_runs_are_named_after_component_and_pipeline_run_and_link_the_kfp_run() -> None:
-    settings = Settings.from_env({"KFP_UI_HOST": "https://kubeflow.example.com/pipeline/"})
-    with tracked_run("ingest", group="3f2a-job", config={"seed": 1}, settings=settings) as run:
+def test_runs_are_named_after_component_and_pipeline_run_and_link_the_kfp_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = Settings.from_env()
+    task = RunOutputs(kfp_ui_host="https://kubeflow.example.com/pipeline/")  # the kfp_ui_host parameter
+    with tracked_run("ingest", group="3f2a-job", config={"seed": 1}, settings=settings, outputs=task) as run:
         pass
-    with tracked_run("ingest", group="local", config={}, settings=settings) as local:
+    with tracked_run("ingest", group="local", config={}, settings=settings, outputs=task) as local:
+        pass
+    # A pod's environment is never where the link comes from: the compiled pipelines set none of it.
+    monkeypatch.setenv("KFP_UI_HOST", "https://elsewhere.example.com")
+    with tracked_run("ingest", group="3f2a-job", config={}, settings=Settings.from_env()) as unlinked:
         pass
     logged, local_logged = read_offline_run(run.dir), read_offline_run(local.dir)
+    assert read_offline_run(unlinked.dir).config["kfp_run_url"] == ""
     assert (logged.name, logged.group, logged.job_type) == ("ingest-3f2a-job", "3f2a-job", "ingest")
     assert logged.config == {
         "seed": 1,

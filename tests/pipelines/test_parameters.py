@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +23,7 @@ from kfp_mlops.pipelines.parameters import (
 def test_the_monitoring_pipeline_takes_every_training_parameter_but_the_retrain_kind() -> None:
     """Its drift check's retrain policy decides the retrain kind; every other training parameter is the user's."""
     assert set(TRAINING.names()) - set(MONITORING.names()) == {"retrain_kind"}
-    assert set(MONITORING.names()) - set(TRAINING.names()) == {"drift_config"}
+    assert set(MONITORING.names()) - set(TRAINING.names()) == {"drift_config", "pushgateway_url"}
     for name in set(TRAINING.names()) - {"source", "retrain_kind"}:  # the window replaces the training data
         assert next(p for p in MONITORING.parameters if p.name == name) == next(
             p for p in TRAINING.parameters if p.name == name
@@ -100,3 +101,56 @@ def test_the_serving_parameters_are_one_list_shared_by_every_pipeline_that_deplo
     for image in (DEFAULT_SERVING_IMAGE_V2, DEFAULT_SERVING_IMAGE_SELDON):
         assert f"(default: '{image}')" in shown
     assert ROLLOUT.defaults()["labels_uri"] == ""  # no labels import unless a file is named
+
+
+def test_the_kfp_ui_and_the_pushgateway_are_parameters_checked_before_a_run() -> None:
+    """Every pipeline links its W&B runs to the KFP UI; those whose tasks push metrics name the Pushgateway."""
+    from kfp_mlops.pipelines import monitoring, rollout, training
+    from kfp_mlops.pipelines.parameters import check_addresses
+
+    for spec in (TRAINING, MONITORING, ROLLOUT):
+        assert spec.defaults()["kfp_ui_host"] == "", spec.pipeline
+    assert "pushgateway_url" not in TRAINING.names()  # no training task pushes a metric
+    assert MONITORING.defaults()["pushgateway_url"] == ROLLOUT.defaults()["pushgateway_url"] == ""
+    check_addresses({"kfp_ui_host": "https://kubeflow.example.com/pipeline", "pushgateway_url": ""})
+    for check, arguments in [
+        (training.check_arguments, {"store_root": "/s", "kfp_ui_host": "kubeflow.example.com"}),
+        (monitoring.check_arguments, {"store_root": "/s", "source": "w.csv", "pushgateway_url": "gateway:9091"}),
+        (rollout.check_arguments, {"state_uri": "/s.json", "pushgateway_url": "gateway:9091"}),
+    ]:
+        name, value = next((k, v) for k, v in arguments.items() if k in ("kfp_ui_host", "pushgateway_url"))
+        with pytest.raises(
+            ConfigError, match=f"^{name} '{value}': give an http:// or https:// URL, or leave it empty$"
+        ):
+            check(arguments)
+
+
+@pytest.mark.parametrize("pipeline", ["training", "monitoring", "rollout"])
+def test_every_task_with_a_wandb_run_gets_the_addresses_from_the_pipeline(pipeline: str, tmp_path: Path) -> None:
+    """Compiled, every task that opens a W&B run takes kfp_ui_host, and every pushing task pushgateway_url, from
+    the pipeline's parameters (passed down through the sub-DAGs), never a constant or the pod's environment."""
+    import yaml
+    from kfp import compiler
+
+    from kfp_mlops.pipelines import monitoring, rollout, training
+
+    built = {"training": training.training, "monitoring": monitoring.monitoring, "rollout": rollout.rollout}
+    compiler.Compiler().compile(built[pipeline], str(tmp_path / "p.yaml"))
+    spec = next(yaml.safe_load_all((tmp_path / "p.yaml").read_text()))
+    dags = [spec["root"]["dag"], *(c["dag"] for c in spec["components"].values() if "dag" in c)]
+    wired: dict[str, set[str]] = {}
+    for dag in dags:
+        for task in dag["tasks"].values():
+            component = spec["components"][task["componentRef"]["name"]]
+            declared = component.get("inputDefinitions", {}).get("parameters", {})
+            if "executorLabel" not in component or "pipeline_job_id" not in declared:
+                continue  # a sub-DAG, the importer, or a task without a W&B run
+            given = task["inputs"]["parameters"]
+            wired[task["taskInfo"]["name"]] = {
+                name for name in ("kfp_ui_host", "pushgateway_url") if "componentInputParameter" in given.get(name, {})
+            }
+    pushing = {"drift-check", "rollout-step"}
+    assert wired and all(
+        names == ({"kfp_ui_host", "pushgateway_url"} if task in pushing else {"kfp_ui_host"})
+        for task, names in wired.items()
+    ), wired

@@ -116,6 +116,32 @@ def test_drift_check_with_the_profile_artifact(tmp_path: Path, inputs: Inputs) -
     assert rows["item_discount"]["drifted"] is True and rows["user_age"]["drifted"] is False
 
 
+def test_the_verdict_is_pushed_to_the_pushgateway_the_pipeline_names(
+    tmp_path: Path, inputs: Inputs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gateway is the task's parameter: a pod's environment (which the pipelines never set) is not read."""
+    from tests.support.pushgateway import running_pushgateway, scrape
+
+    monkeypatch.setenv("KFP_MLOPS_PUSHGATEWAY", "http://127.0.0.1:9")  # the retired setting: ignored
+    try:
+        with running_pushgateway(tmp_path) as gateway:
+            verdict = run_drift_check(
+                str(inputs.december),
+                str(tmp_path / "verdict"),
+                str(tmp_path / "report"),
+                reference_profile_path=str(inputs.profile),
+                config={"ignore_columns": ["week"]},
+                pipeline_job_id="job-8",
+                pushgateway_url=gateway,
+            )
+            samples = scrape(gateway)
+    except FileNotFoundError as missing:
+        pytest.skip(str(missing))
+    group = {"job": "kfp-mlops-drift", "model": "unnamed", "pipeline_job_id": "job-8"}  # no registered model named
+    assert samples[("kfp_mlops_drift_detected", frozenset(group.items()))] == 1.0
+    assert samples[("kfp_mlops_drift_share", frozenset(group.items()))] == pytest.approx(verdict["drift_share"])
+
+
 def test_drift_check_against_the_champion(store_root: str, tmp_path: Path, inputs: Inputs) -> None:
     """The champion's profile, model and held-out metrics: prediction drift and performance too."""
     _crown(store_root, inputs)

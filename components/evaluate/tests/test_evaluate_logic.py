@@ -71,4 +71,40 @@ def test_run_evaluate_logs_metrics_confusion_matrix_and_roc(store_root: str, mod
         "max_regression": 0.0,
         "model_name": "iris",
         "store_root": store_root,
+        "kfp_run_id": "job-5",
+        "kfp_run_url": "",  # no KFP UI address given
     }
+
+
+def test_the_component_publishes_its_wandb_run_to_the_kfp_ui(store_root: str, models: Models, tmp_path: Path) -> None:
+    """wandb_page (Markdown) says where the offline run is, wandb_files holds a copy, the run links the KFP run."""
+    from types import SimpleNamespace
+
+    from kfp.dsl import ClassificationMetrics, Metrics
+
+    from kfp_mlops.components.evaluate.component import evaluate
+
+    out = tmp_path / "out"
+    passed = evaluate.python_func(
+        model=SimpleNamespace(
+            path=str(models.good),
+            metadata={"model_sha256": json.loads((models.good / METADATA_FILE).read_text())["model_sha256"]},
+        ),
+        test_data=SimpleNamespace(path=str(models.test_path), metadata={}),
+        metrics=Metrics(name="metrics", uri=str(out / "metrics")),
+        classification=ClassificationMetrics(name="classification", uri=str(out / "classification")),
+        evaluation=SimpleNamespace(path=str(out / "evaluation.json"), metadata={}),
+        wandb_page=SimpleNamespace(path=str(out / "wandb_page"), metadata={}),
+        wandb_files=SimpleNamespace(path=str(out / "wandb_files"), metadata={}),
+        store_root=store_root,
+        model_name="iris",
+        pipeline_job_id="job-6",
+        kfp_ui_host="https://kubeflow.example.com/pipeline",
+    )
+
+    assert passed is True
+    assert "W&B run `evaluate-job-6` was logged offline" in (out / "wandb_page").read_text()
+    [copied] = find_offline_runs(out / "wandb_files")
+    logged = read_offline_run(copied, timeout=0.1)  # complete: readable without the pod's original
+    assert logged.summary["passed"] == 1.0
+    assert logged.config["kfp_run_url"] == "https://kubeflow.example.com/pipeline/#/runs/details/job-6"

@@ -18,10 +18,6 @@ Environment variables:
         name, set by Kubeflow's PodDefault for a projected service account token).
     KFP_COOKIE: a session cookie for the KFP API, ``NAME=VALUE`` (e.g. ``authservice_session=...``
         from a browser logged in to Kubeflow); never printed.
-    KFP_UI_HOST: the KFP UI's address (e.g. ``https://kubeflow.example.com/pipeline``), for the run
-        link in every W&B run's config (empty: no link, e.g. locally).
-    KFP_MLOPS_PUSHGATEWAY: a Prometheus Pushgateway (``http://host:9091``) where drift checks and
-        rollout steps push their metrics (empty: not pushed).
     WANDB_PROJECT / WANDB_ENTITY: where runs are logged (default project ``kfp-mlops``).
     WANDB_API_KEY: when set, W&B logs online; otherwise offline.
     STORAGE_EMULATOR_HOST: an ``http://host:port`` GCS emulator for ``gs://`` URIs.
@@ -64,8 +60,6 @@ class Settings:
     kfp_token: str | None = field(default=None, repr=False)
     kfp_token_file: Path | None = None
     kfp_cookie: str | None = field(default=None, repr=False)
-    kfp_ui_host: str = ""
-    pushgateway_url: str = ""
     wandb_project: str = "kfp-mlops"
     wandb_entity: str | None = None
     allow_models_outside_store: bool = False
@@ -85,8 +79,6 @@ class Settings:
             kfp_token=env.get("KFP_TOKEN") or None,
             kfp_token_file=Path(env["KF_PIPELINES_SA_TOKEN_PATH"]) if env.get("KF_PIPELINES_SA_TOKEN_PATH") else None,
             kfp_cookie=env.get("KFP_COOKIE") or None,
-            kfp_ui_host=env.get("KFP_UI_HOST", "").strip().rstrip("/"),
-            pushgateway_url=env.get("KFP_MLOPS_PUSHGATEWAY", "").strip().rstrip("/"),
             wandb_project=env.get("WANDB_PROJECT") or "kfp-mlops",
             wandb_entity=env.get("WANDB_ENTITY") or None,
             allow_models_outside_store=env.get(OUTSIDE_STORE_ENV, "").strip().lower() in ("1", "true", "yes"),

@@ -2,8 +2,10 @@
 
 A drift check or a rollout step is a short KFP task, gone before Prometheus could scrape it; the
 convention for batch jobs is to push the last result to a Pushgateway, which Prometheus scrapes
-(``manifests/base/monitoring.yaml``). The gateway is the ``KFP_MLOPS_PUSHGATEWAY`` setting; empty
-means nothing is pushed (laptops, tests that do not start one).
+(``manifests/base/pushgateway.yaml``, scraped with ``honor_labels`` by ``manifests/base/monitoring.yaml``).
+The gateway is the pipelines' ``pushgateway_url`` parameter, given to the task: a pipeline
+parameter, never the pod's environment. Empty means nothing is pushed (laptops, tests that do not
+start one).
 
 Each push replaces its group (HTTP PUT): job ``kfp-mlops-drift`` grouped by ``model``, job
 ``kfp-mlops-rollout`` grouped by ``deployment``, so a gauge always shows the latest check or step.
@@ -19,8 +21,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from kfp_mlops.core.config import Settings
-
 log = logging.getLogger(__name__)
 
 DRIFT_JOB = "kfp-mlops-drift"
@@ -29,11 +29,11 @@ ROLLOUT_JOB = "kfp-mlops-rollout"
 ROLLOUT_STATUS_CODES = {"running": 0, "promoted": 1, "rolled_back": -1}
 
 
-def push_drift(settings: Settings, verdict: Mapping[str, Any], *, job: str, model: str) -> bool:
+def push_drift(gateway: str, verdict: Mapping[str, Any], *, job: str, model: str) -> bool:
     """Pushes a drift verdict: drift found, drifted share, per-feature PSI, prediction PSI, the retrain decision.
 
     Args:
-        settings: Its ``pushgateway_url`` (empty: nothing is pushed).
+        gateway: The Pushgateway's URL, ``http://host:9091`` (empty: nothing is pushed).
         verdict: :func:`kfp_mlops.drift.run_drift`'s verdict.
         job: The KFP pipeline job id (label ``pipeline_job_id``).
         model: The registered model checked (the group).
@@ -68,16 +68,16 @@ def push_drift(settings: Settings, verdict: Mapping[str, Any], *, job: str, mode
         job, str(decision["kind"] or "none")
     ).set(float(decision["retrain"]))
     gauge("kfp_mlops_drift_last_check_timestamp_seconds", "When the last drift check ran").labels(job).set(time.time())
-    return _push(settings, DRIFT_JOB, {"model": model}, registry)
+    return _push(gateway, DRIFT_JOB, {"model": model}, registry)
 
 
 def push_rollout(
-    settings: Settings, record: Mapping[str, Any], *, job: str, deployment: str, stage_started_at: float | None = None
+    gateway: str, record: Mapping[str, Any], *, job: str, deployment: str, stage_started_at: float | None = None
 ) -> bool:
     """Pushes a rollout decision: the challenger's share, the stage, the status, the action and when the stage began.
 
     Args:
-        settings: Its ``pushgateway_url`` (empty: nothing is pushed).
+        gateway: The Pushgateway's URL, ``http://host:9091`` (empty: nothing is pushed).
         record: The decision record (:mod:`kfp_mlops.rollout.records`).
         job: The KFP pipeline job id (label ``pipeline_job_id``).
         deployment: The deployment rolled out (the group).
@@ -110,17 +110,18 @@ def push_rollout(
     gauge("kfp_mlops_rollout_last_step_timestamp_seconds", "When the last rollout step ran", time.time())
     if stage_started_at is not None:
         gauge("kfp_mlops_rollout_stage_started_timestamp_seconds", "When the current stage began", stage_started_at)
-    return _push(settings, ROLLOUT_JOB, {"deployment": deployment}, registry)
+    return _push(gateway, ROLLOUT_JOB, {"deployment": deployment}, registry)
 
 
-def _push(settings: Settings, job: str, grouping: Mapping[str, str], registry: Any) -> bool:
+def _push(gateway: str, job: str, grouping: Mapping[str, str], registry: Any) -> bool:
     from prometheus_client import push_to_gateway
 
-    if not settings.pushgateway_url:
+    gateway = gateway.strip().rstrip("/")
+    if not gateway:
         return False
     try:
-        push_to_gateway(settings.pushgateway_url, job=job, grouping_key=dict(grouping), registry=registry, timeout=10)
+        push_to_gateway(gateway, job=job, grouping_key=dict(grouping), registry=registry, timeout=10)
     except OSError as exc:  # URLError, connection refused, timeout
-        log.warning("metrics not pushed to %s (job %s): %s", settings.pushgateway_url, job, exc)
+        log.warning("metrics not pushed to %s (job %s): %s", gateway, job, exc)
         return False
     return True

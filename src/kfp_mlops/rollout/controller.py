@@ -202,17 +202,17 @@ def step(
     log_root = log_root or state.log_root
     at = as_utc(as_of or datetime.now(timezone.utc), "as_of")
     if state.status != "running":
-        stage = state.stage.name
-        return StepResult(
-            "none",
-            stage,
-            stage,
-            (f"rollout is {state.status}: nothing to decide",),
-            state,
-            None,
-            None,
-            {"action": "none", "status": state.status},
-        )
+        stage, reasons = state.stage.name, (f"rollout is {state.status}: nothing to decide",)
+        # The fields every decision record has, so a scheduled step after the end reports like any other.
+        record = {
+            "action": "none",
+            "stage": stage,
+            "next_stage": stage,
+            "status": state.status,
+            "reasons": list(reasons),
+            "challenger_share": challenger_share(stage),
+        }
+        return StepResult("none", stage, stage, reasons, state, None, None, record)
     if not log_root:
         raise ConfigError(f"{state_uri}: the rollout recorded no prediction log; name its root (log_root)")
     log = DecisionLog(state_uri, tracking)

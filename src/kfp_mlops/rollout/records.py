@@ -5,10 +5,11 @@ A record (built by :mod:`kfp_mlops.rollout.controller`) holds the time, the acti
 the next one, the status, the reasons, the challenger's traffic share, both models, the spec
 applied and the live comparison the decision rests on. :class:`DecisionLog` writes it to
 ``<state folder>/decisions/<time>-<stage>-<action>.json`` and, given a :class:`Tracking`, logs it
-to W&B (:func:`kfp_mlops.core.tracking.tracked_run`, job type ``rollout``): the decision and the
-differences as tables, an alert on a rollback, the action as a code
-(:data:`ACTION_CODES`), the challenger's share, every difference's interval and the predictors'
-counts as metrics, the reasons in the run summary and the document as a file.
+to W&B (:func:`kfp_mlops.core.tracking.tracked_run`, job type ``rollout``; in a KFP task, published
+to its ``wandb_page`` and ``wandb_files`` outputs): the decision and the differences as tables, an
+alert on a rollback, the action as a code (:data:`ACTION_CODES`), the challenger's share, every
+difference's interval and the predictors' counts as metrics, the reasons in the run summary and the
+document as a file.
 
 A rollout of registered models (``RolloutState.stored``) owns the champion pointer's next move:
 :func:`record_outcome` moves it to the challenger when the rollout is promoted (compare-and-swap:
@@ -29,6 +30,7 @@ import pandas as pd
 
 from kfp_mlops.core import storage
 from kfp_mlops.core.config import Settings
+from kfp_mlops.core.run_outputs import RunOutputs
 from kfp_mlops.core.tracking import TrackedRun, registered_artifact, tracked_run
 from kfp_mlops.modeling.model_store import CHAMPION, REJECTED, ModelStore, RegisteredVersion
 from kfp_mlops.rollout.state import RolloutState, StoredModels
@@ -109,11 +111,14 @@ class Tracking:
         settings: The W&B project and entity, read where the command or task started.
         group: The W&B group (the KFP pipeline job id).
         project: A W&B project instead of the settings' one (a pipeline's ``wandb_project``).
+        outputs: The KFP task's outputs each finished run is published to, and the KFP UI its config
+            links to (None: a run outside KFP, e.g. ``kfp-mlops rollout step``).
     """
 
     settings: Settings
     group: str = "local"
     project: str | None = None
+    outputs: RunOutputs | None = None
 
 
 @dataclass(frozen=True)
@@ -160,6 +165,7 @@ def _track(tracking: Tracking, record: Mapping[str, Any], artifact: str) -> None
         settings=tracking.settings,
         project=tracking.project,
         name=f"rollout-{record['stage']}-{record['action']}",
+        outputs=tracking.outputs,
     ) as run:
         run.log_metrics(metrics)
         run.run.summary.update(

@@ -22,6 +22,7 @@ from typing import Any
 
 from kfp_mlops.core.config import Settings
 from kfp_mlops.core.errors import ConfigError
+from kfp_mlops.core.run_outputs import RunOutputs
 from kfp_mlops.rollout.controller import base_spec, step
 from kfp_mlops.rollout.live import LiveConfig
 from kfp_mlops.rollout.records import Tracking
@@ -86,6 +87,7 @@ def run_rollout_step(
     request_logger_url: str = "",
     pipeline_job_id: str = "local",
     wandb_project: str = "",
+    outputs: RunOutputs | None = None,
 ) -> dict[str, Any]:
     """Runs one controller step from plain parameters and writes its decision document to ``decision_path``.
 
@@ -111,6 +113,7 @@ def run_rollout_step(
         request_logger_url: KServe only: where its request logger sends every request and response.
         pipeline_job_id: The W&B group.
         wandb_project: The W&B project (empty: the settings' one).
+        outputs: A KFP task's outputs the decision's W&B run is published to (None: none).
 
     Returns:
         The decision document (action, stage, next stage, reasons, challenger share, spec,
@@ -153,7 +156,7 @@ def run_rollout_step(
         ),
         as_of=moment,
         config=config,
-        tracking=Tracking(settings, group=pipeline_job_id, project=wandb_project or None),
+        tracking=Tracking(settings, group=pipeline_job_id, project=wandb_project or None, outputs=outputs),
     )
     record = {**dict(result.record), "artifact": result.artifact, "target": target, "platform": platform}
     Path(decision_path).parent.mkdir(parents=True, exist_ok=True)

@@ -41,7 +41,7 @@ PREDICTORS = {
 KSERVE_OVERLAYS = {"kserve-single": None, "kserve-canary": 10}
 # Core kinds are validated against these Kubernetes versions' schemas.
 K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
-CORE_API_VERSIONS = ("v1", "rbac.authorization.k8s.io/v1")
+CORE_API_VERSIONS = ("v1", "rbac.authorization.k8s.io/v1", "apps/v1")
 # Rendered files and the spec documents they come from.
 RENDERED = ["base", "overlays/ab", "overlays/shadow"]
 
@@ -105,8 +105,8 @@ def exported_metrics() -> set[str]:
     return {sample.name for family in registry.collect() for sample in family.samples}
 
 
-def _one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    [doc] = [d for d in docs if d["kind"] == kind]
+def _one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    [doc] = [d for d in docs if d["kind"] == kind and name in (None, d["metadata"]["name"])]
     return doc
 
 
@@ -128,6 +128,9 @@ def test_every_overlay_builds_the_same_kinds(built: dict[str, list[dict[str, Any
                 "Role",
                 "RoleBinding",
                 "Service",
+                "Service",
+                "ServiceMonitor",
+                "Deployment",  # the Pushgateway, its Service and ServiceMonitor
                 "Service",
                 "ServiceMonitor",
                 "PrometheusRule",
@@ -156,7 +159,7 @@ def test_core_kinds_validate_against_kubernetes_schemas(built: dict[str, list[di
                 for version in K8S_VERSIONS:
                     kubernetes_validate.validate(doc, version, strict=True)  # raises on any problem
                 checked.add(doc["kind"])
-    assert checked == {"Namespace", "ServiceAccount", "Role", "RoleBinding", "Service", "ConfigMap"}
+    assert checked == {"Namespace", "ServiceAccount", "Role", "RoleBinding", "Service", "ConfigMap", "Deployment"}
 
 
 def test_the_serving_namespace_enforces_the_restricted_pod_security_standard(
@@ -273,7 +276,7 @@ def test_metrics_are_scraped_where_each_runtime_serves_them(
     from kfp_mlops.serving.metrics import METRICS_PATH
 
     docs = built["single"]
-    monitor = _one(docs, "ServiceMonitor")
+    monitor = _one(docs, "ServiceMonitor", "kfp-mlops-models")
     [endpoint] = monitor["spec"]["endpoints"]
     assert endpoint["path"] == METRICS_PATH
     assert monitor["spec"]["namespaceSelector"]["matchNames"] == ["models"]
@@ -423,7 +426,8 @@ def test_kserve_pods_are_scraped_on_mlservers_metrics_port(kserve_built: dict[st
     from kfp_mlops.serving.metrics import METRICS_PATH
 
     docs = kserve_built["kserve-single"]
-    isvc, runtime, monitor = _one(docs, "InferenceService"), _one(docs, "ServingRuntime"), _one(docs, "ServiceMonitor")
+    isvc, runtime = _one(docs, "InferenceService"), _one(docs, "ServingRuntime")
+    monitor = _one(docs, "ServiceMonitor", "kfp-mlops-models")
     pod_labels = isvc["spec"]["predictor"]["labels"]
     [service] = [s for s in docs if s["kind"] == "Service" and s["spec"]["selector"].items() <= pod_labels.items()]
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
@@ -671,6 +675,67 @@ def pushed_metrics(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
             return {name for name, _ in scrape(url)}
     except FileNotFoundError as missing:
         pytest.skip(str(missing))
+
+
+def test_the_pushgateway_meets_the_restricted_standard_and_writes_only_its_volume(
+    built: dict[str, list[dict[str, Any]]],
+) -> None:
+    docs = built["single"]
+    deployment = _one(docs, "Deployment", "kfp-mlops-pushgateway")
+    namespace = _one(docs, "Namespace")["metadata"]["name"]
+    assert deployment["metadata"]["namespace"] == namespace  # admitted under the "restricted" standard
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod_security.problems(pod) == []
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    [container] = pod["containers"]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    # The root filesystem is read-only: the persistence file must be on the one (emptyDir) volume.
+    [volume] = pod["volumes"]
+    [mount] = container["volumeMounts"]
+    assert "emptyDir" in volume and mount["name"] == volume["name"]
+    [persistence] = [a.split("=", 1)[1] for a in container["args"] if a.startswith("--persistence.file=")]
+    assert Path(persistence).parent == Path(mount["mountPath"])
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_prometheus_scrapes_the_pushgateway_keeping_the_pushed_labels(built: dict[str, list[dict[str, Any]]]) -> None:
+    """ServiceMonitor -> Service -> the gateway's port, with honorLabels: the pushed job, model, deployment and
+    pipeline_job_id survive the scrape; the address the pipelines are told to push to is that Service."""
+    from kfp_mlops.pipelines.parameters import PUSHGATEWAY_URL
+
+    docs = built["single"]
+    deployment = _one(docs, "Deployment", "kfp-mlops-pushgateway")
+    service = _one(docs, "Service", "kfp-mlops-pushgateway")
+    monitor = _one(docs, "ServiceMonitor", "kfp-mlops-pushgateway")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"]["matchNames"] == [service["metadata"]["namespace"]]
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert endpoint["honorLabels"] is True and endpoint["path"] == "/metrics"
+    [port] = service["spec"]["ports"]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    [listen] = [a.split("=", 1)[1] for a in container["args"] if a.startswith("--web.listen-address=")]
+    target = next(p for p in container["ports"] if p["name"] == port["targetPort"])
+    assert port["name"] == endpoint["port"] and listen == f":{target['containerPort']}"
+    address = f"http://{service['metadata']['name']}.{service['metadata']['namespace']}.svc:{port['port']}"
+    assert address in PUSHGATEWAY_URL.help
+    # Each ServiceMonitor scrapes its own Services only: the gateway has no /prometheus, the models no pushes.
+    models = _one(docs, "ServiceMonitor", "kfp-mlops-models")["spec"]["selector"]["matchLabels"]
+    assert not models.items() <= service["metadata"]["labels"].items()
+    model_services = [s for s in docs if s["kind"] == "Service" and s is not service]
+    assert model_services and not any(
+        monitor["spec"]["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items() for s in model_services
+    )
 
 
 def test_drift_and_rollout_alerts_are_well_formed_and_use_pushed_metrics(

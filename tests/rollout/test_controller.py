@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from kfp_mlops.core.config import Settings
@@ -23,6 +24,8 @@ from kfp_mlops.rollout import controller as rc
 from kfp_mlops.rollout.records import Tracking
 from kfp_mlops.rollout.state import StoredModels
 from kfp_mlops.serving.prediction_log import PredictionLogWriter, PredictionRecord, record_labels
+from kfp_mlops.serving.prediction_log.partitions import write_segment
+from kfp_mlops.serving.prediction_log.records import LABEL_SCHEMA
 from kfp_mlops.serving.spec import DeploymentSpec
 from tests.support.models import iris_model, register
 
@@ -168,9 +171,8 @@ def test_errors_leave_traffic_and_state_alone(models: dict[str, str], tmp_path: 
     rc.start(state_uri, PLAN, models["legacy"], models["challenger"], base=BASE, target=target, at=T0)
     traffic(log, T0 + timedelta(minutes=1), 50, challenger_quality=0.7, seed=6)
     # A second label for an already labelled request (a second label feed): the join refuses the log.
-    (Path(log) / "labels" / "20261102T010000000000Z-extra-000001.jsonl").write_text(
-        json.dumps({"request_id": "r6-0", "label": 1, "labelled_at": "2026-11-02T01:00:00+00:00"}) + "\n"
-    )
+    extra = {"request_id": ["r6-0"], "label": [1], "labelled_at": [T0 + timedelta(hours=1)], "predicted_at": [T0]}
+    write_segment(f"{log}/labels/date=2026-11-02/extra.parquet", pa.Table.from_pydict(extra, schema=LABEL_SCHEMA))
     before = Path(state_uri).read_text()
     with pytest.raises(rc.RolloutError, match=r"labelled twice.*traffic left as it is"):
         rc.step(state_uri, log, base=BASE, target=target, as_of=T0 + timedelta(hours=3), config=CONFIG)

@@ -4,20 +4,21 @@ A label is stored in the ``date`` partition of its request's **first prediction*
 (``labels/date=<prediction date>/``), so a reader of a prediction window reads only the labels of
 its own dates (:func:`~kfp_mlops.serving.prediction_log.join.join`).
 
-What recording a batch costs -- O(batch), not O(log):
+What recording a batch costs -- the batch and the hours its requests were predicted in, never
+the log's history (O(batch), not O(log), for labels that follow their predictions):
 
 * **Which predictions are read.** A label comes after its prediction and, by contract, at most
   ``label_window`` (default 7 days) after it. The prediction hours from the batch's latest
   ``labelled_at`` back to its earliest minus ``label_window`` are the only ones its ids can be in;
   they are read **newest first**, in steps of 1, 2, 4... hours (two columns, ``request_id`` and
-  ``timestamp``, rows filtered to the batch's ids as each segment is read), and the scan **stops
-  as soon as every id is found**.
+  ``timestamp``, kept for the batch's ids only), and the scan **stops as soon as every id is
+  found**.
   Labels usually follow their predictions closely (the feedback endpoint: seconds; a fraud
   team's import: days), so the scan touches the hours between the batch's oldest prediction
   and its labels -- never the log's history, which may be years. Only a batch with an unknown id
   reads the whole window, and is then refused.
 * **Which labels are read.** Only the label partitions of the dates its predictions were found
-  in, for the duplicate check (request id only).
+  in, for the duplicate check; the checks themselves are column-wise (pandas), not per label.
 
 A batch with labels for unknown request ids (none predicted in the window), duplicates (twice in
 the batch, or already recorded with another label or time), labels timestamped before their

@@ -65,8 +65,12 @@ def test_iris_run_registers_champion_and_logs_to_wandb(tmp_path: Path) -> None:
     assert by_type["evaluate"].summary["roc_auc"] == pytest.approx(metrics["roc_auc"])
     assert "confusion_matrix_table" in by_type["evaluate"].summary
     assert by_type["train"].config["estimator"] == "logistic_regression"
-    assert by_type["train"].artifact("model")["metadata"]["classes"] == ["setosa", "versicolor", "virginica"]
-    assert by_type["ingest"].artifact("train-data")["type"] == "dataset"
+    assert by_type["train"].artifact("iris-classifier-model")["metadata"]["classes"] == [
+        "setosa",
+        "versicolor",
+        "virginica",
+    ]
+    assert by_type["ingest"].artifact("iris-classifier-train-data")["type"] == "dataset"
     assert by_type["register"].summary["version"] == registered["version"]
 
     # deploy_target=local: the spec the local stack serves, and the manifest a cluster would run.
@@ -122,7 +126,8 @@ def test_bad_data_stops_at_validate_and_stores_nothing(tmp_path: Path) -> None:
             settings=settings,
         )
     message = str(failure.value)
-    assert "failed at task validate" in message
+    # validate uploads its report; refuse-unfit-data then fails the run with its problems
+    assert "failed at task refuse-unfit-data: the data is unfit for training" in message
     assert "sepal_width" in message and "petal_length" in message
     assert "\n" not in message
     assert storage.list_uris(settings.store_root) == []

@@ -90,7 +90,7 @@ def test_drift_registers_a_candidate_whose_rollout_alone_can_make_it_champion(tm
         ecommerce.generate([week], 2_000, seed=week).drop(columns="week").to_csv(
             windows / f"week-{week}.csv", index=False
         )
-    ecommerce.generate([52], 2_000, seed=52).drop(columns="week").to_csv(windows / "week-52.csv", index=False)
+    ecommerce.generate([51], 2_000, seed=51).drop(columns="week").to_csv(windows / "week-51.csv", index=False)
     quiet, december = tmp_path / "week-40.csv", windows / "week-46.csv"
     ecommerce.generate([40], 2_000, seed=1).drop(columns="week").to_csv(quiet, index=False)
     arguments["history_root"] = str(windows)
@@ -122,7 +122,7 @@ def test_drift_registers_a_candidate_whose_rollout_alone_can_make_it_champion(tm
     assert decision["action"] == "retrain" and decision["rule"] == "realized_performance_drop"
     kind = task_outputs(run, "drift-check")["parameters"]["Output"]
     assert kind == decision["kind"] and kind in ("incremental", "full")
-    # The retrain read the window and the history before it (never week 52, which comes later).
+    # The retrain read the window and the history before it (never week 51, which comes later).
     ingested = task_outputs(run, "ingest")["artifacts"]["train"]["metadata"]
     assert ingested["source"] == str(december) and ingested["retrain_kind"] == kind
     history = [s["uri"] for s in ingested["sources"] if s["role"] == "history"]

@@ -107,6 +107,8 @@ def test_first_registration_writes_the_version_as_a_candidate(
     uri = storage.join(store_root, "models", "iris", "versions", version)
     assert VERSION.match(version) and version.endswith(candidate.metadata["model_sha256"][:8])
     sha256 = candidate.metadata["model_sha256"]
+    logged_ref = record.pop("wandb_artifact")  # the exact W&B version, for the KFP artifact's metadata
+    assert (logged_ref["name"], logged_ref["type"], logged_ref["version"]) == ("iris-registered", "model", None)
     assert record == {
         "name": "iris",
         "version": version,
@@ -138,9 +140,12 @@ def test_first_registration_writes_the_version_as_a_candidate(
         "uri": uri,
         "status": CANDIDATE,
     }
-    artifact = logged.artifact("iris")
-    assert artifact["type"] == "model"
-    assert artifact["metadata"] == {**record, "inputs": ["model:latest"]}
+    artifact = logged.artifact("iris-registered")  # one collection per model name
+    assert (artifact["type"], artifact["digest"]) == ("model", logged_ref["digest"])
+    assert sorted(artifact["aliases"]) == ["candidate", "latest"]
+    # Offline the Registry link cannot be made: its intended path and aliases are kept on the version.
+    registry = {"path": "wandb-registry-model/iris", "aliases": ["candidate"], "linked": False}
+    assert artifact["metadata"] == {**record, "registry": registry}
 
 
 def test_a_registration_beside_a_champion_stays_a_candidate(

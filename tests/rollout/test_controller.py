@@ -258,7 +258,11 @@ def test_the_promotion_moves_the_champion_pointer_and_records_why(folders: dict[
     assert pointer["reasons"] == list(final.reasons) and "better enough to take all traffic" in final.reasons[0]
     assert store.status("fraud", stored.challenger_version).status == CHAMPION
     assert store.status("fraud", stored.legacy_version).status == RETIRED
-    assert final.record["store"] == {"champion": stored.challenger_version, "challenger_status": CHAMPION}
+    assert final.record["store"] == {
+        "model": stored.model_name,  # the W&B Registry collection whose champion alias follows
+        "champion": stored.challenger_version,
+        "challenger_status": CHAMPION,
+    }
     assert json.loads(Path(final.artifact).read_text())["store"] == final.record["store"]
 
 
@@ -276,7 +280,11 @@ def test_a_rollback_rejects_the_challenger_and_leaves_the_champion(folders: dict
     assert store.champion_pointer("fraud") == before
     rejected = store.status("fraud", stored.challenger_version)
     assert (rejected.status, rejected.by, rejected.reasons) == (REJECTED, f"rollout {state_uri}", result.reasons)
-    assert result.record["store"] == {"champion": stored.legacy_version, "challenger_status": REJECTED}
+    assert result.record["store"] == {
+        "model": stored.model_name,
+        "champion": stored.legacy_version,
+        "challenger_status": REJECTED,
+    }
 
 
 def test_a_champion_that_moved_meanwhile_turns_the_promotion_into_a_rollback(

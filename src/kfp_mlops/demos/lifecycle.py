@@ -327,7 +327,7 @@ class _World:
         from kfp_mlops.drift import run_drift
 
         config = self.config
-        champion = self.store.champion(config.model_name)
+        served_by = self.store.champion(config.model_name).version
         truth = window_frame([week], config.rows_per_week, config.seed)
         versions = self._versions_by_predictor()
         answers = _send(self.stack, config.deployment, truth, threads=config.threads)
@@ -336,6 +336,7 @@ class _World:
         window = self.windows / f"week-{week:02d}.csv"
         (_corrupt(truth) if corrupted else truth).to_csv(window, index=False)
         stage = self.step_rollout() if self.rollout_running() else None
+        champion = self.store.champion(config.model_name)  # a promotion this week makes the next one's judge
         verdict = run_drift(
             champion.uri,
             str(window),
@@ -349,7 +350,7 @@ class _World:
         record = Week(
             week=week,
             season=ecommerce.season_of(week),
-            champion=champion.version,
+            champion=served_by,
             drift=bool(verdict["drift"]),
             mean_psi=float(decision["evidence"]["mean_psi"]),
             estimated_accuracy=estimate["accuracy"]["estimate"] if estimate.get("available") else None,
@@ -362,7 +363,7 @@ class _World:
             traffic=_shares(answers, versions),
         )
         line = (
-            f"week {week:2d} {record.season:<8} {'CORRUPTED export ' if corrupted else ''}champion {champion.version} "
+            f"week {week:2d} {record.season:<8} {'CORRUPTED export ' if corrupted else ''}champion {served_by} "
             f"live accuracy {record.live_accuracy:.3f}  mean PSI {record.mean_psi:.2f}  policy: {decision['action']}"
         )
         if stage:

@@ -11,12 +11,17 @@ PYTEST_ARGS ?=
 
 .PHONY: env tools run test test-fast lint compile images push-images bench constraints clean image-env seldon-env
 
+## env: .venv, every role's extras and the test tools (".[dev]"), at the versions of constraints.txt
 env: $(VENV)/.installed
+
+# setuptools prints a notice on every editable install of a mapped package (about folders in the working
+# directory named like the package: there is none, the code is under src/); a notice, not a warning.
+QUIET_EDITABLE := PYTHONWARNINGS="ignore:Editable installation"
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(QUIET_EDITABLE) $(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $@
 
 ## tools: system programs the tests use — nginx (local router), wrk (benchmarks), prometheus-pushgateway
@@ -48,7 +53,8 @@ lint: env
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## seldon-env: .venv-seldon, the seldon runtime's own environment (Python 3.12: seldon-core 1.19 needs it)
+## seldon-env: .venv-seldon, the seldon runtime's own environment (Python 3.12: seldon-core 1.19 needs it),
+## kfp-mlops[seldon] at the versions of constraints-seldon.txt
 SELDON_VENV ?= .venv-seldon
 SELDON_PYTHON ?= $(firstword $(shell PYENV_VERSION=3.12 python3.12 -c 'import sys; print(sys.executable)' 2>/dev/null) \
                   $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) python3.12)
@@ -58,9 +64,8 @@ seldon-env: $(SELDON_VENV)/.installed
 $(SELDON_VENV)/.installed: pyproject.toml constraints-seldon.txt
 	$(SELDON_PYTHON) -m venv $(SELDON_VENV)
 	$(SELDON_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(SELDON_VENV)/bin/python -m pip install --quiet -r constraints-seldon.txt
+	$(QUIET_EDITABLE) $(SELDON_VENV)/bin/python -m pip install --quiet -c constraints-seldon.txt -e ".[seldon]"
 	$(SELDON_VENV)/bin/python -m pip check
-	$(SELDON_VENV)/bin/python -m pip install --quiet --no-deps -e .
 	touch $@
 
 ## image-env: .venv-image, built like the component image: Python 3.11, what images/component/Dockerfile

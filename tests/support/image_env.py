@@ -112,19 +112,22 @@ def run_compiled(name: str, arguments: Mapping[str, Any], folder: Path, environm
     Args:
         name: training, monitoring or rollout.
         arguments: the pipeline's arguments (JSON values of the parameters' declared types).
-        folder: the working directory (outside the checkout); compiled files and task outputs go under it.
+        folder: a new folder outside the checkout: the compiled files and task outputs go there, and
+            its ``workdir``, the run's working directory, must stay empty.
         environment: the whole environment of the run (see :func:`pod_environment`).
 
     Returns:
         What the run printed (kfp.local's task log).
 
     Raises:
-        AssertionError: the run failed; the message ends with its output.
+        AssertionError: the run failed (the message ends with its output), or wrote into its working directory.
     """
-    folder.mkdir(parents=True, exist_ok=True)
+    # The image's working directory belongs to root and tasks run as uid 1000: nothing may be written there.
+    workdir = folder / "workdir"
+    workdir.mkdir(parents=True)
     done = subprocess.run(
         [str(IMAGE_VENV / "bin" / "python"), "-c", _DRIVER, name, str(folder), json.dumps(dict(arguments))],
-        cwd=folder,
+        cwd=workdir,
         env=dict(environment),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -134,4 +137,6 @@ def run_compiled(name: str, arguments: Mapping[str, Any], folder: Path, environm
     if done.returncode != 0:
         raise AssertionError(f"pipeline {name} from YAML failed ({done.returncode}):\n{done.stdout[-6000:]}")
     print(done.stdout[-3000:], file=sys.stderr)  # shown by pytest when a later assertion fails
+    written = sorted(str(path.relative_to(workdir)) for path in workdir.rglob("*"))
+    assert written == [], f"pipeline {name} wrote into its working directory, read-only in the image: {written}"
     return done.stdout

@@ -6,13 +6,14 @@ import http.client
 import json
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
+from requests.structures import CaseInsensitiveDict
 
 from kfp_mlops.serving.local.servers import PredictorServer, start_predictor
 
@@ -61,13 +62,17 @@ def serving_client(protocol: str, model_uri: str, workdir: Path) -> Iterator[Cli
 
 @dataclass(frozen=True)
 class Reply:
-    """One HTTP answer; ``json`` is the parsed body, or None when it is not JSON."""
+    """One HTTP answer; ``json`` is the parsed body, or None when it is not JSON.
+
+    ``headers`` are looked up case-insensitively, as HTTP names are (Flask sends ``x-request-id``
+    as set, MLServer ``X-Request-Id``).
+    """
 
     status: int
     content_type: str
     text: str
     json: Any
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class Client:
@@ -111,7 +116,8 @@ class Client:
             parsed = json.loads(text)
         except ValueError:
             parsed = None
-        return Reply(response.status, response.getheader("Content-Type", ""), text, parsed, dict(response.getheaders()))
+        headers = CaseInsensitiveDict(response.getheaders())
+        return Reply(response.status, response.getheader("Content-Type", ""), text, parsed, headers)
 
     def post(self, path: str, body: Any, headers: dict[str, str] | None = None) -> Reply:
         return self.request("POST", path, body, headers=headers)

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from kfp_mlops.serving.cluster.resources import ServingOptions
 from kfp_mlops.core.errors import ConfigError
 from kfp_mlops.serving.cluster import kube_apply
 from kfp_mlops.serving.cluster import seldon_deployment as sd
+from kfp_mlops.serving.cluster.resources import ServingOptions
 from kfp_mlops.serving.spec import DeploymentSpec, InvalidSpec, PredictorSpec
 from tests.support.kube_api_standin import KubeApiStandIn, Plan, write_kubeconfig
 

@@ -9,7 +9,7 @@ SERVING_IMAGE_V2 ?= $(IMAGE_REPO)/mlserver:$(VERSION)
 SERVING_IMAGE_SELDON ?= $(IMAGE_REPO)/seldon:$(VERSION)
 PYTEST_ARGS ?=
 
-.PHONY: env tools run test test-fast lint compile images push-images bench constraints clean image-env seldon-env
+.PHONY: env tools run test test-fast lint compile notebooks images push-images bench constraints clean image-env seldon-env
 
 ## env: .venv, every role's extras and the test tools (".[dev]"), at the versions of constraints.txt
 env: $(VENV)/.installed
@@ -93,6 +93,11 @@ $(IMAGE_VENV)/.installed: $(IMAGE_DOCKERFILE) $(shell find $(IMAGE_CONTEXT) -typ
 ## test-fast: skip the tests that run whole pipelines or notebooks
 test-fast: env
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+## notebooks: runs every notebook and writes it back with its outputs (the committed ones are what the code
+## shows: tests/test_notebooks.py runs them again and compares)
+notebooks: env
+	$(BIN)/python -m tests.support.notebooks notebooks/*.ipynb
 
 ## compile: pipelines/compiled/<name>.yaml (KFP) and <name>.vertex.yaml (Vertex AI)
 compile: env

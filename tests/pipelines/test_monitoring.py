@@ -115,7 +115,7 @@ def test_drift_registers_a_candidate_whose_rollout_alone_can_make_it_champion(tm
     run = run_pipeline("monitoring", {**arguments, "source": str(december)}, settings=settings)
     # One run: the training sub-pipeline's tasks write beside the drift check.
     assert run.tasks == ["drift-check", *TRAINING_TASKS]
-    assert sorted(p.name.split("-")[0] for p in (settings.home / "runs").iterdir()) == ["monitoring", "monitoring"]
+    assert sorted(p.name.split("-")[0] for p in (settings.home / "runs").iterdir()) == ["monitoring"] * 3
     verdict = json.loads(run.artifact("drift-check", "verdict").read_text())
     assert verdict["drift"] is True and verdict["inputs"]["current"] == str(december)
     decision = verdict["retrain"]

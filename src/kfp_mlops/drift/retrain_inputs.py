@@ -73,7 +73,11 @@ def gather_retraining_data(
     """
     policy = policy or RetrainPolicy()
     history = history_before(window, history_root, policy.history_for(kind)) if history_root else []
+    kinds = champion.metadata["feature_kinds"]
     data = load_retraining_data(
-        window, history, feature_kinds=champion.metadata["feature_kinds"], label=champion.metadata["label"]
+        window,
+        history,
+        feature_kinds={name: kinds[name] for name in champion.feature_names},  # the champion's column order
+        label=champion.metadata["label"],
     )
     return same_regime_history(data, policy, config=config)

@@ -37,7 +37,7 @@ DESCRIPTION = (
 )
 
 
-def build_monitoring_pipeline(*, kubernetes: bool = True) -> Callable:
+def build_monitoring_pipeline(*, kubernetes: bool = True, retries: bool = True) -> Callable:
     """Builds the monitoring pipeline; its parameters are :data:`~kfp_mlops.pipelines.parameters.MONITORING`.
 
     The window is imported as a Dataset artifact (``dsl.importer``, reimported on every run, never
@@ -47,8 +47,10 @@ def build_monitoring_pipeline(*, kubernetes: bool = True) -> Callable:
 
     Args:
         kubernetes: add kfp-kubernetes settings (the W&B Secret as an env var); Vertex AI rejects them.
+        retries: give the tasks that do I/O their retry policy (:mod:`~kfp_mlops.pipelines.retries`);
+            local runs leave it out.
     """
-    retrain = training.build_training_pipeline(kubernetes=kubernetes)
+    retrain = training.build_training_pipeline(kubernetes=kubernetes, retries=retries)
 
     def steps(p: dict[str, Any]) -> None:
         window_task = dsl.importer(artifact_uri=p["source"], artifact_class=dsl.Dataset, reimport=True)
@@ -68,7 +70,7 @@ def build_monitoring_pipeline(*, kubernetes: bool = True) -> Callable:
             .set_display_name("drift-check")
             .set_caching_options(False)
         )  # the champion it compares with changes
-        retry_io(drift_task)
+        retry_io(drift_task, retries)
         if kubernetes:
             attach_wandb_secret(drift_task)
         with dsl.If(drift_task.outputs["Output"] != "none", name="retrain-warranted"):

@@ -9,6 +9,10 @@ own outputs, register stores a new immutable version, deploy re-checks everythin
 from the recorded state by compare-and-swap, and a labels import that already landed is refused
 whole (its request ids are labelled), never appended twice. Tasks that only compute (validate,
 train, evaluate) get none: they fail the same way twice.
+
+Local runs (kfp.local honours the policy, waits included) build their pipelines without it: a bad
+window or an unreachable store would otherwise take 30 + 60 + 120 s to fail, and nothing there is a
+transient cluster error to wait out.
 """
 
 from kfp import dsl
@@ -19,8 +23,10 @@ BACKOFF_FACTOR = 2.0
 BACKOFF_MAX = "600s"
 
 
-def retry_io(task: dsl.PipelineTask) -> dsl.PipelineTask:
-    """Gives ``task`` the retry policy of the tasks that do I/O (see the module docstring)."""
+def retry_io(task: dsl.PipelineTask, enabled: bool = True) -> dsl.PipelineTask:
+    """Gives ``task`` the retry policy of the tasks that do I/O (module docstring); none unless ``enabled``."""
+    if not enabled:
+        return task
     return task.set_retry(
         num_retries=MAX_RETRIES,
         backoff_duration=BACKOFF,

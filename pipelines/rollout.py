@@ -36,11 +36,13 @@ DESCRIPTION = (
 LABEL_SUFFIXES = (".csv", ".parquet", ".pq")
 
 
-def build_label_import_pipeline(*, kubernetes: bool = True) -> Callable:
+def build_label_import_pipeline(*, kubernetes: bool = True, retries: bool = True) -> Callable:
     """The ``import-late-labels`` sub-pipeline: ``labels_import`` when ``labels_uri`` is not empty.
 
     Args:
         kubernetes: add kfp-kubernetes settings (the W&B Secret as an env var); Vertex AI rejects them.
+        retries: give the tasks that do I/O their retry policy (:mod:`~kfp_mlops.pipelines.retries`);
+            local runs leave it out.
     """
 
     @dsl.pipeline(name="import-late-labels")
@@ -65,20 +67,22 @@ def build_label_import_pipeline(*, kubernetes: bool = True) -> Callable:
                 wandb_project=wandb_project,
                 kfp_ui_host=kfp_ui_host,
             )
-            retry_io(task.set_display_name("labels-import").set_caching_options(False))  # the file may change
+            retry_io(task.set_display_name("labels-import").set_caching_options(False), retries)  # the file may change
             if kubernetes:
                 attach_wandb_secret(task)
 
     return import_late_labels
 
 
-def build_rollout_pipeline(*, kubernetes: bool = True) -> Callable:
+def build_rollout_pipeline(*, kubernetes: bool = True, retries: bool = True) -> Callable:
     """Builds the rollout pipeline; its parameters are :data:`~kfp_mlops.pipelines.parameters.ROLLOUT`.
 
     Args:
         kubernetes: add kfp-kubernetes settings (the W&B Secret as an env var); Vertex AI rejects them.
+        retries: give the tasks that do I/O their retry policy (:mod:`~kfp_mlops.pipelines.retries`);
+            local runs leave it out.
     """
-    import_late_labels = build_label_import_pipeline(kubernetes=kubernetes)
+    import_late_labels = build_label_import_pipeline(kubernetes=kubernetes, retries=retries)
 
     def steps(p: dict[str, Any]) -> None:
         imported = import_late_labels(
@@ -100,7 +104,7 @@ def build_rollout_pipeline(*, kubernetes: bool = True) -> Callable:
             .set_caching_options(False)
             .after(imported)
         )  # the log and the state change
-        retry_io(step)
+        retry_io(step, retries)
         if kubernetes:
             attach_wandb_secret(step)
 

@@ -41,12 +41,14 @@ DESCRIPTION = (
 )
 
 
-def build_training_pipeline(*, kubernetes: bool = True) -> Callable:
+def build_training_pipeline(*, kubernetes: bool = True, retries: bool = True) -> Callable:
     """Builds the training pipeline; its parameters are :data:`~kfp_mlops.pipelines.parameters.TRAINING`.
 
     Args:
         kubernetes: add kfp-kubernetes settings (the W&B Secret as an env var). Vertex AI rejects
             the platform document these settings compile into, so its variant leaves them out.
+        retries: give the tasks that do I/O their retry policy (:mod:`~kfp_mlops.pipelines.retries`);
+            local runs leave it out.
     """
 
     def steps(p: dict[str, Any]) -> None:
@@ -67,7 +69,7 @@ def build_training_pipeline(*, kubernetes: bool = True) -> Callable:
             **tracking,
         )
         ingest_task.set_display_name("ingest").set_caching_options(False)  # the source may change in place
-        retry_io(ingest_task)
+        retry_io(ingest_task, retries)
         validate_task = validate(
             train=ingest_task.outputs["train"],
             test=ingest_task.outputs["test"],
@@ -121,7 +123,7 @@ def build_training_pipeline(*, kubernetes: bool = True) -> Callable:
                     .set_display_name("register")
                     .set_caching_options(False)
                 )
-                retry_io(register_task)
+                retry_io(register_task, retries)
                 deploy_task = (
                     deploy(
                         registered=register_task.outputs["registered"],
@@ -145,7 +147,7 @@ def build_training_pipeline(*, kubernetes: bool = True) -> Callable:
                     .set_display_name("deploy")
                     .set_caching_options(False)
                 )  # the cluster's, the champion's and the rollout's state are not inputs
-                retry_io(deploy_task)
+                retry_io(deploy_task, retries)
                 tasks += [register_task, deploy_task]
         with dsl.Else(name="data-unfit"):
             refuse_unfit_data(report=validate_task.outputs["report"]).set_display_name("refuse unfit data")

@@ -392,3 +392,15 @@ def test_monitoring_parameters_are_checked_before_anything_runs(arguments: dict,
 
     with pytest.raises(MlopsError, match=re.escape(message)):
         check_pipeline_arguments("monitoring", {"store_root": "/tmp/store", **arguments})
+
+
+@pytest.mark.parametrize("name", ["training", "monitoring", "rollout"])
+def test_local_runs_build_their_pipelines_without_retries(tmp_path: Path, name: str) -> None:
+    """kfp.local waits out a retry policy (30 + 60 + 120 s): a local run's bad input must fail at once."""
+    from kfp import compiler
+
+    from kfp_mlops.app.compiling import pipeline_builders
+
+    path = tmp_path / f"{name}.yaml"
+    compiler.Compiler().compile(pipeline_builders()[name](kubernetes=False, retries=False), str(path))
+    assert "retryPolicy" not in path.read_text()

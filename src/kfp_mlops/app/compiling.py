@@ -21,7 +21,7 @@ COMPILED_DIR = Path("pipelines") / "compiled"
 
 
 def pipeline_builders() -> dict[str, Callable[..., Callable]]:
-    """Pipeline name -> builder taking ``kubernetes=`` (imported lazily: kfp costs ~1 s)."""
+    """Pipeline name -> builder taking ``kubernetes=`` and ``retries=`` (imported lazily: kfp costs ~1 s)."""
     from kfp_mlops.pipelines.monitoring import build_monitoring_pipeline
     from kfp_mlops.pipelines.rollout import build_rollout_pipeline
     from kfp_mlops.pipelines.training import build_training_pipeline

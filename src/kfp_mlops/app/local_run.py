@@ -156,7 +156,7 @@ def run_pipeline(
     builders = pipeline_builders()
     if name not in builders:
         raise MlopsError(f"pipeline {name!r}: unknown; choose one of {', '.join(builders)}")
-    pipeline = builders[name](kubernetes=False)
+    pipeline = builders[name](kubernetes=False, retries=False)  # kfp.local would wait out every retry
     runs_root = settings.home / "runs"
     runs_root.mkdir(parents=True, exist_ok=True)
     before = set(runs_root.iterdir())

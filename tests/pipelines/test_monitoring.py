@@ -126,7 +126,12 @@ def test_drift_registers_a_candidate_whose_rollout_alone_can_make_it_champion(tm
     ingested = task_outputs(run, "ingest")["artifacts"]["train"]["metadata"]
     assert ingested["source"] == str(december) and ingested["retrain_kind"] == kind
     history = [s["uri"] for s in ingested["sources"] if s["role"] == "history"]
-    assert history == [str(windows / f"week-{w}.csv") for w in (44, 45)][-decision["history_windows"] :]
+    left_out = [d["uri"] for d in ingested["left_out"]]
+    # Weeks 44-45 were read and left out: autumn is another regime than the first holiday week.
+    assert (history, left_out) == (
+        [],
+        [str(windows / f"week-{w}.csv") for w in (44, 45)][-decision["history_windows"] :],
+    )
     assert [s["uri"] for s in ingested["sources"] if s["role"] == "window"] == [str(december)]
     evaluation = json.loads(run.artifact("evaluate", "evaluation").read_text())
     assert evaluation["passed"] is True and evaluation["champion_version"] == old_version

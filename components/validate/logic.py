@@ -218,5 +218,7 @@ def refuse_unfit_data(report_path: str) -> None:
         DataError: always, with the report's problem rows.
     """
     lines = Path(report_path).read_text().splitlines()
-    problems = [line for line in lines if line.startswith("| `") and not line.endswith("| ok |")]
-    raise DataError("the data is unfit for training (see validate's report): " + " ".join(problems))
+    rows = [line.strip("|").split("|") for line in lines if line.startswith("| `") and not line.endswith("| ok |")]
+    # A report row is | `column` | expected | problems |: named as "column: problems", as validate words them.
+    problems = [f"{cells[0].strip().strip('`')}: {cells[-1].strip()}" for cells in rows if len(cells) >= 3]
+    raise DataError("the data is unfit for training (see validate's report): " + "; ".join(problems))

@@ -302,6 +302,19 @@ def test_metrics_are_scraped_where_each_runtime_serves_them(
             assert port["targetPort"] == "http"
 
 
+def _well_formed_alerts_metrics(alerts: dict[str, dict[str, Any]]) -> set[str]:
+    """Checks each PrometheusRule alert's shape; returns the metric names their expressions use."""
+    used: set[str] = set()
+    for name, alert in alerts.items():
+        assert set(alert) == {"alert", "expr", "for", "labels", "annotations"}, name
+        assert re.fullmatch(r"\d+[smh]", alert["for"]), name
+        assert alert["labels"]["severity"] in ("warning", "critical"), name
+        assert alert["annotations"]["summary"] and alert["annotations"]["description"], name
+        assert alert["expr"].count("(") == alert["expr"].count(")"), name
+        used |= _metric_names(alert["expr"])
+    return used
+
+
 def test_alerts_are_well_formed_and_use_exported_metrics(
     built: dict[str, list[dict[str, Any]]], exported_metrics: set[str]
 ) -> None:
@@ -316,14 +329,7 @@ def test_alerts_are_well_formed_and_use_exported_metrics(
         "KfpMlopsLiveAccuracyDrop",
         "KfpMlopsModelServerDown",
     }
-    used = set()
-    for name, alert in alerts.items():
-        assert set(alert) == {"alert", "expr", "for", "labels", "annotations"}, name
-        assert re.fullmatch(r"\d+[smh]", alert["for"]), name
-        assert alert["labels"]["severity"] in ("warning", "critical"), name
-        assert alert["annotations"]["summary"] and alert["annotations"]["description"], name
-        assert alert["expr"].count("(") == alert["expr"].count(")"), name
-        used |= _metric_names(alert["expr"])
+    used = _well_formed_alerts_metrics(alerts)
     assert used <= exported_metrics, f"alerts use metrics no runtime exports: {sorted(used - exported_metrics)}"
     assert {
         "kfp_mlops_requests_total",
@@ -751,14 +757,7 @@ def test_drift_and_rollout_alerts_are_well_formed_and_use_pushed_metrics(
         "KfpMlopsRolloutRolledBack",
         "KfpMlopsRolloutStuck",
     }
-    used = set()
-    for name, alert in alerts.items():
-        assert set(alert) == {"alert", "expr", "for", "labels", "annotations"}, name
-        assert re.fullmatch(r"\d+[smh]", alert["for"]), name
-        assert alert["labels"]["severity"] in ("warning", "critical"), name
-        assert alert["annotations"]["summary"] and alert["annotations"]["description"], name
-        assert alert["expr"].count("(") == alert["expr"].count(")"), name
-        used |= _metric_names(alert["expr"])
+    used = _well_formed_alerts_metrics(alerts)
     assert used <= pushed_metrics, f"alerts use metrics nothing pushes: {sorted(used - pushed_metrics)}"
     assert {
         "kfp_mlops_drift_detected",

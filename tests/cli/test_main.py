@@ -15,3 +15,34 @@ def test_python_dash_m_runs_the_command(module: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("kfp-mlops ")
+
+
+# An installation without the pipelines extra (a model-server image: kfp-mlops[serving]), made by
+# refusing to import yaml in a fresh interpreter.
+_WITHOUT_YAML = """
+import sys
+from importlib.abc import MetaPathFinder
+
+class Refuse(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "yaml":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, Refuse())
+from kfp_mlops.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["pipelines"]])
+def test_a_missing_extra_is_named_with_its_install_command(argv: list[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_YAML, *argv], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip() == (
+        "error: this command needs 'yaml', which this installation lacks (kfp-mlops[pipelines]): "
+        "pip install 'kfp-mlops[pipelines]'"
+    )

@@ -4,7 +4,8 @@ One module per command group adds its commands to the parser and handles them: :
 :mod:`.serve`, :mod:`.drift`, :mod:`.rollout`, :mod:`.labels`, :mod:`.demos`. A handler gets the parsed arguments
 and the settings, read once here from the environment, and only parses and prints: the work is in
 :mod:`kfp_mlops.app` and the domain packages. Every failure the user can fix ends as one line on
-stderr (``error: ...``) and exit status 1.
+stderr (``error: ...``) and exit status 1 -- a missing optional dependency too, with the extra that
+brings it (a model-server image installs only ``kfp-mlops[serving]``).
 """
 
 from __future__ import annotations
@@ -13,21 +14,38 @@ import sys
 from collections.abc import Sequence
 
 from kfp_mlops import __version__
-from kfp_mlops.cli import demos, drift, labels, pipelines, rollout, serve
 from kfp_mlops.cli.parsing import Parser
 from kfp_mlops.core.config import Settings
 from kfp_mlops.core.errors import MlopsError
 
 DESCRIPTION = "Kubeflow Pipelines for scikit-learn: compile, run locally, submit and schedule; serve, check, roll out."
+# The extra of pyproject.toml that installs each optional top-level module the commands import.
+EXTRA_OF_MODULE = {
+    **dict.fromkeys(("kfp", "kubernetes", "jsonschema", "yaml", "urllib3", "wandb", "scipy"), "pipelines"),
+    **dict.fromkeys(("mlserver", "fastapi", "starlette"), "serving"),
+    "evidently": "drift",
+    "matplotlib": "demo",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script (and of ``python -m kfp_mlops`` / ``python -m kfp_mlops.cli``)."""
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return args.handler(args, Settings.from_env())
     except MlopsError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        if top not in EXTRA_OF_MODULE:
+            raise  # not an optional dependency: a bug, with its traceback
+        extra = EXTRA_OF_MODULE[top]
+        print(
+            f"error: this command needs {top!r}, which this installation lacks (kfp-mlops[{extra}]): "
+            f"pip install 'kfp-mlops[{extra}]'",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
@@ -36,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def build_parser() -> Parser:
     """The whole command line: every group's commands under one ``kfp-mlops``."""
+    from kfp_mlops.cli import demos, drift, labels, pipelines, rollout, serve  # optional dependencies: see main
+
     parser = Parser(prog="kfp-mlops", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"kfp-mlops {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")

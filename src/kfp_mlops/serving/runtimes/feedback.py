@@ -70,7 +70,7 @@ class IssuedRequests:
     def note(self, request_id: str, outcome: Prediction | InvalidRequest | str) -> None:
         """Remembers the outcome of a request: its predicted labels, a refusal or a failure."""
         if isinstance(outcome, Prediction):
-            issued = _Issued(tuple(str(label) for label in outcome.labels))
+            issued = _Issued(tuple(outcome.labels))  # already strings: no per-label work
         elif isinstance(outcome, InvalidRequest):
             issued = _Issued(None, f"it was refused ({outcome.status})")
         else:

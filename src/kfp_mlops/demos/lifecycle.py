@@ -330,7 +330,7 @@ class _World:
         served_by = self.store.champion(config.model_name).version
         truth = window_frame([week], config.rows_per_week, config.seed)
         versions = self._versions_by_predictor()
-        answers = _send(self.stack, config.deployment, truth, threads=config.threads)
+        answers = _send(self.stack, config.deployment, truth, week=week, threads=config.threads)
         self._record_labels(answers, truth)
         corrupted = week == config.corrupted_week
         window = self.windows / f"week-{week:02d}.csv"
@@ -429,8 +429,14 @@ def _request_body(row: dict[str, Any]) -> bytes:
     return json.dumps({"inputs": inputs}).encode()
 
 
-def _send(stack: Any, deployment: str, frame: pd.DataFrame, *, threads: int) -> list[dict[str, Any]]:
-    """Sends every row as one request through the router; each answer's status, predictor, label and id."""
+def _send(stack: Any, deployment: str, frame: pd.DataFrame, *, week: int, threads: int) -> list[dict[str, Any]]:
+    """Sends every row as one request through the router; each answer's status, predictor, label and id.
+
+    Every shopper carries a session id (``X-Session-Id``), so the router's split is sticky: the same
+    week sends the same shoppers to the same predictors, and a run of the demo is reproducible.
+    """
+    from kfp_mlops.serving.local.router import SESSION_HEADER
+
     port = int(stack.url.rsplit(":", 1)[1])
     rows = list(enumerate(frame.to_dict("records")))
 
@@ -444,7 +450,7 @@ def _send(stack: Any, deployment: str, frame: pd.DataFrame, *, threads: int) -> 
                     "POST",
                     f"/v2/models/{deployment}/infer",
                     body=_request_body(row),
-                    headers={"Content-Type": "application/json"},
+                    headers={"Content-Type": "application/json", SESSION_HEADER: f"week-{week}-shopper-{number}"},
                 )
                 response = connection.getresponse()
                 body = response.read()

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from kfp_mlops import rollout
-from kfp_mlops.rollout.intervals import Interval, percentile_interval
+from kfp_mlops.rollout.intervals import Interval, bootstrap_replicates, percentile_interval
+from kfp_mlops.rollout.metrics import LabelledRows, RequestRows
 
 
 def test_wilson_and_quantile_intervals_cover_the_truth() -> None:
@@ -36,3 +37,29 @@ def test_percentile_interval_refuses_mostly_undefined_replicates() -> None:
     assert interval is not None
     assert (interval.value, interval.low, interval.high) == pytest.approx((0.2, 0.105, 0.295))
     assert Interval.from_dict(Interval(0.1, -math.inf, math.inf).to_dict()) == Interval(0.1, -math.inf, math.inf)
+
+
+@pytest.mark.parametrize("paired", [False, True])
+def test_subsampled_bootstrap_keeps_the_full_bootstraps_centre_and_width(paired: bool) -> None:
+    rng = np.random.default_rng(11)
+    n = 40_000
+    y = (rng.random(n) < 0.08).astype(float)
+    sides = [
+        LabelledRows(y, 1 / (1 + np.exp(2.5 - shift * y - rng.normal(size=n))), target_fpr=0.01, ece_bins=10)
+        for shift in (1.5, 1.8)
+    ]
+    requests = RequestRows(rng.random(n) < 0.01, rng.random(n) < 0.9, rng.lognormal(2.3, 0.5, n), 0.99)
+    engines: list = sides if paired else [sides[0]]
+    for group in (engines, [requests]):
+        full = bootstrap_replicates(group, 400, (0, 1))
+        subsampled = bootstrap_replicates(group, 400, (0, 1), max_rows=4_000)
+        for exact, rescaled in zip(full, subsampled):
+            for metric, values in exact.items():
+                width = np.subtract(*np.percentile(values, [97.5, 2.5]))
+                low, high = np.percentile(rescaled[metric], [2.5, 97.5])
+                assert low < np.median(values) < high, metric
+                assert 0.7 < (high - low) / width < 1.4, metric
+    # the subsample is only how the spread is estimated: an engine over every row is left unchanged
+    assert sides[0].subset(np.arange(n)).metrics(np.ones((1, n)))["auc_pr"] == pytest.approx(
+        sides[0].metrics(np.ones((1, n)))["auc_pr"]
+    )

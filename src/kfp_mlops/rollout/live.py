@@ -21,7 +21,9 @@ Intervals (methods in :mod:`kfp_mlops.rollout.intervals`):
 * **Everything else and every difference**: the percentile **bootstrap** (``LiveConfig.bootstrap``
   resamples of the rows with replacement, seeded, so a comparison is reproducible). Resamples in
   which a metric is undefined (no fraud drawn) are left out; a metric undefined in more than half
-  of them gets no interval.
+  of them gets no interval. Above ``LiveConfig.bootstrap_rows`` rows, a seeded subsample is
+  resampled and rescaled (:mod:`kfp_mlops.rollout.intervals`), so a step over tens of millions of
+  logged predictions stays within seconds.
 * **Paired or not**: in the shadow stage both predictors scored the same requests, so the
   difference resamples *requests* and weights both predictors' rows of a request alike (paired,
   much tighter); in a canary they scored different requests, so each side is resampled on its
@@ -89,6 +91,8 @@ class LiveConfig(Config):
         target_fpr: The false-positive rate at which ``recall_at_fpr`` is read.
         confidence: Of every interval (0.95: 95 %).
         bootstrap: Bootstrap replicates.
+        bootstrap_rows: Rows a bootstrap resamples at most; above, a subsample of this size,
+            rescaled.
         seed: Seed of the bootstrap (the same log gives the same intervals).
         ece_bins: Equal-mass bins of the expected calibration error.
         decline: The decision value that blocks a transaction (any other value approves).
@@ -100,6 +104,7 @@ class LiveConfig(Config):
     target_fpr: float = 0.01
     confidence: float = 0.95
     bootstrap: int = 1000
+    bootstrap_rows: int = 100_000
     seed: int = 0
     ece_bins: int = 10
     decline: str = "decline"
@@ -117,6 +122,8 @@ class LiveConfig(Config):
                 found.append(f"{name}={getattr(self, name)!r} must be between 0 and 1")
         if self.bootstrap < 100:
             found.append(f"bootstrap={self.bootstrap!r} must be at least 100 replicates")
+        if self.bootstrap_rows < 1000:
+            found.append(f"bootstrap_rows={self.bootstrap_rows!r} must be at least 1000 rows")
         if self.ece_bins < 2:
             found.append(f"ece_bins={self.ece_bins!r} must be at least 2")
         return found
@@ -239,7 +246,9 @@ def compare_live(
                 labelled[index] = engine
             if engine is not None:
                 points[index].update(point_estimate(engine))
-                drawn = bootstrap_replicates([engine], config.bootstrap, (config.seed, index, stream))
+                drawn = bootstrap_replicates(
+                    [engine], config.bootstrap, (config.seed, index, stream), config.bootstrap_rows
+                )
                 replicates[index].update(drawn[0])
 
     challenger_ids = sides[1].ids("requests")
@@ -258,7 +267,9 @@ def compare_live(
             if kind == "labelled":
                 labelled = [legacy_rows, challenger_rows]
             base, new = point_estimate(legacy_rows), point_estimate(challenger_rows)
-            draws = bootstrap_replicates([legacy_rows, challenger_rows], config.bootstrap, (config.seed, 2, stream))
+            draws = bootstrap_replicates(
+                [legacy_rows, challenger_rows], config.bootstrap, (config.seed, 2, stream), config.bootstrap_rows
+            )
             for metric in base:
                 interval = percentile_interval(
                     new[metric] - base[metric], draws[1][metric] - draws[0][metric], config.confidence

@@ -30,6 +30,10 @@ class WeightedMetrics(Protocol):
         """Every metric under each row of the ``(k, n)`` weights ``w``: ``k`` values each."""
         ...
 
+    def subset(self, rows: np.ndarray) -> WeightedMetrics:
+        """The same engine over the rows at the positions ``rows`` only."""
+        ...
+
 
 class LabelledRows:
     """One predictor's labelled, scored rows, ready for weighted (bootstrap) metrics.
@@ -62,6 +66,7 @@ class LabelledRows:
 
         self.n = len(y)
         self.target_fpr = target_fpr
+        self._inputs = (y, score, ece_bins, declined, amount)  # what :meth:`subset` rebuilds from
         self.order = np.argsort(-score, kind="stable")
         ranked = score[self.order]
         # Thresholds fall between distinct scores: a positive counts with every row tied with it.
@@ -131,6 +136,18 @@ class LabelledRows:
         out["recall_at_fpr"][undefined] = np.nan
         return out
 
+    def subset(self, rows: np.ndarray) -> LabelledRows:
+        """The same metrics over the rows at the positions ``rows`` only."""
+        y, score, ece_bins, declined, amount = self._inputs
+        return LabelledRows(
+            y[rows],
+            score[rows],
+            target_fpr=self.target_fpr,
+            ece_bins=ece_bins,
+            declined=None if declined is None else declined[rows],
+            amount=None if amount is None else amount[rows],
+        )
+
     def influence(self, w: np.ndarray) -> dict[str, np.ndarray]:
         """Each row's influence on AUC-PR (and the FPR of declines) under each row of the weights ``w``.
 
@@ -197,9 +214,14 @@ class RequestRows:
         self.n = len(error)
         self.error = error.astype(float)
         self.approved = approved.astype(float)
+        self.latency_ms = latency_ms
         self.order = np.argsort(latency_ms, kind="stable")
         self.latency_ranked = latency_ms[self.order]
         self.quantile = quantile
+
+    def subset(self, rows: np.ndarray) -> RequestRows:
+        """The same metrics over the requests at the positions ``rows`` only."""
+        return RequestRows(self.error[rows] > 0, self.approved[rows] > 0, self.latency_ms[rows], self.quantile)
 
     def metrics(self, w: np.ndarray) -> dict[str, np.ndarray]:
         """Error rate, approval rate (of answered requests) and the latency quantile under ``w``."""

@@ -254,7 +254,22 @@ class ServedModel:
         return probabilities
 
     def answer(self, probabilities: np.ndarray) -> Prediction:
-        """The prediction of a batch from its class probabilities (the label is the likeliest class)."""
+        """The prediction of a batch from its class probabilities (the label is the likeliest class).
+
+        Raises:
+            InvalidRequest: a row's probabilities are not finite (422): a finite input the model
+                cannot score (one that overflows once scaled) would otherwise be answered as NaN.
+        """
+        import numpy as np
+
+        unscored = np.flatnonzero(~np.isfinite(probabilities).all(axis=1))
+        if len(unscored):
+            rows = ", ".join(map(str, unscored[:10])) + (", ..." if len(unscored) > 10 else "")
+            raise InvalidRequest(
+                f"the model cannot score row(s) {rows}: its probabilities are not finite "
+                "(a value far outside what the model was trained on?)",
+                status=422,
+            )
         labels: list[str] = self._class_array[probabilities.argmax(axis=1)].tolist()
         return Prediction(labels=labels, probabilities=probabilities, classes=self.classes)
 

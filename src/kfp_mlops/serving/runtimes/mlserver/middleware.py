@@ -15,7 +15,9 @@
   refer to) and returned on the answer; a client's own id arrives, from the router, as
   ``X-Client-Request-Id`` and is returned too (the runtime logs it beside the issued one);
 * :class:`~.request_body.BodyLimit`, which reads every body within the served model's limit
-  before MLServer parses it (:mod:`.request_body`).
+  before MLServer parses it (:mod:`.request_body`);
+* :class:`~.plain_infer.PlainInfer`, which answers a numeric model's plain ``infer`` requests
+  without MLServer's request and response models (:mod:`.plain_infer`).
 
 It also answers unexpected errors with JSON (Starlette's default is plain text).
 """
@@ -25,10 +27,12 @@ from __future__ import annotations
 import time
 
 from fastapi import FastAPI, Request
+from mlserver.settings import Settings
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kfp_mlops.serving.metrics import FEEDBACK, PREDICT
+from kfp_mlops.serving.runtimes.mlserver.plain_infer import PlainInfer
 from kfp_mlops.serving.runtimes.mlserver.request_body import OTHER_REQUEST_BYTES, BodyLimit, header
 from kfp_mlops.serving.runtimes.mlserver.runtime import served_body_limit, served_metrics
 from kfp_mlops.serving.runtimes.request_ids import (
@@ -154,9 +158,10 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"error": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
 
 
-def instrument(app: FastAPI) -> None:
-    """Adds the body limit, request ids, request metrics and JSON 500s to MLServer's REST app."""
+def instrument(app: FastAPI, settings: Settings) -> None:
+    """Adds the plain path, body limit, request ids, request metrics and JSON 500s to MLServer's REST app."""
     # Starlette runs the middleware added last first.
+    app.add_middleware(PlainInfer, settings=settings)
     app.add_middleware(BodyLimit, limit_for=request_limit)
     app.add_middleware(RequestIds)
     app.add_middleware(RequestMetrics)

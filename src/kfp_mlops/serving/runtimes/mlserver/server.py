@@ -63,7 +63,7 @@ def server_settings(folder: Path) -> tuple[Settings, ModelSettings]:
 async def _serve(settings: Settings, model: ModelSettings) -> None:
     server = MLServer(settings)
     # MLServer offers no hook on its REST app; 1.7.1 is pinned exactly and the tests exercise this.
-    instrument(server._rest_server._app)
+    instrument(server._rest_server._app, settings)
     await server.start([model])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 
@@ -46,3 +47,30 @@ def test_a_missing_extra_is_named_with_its_install_command(argv: list[str]) -> N
         "error: this command needs 'yaml', which this installation lacks (kfp-mlops[pipelines]): "
         "pip install 'kfp-mlops[pipelines]'"
     )
+
+
+def test_each_command_loads_only_the_group_that_adds_it() -> None:
+    from kfp_mlops.cli import GROUP_OF_COMMAND, build_parser
+
+    def commands(parser: argparse.ArgumentParser) -> set[str]:
+        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return set(action.choices)
+
+    assert commands(build_parser()) == set(GROUP_OF_COMMAND)
+    for group in set(GROUP_OF_COMMAND.values()):
+        assert commands(build_parser(only=group)) == {c for c, g in GROUP_OF_COMMAND.items() if g == group}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import contextlib, sys; from kfp_mlops.cli import main\n"
+            "with contextlib.suppress(SystemExit): main(['drift', '--help'])\n"
+            "print('groups loaded:', sorted(m for m in sys.modules if m.startswith('kfp_mlops.cli.')))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "--reference" in done.stdout, done.stderr
+    assert "groups loaded: ['kfp_mlops.cli.drift', 'kfp_mlops.cli.parsing']" in done.stdout

@@ -29,8 +29,6 @@ import hashlib
 import json
 import os
 import tempfile
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from functools import lru_cache
@@ -420,6 +418,9 @@ def _cached_client(emulator: str | None):
 
 def _wait_for_emulator(emulator: str, timeout_s: float = 5.0) -> None:
     # Asked first because the client would otherwise retry an unreachable emulator for 120 s.
+    import urllib.error  # here: local storage, the common case, need not load an HTTP client
+    import urllib.request
+
     try:
         with urllib.request.urlopen(f"{emulator.rstrip('/')}/storage/v1/b?project=local", timeout=timeout_s):
             return

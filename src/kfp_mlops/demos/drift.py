@@ -98,13 +98,7 @@ class DemoConfig:
         """Raises ConfigError for a week range outside the year or a bad size."""
         from kfp_mlops.drift import DriftConfig
 
-        if not 0 <= self.start_week < ecommerce.WEEKS_PER_YEAR:
-            raise ConfigError(f"start week {self.start_week}: expected 0..{ecommerce.WEEKS_PER_YEAR - 1}")
-        if not 1 <= self.weeks <= ecommerce.WEEKS_PER_YEAR - self.start_week:
-            raise ConfigError(
-                f"weeks={self.weeks}: expected 1..{ecommerce.WEEKS_PER_YEAR - self.start_week} "
-                f"from week {self.start_week}"
-            )
+        ecommerce.check_weeks(self.start_week, self.weeks)
         if self.rows_per_week < 100:
             raise ConfigError(f"rows_per_week={self.rows_per_week}: expected at least 100")
         if self.batch_rows < 1:
@@ -184,23 +178,10 @@ def live_accuracy(url: str, deployment: str, frame: pd.DataFrame, *, batch_rows:
     Raises:
         MlopsError: the router or the model server did not answer a request.
     """
-    features = list(ecommerce.FEATURES)
     correct = requests = 0
     for start in range(0, len(frame), batch_rows):
         batch = frame.iloc[start : start + batch_rows]
-        body = {
-            "inputs": [
-                {
-                    "name": name,
-                    "shape": [len(batch)],
-                    "datatype": "BYTES" if name in ecommerce.CATEGORICAL_FEATURES else "FP64",
-                    "data": [str(v) for v in batch[name]]
-                    if name in ecommerce.CATEGORICAL_FEATURES
-                    else [float(v) for v in batch[name]],
-                }
-                for name in features
-            ]
-        }
+        body = ecommerce.v2_request(batch)
         request = urllib.request.Request(
             f"{url}/v2/models/{deployment}/infer",
             data=json.dumps(body).encode(),

@@ -40,9 +40,9 @@ See ``docs/ecommerce_data.md`` for every feature and its per-season parameters.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -255,6 +255,37 @@ def season_of(week: int) -> str:
     if not 0 <= int(week) < WEEKS_PER_YEAR:
         raise ValueError(f"week {week}: expected 0..{WEEKS_PER_YEAR - 1}")
     return next(s.name for s in SEASONS.values() if s.weeks[0] <= week <= s.weeks[1])
+
+
+def check_weeks(start_week: int, weeks: int) -> None:
+    """Raises ConfigError unless ``weeks`` weeks from ``start_week`` lie within one year (a demo's range)."""
+    from kfp_mlops.core.errors import ConfigError
+
+    if not 0 <= start_week < WEEKS_PER_YEAR:
+        raise ConfigError(f"start week {start_week}: expected 0..{WEEKS_PER_YEAR - 1}")
+    if not 1 <= weeks <= WEEKS_PER_YEAR - start_week:
+        raise ConfigError(f"weeks={weeks}: expected 1..{WEEKS_PER_YEAR - start_week} from week {start_week}")
+
+
+def v2_request(columns: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
+    """The Open Inference Protocol request of some shoppers: one input per feature, categories as BYTES.
+
+    Args:
+        columns: Every feature's values, one per shopper (a DataFrame, or a mapping of lists).
+    """
+    inputs = []
+    for name in FEATURES:
+        categorical = name in CATEGORICAL_FEATURES
+        values = columns[name]
+        inputs.append(
+            {
+                "name": name,
+                "shape": [len(values)],
+                "datatype": "BYTES" if categorical else "FP64",
+                "data": [str(v) for v in values] if categorical else [float(v) for v in values],
+            }
+        )
+    return {"inputs": inputs}
 
 
 def feature_kinds() -> dict[str, str]:

@@ -127,11 +127,7 @@ class LifecycleConfig:
         """Raises ConfigError naming a week range outside the year, a bad size or policy."""
         from kfp_mlops.drift import RetrainPolicy
 
-        last = ecommerce.WEEKS_PER_YEAR - 1
-        if not 0 <= self.start_week <= last:
-            raise ConfigError(f"start week {self.start_week}: expected 0..{last}")
-        if not 1 <= self.weeks <= ecommerce.WEEKS_PER_YEAR - self.start_week:
-            raise ConfigError(f"weeks={self.weeks}: expected 1..{ecommerce.WEEKS_PER_YEAR - self.start_week}")
+        ecommerce.check_weeks(self.start_week, self.weeks)
         end = self.start_week + self.weeks - 1
         if self.corrupted_week is not None and not self.start_week < self.corrupted_week <= end:
             raise ConfigError(f"corrupted week {self.corrupted_week}: expected a week in {self.start_week + 1}..{end}")
@@ -420,15 +416,6 @@ def _corrupt(frame: pd.DataFrame) -> pd.DataFrame:
     return corrupted
 
 
-def _request_body(row: dict[str, Any]) -> bytes:
-    inputs = []
-    for name in ecommerce.FEATURES:
-        categorical = name in ecommerce.CATEGORICAL_FEATURES
-        value = str(row[name]) if categorical else float(row[name])
-        inputs.append({"name": name, "shape": [1], "datatype": "BYTES" if categorical else "FP64", "data": [value]})
-    return json.dumps({"inputs": inputs}).encode()
-
-
 def _send(stack: Any, deployment: str, frame: pd.DataFrame, *, week: int, threads: int) -> list[dict[str, Any]]:
     """Sends every row as one request through the router; each answer's status, predictor, label and id.
 
@@ -449,7 +436,7 @@ def _send(stack: Any, deployment: str, frame: pd.DataFrame, *, week: int, thread
                 connection.request(
                     "POST",
                     f"/v2/models/{deployment}/infer",
-                    body=_request_body(row),
+                    body=json.dumps(ecommerce.v2_request({name: [row[name]] for name in ecommerce.FEATURES})).encode(),
                     headers={"Content-Type": "application/json", SESSION_HEADER: f"week-{week}-shopper-{number}"},
                 )
                 response = connection.getresponse()

@@ -159,6 +159,8 @@ def test_submit_sends_the_compiled_pipeline(
             standin.url,
             "--store",
             "gs://bucket/store",
+            "--deploy-target",
+            "cluster",
             "--estimator",
             "random_forest",
             "--param",
@@ -172,7 +174,12 @@ def test_submit_sends_the_compiled_pipeline(
     assert code == 0, capsys.readouterr().err
     [run] = standin.runs.values()
     parameters = run["runtime_config"]["parameters"]
-    assert parameters == {"store_root": "gs://bucket/store", "estimator": "random_forest", "threshold": 1.0}
+    assert parameters == {
+        "store_root": "gs://bucket/store",
+        "deploy_target": "cluster",
+        "estimator": "random_forest",
+        "threshold": 1.0,
+    }
     assert isinstance(parameters["threshold"], float)  # the declared type: KFP refuses an int for a float
     assert run["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "training"
     assert "kubernetes" in run["pipeline_spec"]["platform_spec"]["platforms"]
@@ -187,6 +194,7 @@ def test_schedule_replaces_rather_than_duplicates(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     argv = ["schedule", "training", "--host", standin.url, "--store", "gs://bucket/store", "--name", "nightly"]
+    argv += ["--deploy-target", "cluster"]
     assert main([*argv, "--cron", "0 0 2 * * *"]) == 0
     assert main([*argv, "--cron", "0 30 3 * * *"]) == 0
     [recurring] = standin.recurring_runs.values()
@@ -195,8 +203,8 @@ def test_schedule_replaces_rather_than_duplicates(
 
 
 def test_bad_cron_creates_nothing(standin: KfpApiStandIn, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["schedule", "training", "--host", standin.url, "--store", "gs://b/s", "--cron", "0 2 * * *"])
-    assert code == 1
+    argv = ["schedule", "training", "--host", standin.url, "--store", "gs://b/s", "--deploy-target", "cluster"]
+    assert main([*argv, "--cron", "0 2 * * *"]) == 1
     assert "use '0 0 2 * * *'" in error_line(capsys)
     assert standin.requests == []
 
@@ -229,6 +237,8 @@ def test_schedule_monitoring_replaces_rather_than_duplicates(
         "gs://bucket/store",
         "--name",
         "weekly-drift",
+        "--deploy-target",
+        "cluster",
         "--source",
         "gs://bucket/windows/current.parquet",
         "--label",
@@ -250,6 +260,7 @@ def test_schedule_monitoring_replaces_rather_than_duplicates(
         "label": "purchased",
         "model_name": "shop",
         "drift_config": {"psi_threshold": 0.25},
+        "deploy_target": "cluster",
         "deployment_name": "shop",
     }
     assert recurring["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "monitoring"
@@ -257,10 +268,31 @@ def test_schedule_monitoring_replaces_rather_than_duplicates(
     assert "scheduled weekly-drift" in out[-1] and "replacing" in out[-1]
 
 
+@pytest.mark.parametrize(
+    ("argv", "refused"),
+    [
+        (["submit", "training", "--store", "gs://b/s"], "deploy_target=local (the default)"),
+        (
+            ["schedule", "monitoring", "--store", "gs://b/s", "--source", "gs://b/w.csv", "--deploy-target", "local"],
+            "deploy_target=local deploys",
+        ),
+        (["submit", "rollout", "--state-uri", "gs://b/r.json", "--target", "local"], "target=local deploys"),
+    ],
+)
+def test_a_local_deploy_target_is_refused_before_anything_is_sent(
+    standin: KfpApiStandIn, capsys: pytest.CaptureFixture[str], argv: list[str], refused: str
+) -> None:
+    extra = ["--cron", "0 0 2 * * *"] if argv[0] == "schedule" else []
+    assert main([*argv, "--host", standin.url, *extra]) == 1
+    error = error_line(capsys)
+    assert refused in error and "which a cluster's pods refuse" in error
+    assert not standin.runs and not standin.recurring_runs
+
+
 def test_monitoring_without_a_window_fails_before_anything_is_sent(
     standin: KfpApiStandIn, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["submit", "monitoring", "--host", standin.url, "--store", "gs://b/s"])
+    code = main(["submit", "monitoring", "--host", standin.url, "--store", "gs://b/s", "--deploy-target", "cluster"])
     assert code == 1
     assert "give the data window as a .csv or .parquet file" in error_line(capsys)
     assert not standin.runs

@@ -20,7 +20,7 @@ from tests.cli.support import error_line
 from tests.support.kfp_api_standin import KfpApiStandIn
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.dG9rZW4.c2ln"
-SUBMIT = ["submit", "training", "--store", "gs://bucket/store"]
+SUBMIT = ["submit", "training", "--store", "gs://bucket/store", "--deploy-target", "cluster"]
 
 
 @pytest.fixture(autouse=True)
@@ -109,6 +109,7 @@ def test_a_session_cookie_schedules(monkeypatch: pytest.MonkeyPatch, capsys: pyt
     monkeypatch.setenv("KFP_COOKIE", cookie)
     with KfpApiStandIn(cookie=cookie) as standin:
         argv = ["schedule", "training", "--host", standin.url, "--store", "gs://b/s", "--cron", "0 0 2 * * *"]
+        argv += ["--deploy-target", "cluster"]
         assert main(argv) == 0, capsys.readouterr().err
         assert len(standin.recurring_runs) == 1
     assert cookie not in capsys.readouterr().out

@@ -47,6 +47,37 @@ def check_pipeline_arguments(name: str, arguments: Mapping[str, Any]) -> None:
     checks[name](arguments)
 
 
+# Parameters whose value "local" means this machine (the spec file `kfp-mlops serve` watches).
+LOCAL_TARGETS = ("deploy_target", "target")
+
+
+def check_cluster_arguments(name: str, arguments: Mapping[str, Any]) -> None:
+    """Refuses, before a run goes to a cluster, the local deploy target its pods would refuse at the task.
+
+    Raises:
+        ConfigError: ``deploy_target`` (training, monitoring) or ``target`` (rollout) is ``local``,
+            given or by default.
+    """
+    from kfp_mlops.pipelines.parameters import SPECS
+
+    values = SPECS[name].with_defaults(arguments)
+    for target in LOCAL_TARGETS:
+        if values.get(target) == "local":
+            given = "" if target in arguments else " (the default)"
+            raise ConfigError(
+                f"{target}=local{given} deploys to this machine's spec file, which a cluster's pods refuse: "
+                f"pass --{target.replace('_', '-')} cluster (or none)"
+            )
+
+
+def cluster_options(name: str) -> list[str]:
+    """The options a cluster run of pipeline ``name`` needs beyond its defaults (its deploy target)."""
+    from kfp_mlops.pipelines.parameters import SPECS
+
+    defaults = SPECS[name].defaults()
+    return [f"--{target.replace('_', '-')} cluster" for target in LOCAL_TARGETS if defaults.get(target) == "local"]
+
+
 @dataclass(frozen=True)
 class CompiledPipeline:
     """The two files written for one pipeline."""

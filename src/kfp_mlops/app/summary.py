@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from kfp_mlops.app.compiling import cluster_options
 from kfp_mlops.app.local_run import LocalRun
 from kfp_mlops.core.config import Settings
 
@@ -188,7 +189,8 @@ def _footer(run: LocalRun, settings: Settings, compiled: list[Path] | None) -> l
         lines += ["", "Compiled pipeline (same components, for a cluster):"]
         lines += [f"  {path}" for path in compiled]
         lines += [
-            f"  KFP:     kfp-mlops submit {run.pipeline} --host $KFP_HOST --store gs://BUCKET/kfp-mlops",
+            f"  KFP:     kfp-mlops submit {' '.join([run.pipeline, *cluster_options(run.pipeline)])} "
+            "--host $KFP_HOST --store gs://BUCKET/kfp-mlops",
             "           (or upload the .yaml in the KFP UI)",
             "  Vertex:  submit the .vertex.yaml with google-cloud-aiplatform's PipelineJob",
         ]

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kfp_mlops.app.compiling import COMPILED_DIR, check_pipeline_arguments
+from kfp_mlops.app.compiling import COMPILED_DIR, check_cluster_arguments, check_pipeline_arguments
 from kfp_mlops.cli.parsing import Commands, parse_json_object, plain_quotes
 from kfp_mlops.core.config import DEFAULT_IMAGE, Settings
 from kfp_mlops.core.errors import ConfigError
@@ -293,6 +293,7 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
     from kfp_mlops.core import kfp_client
 
     arguments = pipeline_arguments(args, settings)
+    check_cluster_arguments(args.pipeline, arguments)
     if args.wait and not (args.timeout > 0 and args.poll_seconds > 0):
         raise ConfigError("--timeout and --poll-seconds must be positive")
     client = _connect(args, settings)
@@ -328,6 +329,7 @@ def _schedule(args: argparse.Namespace, settings: Settings) -> int:
     from kfp_mlops.core import kfp_client
 
     arguments = pipeline_arguments(args, settings)
+    check_cluster_arguments(args.pipeline, arguments)
     cron = kfp_client.validate_cron(args.cron)  # before connecting: a bad cron never reaches the backend
     client = _connect(args, settings)
     with _compiled_package(args.pipeline, args.image) as package:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from kfp_mlops import rollout
-from kfp_mlops.rollout.intervals import Interval, bootstrap_replicates, percentile_interval
+from kfp_mlops.rollout.intervals import Interval, binomial_quantile, bootstrap_replicates, percentile_interval
 from kfp_mlops.rollout.metrics import LabelledRows, RequestRows
 
 
@@ -63,3 +63,12 @@ def test_subsampled_bootstrap_keeps_the_full_bootstraps_centre_and_width(paired:
     assert sides[0].subset(np.arange(n)).metrics(np.ones((1, n)))["auc_pr"] == pytest.approx(
         sides[0].metrics(np.ones((1, n)))["auc_pr"]
     )
+
+
+def test_binomial_quantile_is_scipys() -> None:
+    from scipy.stats import binom
+
+    for n in (1, 2, 5, 37, 100, 999, 12_345, 1_000_000):
+        for p in (0.01, 0.5, 0.9, 0.99, 0.999):
+            for level in (0.0005, 0.005, 0.025, 0.05, 0.95, 0.975, 0.995, 0.9995):
+                assert binomial_quantile(level, n, p) == int(binom.ppf(level, n, p)), (level, n, p)

@@ -72,18 +72,34 @@ def quantile_interval(values: np.ndarray, q: float, confidence: float = 0.95) ->
     tails; a bound needing a rank beyond the sample is infinite.
     """
     import numpy as np
-    from scipy.stats import binom
 
     ordered = np.sort(np.asarray(values, dtype=float))
     n = len(ordered)
     alpha = 1 - confidence
-    low_rank = int(binom.ppf(alpha / 2, n, q))
-    high_rank = int(binom.ppf(1 - alpha / 2, n, q)) + 1
+    low_rank = binomial_quantile(alpha / 2, n, q)
+    high_rank = binomial_quantile(1 - alpha / 2, n, q) + 1
     return Interval(
         float(np.quantile(ordered, q, method="inverted_cdf")),
         float(ordered[low_rank - 1]) if low_rank >= 1 else -math.inf,
         float(ordered[high_rank - 1]) if high_rank <= n else math.inf,
     )
+
+
+def binomial_quantile(level: float, n: int, p: float) -> int:
+    """The smallest ``k`` with ``P(Binomial(n, p) <= k) >= level`` (``scipy.stats.binom.ppf``).
+
+    From ``scipy.special``'s binomial CDF and its inverse: importing ``scipy.stats`` takes a rollout
+    step's process a second or more.
+    """
+    from scipy.special import bdtr, bdtrik
+
+    guess = float(bdtrik(level, n, p))
+    k = max(0, math.ceil(guess) - 1) if math.isfinite(guess) else 0
+    while k > 0 and bdtr(k - 1, n, p) >= level:
+        k -= 1
+    while k < n and bdtr(k, n, p) < level:
+        k += 1
+    return k
 
 
 def bootstrap_replicates(

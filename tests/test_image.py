@@ -125,8 +125,9 @@ def _file_owners() -> dict[str, str]:
     """Installed file (absolute path) -> the distribution that installed it."""
     owners = {}
     for dist in metadata.distributions():
+        name = canonicalize_name(dist.metadata["Name"])  # parsed once: it is not cached per file
         for file in dist.files or []:
-            owners[os.path.normpath(dist.locate_file(file))] = canonicalize_name(dist.metadata["Name"])
+            owners[os.path.normpath(dist.locate_file(file))] = name
     return owners
 
 

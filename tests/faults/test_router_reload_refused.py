@@ -4,7 +4,9 @@ Two ways a reload is refused, both under 16 busy clients: a configuration ``ngin
 unknown directive), and one it accepts but nginx cannot apply when signalled (its listening port
 is taken by another process: nginx logs ``bind() failed`` and keeps its old workers). Either way
 :meth:`~kfp_mlops.serving.local.router.Router.reload` raises, the configuration file is the one
-nginx runs, no client request fails, and the next good reload is applied.
+nginx runs, no client request fails, and the next good reload is applied. (When a reload replaces
+nginx's workers, the old ones close their idle kept-alive connections; a request that goes out on
+one just then is sent again on a new connection, as HTTP clients do: see :mod:`tests.faults.traffic`.)
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ def test_a_refused_reload_leaves_the_old_configuration_serving(stack: LocalStack
 
         router.reload(running)  # a good reload is applied
         traffic.wait_for(len(traffic.outcomes) + 200)
-    print(f"\n{len(traffic.outcomes)} requests through two refused reloads and a good one: {dict(traffic.statuses())}")
+    print(
+        f"\n{len(traffic.outcomes)} requests through two refused reloads and a good one: {dict(traffic.statuses())}"
+        f" ({traffic.resent} sent again on a new connection: the old workers closed their kept-alive ones)"
+    )
     assert traffic.statuses() == {200: len(traffic.outcomes)}
     assert traffic.predictors() == {"main": len(traffic.outcomes)}

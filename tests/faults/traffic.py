@@ -21,6 +21,10 @@ def iris_request(row: tuple[float, ...]) -> bytes:
     return json.dumps({"inputs": inputs}).encode()
 
 
+# How a kept-alive connection the server closed shows when the next request goes out on it.
+_CLOSED_BEFORE_ANSWER = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+
 @dataclass(frozen=True)
 class Outcome:
     """One request: HTTP status (0: no answer at all), the predictor that answered, when, how long, its id."""
@@ -44,6 +48,7 @@ class Traffic:
     connections: int = 16
     path: str = f"/v2/models/{DEPLOYMENT}/infer"
     outcomes: list[Outcome] = field(default_factory=list)
+    resent: int = 0  # requests sent again because a kept-alive connection closed before any answer
 
     def __post_init__(self) -> None:
         parsed = urllib.parse.urlsplit(self.url)
@@ -78,26 +83,40 @@ class Traffic:
 
     def _client(self, number: int) -> None:
         connection = http.client.HTTPConnection(*self._address, timeout=30)
-        sent = 0
+        sent = reused = 0
         while not self._stop.is_set():
             body = iris_request(ROWS[(number + sent) % len(ROWS)])
             sent += 1
             started = time.monotonic()
-            try:
-                connection.request("POST", self.path, body=body, headers={"Content-Type": "application/json"})
-                response = connection.getresponse()
-                response.read()
-                outcome = Outcome(
-                    response.status,
-                    response.getheader("X-Predictor"),
-                    started,
-                    time.monotonic() - started,
-                    response.getheader("X-Request-Id"),
-                )
-            except (OSError, http.client.HTTPException) as exc:
-                outcome = Outcome(0, None, started, time.monotonic() - started, error=f"{type(exc).__name__}: {exc}")
-                connection.close()
-                connection = http.client.HTTPConnection(*self._address, timeout=30)
+            for attempt in (1, 2):
+                try:
+                    connection.request("POST", self.path, body=body, headers={"Content-Type": "application/json"})
+                    response = connection.getresponse()
+                    response.read()
+                    outcome = Outcome(
+                        response.status,
+                        response.getheader("X-Predictor"),
+                        started,
+                        time.monotonic() - started,
+                        response.getheader("X-Request-Id"),
+                    )
+                    reused += 1
+                    break
+                except (OSError, http.client.HTTPException) as exc:
+                    connection.close()
+                    connection = http.client.HTTPConnection(*self._address, timeout=30)
+                    closed_idle = reused and isinstance(exc, _CLOSED_BEFORE_ANSWER)
+                    reused = 0
+                    if closed_idle and attempt == 1:
+                        # The server closed the kept-alive connection as the request went out (nginx's old
+                        # workers close idle ones when a reload replaces them): nothing was answered, so
+                        # the request is sent again on a new connection, as HTTP clients do (RFC 9112 9.3.1).
+                        with self._lock:
+                            self.resent += 1
+                        continue
+                    error = f"{type(exc).__name__}: {exc}"
+                    outcome = Outcome(0, None, started, time.monotonic() - started, error=error)
+                    break
             with self._lock:
                 self.outcomes.append(outcome)
         connection.close()

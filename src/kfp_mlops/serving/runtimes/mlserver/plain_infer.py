@@ -12,7 +12,8 @@ needs a fraction of it.
 it sees is already within its limit and decompressed) answers a request itself when it is
 **plain** -- and only then:
 
-* the path is ``/v2/models/<m>/infer`` of a model this runtime serves (not a versioned path);
+* the path is ``/v2/models/<m>/infer`` of an all-numeric model this runtime serves (not a
+  versioned path; a categorical model's requests go to MLServer's path unread);
 * the body is JSON (``Content-Type`` absent or ``application/json``) that ``orjson`` parses into an
   object with ``inputs`` and at most an ``id`` (a printable-ASCII string), every input exactly
   ``name``, ``shape`` (integers), a numeric ``datatype`` and ``data`` (a list): no parameters;
@@ -36,17 +37,23 @@ every request.
 from __future__ import annotations
 
 import gzip
-import uuid
 
 import orjson
 from mlserver.cloudevents import CloudEventsMiddleware, CloudEventsTypes
 from mlserver.settings import Settings
 from mlserver.types import Datatype, RequestInput, TensorData
+from mlserver.utils import generate_uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kfp_mlops.serving.runtimes.mlserver.request_body import header
 from kfp_mlops.serving.runtimes.mlserver.runtime import KfpMlopsRuntime, served_runtime
-from kfp_mlops.serving.runtimes.request_ids import CLIENT_REQUEST_ID_HEADER, HEADER_SAFE_ID, REQUEST_ID_HEADER
+from kfp_mlops.serving.runtimes.request_ids import (
+    CLIENT_REQUEST_ID_HEADER,
+    HEADER_SAFE_ID,
+    REQUEST_ID_HEADER,
+    client_request_id,
+    issue_request_id,
+)
 
 NUMERIC_DATATYPES = frozenset(
     ["FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"]
@@ -108,7 +115,8 @@ class PlainInfer:
         parts = scope["path"].split("/") if scope["type"] == "http" else []
         runtime = served_runtime(parts[3]) if len(parts) == 5 and parts[1:3] == ["v2", "models"] else None
         content_type = header(scope, b"content-type").split(";")[0].strip().lower()
-        if runtime is None or parts[4] != "infer" or scope["method"] != "POST" or content_type not in _JSON_TYPES:
+        plain = parts[-1:] == ["infer"] and scope.get("method") == "POST" and content_type in _JSON_TYPES
+        if runtime is None or not (plain and runtime.numeric):  # MLServer's path, the body unread
             await self.app(scope, receive, send)
             return
         body, after = await _whole_body(receive)
@@ -132,12 +140,12 @@ class PlainInfer:
         if request is None:
             return None
         request_id, inputs = request
-        issued = header(scope, REQUEST_ID_HEADER.encode()) or uuid.uuid4().hex  # the RequestIds middleware's
-        client_id = header(scope, CLIENT_REQUEST_ID_HEADER.encode()) or None
+        issued = issue_request_id(header(scope, REQUEST_ID_HEADER.encode()))  # the RequestIds middleware's
+        client_id = client_request_id(header(scope, CLIENT_REQUEST_ID_HEADER.encode()))
         prediction = await runtime.predict_plain(inputs, issued, client_id)
         if prediction is None:
             return None
-        v2_id = str(uuid.uuid4()) if request_id is None else request_id  # as MLServer's data plane
+        v2_id = generate_uuid() if request_id is None else request_id  # as MLServer's data plane
         events = self.cloudevents._get_headers(CloudEventsTypes.Response, runtime.settings, v2_id)
         headers = [(b"content-type", b"application/json")]
         headers += [(name.lower().encode(), value.encode("latin-1")) for name, value in events.items()]

@@ -233,6 +233,11 @@ class KfpMlopsRuntime(MLModel):
         self._log_outcome(request_id, client_id, rows, names, started, prediction)
         return InferenceResponse.model_validate(self.answer_document(prediction))
 
+    @property
+    def numeric(self) -> bool:
+        """Every feature is numeric: the model can take plain requests (:mod:`.plain_infer`)."""
+        return self._served.numeric
+
     async def predict_plain(
         self, inputs: list[RequestInput], request_id: str, client_id: str | None
     ) -> Prediction | None:

@@ -131,6 +131,16 @@ class ParameterSpec:
         return pipeline
 
 
+# Options not spelled --<parameter-name>: --store and --schema, as the command has always had them, and
+# the deployment's namespace (--namespace is the KFP namespace of submit and schedule).
+OPTION_NAMES = {"store_root": "--store", "schema_uri": "--schema", "namespace": "--deployment-namespace"}
+
+
+def option_name(parameter: str) -> str:
+    """The command-line option of a pipeline parameter (``kfp-mlops run``, ``submit``, ``schedule``)."""
+    return OPTION_NAMES.get(parameter, "--" + parameter.replace("_", "-"))
+
+
 def _choices(values: Iterable[str]) -> str:
     return ", ".join(values)
 

@@ -58,7 +58,7 @@ def check_cluster_arguments(name: str, arguments: Mapping[str, Any]) -> None:
         ConfigError: ``deploy_target`` (training, monitoring) or ``target`` (rollout) is ``local``,
             given or by default.
     """
-    from kfp_mlops.pipelines.parameters import SPECS
+    from kfp_mlops.pipelines.parameters import SPECS, option_name
 
     values = SPECS[name].with_defaults(arguments)
     for target in LOCAL_TARGETS:
@@ -66,16 +66,16 @@ def check_cluster_arguments(name: str, arguments: Mapping[str, Any]) -> None:
             given = "" if target in arguments else " (the default)"
             raise ConfigError(
                 f"{target}=local{given} deploys to this machine's spec file, which a cluster's pods refuse: "
-                f"pass --{target.replace('_', '-')} cluster (or none)"
+                f"pass {option_name(target)} cluster (or none)"
             )
 
 
 def cluster_options(name: str) -> list[str]:
     """The options a cluster run of pipeline ``name`` needs beyond its defaults (its deploy target)."""
-    from kfp_mlops.pipelines.parameters import SPECS
+    from kfp_mlops.pipelines.parameters import SPECS, option_name
 
     defaults = SPECS[name].defaults()
-    return [f"--{target.replace('_', '-')} cluster" for target in LOCAL_TARGETS if defaults.get(target) == "local"]
+    return [f"{option_name(target)} cluster" for target in LOCAL_TARGETS if defaults.get(target) == "local"]
 
 
 @dataclass(frozen=True)

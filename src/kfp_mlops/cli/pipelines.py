@@ -22,7 +22,7 @@ from kfp_mlops.app.compiling import COMPILED_DIR, check_cluster_arguments, check
 from kfp_mlops.cli.parsing import Commands, parse_json_object, plain_quotes
 from kfp_mlops.core.config import DEFAULT_IMAGE, Settings
 from kfp_mlops.core.errors import ConfigError
-from kfp_mlops.pipelines.parameters import SPECS, Parameter
+from kfp_mlops.pipelines.parameters import SPECS, Parameter, option_name
 
 if TYPE_CHECKING:
     import kfp
@@ -30,9 +30,6 @@ if TYPE_CHECKING:
 PIPELINES = list(SPECS)
 # A local rollout step is `kfp-mlops rollout step`; `run` covers the pipelines with a local summary.
 LOCAL_PIPELINES = ["training", "monitoring"]
-# Options not spelled --<parameter-name>: --store and --schema, as the command has always had them, and
-# the deployment's namespace (--namespace is the KFP namespace of submit and schedule).
-OPTION_NAMES = {"store_root": "--store", "schema_uri": "--schema", "namespace": "--deployment-namespace"}
 _DEFAULTS_FROM_SETTINGS = {
     "store_root": "KFP_MLOPS_STORE, else $KFP_MLOPS_HOME/store",
     "wandb_project": "WANDB_PROJECT, else kfp-mlops",
@@ -133,11 +130,6 @@ def _pipeline_commands(
         )
         _add_image_argument(cmd)
         yield pipeline, cmd
-
-
-def option_name(parameter: str) -> str:
-    """The command-line option of a pipeline parameter."""
-    return OPTION_NAMES.get(parameter, "--" + parameter.replace("_", "-"))
 
 
 def _default_text(parameter: Parameter) -> str:
